@@ -1,0 +1,45 @@
+"""One factory turns every Pandera model of crm_platform.schemas into an asset check."""
+
+
+import dagster as dg
+import pandera.pandas as pa
+from dagster_duckdb import DuckDBResource
+
+from assets.metadata import markdown_table
+from crm_platform.schemas import BLOCKING, STAGING_SCHEMAS
+from crm_platform.validation import validate_table
+from resources.warehouse import read_only
+
+
+def pandera_check(table_key: list[str], model: type[pa.DataFrameModel],
+                  blocking: bool) -> dg.AssetChecksDefinition:
+    table = ".".join(table_key)
+
+    @dg.asset_check(
+        asset=dg.AssetKey(table_key),
+        name=f"pandera_{model.__name__}",
+        blocking=blocking,
+        pool="duckdb",
+        description=(f"Validates {table} against the Pandera model {model.__name__}"
+                     f"{' (blocking: downstream assets wait for it)' if blocking else ''}: "
+                     f"{(model.__doc__ or '').strip()}"),
+    )
+    def pandera_contract(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        with read_only(warehouse) as con:
+            result = validate_table(con, table, model)
+        return dg.AssetCheckResult(
+            passed=result.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=result.summary(),
+            metadata={"rows_validated": result.rows, "failure_count": result.failure_count,
+                      "failure_cases": dg.MetadataValue.md(
+                          markdown_table(result.failures[["column", "check", "failure_case", "index"]]
+                                         if len(result.failures) else result.failures, 20, 60))},
+        )
+
+    return pandera_contract
+
+
+def staging_checks() -> list[dg.AssetChecksDefinition]:
+    return [pandera_check(["staging", name], model, name in BLOCKING)
+            for name, model in STAGING_SCHEMAS.items()]

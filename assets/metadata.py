@@ -1,0 +1,38 @@
+"""Metadata helpers shared by the assets: previews, schemas and counts the UI shows."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+
+
+def markdown_table(df: pd.DataFrame, max_rows: int = 10, max_width: int = 40) -> str:
+    """A small markdown table (no extra dependency), long values cut."""
+    if df.empty:
+        return "_no rows_"
+    df = df.head(max_rows)
+    cells = [[_cell(v, max_width) for v in row] for row in df.itertuples(index=False)]
+    header = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    return "\n".join([header, rule] + ["| " + " | ".join(r) + " |" for r in cells])
+
+
+def _cell(v, width: int) -> str:
+    if v is None or (isinstance(v, float) and pd.isna(v)) or v is pd.NaT:
+        return ""
+    s = str(v).replace("|", "\\|").replace("\n", " ")
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def table_metadata(con, table: str, preview_rows: int = 10) -> dict:
+    """Row count, column schema and a preview of a warehouse table."""
+    rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    cols = con.execute(f"DESCRIBE {table}").fetchall()
+    preview = con.sql(f"SELECT * FROM {table} LIMIT {preview_rows}").df()
+    return {
+        "dagster/row_count": dg.MetadataValue.int(int(rows)),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name=c[0], type=str(c[1])) for c in cols]),
+        "dagster/table_name": table,
+        "preview": dg.MetadataValue.md(markdown_table(preview)),
+    }

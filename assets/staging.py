@@ -1,0 +1,51 @@
+"""Staging layer: one standardized table per canonical entity, unioned over all systems."""
+
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from assets.ingestion import raw_key
+from assets.metadata import markdown_table, table_metadata
+from crm_platform import staging
+from crm_platform.model import entity
+from crm_platform.sources import SourceConfig
+from resources.warehouse import LandingZone
+
+MATCH_FIELDS = ("email_std", "phone_e164", "last_name_std", "first_name_std", "birth_date",
+                "street_std", "postcode", "city_std")
+
+
+def build_staging_asset(entity_name: str, cfg: SourceConfig) -> dg.AssetsDefinition:
+    ent = entity(entity_name)
+
+    @dg.asset(
+        key=["staging", entity_name],
+        deps=[raw_key(ds) for ds in cfg.by_entity(entity_name)],
+        group_name="staging",
+        kinds={"duckdb", "sql"},
+        pool="duckdb",
+        owners=["team:data"],
+        tags={"layer": "staging"},
+        description=(f"{ent.doc} Latest version of every loaded file from every system, one row "
+                     "per record and system, timestamps in UTC, with lineage columns."),
+    )
+    def staging_table(warehouse: DuckDBResource, landing: LandingZone) -> dg.MaterializeResult:
+        """Rebuild the staging table of one entity from the raw layer; see crm_platform.staging."""
+        with warehouse.get_connection() as con:
+            report = staging.build(con, landing.sources(), entity_name)
+            meta = table_metadata(con, report.table)
+            if entity_name == "contacts":
+                fill = con.sql(
+                    "SELECT source_system, count(*) AS records, " + ", ".join(
+                        f"round(100.0 * count({c}) / count(*), 1) AS {c}_pct" for c in MATCH_FIELDS)
+                    + " FROM staging.contacts GROUP BY 1 ORDER BY 1").df()
+                meta["match_field_fill_rate"] = dg.MetadataValue.md(markdown_table(fill, 20, 20))
+        meta["rows_by_system"] = dg.MetadataValue.json(report.rows_by_system)
+        meta["rows_superseded_by_later_delivery"] = report.superseded
+        return dg.MaterializeResult(metadata=meta)
+
+    return staging_table
+
+
+def staging_assets(cfg: SourceConfig) -> list[dg.AssetsDefinition]:
+    return [build_staging_asset(e, cfg) for e in staging.STAGING_ENTITIES]

@@ -1,0 +1,508 @@
+"""Load landing files into the raw layer exactly once, quarantining what cannot be trusted.
+
+For each file matched by a dataset's glob:
+
+1. Fingerprint it (size and SHA-256). A content already in ``raw.ingest_manifest`` for this dataset
+   and path is skipped; a new content at a known path is loaded as the next version.
+2. Read it into a temporary table of text columns, with the line (CSV, JSONL) or row (Parquet)
+   every record came from. A file that cannot be read at all - wrong encoding, required columns
+   missing, truncated, not the declared format - is copied to ``quarantine/`` with a reason record
+   and marked quarantined in the manifest; its rows are never half-loaded.
+3. Parse the mapped columns into the canonical types and apply the entity's row rules. Rows that
+   break one go to ``raw.quarantine_rows`` with every reason, the file and line; the rest are
+   appended to ``raw.<system>_<dataset>``.
+
+The append, the quarantine rows and the manifest entry are written in one transaction, so a crash
+leaves either the whole file loaded or nothing. Rows read = rows loaded + rows quarantined.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from crm_platform import warehouse
+from crm_platform.model import Column, entity
+from crm_platform.sources import Dataset
+
+EMAIL_PATTERN = r"^[^@\s,;<>()\[\]]+@[^@\s,;<>()\[\]]+\.[a-zA-Z]{2,}$"
+TRUE_WORDS = ("1", "true", "t", "yes", "y", "ja", "j", "x", "opt-in", "optin", "subscribed")
+FALSE_WORDS = ("0", "false", "f", "no", "n", "nein", "opt-out", "optout", "unsubscribed")
+# A timestamp a little ahead of the load time is clock skew between systems, not bad data.
+FUTURE_TOLERANCE = "INTERVAL 1 HOUR"
+
+
+class UnreadableFile(Exception):
+    """The file as a whole cannot be loaded; the message is the reason recorded with it."""
+
+
+@dataclass
+class FileResult:
+    source_file: str
+    version: int
+    status: str  # loaded | quarantined | skipped
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    reason: str | None = None
+    quarantine_path: str | None = None
+
+    @property
+    def reconciles(self) -> bool:
+        return self.rows_read == self.rows_loaded + self.rows_quarantined
+
+
+@dataclass
+class IngestReport:
+    dataset: str
+    files: list[FileResult] = field(default_factory=list)
+
+    def by_status(self, status: str) -> list[FileResult]:
+        return [f for f in self.files if f.status == status]
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(f.rows_loaded for f in self.files)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(f.rows_quarantined for f in self.files)
+
+    @property
+    def changed_files(self) -> list[FileResult]:
+        """Files loaded again because their content changed under the same name."""
+        return [f for f in self.files if f.status != "skipped" and f.version > 1]
+
+
+def fingerprint(path: Path) -> tuple[int, str]:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return path.stat().st_size, h.hexdigest()
+
+
+def ingest_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, landing: Path,
+                   quarantine: Path, as_of: datetime | None = None) -> IngestReport:
+    """Load every new or changed file of one dataset; see the module docstring."""
+    warehouse.ensure_layers(con)
+    warehouse.ensure_raw_table(con, ds)
+    as_of = (as_of or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
+    report = IngestReport(ds.key)
+    for path in sorted(p for p in landing.glob(ds.path) if p.is_file()):
+        rel = path.relative_to(landing).as_posix()
+        size, digest = fingerprint(path)
+        seen = con.execute(
+            "SELECT count(*) FILTER (WHERE sha256 = ?), count(DISTINCT sha256) "
+            "FROM raw.ingest_manifest WHERE dataset = ? AND source_file = ?",
+            [digest, ds.key, rel]).fetchall()[0]
+        if seen[0]:
+            report.files.append(FileResult(rel, seen[1], "skipped"))
+            continue
+        version = seen[1] + 1
+        loaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        try:
+            result = _load_file(con, ds, path, rel, version, loaded_at, as_of)
+        except UnreadableFile as e:
+            con.execute("ROLLBACK") if con.in_transaction else None
+            result = _quarantine_file(ds, path, rel, version, digest, quarantine, str(e))
+            _record_manifest(con, ds, result, size, digest, loaded_at)
+        finally:
+            for t in ("_in", "_v", "_rejects"):
+                con.execute(f"DROP TABLE IF EXISTS {t}")
+        report.files.append(result)
+    return report
+
+
+def _load_file(con, ds: Dataset, path: Path, rel: str, version: int, loaded_at: datetime,
+               as_of: datetime) -> FileResult:
+    reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[ds.format]
+    reader(con, ds, path)
+    ent = entity(ds.entity)
+    con.execute(_validation_sql(ds, ent), [as_of])
+    table = f"raw.{ds.key}"
+    canon = ", ".join(ent.column_names)
+    lineage = [ds.system, ds.key, rel, version, loaded_at]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            f"INSERT INTO {table} SELECT {canon}, ?, ?, ?, ?, _source_line, ? "
+            f"FROM _v WHERE _reason = '' ORDER BY _source_line", lineage)
+        con.execute(
+            "INSERT INTO raw.quarantine_rows SELECT ?, ?, ?, ?, _source_line, _reason, _record, ? "
+            "FROM (SELECT _source_line, _reason, _record FROM _v WHERE _reason <> '' "
+            "      UNION ALL SELECT line, reason, record FROM _rejects) ORDER BY _source_line",
+            [ds.key, ds.system, rel, version, loaded_at])
+        loaded, bad = con.execute(
+            "SELECT count(*) FILTER (WHERE _reason = ''), count(*) FILTER (WHERE _reason <> '') "
+            "FROM _v").fetchall()[0]
+        rejected = con.execute("SELECT count(*) FROM _rejects").fetchall()[0][0]
+        result = FileResult(rel, version, "loaded", rows_read=loaded + bad + rejected,
+                            rows_loaded=loaded, rows_quarantined=bad + rejected)
+        size, digest = fingerprint(path)
+        _record_manifest(con, ds, result, size, digest, loaded_at)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _record_manifest(con, ds: Dataset, r: FileResult, size: int, digest: str,
+                     loaded_at: datetime) -> None:
+    con.execute(
+        "INSERT INTO raw.ingest_manifest VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [ds.key, ds.system, r.source_file, size, digest, r.version, r.status, r.rows_read,
+         r.rows_loaded, r.rows_quarantined, r.reason, r.quarantine_path, loaded_at])
+
+
+def _quarantine_file(ds: Dataset, path: Path, rel: str, version: int, digest: str,
+                     quarantine: Path, reason: str) -> FileResult:
+    """Copy an unreadable file to quarantine/<dataset>/ beside a JSON reason record.
+
+    The landing folder belongs to the exporting systems, so the file is copied, not deleted; the
+    manifest remembers its content hash, so the same bytes are never tried again, while a corrected
+    export under the same name is loaded as the next version.
+    """
+    target_dir = quarantine / ds.key
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / f"{digest[:12]}_{path.name}"
+    shutil.copy2(path, target)
+    record = {"dataset": ds.key, "source_system": ds.system, "source_file": rel,
+              "version": version, "sha256": digest, "reason": reason,
+              "quarantined_at": datetime.now(timezone.utc).isoformat()}
+    target.with_name(target.name + ".reason.json").write_text(json.dumps(record, indent=2))
+    return FileResult(rel, version, "quarantined", reason=reason,
+                      quarantine_path=target.relative_to(quarantine.parent).as_posix())
+
+
+# --- readers: each fills _in (text columns + _source_line) and _rejects (line, reason, record) ---
+
+def _empty_rejects(con) -> None:
+    con.execute("CREATE OR REPLACE TEMP TABLE _rejects (line BIGINT, reason VARCHAR, record VARCHAR)")
+
+
+def _check_required(ds: Dataset, present: list[str]) -> None:
+    missing = [c for c in ds.required_source_columns if c not in present]
+    if missing:
+        hint = ""
+        if len(present) == 1 and ds.format == "csv":
+            for d in (";", ",", "\t", "|"):
+                if d != ds.delimiter and d in present[0]:
+                    hint = f" - the header splits on {d!r}, not the declared delimiter {ds.delimiter!r}"
+                    break
+        raise UnreadableFile(f"missing required columns: {', '.join(missing)} "
+                             f"(found: {', '.join(present)[:300]}){hint}")
+
+
+def _csv_header(path: Path, ds: Dataset) -> list[str]:
+    with path.open("r", encoding="utf-8", newline="") as fh:
+        first = fh.readline()
+    if not first.strip():
+        raise UnreadableFile("empty file: no header line")
+    header = next(csv.reader(io.StringIO(first), delimiter=ds.delimiter, quotechar=ds.quote or None))
+    return [h.strip().lstrip("\ufeff") for h in header]
+
+
+def _as_utf8(path: Path, ds: Dataset) -> Path:
+    """Check the declared encoding; transcode non-UTF-8 files to a UTF-8 copy for DuckDB."""
+    enc = ds.encoding.replace("_", "-")
+    if enc in ("utf-8", "utf8", "utf-8-sig"):
+        with path.open("rb") as fh:
+            for n, line in enumerate(fh, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise UnreadableFile(f"not valid UTF-8 (declared encoding {ds.encoding}): "
+                                         f"line {n}, byte {e.start}") from None
+        return path
+    out = path.with_name(f".{path.name}.utf8.tmp")
+    try:
+        with path.open("r", encoding=enc, newline="") as src, \
+                out.open("w", encoding="utf-8", newline="") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (UnicodeDecodeError, LookupError) as e:
+        out.unlink(missing_ok=True)
+        raise UnreadableFile(f"cannot decode as {ds.encoding}: {e}") from None
+    return out
+
+
+def _read_csv(con, ds: Dataset, path: Path) -> None:
+    readable = _as_utf8(path, ds)
+    try:
+        header = _csv_header(readable, ds)
+        _check_required(ds, header)
+        names = _unique(header)
+        columns = "{" + ", ".join(f"'{_sq(n)}': 'VARCHAR'" for n in names) + "}"
+        quote = _sq(ds.quote)
+        con.execute("DROP TABLE IF EXISTS _rej_errors; DROP TABLE IF EXISTS _rej_scans")
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _raw AS SELECT * FROM read_csv('{_sq(str(readable))}',"
+                f" header=true, auto_detect=false, columns={columns}, delim='{_sq(ds.delimiter)}',"
+                f" quote='{quote}', escape='{quote}', strict_mode=true, store_rejects=true,"
+                f" rejects_table='_rej_errors', rejects_scan='_rej_scans', max_line_size=1048576)")
+        except duckdb.Error as e:
+            raise UnreadableFile(f"not readable as CSV: {str(e).splitlines()[0]}") from None
+        errors = con.execute(
+            "SELECT line, error_type::VARCHAR, error_message, csv_line FROM _rej_errors "
+            "ORDER BY line").fetchall()
+        if any(t == "INVALID ENCODING" for _, t, _, _ in errors):
+            line = next(n for n, t, _, _ in errors if t == "INVALID ENCODING")
+            raise UnreadableFile(f"invalid {ds.encoding} byte sequence at line {line}")
+        if errors and not _ends_with_newline(path):
+            total = con.execute("SELECT count(*) FROM _raw").fetchall()[0][0] + len(
+                {n for n, *_ in errors})
+            if max(n for n, *_ in errors) >= total + 1:
+                raise UnreadableFile("truncated: the last line is incomplete (file does not end "
+                                     "with a line break and its last record is cut off)")
+        _empty_rejects(con)
+        # One row per rejected line (DuckDB may report several errors for one line).
+        con.execute(
+            "INSERT INTO _rejects SELECT line, 'malformed line: ' || string_agg(DISTINCT "
+            "error_type::VARCHAR || ' (' || error_message || ')', '; '), any_value(csv_line) "
+            "FROM _rej_errors GROUP BY line")
+        # DuckDB numbers records as lines (header = 1). A good row's line is its position among
+        # good rows plus the rejected lines before it, found with an ASOF join on the reject rank.
+        select = ", ".join(f'"{_dq(n)}"' for n in names)
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _in AS
+            WITH good AS (SELECT rowid + 1 AS k, {select} FROM _raw),
+                 ranked AS (SELECT line - 1 - row_number() OVER (ORDER BY line) AS good_before,
+                                   row_number() OVER (ORDER BY line) AS j
+                            FROM (SELECT DISTINCT line FROM _rejects)),
+                 rej AS (SELECT good_before, max(j) AS j FROM ranked GROUP BY good_before)
+            SELECT good.* EXCLUDE (k), good.k + 1 + coalesce(rej.j, 0) AS _source_line
+            FROM good ASOF LEFT JOIN rej ON good.k > rej.good_before""")
+        con.execute("DROP TABLE IF EXISTS _raw")
+    finally:
+        if readable != path:
+            readable.unlink(missing_ok=True)
+
+
+def _read_jsonl(con, ds: Dataset, path: Path) -> None:
+    """JSON lines, parsed in Python for exact line numbers and clear messages on broken lines."""
+    wanted = ds.source_columns
+    rows: dict[str, list] = {c: [] for c in wanted}
+    lines: list[int] = []
+    rejects: list[tuple[int, str, str]] = []
+    seen_keys: set[str] = set()
+    enc = "utf-8" if ds.encoding in ("utf8", "utf-8-sig") else ds.encoding
+    with path.open("rb") as fh:
+        data = fh.read()
+    if not data.strip():
+        raise UnreadableFile("empty file: no records")
+    chunks = data.split(b"\n")
+    last = max(i for i, c in enumerate(chunks, start=1) if c.strip())
+    for n, raw in enumerate(chunks, start=1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode(enc)
+        except (UnicodeDecodeError, LookupError):
+            raise UnreadableFile(f"invalid {ds.encoding} byte sequence at line {n}") from None
+        try:
+            obj = json.loads(text)
+            if not isinstance(obj, dict):
+                raise ValueError("a line must hold one JSON object")
+        except ValueError as e:
+            if n == last and not data.endswith(b"\n"):
+                raise UnreadableFile(f"truncated: the last line ({n}) is incomplete") from None
+            rejects.append((n, f"malformed line: invalid JSON ({e})", text[:2000]))
+            continue
+        for c in wanted:
+            v = _json_path(obj, c)
+            rows[c].append(None if v is None else (json.dumps(v) if isinstance(v, (dict, list))
+                                                   else str(v)))
+        seen_keys.update(_flat_keys(obj))
+        lines.append(n)
+    if lines:
+        _check_required(ds, sorted(k for k in wanted if k in seen_keys))
+    table = pa.table({**{c: pa.array(rows[c], pa.string()) for c in wanted},
+                      "_source_line": pa.array(lines, pa.int64())})
+    con.register("_jsonl_arrow", table)
+    con.execute("CREATE OR REPLACE TEMP TABLE _in AS SELECT * FROM _jsonl_arrow")
+    con.unregister("_jsonl_arrow")
+    _empty_rejects(con)
+    if rejects:
+        con.executemany("INSERT INTO _rejects VALUES (?, ?, ?)", rejects)
+
+
+def _read_parquet(con, ds: Dataset, path: Path) -> None:
+    p = _sq(str(path))
+    try:
+        present = [r[0] for r in con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet('{p}')").fetchall()]
+    except duckdb.Error as e:
+        raise UnreadableFile(f"not readable as Parquet: {str(e).splitlines()[0]}") from None
+    _check_required(ds, present)
+    cols = ", ".join(
+        (f'CAST("{_dq(c)}" AS VARCHAR) AS "{_dq(c)}"' if c in present else f'NULL::VARCHAR AS "{_dq(c)}"')
+        for c in ds.source_columns)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _in AS SELECT {cols}, file_row_number + 1 "
+                    f"AS _source_line FROM read_parquet('{p}', file_row_number=true)")
+    except duckdb.Error as e:
+        raise UnreadableFile(f"not readable as Parquet: {str(e).splitlines()[0]}") from None
+    _empty_rejects(con)
+
+
+# --- parsing and row rules, as one SQL statement over _in ---
+
+def _validation_sql(ds: Dataset, ent) -> str:
+    """SQL creating _v: parsed canonical columns, the record as delivered and its reasons."""
+    raw_cols = set(_in_columns(ds))
+    exprs, reasons = [], []
+    for col in ent.columns:
+        if col.name in ds.columns:
+            src = ds.columns[col.name]
+            raw = f'"{_dq(src)}"' if src in raw_cols else "NULL::VARCHAR"
+        elif col.name in ds.constants:
+            raw = f"'{_sq(ds.constants[col.name])}'"
+        else:
+            raw = "NULL::VARCHAR"
+        text = f"nullif(trim({raw}), '')"
+        parsed = _parse_expr(col, text, ds)
+        exprs.append(f"{parsed} AS {col.name}")
+        exprs.append(f"{text} AS _t_{col.name}")
+        reasons.extend(_row_rules(col))
+    if ent.any_of:
+        present = [c for c in ent.any_of]
+        reasons.append(f"CASE WHEN coalesce({', '.join(present)}) IS NULL THEN "
+                       f"'no identifying field: all of {', '.join(present)} are empty' END")
+    key_null = " OR ".join(f"{k} IS NULL" for k in ent.key)
+    keys = ", ".join(ent.key)
+    reasons.append(
+        f"CASE WHEN NOT ({key_null}) AND _first_line <> _source_line THEN "
+        f"'duplicate key ({keys}) in file: first seen at line ' || _first_line END")
+    record = "to_json(struct_pack(" + ", ".join(
+        f'"{_dq(c)}" := "{_dq(c)}"' for c in _in_columns(ds)) + "))::VARCHAR"
+    return f"""
+        CREATE OR REPLACE TEMP TABLE _v AS
+        WITH parsed AS (
+            SELECT _source_line, {', '.join(exprs)}, {record} AS _record FROM _in
+        ), keyed AS (
+            SELECT *, min(_source_line) OVER (PARTITION BY {keys}) AS _first_line FROM parsed
+        )
+        SELECT * EXCLUDE (_first_line), concat_ws('; ', {', '.join(reasons)}) AS _reason
+        FROM keyed, (SELECT ?::TIMESTAMP AS _as_of)
+    """
+
+
+def _in_columns(ds: Dataset) -> list[str]:
+    return ds.source_columns
+
+
+def _parse_expr(col: Column, text: str, ds: Dataset) -> str:
+    if col.type in ("str", "email"):
+        return text
+    if col.type == "int":
+        return f"TRY_CAST({text} AS BIGINT)"
+    if col.type == "decimal":
+        cleaned = f"regexp_replace({text}, '[€\\s]|EUR', '', 'g')"
+        if ds.decimal_comma:
+            cleaned = f"replace(replace({cleaned}, '.', ''), ',', '.')"
+        return f"TRY_CAST({cleaned} AS DECIMAL(18,2))"
+    if col.type == "bool":
+        t = ", ".join(f"'{w}'" for w in TRUE_WORDS)
+        f = ", ".join(f"'{w}'" for w in FALSE_WORDS)
+        return f"CASE WHEN lower({text}) IN ({t}) THEN true WHEN lower({text}) IN ({f}) THEN false END"
+    if col.type == "date":
+        fmts = _fmt_list([f for f in ds.date_formats + ds.timestamp_formats if "%z" not in f])
+        return f"CAST(try_strptime({text}, {fmts}) AS DATE)"
+    if col.type == "timestamp":
+        aware = _fmt_list([f for f in ds.timestamp_formats if "%z" in f])
+        naive = _fmt_list([f for f in ds.timestamp_formats + ds.date_formats if "%z" not in f])
+        tz = _sq(ds.timezone)
+        return (f"coalesce(timezone('UTC', try_strptime({text}, {aware})), "
+                f"timezone('UTC', timezone('{tz}', try_strptime({text}, {naive}))))")
+    raise ValueError(col.type)
+
+
+def _row_rules(col: Column) -> list[str]:
+    n, t = col.name, f"_t_{col.name}"
+    shown = f"'''' || left({t}, 60) || ''''"
+    rules = []
+    if col.required:
+        rules.append(f"CASE WHEN {t} IS NULL THEN '{n}: missing required value' END")
+    if col.type not in ("str", "email"):
+        rules.append(f"CASE WHEN {t} IS NOT NULL AND {n} IS NULL THEN "
+                     f"'{n}: cannot parse ' || {shown} || ' as {col.type}' END")
+    if col.type == "email":
+        rules.append(f"CASE WHEN {n} IS NOT NULL AND NOT regexp_full_match({n}, '{EMAIL_PATTERN}')"
+                     f" THEN '{n}: malformed email ' || {shown} END")
+    if col.non_negative:
+        rules.append(f"CASE WHEN {n} < 0 THEN '{n}: negative amount ' || {n} END")
+    if col.min is not None:
+        rules.append(f"CASE WHEN {n} < {col.min} THEN '{n}: ' || {n} || ' is below {col.min:g}' END")
+    if col.max is not None:
+        rules.append(f"CASE WHEN {n} > {col.max} THEN '{n}: ' || {n} || ' is above {col.max:g}' END")
+    if col.not_future:
+        limit = f"_as_of + {FUTURE_TOLERANCE}" if col.type == "timestamp" else "_as_of::DATE"
+        rules.append(f"CASE WHEN {n} > {limit} THEN '{n}: ' || {n} || ' is in the future' END")
+    if col.allowed:
+        vals = ", ".join(f"'{v}'" for v in col.allowed)
+        rules.append(f"CASE WHEN {n} IS NOT NULL AND lower({n}) NOT IN ({vals}) THEN "
+                     f"'{n}: ' || {shown} || ' is not one of {'/'.join(col.allowed)}' END")
+    return rules
+
+
+def _fmt_list(fmts: list[str]) -> str:
+    return "[" + ", ".join(f"'{_sq(f)}'" for f in dict.fromkeys(fmts)) + "]"
+
+
+def _json_path(obj: dict, dotted: str):
+    cur = obj
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def _flat_keys(obj: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for k, v in obj.items():
+        keys.add(prefix + k)
+        if isinstance(v, dict):
+            keys |= _flat_keys(v, prefix + k + ".")
+    return keys
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        fh.seek(0, 2)
+        if fh.tell() == 0:
+            return False
+        fh.seek(-1, 2)
+        return fh.read(1) == b"\n"
+
+
+def _unique(names: list[str]) -> list[str]:
+    out, seen = [], {}
+    for n in names:
+        n = n or "column"
+        if n in seen:
+            seen[n] += 1
+            n = f"{n}_{seen[n]}"
+        else:
+            seen[n] = 0
+        out.append(n)
+    return out
+
+
+def _sq(s: str) -> str:
+    return s.replace("'", "''")
+
+
+def _dq(s: str) -> str:
+    return s.replace('"', '""')

@@ -1,0 +1,237 @@
+"""The canonical CRM data model: the entities every source system maps into.
+
+Each entity lists its canonical columns with a type and the row-level rules that ingestion enforces
+(required, non-negative, not in the future, a range or a set of allowed values). A source declaration
+(``sources.yaml``) maps a system's own column names onto these. ``docs/data-model.md`` describes the
+same model for people; the Pandera models in ``crm_platform.schemas`` hold the staging contracts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Types a canonical column can have; ingestion knows how to parse each from text.
+TYPES = {"str", "email", "timestamp", "date", "int", "decimal", "bool"}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str = "str"
+    required: bool = False
+    non_negative: bool = False
+    not_future: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[str, ...] | None = None
+    pii: bool = False
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type not in TYPES:
+            raise ValueError(f"column {self.name}: unknown type {self.type!r}")
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    doc: str
+    columns: tuple[Column, ...]
+    # Natural key within one source system: duplicates of it inside one file are quarantined.
+    key: tuple[str, ...]
+    # At least one of these must be present (a record nobody could ever identify is quarantined).
+    any_of: tuple[str, ...] = ()
+    # Column holding the record id of the person in a contact dataset (the event's owner).
+    contact_ref: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"entity {self.name} has no column {name!r}")
+
+
+C = Column
+
+ENTITIES: dict[str, Entity] = {
+    e.name: e
+    for e in [
+        Entity(
+            "contacts",
+            "Every person record from every system: shop customer, newsletter subscriber, support "
+            "requester, sales lead contact, survey respondent.",
+            (
+                C("source_record_id", required=True, doc="the record's id in its system"),
+                C("record_kind", doc="customer, subscriber, requester, lead_contact, respondent"),
+                C("salutation", pii=True),
+                C("first_name", pii=True),
+                C("last_name", pii=True),
+                C("full_name", pii=True, doc="used when a system keeps one name field"),
+                C("email", "email", pii=True),
+                C("phone", pii=True),
+                C("company", doc="employer for B2B contacts"),
+                C("street", pii=True, doc="street and house number"),
+                C("postcode", pii=True),
+                C("city", pii=True),
+                C("country"),
+                C("birth_date", "date", pii=True, not_future=True),
+                C("shop_customer_no", doc="shop customer number carried by another system"),
+                C("created_at", "timestamp", not_future=True),
+                C("updated_at", "timestamp", not_future=True),
+                C("consent_email", "bool"),
+                C("consent_phone", "bool"),
+            ),
+            key=("source_record_id",),
+            any_of=("email", "phone", "last_name", "full_name"),
+            contact_ref="source_record_id",
+        ),
+        Entity(
+            "orders",
+            "Shop orders, one row per order.",
+            (
+                C("order_id", required=True),
+                C("customer_ref", required=True, doc="record id of the buyer in the contact system"),
+                C("ordered_at", "timestamp", required=True, not_future=True),
+                C("status", allowed=("completed", "cancelled", "returned", "partially_returned")),
+                C("sales_channel", doc="web, app, store"),
+                C("currency"),
+                C("total_amount", "decimal", required=True, non_negative=True),
+                C("discount_amount", "decimal", non_negative=True),
+                C("shipping_amount", "decimal", non_negative=True),
+                C("coupon_code"),
+            ),
+            key=("order_id",),
+            contact_ref="customer_ref",
+        ),
+        Entity(
+            "order_items",
+            "Order lines: product, category, quantity, price and whether it was returned.",
+            (
+                C("order_id", required=True),
+                C("line_number", "int", required=True, min=1),
+                C("sku", required=True),
+                C("product_name"),
+                C("category"),
+                C("quantity", "int", required=True, min=1),
+                C("unit_price", "decimal", required=True, non_negative=True),
+                C("returned", "bool"),
+                C("returned_at", "timestamp", not_future=True),
+            ),
+            key=("order_id", "line_number"),
+        ),
+        Entity(
+            "email_events",
+            "Newsletter events: send, open, click, unsubscribe, bounce.",
+            (
+                C("event_id", required=True),
+                C("subscriber_ref", required=True),
+                C("campaign_id"),
+                C("event_type", required=True,
+                  allowed=("send", "open", "click", "unsubscribe", "bounce")),
+                C("occurred_at", "timestamp", required=True, not_future=True),
+                C("url"),
+            ),
+            key=("event_id",),
+            contact_ref="subscriber_ref",
+        ),
+        Entity(
+            "support_tickets",
+            "Support desk tickets with priority, category and satisfaction.",
+            (
+                C("ticket_id", required=True),
+                C("requester_ref", required=True),
+                C("shop_customer_no"),
+                C("opened_at", "timestamp", required=True, not_future=True),
+                C("closed_at", "timestamp", not_future=True),
+                C("status", allowed=("open", "pending", "solved", "closed")),
+                C("priority", allowed=("low", "normal", "high", "urgent")),
+                C("category"),
+                C("escalated", "bool"),
+                C("satisfaction_score", "int", min=1, max=5, doc="1 (bad) to 5 (great)"),
+            ),
+            key=("ticket_id",),
+            contact_ref="requester_ref",
+        ),
+        Entity(
+            "web_events",
+            "Web analytics events; anonymous visitors and, after login, the shop customer id.",
+            (
+                C("event_id", required=True),
+                C("visitor_id", required=True, doc="anonymous cookie id"),
+                C("customer_ref", doc="shop customer number once the visitor logged in"),
+                C("session_id"),
+                C("occurred_at", "timestamp", required=True, not_future=True),
+                C("event_type", required=True,
+                  allowed=("page_view", "product_view", "add_to_cart", "checkout", "login")),
+                C("page_url"),
+                C("sku"),
+                C("category"),
+                C("utm_source"),
+                C("utm_campaign"),
+            ),
+            key=("event_id",),
+            contact_ref="customer_ref",
+        ),
+        Entity(
+            "nps_responses",
+            "Net Promoter Score survey answers (0-10) with comment.",
+            (
+                C("response_id", required=True),
+                C("respondent_ref", required=True),
+                C("shop_customer_no"),
+                C("submitted_at", "timestamp", required=True, not_future=True),
+                C("score", "int", required=True, min=0, max=10),
+                C("comment"),
+            ),
+            key=("response_id",),
+            contact_ref="respondent_ref",
+        ),
+        Entity(
+            "leads",
+            "Sales pipeline: leads and opportunities with stage, value and conversion.",
+            (
+                C("lead_id", required=True),
+                C("contact_ref", required=True),
+                C("company"),
+                C("stage", required=True,
+                  allowed=("new", "contacted", "qualified", "proposal", "won", "lost")),
+                C("expected_value", "decimal", non_negative=True),
+                C("lead_channel"),
+                C("created_at", "timestamp", required=True, not_future=True),
+                C("converted_at", "timestamp", not_future=True),
+                C("shop_customer_no"),
+            ),
+            key=("lead_id",),
+            contact_ref="contact_ref",
+        ),
+        Entity(
+            "marketing_spend",
+            "Marketing spend per channel and day.",
+            (
+                C("spend_date", "date", required=True, not_future=True),
+                C("channel", required=True),
+                C("campaign"),
+                C("amount", "decimal", required=True, non_negative=True),
+                C("currency"),
+            ),
+            key=("spend_date", "channel", "campaign"),
+        ),
+    ]
+}
+
+
+def entity(name: str) -> Entity:
+    try:
+        return ENTITIES[name]
+    except KeyError:
+        raise KeyError(f"unknown entity {name!r}; known: {', '.join(ENTITIES)}") from None
+
+
+# Lineage columns every raw and staging row carries.
+LINEAGE_COLUMNS = ("_source_system", "_dataset", "_source_file", "_file_version", "_source_line",
+                   "_loaded_at")

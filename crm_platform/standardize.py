@@ -1,0 +1,133 @@
+"""Standardize contact fields for matching while the display values stay as delivered.
+
+Plain functions (tested on their own) that staging registers as vectorized DuckDB functions.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import phonenumbers
+import pyarrow as pa
+from unidecode import unidecode
+
+_UMLAUTS = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
+_NON_NAME = re.compile(r"[^a-z\- ]+")
+_SPACES = re.compile(r"\s+")
+_STREET_SUFFIX = re.compile(r"(str\.?|strasse|straße)(?=\s|\d|$)")
+_HOUSE_NO = re.compile(r"(\d+)\s+([a-z])\b")
+COUNTRY_ALIASES = {"de": "DE", "d": "DE", "deu": "DE", "deutschland": "DE", "germany": "DE",
+                   "at": "AT", "österreich": "AT", "oesterreich": "AT", "austria": "AT",
+                   "ch": "CH", "schweiz": "CH", "switzerland": "CH", "nl": "NL", "niederlande": "NL",
+                   "fr": "FR", "frankreich": "FR", "france": "FR"}
+
+
+def display(value: str | None) -> str | None:
+    """NFKC, trimmed, inner white space collapsed: how a value is shown."""
+    if value is None:
+        return None
+    out = _SPACES.sub(" ", unicodedata.normalize("NFKC", value)).strip()
+    return out or None
+
+
+@lru_cache(maxsize=200_000)
+def name_std(value: str | None) -> str | None:
+    """Match form of a name: NFKC, casefolded, umlauts spelled out (Müller -> mueller), other
+    accents removed, only letters, hyphens and single spaces left."""
+    if value is None:
+        return None
+    s = unicodedata.normalize("NFKC", value).casefold().translate(_UMLAUTS)
+    s = unidecode(s).lower()
+    s = _SPACES.sub(" ", _NON_NAME.sub(" ", s)).strip()
+    return s or None
+
+
+@lru_cache(maxsize=200_000)
+def name_key(value: str | None) -> str | None:
+    """Transliteration-blind key: Müller, Mueller and Muller all give 'muller'."""
+    s = name_std(value)
+    if s is None:
+        return None
+    return s.replace("ae", "a").replace("oe", "o").replace("ue", "u")
+
+
+def email_std(value: str | None) -> str | None:
+    if value is None:
+        return None
+    s = unicodedata.normalize("NFKC", value).strip().lower()
+    return s or None
+
+
+@lru_cache(maxsize=500_000)
+def phone_e164(value: str | None, region: str = "DE") -> str | None:
+    """A phone number in E.164 (+4917012345678), or None when it is not a possible number."""
+    if value is None or not value.strip():
+        return None
+    try:
+        num = phonenumbers.parse(value.replace("(0)", ""), region or "DE")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(num):
+        return None
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+@lru_cache(maxsize=200_000)
+def street_std(value: str | None) -> str | None:
+    """Hauptstraße 5 A, Hauptstrasse 5a and Hauptstr. 5a all give 'hauptstr 5a'."""
+    if value is None:
+        return None
+    s = unicodedata.normalize("NFKC", value).casefold().strip()
+    s = _STREET_SUFFIX.sub("str ", s).replace("ß", "ss")
+    s = unidecode(s.translate(_UMLAUTS)).lower()
+    s = re.sub(r"[^a-z0-9 ]+", " ", s)
+    s = _HOUSE_NO.sub(r"\1\2", _SPACES.sub(" ", s).strip())
+    return s or None
+
+
+def postcode_std(value: str | None, country: str | None = "DE") -> str | None:
+    """German postcodes as five digits, restoring a leading zero a spreadsheet dropped."""
+    if value is None:
+        return None
+    digits = re.sub(r"\D", "", value)
+    if not digits:
+        return None
+    if (country or "DE") == "DE":
+        if len(digits) == 4:
+            digits = "0" + digits
+        return digits if len(digits) == 5 else None
+    return digits
+
+
+def country_std(value: str | None, default: str = "DE") -> str:
+    if value is None or not value.strip():
+        return default
+    s = value.strip().casefold()
+    return COUNTRY_ALIASES.get(s, value.strip().upper()[:2])
+
+
+def register(con) -> None:
+    """Register the standardizers as vectorized DuckDB functions (std_name, std_phone, ...)."""
+    def vec(fn, arity):
+        def apply(*arrays):
+            cols = [a.to_pylist() for a in arrays]
+            return pa.array([fn(*vals) for vals in zip(*cols)], pa.string())
+        # DuckDB reads the arity off the signature, so give each function its own.
+        if arity == 1:
+            return lambda a: apply(a)
+        return lambda a, b: apply(a, b)
+
+    specs = {
+        "std_display": (display, 1), "std_name": (name_std, 1), "std_name_key": (name_key, 1),
+        "std_email": (email_std, 1), "std_phone": (phone_e164, 2), "std_street": (street_std, 1),
+        "std_postcode": (postcode_std, 2), "std_country": (country_std, 2),
+    }
+    for name, (fn, arity) in specs.items():
+        try:
+            con.remove_function(name)
+        except Exception:
+            pass
+        con.create_function(name, vec(fn, arity), ["VARCHAR"] * arity, "VARCHAR", type="arrow",
+                            null_handling="special", side_effects=False)

@@ -1,0 +1,81 @@
+"""The DuckDB warehouse: one schema per layer and the bookkeeping tables of ingestion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from crm_platform.model import entity
+from crm_platform.sources import Dataset
+
+LAYERS = ("raw", "staging", "identity", "core", "features", "ml", "marts", "alerts", "governance")
+
+SQL_TYPES = {"str": "VARCHAR", "email": "VARCHAR", "timestamp": "TIMESTAMP", "date": "DATE",
+             "int": "BIGINT", "decimal": "DECIMAL(18,2)", "bool": "BOOLEAN"}
+
+LINEAGE_DDL = """
+    _source_system VARCHAR NOT NULL,
+    _dataset VARCHAR NOT NULL,
+    _source_file VARCHAR NOT NULL,
+    _file_version INTEGER NOT NULL,
+    _source_line BIGINT NOT NULL,
+    _loaded_at TIMESTAMP NOT NULL
+"""
+
+BOOKKEEPING_DDL = """
+CREATE TABLE IF NOT EXISTS raw.ingest_manifest (
+    dataset VARCHAR NOT NULL,
+    source_system VARCHAR NOT NULL,
+    source_file VARCHAR NOT NULL,      -- path relative to the landing folder
+    size_bytes BIGINT NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    version INTEGER NOT NULL,          -- 1 for the first content seen at this path, then 2, 3 ...
+    status VARCHAR NOT NULL,           -- loaded | quarantined
+    rows_read BIGINT NOT NULL,
+    rows_loaded BIGINT NOT NULL,
+    rows_quarantined BIGINT NOT NULL,
+    reason VARCHAR,                    -- why a whole file was quarantined
+    quarantine_path VARCHAR,
+    loaded_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS raw.quarantine_rows (
+    dataset VARCHAR NOT NULL,
+    source_system VARCHAR NOT NULL,
+    source_file VARCHAR NOT NULL,
+    file_version INTEGER NOT NULL,
+    source_line BIGINT,
+    reason VARCHAR NOT NULL,
+    record VARCHAR,                    -- the offending record as delivered (JSON or raw line)
+    quarantined_at TIMESTAMP NOT NULL
+);
+"""
+
+
+def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(str(path), read_only=read_only)
+
+
+def ensure_layers(con: duckdb.DuckDBPyConnection) -> None:
+    for layer in LAYERS:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
+    con.execute(BOOKKEEPING_DDL)
+
+
+def ensure_raw_table(con: duckdb.DuckDBPyConnection, ds: Dataset) -> str:
+    """Create ``raw.<system>_<dataset>`` with the entity's typed columns plus lineage."""
+    ent = entity(ds.entity)
+    cols = ",\n    ".join(f"{c.name} {SQL_TYPES[c.type]}" for c in ent.columns)
+    table = f"raw.{ds.key}"
+    con.execute(f"CREATE TABLE IF NOT EXISTS {table} (\n    {cols},\n{LINEAGE_DDL})")
+    return table
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema=? AND table_name=?",
+        [schema, name]).fetchall()[0][0])

@@ -1,0 +1,56 @@
+"""Resources chosen in one place: the embedded DuckDB warehouse and the landing zone.
+
+Both follow ``CRM_PLATFORM_HOME`` (default ``./data``); the source declaration follows
+``CRM_PLATFORM_SOURCES`` (default: the packaged demo systems).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+
+from crm_platform import settings
+from crm_platform.sources import SourceConfig, load_sources
+
+
+class LandingZone(dg.ConfigurableResource):
+    """Where source systems drop their exports, where unreadable files go, and how to read them."""
+
+    home: str
+    sources_path: str
+
+    @property
+    def landing(self) -> Path:
+        return settings.Paths(Path(self.home)).landing
+
+    @property
+    def quarantine(self) -> Path:
+        return settings.Paths(Path(self.home)).quarantine
+
+    def sources(self) -> SourceConfig:
+        return load_sources(self.sources_path)
+
+
+def warehouse_resource() -> DuckDBResource:
+    return DuckDBResource(database=str(settings.paths().warehouse))
+
+
+@contextmanager
+def read_only(warehouse: DuckDBResource):
+    """A read-only connection for checks and readers (DuckDB allows one writer)."""
+    con = duckdb.connect(warehouse.database, read_only=True)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def build_resources() -> dict:
+    return {
+        "warehouse": warehouse_resource(),
+        "landing": LandingZone(home=str(settings.home()), sources_path=str(settings.sources_file())),
+    }
