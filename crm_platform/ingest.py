@@ -113,7 +113,6 @@ def ingest_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, landing: Path,
         try:
             result = _load_file(con, ds, path, rel, version, loaded_at, as_of)
         except UnreadableFile as e:
-            con.execute("ROLLBACK") if con.in_transaction else None
             result = _quarantine_file(ds, path, rel, version, digest, quarantine, str(e))
             _record_manifest(con, ds, result, size, digest, loaded_at)
         finally:

@@ -69,7 +69,8 @@ def phone_e164(value: str | None, region: str = "DE") -> str | None:
         num = phonenumbers.parse(value.replace("(0)", ""), region or "DE")
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(num):
+    # German numbers may be short in theory; below six digits it is a typo, not a phone number.
+    if not phonenumbers.is_possible_number(num) or len(str(num.national_number)) < 6:
         return None
     return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
 

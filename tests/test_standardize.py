@@ -1,0 +1,39 @@
+"""Standardization for matching: the forms a matcher compares."""
+
+import pytest
+
+from crm_platform.standardize import (country_std, name_key, name_std, phone_e164, postcode_std,
+                                      street_std)
+
+
+@pytest.mark.parametrize("raw", ["Müller", "Mueller", "MÜLLER ", " müller", "Müller"])
+def test_umlaut_spellings_share_a_standard_form(raw):
+    assert name_std(raw) == "mueller"
+
+
+def test_transliteration_key_joins_plain_vowel_spelling():
+    assert name_key("Müller") == name_key("Mueller") == name_key("Muller") == "muller"
+    assert name_std("Groß") == "gross" and name_std("ﬁnn") == "finn"  # NFKC ligature
+    assert name_std("Yılmaz") == "yilmaz" and name_std("René") == "rene"
+
+
+@pytest.mark.parametrize("raw", ["+49 170 1234567", "0170 1234567", "0049 170 1234567",
+                                 "0170/1234567", "01701234567", "+49 (0)170 1234567", "+49-170-1234567"])
+def test_phone_formats_give_one_e164(raw):
+    assert phone_e164(raw) == "+491701234567"
+
+
+def test_impossible_phone_is_none():
+    assert phone_e164("12") is None and phone_e164("call me") is None and phone_e164(None) is None
+
+
+@pytest.mark.parametrize("raw", ["Hauptstraße 5a", "Hauptstrasse 5 A", "Hauptstr. 5a", "HAUPTSTR 5a"])
+def test_street_abbreviations_share_a_form(raw):
+    assert street_std(raw) == "hauptstr 5a"
+
+
+def test_postcodes_and_countries():
+    assert postcode_std("1067", "DE") == "01067"
+    assert postcode_std("D-80331", "DE") == "80331"
+    assert postcode_std("123", "DE") is None
+    assert country_std("Deutschland") == country_std("germany") == country_std(None) == "DE"
