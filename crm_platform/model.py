@@ -235,3 +235,26 @@ def entity(name: str) -> Entity:
 # Lineage columns every raw and staging row carries.
 LINEAGE_COLUMNS = ("_source_system", "_dataset", "_source_file", "_file_version", "_source_line",
                    "_loaded_at")
+
+
+def markdown() -> str:
+    """The entity tables of docs/data-model.md, rendered from this module (a test keeps them equal)."""
+    out = []
+    for e in ENTITIES.values():
+        out += [f"### `staging.{e.name}`", "", e.doc, "",
+                f"Natural key per system: `{', '.join(e.key)}`."
+                + (f" At least one of `{', '.join(e.any_of)}` must be present." if e.any_of else "")
+                + (f" Owner: `{e.contact_ref}` → `contact_key`." if e.contact_ref and e.name != "contacts" else ""),
+                "", "| column | type | rules | PII | notes |", "|---|---|---|---|---|"]
+        for c in e.columns:
+            rules = [r for r, on in (("required", c.required), ("≥ 0", c.non_negative),
+                                     ("not in the future", c.not_future)) if on]
+            if c.min is not None:
+                rules.append(f"≥ {c.min:g}")
+            if c.max is not None:
+                rules.append(f"≤ {c.max:g}")
+            if c.allowed:
+                rules.append("one of " + "/".join(c.allowed))
+            out.append(f"| `{c.name}` | {c.type} | {', '.join(rules)} | {'yes' if c.pii else ''} | {c.doc} |")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,93 @@
+"""Generator and ingestion+staging throughput, with peak memory, at a given number of customers.
+
+    .venv/bin/python benchmarks/throughput.py 100000 1000000
+
+Each stage runs in its own process so its peak resident memory is its own. Results are appended
+to benchmarks/results.md with the date, the machine and the command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "_work"
+
+
+def stage(name: str, customers: int) -> dict:
+    import duckdb
+
+    from crm_platform import staging
+    from crm_platform.generator import GeneratorConfig, generate
+    from crm_platform.ingest import ingest_dataset
+    from crm_platform.settings import DEFAULT_SOURCES
+    from crm_platform.sources import load_sources
+
+    home = WORK / str(customers)
+    t0 = time.perf_counter()
+    out: dict = {"stage": name, "customers": customers}
+    if name == "generate":
+        summary = generate(GeneratorConfig(customers=customers, seed=42), home)
+        out["rows"] = sum(v for k, v in summary.rows.items() if not k.startswith("truth"))
+        out["contact_records"] = sum(summary.rows[k] for k in (
+            "shop_customers", "newsletter_subscribers", "support_requesters", "sales_leads",
+            "nps_responses"))
+    else:
+        db = home / "warehouse.duckdb"
+        for p in (db, home / "warehouse.duckdb.wal"):
+            p.unlink(missing_ok=True)
+        cfg = load_sources(DEFAULT_SOURCES)
+        con = duckdb.connect(str(db))
+        times = {}
+        loaded = 0
+        for ds in cfg.datasets:
+            t = time.perf_counter()
+            loaded += ingest_dataset(con, ds, home / "landing", home / "quarantine").rows_loaded
+            times[f"ingest {ds.key}"] = round(time.perf_counter() - t, 1)
+        for e in staging.STAGING_ENTITIES:
+            t = time.perf_counter()
+            staging.build(con, cfg, e)
+            times[f"staging {e}"] = round(time.perf_counter() - t, 1)
+        out["rows"] = loaded
+        out["contacts"] = con.execute("SELECT count(*) FROM staging.contacts").fetchall()[0][0]
+        out["slowest_steps"] = dict(sorted(times.items(), key=lambda kv: -kv[1])[:6])
+        con.close()
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    out["rows_per_second"] = int(out["rows"] / out["seconds"])
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] == "--stage":
+        print(json.dumps(stage(argv[1], int(argv[2]))))
+        return
+    sizes = [int(a) for a in argv] or [100_000]
+    lines = [f"\n## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC - {platform.node() and 'this machine'}: "
+             f"{os.cpu_count()} cores, {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, "
+             f"Python {platform.python_version()}",
+             f"command: `.venv/bin/python benchmarks/throughput.py {' '.join(map(str, sizes))}`", "",
+             "| customers | stage | rows | seconds | rows/s | peak RSS MB | detail |", "|---|---|---|---|---|---|---|"]
+    for n in sizes:
+        for name in ("generate", "ingest+staging"):
+            res = subprocess.run([sys.executable, __file__, "--stage", name, str(n)],
+                                 capture_output=True, text=True, check=True)
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            detail = {k: v for k, v in r.items() if k in ("contact_records", "contacts", "slowest_steps")}
+            lines.append(f"| {n:,} | {name} | {r['rows']:,} | {r['seconds']} | {r['rows_per_second']:,} | "
+                         f"{r['peak_rss_mb']:,} | {json.dumps(detail)} |")
+            print(lines[-1], flush=True)
+    with (HERE / "results.md").open("a") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
