@@ -111,19 +111,19 @@ def ingest_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, landing: Path,
         version = seen[1] + 1
         loaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
         try:
-            result = _load_file(con, ds, path, rel, version, loaded_at, as_of)
+            result = _load_file(con, ds, path, rel, version, loaded_at, as_of, size, digest)
         except UnreadableFile as e:
             result = _quarantine_file(ds, path, rel, version, digest, quarantine, str(e))
             _record_manifest(con, ds, result, size, digest, loaded_at)
         finally:
-            for t in ("_in", "_v", "_rejects"):
+            for t in ("_in", "_v", "_rejects", "_raw", "_rej_errors", "_rej_scans"):
                 con.execute(f"DROP TABLE IF EXISTS {t}")
         report.files.append(result)
     return report
 
 
 def _load_file(con, ds: Dataset, path: Path, rel: str, version: int, loaded_at: datetime,
-               as_of: datetime) -> FileResult:
+               as_of: datetime, size: int, digest: str) -> FileResult:
     reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[ds.format]
     reader(con, ds, path)
     ent = entity(ds.entity)
@@ -147,7 +147,6 @@ def _load_file(con, ds: Dataset, path: Path, rel: str, version: int, loaded_at: 
         rejected = con.execute("SELECT count(*) FROM _rejects").fetchall()[0][0]
         result = FileResult(rel, version, "loaded", rows_read=loaded + bad + rejected,
                             rows_loaded=loaded, rows_quarantined=bad + rejected)
-        size, digest = fingerprint(path)
         _record_manifest(con, ds, result, size, digest, loaded_at)
         con.execute("COMMIT")
     except Exception:
@@ -359,7 +358,7 @@ def _read_parquet(con, ds: Dataset, path: Path) -> None:
 
 def _validation_sql(ds: Dataset, ent) -> str:
     """SQL creating _v: parsed canonical columns, the record as delivered and its reasons."""
-    raw_cols = set(_in_columns(ds))
+    raw_cols = set(ds.source_columns)
     exprs, reasons = [], []
     for col in ent.columns:
         if col.name in ds.columns:
@@ -384,7 +383,7 @@ def _validation_sql(ds: Dataset, ent) -> str:
         f"CASE WHEN NOT ({key_null}) AND _first_line <> _source_line THEN "
         f"'duplicate key ({keys}) in file: first seen at line ' || _first_line END")
     record = "to_json(struct_pack(" + ", ".join(
-        f'"{_dq(c)}" := "{_dq(c)}"' for c in _in_columns(ds)) + "))::VARCHAR"
+        f'"{_dq(c)}" := "{_dq(c)}"' for c in ds.source_columns) + "))::VARCHAR"
     return f"""
         CREATE OR REPLACE TEMP TABLE _v AS
         WITH parsed AS (
@@ -395,10 +394,6 @@ def _validation_sql(ds: Dataset, ent) -> str:
         SELECT * EXCLUDE (_first_line), concat_ws('; ', {', '.join(reasons)}) AS _reason
         FROM keyed, (SELECT ?::TIMESTAMP AS _as_of)
     """
-
-
-def _in_columns(ds: Dataset) -> list[str]:
-    return ds.source_columns
 
 
 def _parse_expr(col: Column, text: str, ds: Dataset) -> str:

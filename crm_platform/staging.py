@@ -135,7 +135,13 @@ def _materialize(con, cfg: SourceConfig, entity_name: str, sql: str) -> StagingR
     con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}")
     by_system = dict(con.execute(
         f"SELECT source_system, count(*) FROM {table} GROUP BY 1 ORDER BY 1").fetchall())
-    offered = con.execute(f"SELECT count(*) FROM ({_union(con, cfg, entity_name)})").fetchall()[0][0]
+    # Rows offered = rows loaded from the newest version of every file, as the manifest counted them.
+    keys = [ds.key for ds in cfg.by_entity(entity_name)] or [""]
+    offered = con.execute(
+        "SELECT coalesce(sum(rows_loaded), 0) FROM raw.ingest_manifest m WHERE dataset IN "
+        f"({', '.join('?' for _ in keys)}) AND status = 'loaded' AND version = (SELECT max(version) "
+        "FROM raw.ingest_manifest l WHERE l.dataset = m.dataset AND l.source_file = m.source_file "
+        "AND l.status = 'loaded')", keys).fetchall()[0][0]
     rows = sum(by_system.values())
     return StagingReport(table, rows, by_system, offered - rows)
 

@@ -237,3 +237,16 @@ def test_demo_world_reconciles_and_reloading_adds_nothing(world, demo_sources, t
     assert totals[0] == totals[1]
     quarantined = con.execute("SELECT count(*) FROM raw.quarantine_rows").fetchall()[0][0]
     assert quarantined == sum(r.rows_quarantined for r in first.values())
+
+
+def test_record_delivered_again_in_a_later_file_supersedes_the_earlier_row(home):
+    cfg = parse_sources(CONTACTS_YAML)
+    write(home / "landing/crm/orders_1.csv", "id,person,at,total\no1,p1,2026-01-05 10:00:00,3\n"
+          "o2,p2,2026-01-06 10:00:00,4\n")
+    con = duckdb.connect()
+    load(con, cfg, "crm_orders", home)
+    write(home / "landing/crm/orders_2.csv", "id,person,at,total\no1,p1,2026-01-05 10:00:00,5\n")
+    load(con, cfg, "crm_orders", home)
+    report = staging.build(con, cfg, "orders")
+    assert (report.rows, report.superseded) == (2, 1)
+    assert con.execute("SELECT total_amount FROM staging.orders WHERE order_id = 'o1'").fetchall()[0][0] == 5
