@@ -46,7 +46,9 @@ def materialize(raise_on_error: bool = False):
     else:
         instance = dg.DagsterInstance.ephemeral()
     job = defs.resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(instance=instance, raise_on_error=raise_on_error)
+    # Step-by-step logs stay in the run history (make ui); the terminal shows warnings and the summary.
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    return job.execute_in_process(run_config=quiet, instance=instance, raise_on_error=raise_on_error)
 
 
 def summary_lines(result=None) -> list[str]:
