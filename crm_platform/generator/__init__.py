@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -429,7 +430,6 @@ class _Writers:
         self.files["newsletter_email_events"].write(t)
 
     def requesters(self, rows, dirt):
-        import json
         fh = self.jsonl["support_requesters"]
         bad = set(dirt.rows(len(rows)).tolist())
         for i, r in enumerate(rows):
@@ -443,7 +443,6 @@ class _Writers:
         self.counts["support_requesters"] = self.counts.get("support_requesters", 0) + len(rows)
 
     def tickets(self, first_id, req_ids, shop_nos, t, end_ts, rng, dirt):
-        import json
         fh = self.jsonl["support_tickets"]
         bad = set(dirt.rows(len(req_ids)).tolist())
         iso = lambda s: datetime.fromtimestamp(int(s), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
