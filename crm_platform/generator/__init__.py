@@ -487,7 +487,7 @@ class _Writers:
         t = pa.table({
             "event_id": _ids("E", first_id, n, 10), "visitor_id": visitors,
             "customer_no": pa.array(cust_ref, pa.string()),
-            "session_id": np.char.add("S", wb["session"].astype(str)),
+            "session_id": np.char.add(f"S{chunk:05d}-", wb["session"].astype(str)),
             "ts": pa.array(ts, pa.timestamp("s")),
             "event_type": WEB_TYPES[wb["type"].astype(int)],
             "url": np.char.add("/c/", CATS[wb["category"]]),

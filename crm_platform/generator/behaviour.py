@@ -84,7 +84,7 @@ def simulate(rng: np.random.Generator, n: int, bounds: np.ndarray, p_customer: f
     sub_month = np.where(is_cust & subscribed, np.minimum(sub_month, acq_month + rng.integers(0, 3, n)), sub_month)
     sub_at = np.where(subscribed, _times(rng, bounds[np.minimum(sub_month, months - 1)],
                                          bounds[np.minimum(sub_month, months - 1) + 1], n), -1)
-    heavy = rng.random(n) < 0.25                         # on the high-frequency mailing list
+    heavy = rng.random(n) < 0.15                         # on the high-frequency mailing list
     alive = np.ones(n, bool)
     unsub = np.zeros(n, bool)
     churned_at = np.full(n, -1, np.int64)
@@ -93,7 +93,7 @@ def simulate(rng: np.random.Generator, n: int, bounds: np.ndarray, p_customer: f
     recent_returns = np.zeros(n)
     fatigue = np.zeros(n)
 
-    out = {k: [] for k in ("o_p", "o_t", "t_p", "t_open", "t_close", "t_esc", "t_sat", "t_cat", "t_pri",
+    out = {k: [] for k in ("o_p", "o_t", "o_web", "t_p", "t_open", "t_close", "t_esc", "t_sat", "t_cat", "t_pri",
                            "e_p", "e_t", "e_type", "e_c", "w_p", "w_t", "w_s", "w_type", "w_login",
                            "w_cat", "n_p", "n_t", "n_s")}
     for m in range(months):
@@ -107,13 +107,15 @@ def simulate(rng: np.random.Generator, n: int, bounds: np.ndarray, p_customer: f
         k = np.where(active & (acq_month == m), np.maximum(k, 1), k)
         p_idx = np.repeat(np.arange(n), k)
         t = _times(rng, np.where(acq_month[p_idx] == m, acq_at[p_idx], lo), hi, len(p_idx))
+        online = rng.random(len(p_idx)) < 0.6
         out["o_p"].append(p_idx)
         out["o_t"].append(t)
+        out["o_web"].append(online)
         # Returns this month (per person, from an expected share; items decide exact flags later).
         returns = rng.binomial(k * 2, p_return)
         recent_returns = 0.6 * recent_returns + returns
         # Tickets: more after returns; some stay unresolved.
-        tk = np.where(active, rng.poisson(0.03 + 0.25 * (returns > 0) + 0.05 * (k > 0)), 0)
+        tk = np.where(active, rng.poisson(0.008 + 0.12 * (returns > 0) + 0.015 * (k > 0)), 0)
         tp = np.repeat(np.arange(n), tk)
         topen = _times(rng, lo, hi, len(tp))
         unresolved = rng.random(len(tp)) < 0.18
@@ -126,9 +128,9 @@ def simulate(rng: np.random.Generator, n: int, bounds: np.ndarray, p_customer: f
         out["t_cat"].append(np.where(returns[tp] > 0, 1, rng.integers(0, len(N.TICKET_CATEGORIES), len(tp))))
         out["t_pri"].append(rng.choice(4, size=len(tp), p=[0.25, 0.5, 0.2, 0.05]))
         open_tickets = 0.85 * open_tickets + np.bincount(tp[unresolved], minlength=n)
-        # Newsletter: one issue a month, four more on the heavy list; fatigue dulls opens.
+        # Newsletter: one issue a month, three more on the heavy list; fatigue dulls opens.
         mailed = subscribed & ~unsub & (sub_month <= m)
-        sends = np.where(mailed, 1 + 4 * heavy, 0)
+        sends = np.where(mailed, 1 + 3 * heavy, 0)
         fatigue = 0.8 * fatigue + 0.1 * (sends > 1)
         p_open = np.clip(0.55 * engagement * (1 - fatigue) + 0.05, 0.01, 0.95)
         opens = rng.binomial(sends, p_open)
@@ -141,13 +143,14 @@ def simulate(rng: np.random.Generator, n: int, bounds: np.ndarray, p_customer: f
             ep = np.repeat(np.arange(n), cnt)
             out["e_p"].append(ep); out["e_t"].append(_times(rng, lo, hi, len(ep)))
             out["e_type"].append(np.full(len(ep), typ)); out["e_c"].append(np.full(len(ep), m))
-        # Web sessions: engaged customers browse more; a session ends in checkout when it held an order.
-        sess = np.where(is_cust & alive & (acq_month <= m), rng.poisson(0.15 + 0.5 * engagement), 0)
-        sp = np.concatenate([np.repeat(np.arange(n), sess), p_idx])
-        st = np.concatenate([_times(rng, lo, hi, int(sess.sum())), t - 600])
-        buy = np.concatenate([np.zeros(int(sess.sum()), bool), np.ones(len(p_idx), bool)])
+        # Web sessions: engaged customers browse more; most orders are placed online, in a session
+        # that ends in checkout (the rest come by app or phone and leave no web trace).
+        sess = np.where(is_cust & alive & (acq_month <= m), rng.poisson(0.08 + 0.3 * engagement), 0)
+        sp = np.concatenate([np.repeat(np.arange(n), sess), p_idx[online]])
+        st = np.concatenate([_times(rng, lo, hi, int(sess.sum())), t[online] - 600])
+        buy = np.concatenate([np.zeros(int(sess.sum()), bool), np.ones(int(online.sum()), bool)])
         login = buy | (rng.random(len(sp)) < 0.45)
-        length = rng.integers(1, 4, len(sp))
+        length = rng.integers(1, 3, len(sp))
         cart = buy | (rng.random(len(sp)) < 0.2)
         n_ev = length + login + cart + buy
         ev_sess = np.repeat(np.arange(len(sp)), n_ev)
@@ -163,7 +166,7 @@ def simulate(rng: np.random.Generator, n: int, bounds: np.ndarray, p_customer: f
         out["w_login"].append(login[ev_sess] & (pos >= 1))
         out["w_cat"].append(fav[sp[ev_sess], rng.integers(0, 3, len(ev_sess))])
         # NPS: a survey reaches a few customers each month; the answer reflects their experience.
-        answer = active & (rng.random(n) < 0.012)
+        answer = active & (rng.random(n) < 0.007)
         score = np.clip(np.round(rng.normal(8.3 - 2.2 * np.minimum(open_tickets, 2)
                                             - 3.0 * np.minimum(recent_returns / 4, 1)
                                             + 1.0 * (engagement - 0.5), 1.6)), 0, 10)
@@ -180,7 +183,7 @@ def simulate(rng: np.random.Generator, n: int, bounds: np.ndarray, p_customer: f
         alive &= ~churn
 
     cat = {k: np.concatenate(v) if v else np.array([]) for k, v in out.items()}
-    orders, items = _orders(rng, cat["o_p"], cat["o_t"], aov, p_return, coupon, fav, bounds[-1])
+    orders, items = _orders(rng, cat["o_p"], cat["o_t"], cat["o_web"].astype(bool), aov, p_return, coupon, fav, bounds[-1])
     return Behaviour(
         is_customer=is_cust, acquired_at=acq_at, channel=channel, churned_at=churned_at,
         subscribed_at=sub_at, orders=orders, items=items,
@@ -194,9 +197,9 @@ def simulate(rng: np.random.Generator, n: int, bounds: np.ndarray, p_customer: f
     )
 
 
-def _orders(rng, op, ot, aov, p_return, coupon, fav, end_ts):
+def _orders(rng, op, ot, web, aov, p_return, coupon, fav, end_ts):
     order = np.argsort(ot, kind="stable")
-    op, ot = op[order], ot[order]
+    op, ot, web = op[order], ot[order], web[order]
     n_orders = len(op)
     n_items = 1 + rng.poisson(0.8, n_orders)
     oi = np.repeat(np.arange(n_orders), n_items)
@@ -219,7 +222,7 @@ def _orders(rng, op, ot, aov, p_return, coupon, fav, end_ts):
     status = np.where(rng.random(n_orders) < 0.02, 1, status)
     orders = {"p": op, "t": ot, "total": total, "discount": discount, "shipping": shipping,
               "status": status, "coupon": has_coupon,
-              "channel": rng.choice(3, size=n_orders, p=[0.6, 0.35, 0.05])}
+              "channel": np.where(web, 0, rng.choice([1, 2], size=n_orders, p=[0.85, 0.15]))}
     items = {"order": oi, "line": line, "category": cat, "price": price, "qty": qty,
              "returned": returned, "returned_at": returned_at}
     return orders, items

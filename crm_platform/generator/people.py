@@ -48,7 +48,7 @@ class GeneratorConfig:
     chunk_size: int = 25_000
     # Which systems know a person (support and NPS presence also emerge from behaviour).
     p_shop: float = 0.80
-    p_newsletter: float = 0.33
+    p_newsletter: float = 0.22
     p_sales: float = 0.05
     # A second record of the same person in the same system (second account, double sign-up).
     p_duplicate_in_system: float = 0.05
