@@ -146,7 +146,7 @@ def _next(counters: dict, name: str, n: int) -> int:
 
 def _chunk(rng, cfg: GeneratorConfig, start: int, n: int, bounds, w: "_Writers", counters, spend,
            dirt: _Dirt, chunk: int) -> None:
-    persons = make_persons(rng, cfg, start, n)
+    persons = make_persons(rng, cfg, start, n, w.emails_taken)
     n = len(persons)
     sales = rng.random(n) < cfg.p_sales
     converted = sales & (rng.random(n) < 0.35)
@@ -346,6 +346,7 @@ def _spend_table(rng, acquired_per_day, bounds, cfg) -> pa.Table:
 class _Writers:
     def __init__(self, landing: Path, truth: Path):
         self.landing, self.truth = landing, truth
+        self.emails_taken: set[str] = set()   # a mailbox belongs to one person
         self.files = {
             "shop_customers": _Csv(landing / "shop" / "customers.csv"),
             "shop_orders": _Csv(landing / "shop" / "orders.csv"),

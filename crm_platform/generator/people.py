@@ -94,8 +94,11 @@ class Person:
     systems: set[str] = field(default_factory=set)
 
 
-def make_persons(rng: np.random.Generator, cfg: GeneratorConfig, start: int, n: int) -> list[Person]:
-    """Persons ``start`` .. ``start+n-1`` with households and twins inside the chunk."""
+def make_persons(rng: np.random.Generator, cfg: GeneratorConfig, start: int, n: int,
+                 taken: set[str] | None = None) -> list[Person]:
+    """Persons ``start`` .. ``start+n-1`` with households and twins inside the chunk.
+
+    A mailbox belongs to one person: an address already in ``taken`` gets more digits."""
     persons: list[Person] = []
     i = 0
     while i < n:
@@ -114,6 +117,15 @@ def make_persons(rng: np.random.Generator, cfg: GeneratorConfig, start: int, n: 
         if rng.random() < cfg.p_moved:
             street, no, pc, city = _address(rng)
             p.old_address = (street, no, pc, city)
+    if taken is not None:
+        for p in persons:
+            for attr in ("email", "alt_email"):
+                addr = getattr(p, attr)
+                while addr in taken:
+                    local, domain = addr.split("@")
+                    addr = f"{local}{int(rng.integers(0, 10))}@{domain}"
+                taken.add(addr)
+                setattr(p, attr, addr)
     return persons
 
 
