@@ -6,13 +6,13 @@ import pandera.pandas as pa
 from dagster_duckdb import DuckDBResource
 
 from assets.metadata import markdown_table
-from crm_platform.schemas import BLOCKING, STAGING_SCHEMAS
+from crm_platform.schemas import BLOCKING, IDENTITY_BLOCKING, IDENTITY_SCHEMAS, MAY_BE_EMPTY, STAGING_SCHEMAS
 from crm_platform.validation import validate_table
 from resources.warehouse import read_only
 
 
 def pandera_check(table_key: list[str], model: type[pa.DataFrameModel],
-                  blocking: bool) -> dg.AssetChecksDefinition:
+                  blocking: bool, allow_empty: bool = False) -> dg.AssetChecksDefinition:
     table = ".".join(table_key)
 
     @dg.asset_check(
@@ -26,7 +26,7 @@ def pandera_check(table_key: list[str], model: type[pa.DataFrameModel],
     )
     def pandera_contract(warehouse: DuckDBResource) -> dg.AssetCheckResult:
         with read_only(warehouse) as con:
-            result = validate_table(con, table, model)
+            result = validate_table(con, table, model, allow_empty=allow_empty)
         return dg.AssetCheckResult(
             passed=result.passed,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -43,3 +43,8 @@ def pandera_check(table_key: list[str], model: type[pa.DataFrameModel],
 def staging_checks() -> list[dg.AssetChecksDefinition]:
     return [pandera_check(["staging", name], model, name in BLOCKING)
             for name, model in STAGING_SCHEMAS.items()]
+
+
+def identity_checks() -> list[dg.AssetChecksDefinition]:
+    return [pandera_check(list(key), model, key in IDENTITY_BLOCKING, key in MAY_BE_EMPTY)
+            for key, model in IDENTITY_SCHEMAS.items()]

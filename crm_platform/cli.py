@@ -79,6 +79,17 @@ def summary_lines(result=None) -> list[str]:
                 "SELECT regexp_replace(reason, '''.*''', '<value>') AS r, count(*) "
                 "FROM raw.quarantine_rows GROUP BY 1 ORDER BY 2 DESC LIMIT 8").fetchall():
             lines.append(f"  quarantined {n:>6,} x {reason}")
+        quality = dict(con.execute("SELECT metric, value FROM identity.resolution_quality").fetchall()) \
+            if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'identity' "
+                           "AND table_name = 'resolution_quality'").fetchall()[0][0] else {}
+        if quality:
+            lines.append(f"identity: {int(quality['records']):,} contact records -> "
+                         f"{int(quality['clusters']):,} customers; review queue "
+                         f"{int(quality.get('review_queue', 0)):,} pairs")
+            if "bcubed_f1" in quality:
+                lines.append("  against the generator's truth: " + ", ".join(
+                    f"{k} {quality[k]:.4f}" for k in ("bcubed_precision", "bcubed_recall", "bcubed_f1",
+                                                     "pairwise_f1", "blocking_recall")))
     finally:
         con.close()
     lines += [f"warehouse:  {p.warehouse}", f"quarantine: {p.quarantine}",

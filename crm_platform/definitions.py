@@ -7,7 +7,7 @@ where and why.
 
 import dagster as dg
 
-from assets import raw_assets, staging_assets, staging_checks
+from assets import identity_assets, identity_checks, raw_assets, staging_assets, staging_checks
 from crm_platform import settings
 from crm_platform.sources import load_sources
 from resources import build_resources
@@ -16,8 +16,8 @@ from sensors import jobs, schedules, sensors
 _sources = load_sources(settings.sources_file())
 
 defs = dg.Definitions(
-    assets=[*raw_assets(_sources), *staging_assets(_sources)],
-    asset_checks=staging_checks(),
+    assets=[*raw_assets(_sources), *staging_assets(_sources), *identity_assets()],
+    asset_checks=[*staging_checks(), *identity_checks()],
     resources=build_resources(),
     jobs=jobs,
     schedules=schedules,

@@ -1,4 +1,4 @@
-"""Pandera contracts of the staging tables, one ``DataFrameModel`` each, in one module.
+"""Pandera contracts of the warehouse tables, one ``DataFrameModel`` each, in one module.
 
 ``assets/checks.py`` turns every model into an asset check through one factory. Keys declared in
 ``Config.unique`` are checked over the whole table in SQL, the rest chunk by chunk.
@@ -182,3 +182,182 @@ STAGING_SCHEMAS: dict[str, type[pa.DataFrameModel]] = {
 }
 # Tables whose violations would corrupt identity resolution and everything keyed on it.
 BLOCKING = {"contacts", "orders", "order_items"}
+
+
+# --- identity and core ---------------------------------------------------------------------------
+
+CUSTOMER_ID = r"^C\d{9}$"
+PAIR_DECISIONS = ["must_link", "deterministic", "link", "review", "no_link", "cannot_link"]
+
+
+class _Pair(pa.DataFrameModel):
+    left_id: Series[str] = pa.Field(str_length={"min_value": 1})
+    right_id: Series[str] = pa.Field(str_length={"min_value": 1})
+
+    @pa.dataframe_check(error="a record is never paired with itself")
+    def distinct_sides(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["left_id"] != df["right_id"]
+
+    class Config:
+        coerce = True
+        strict = False
+        unique = ["left_id", "right_id"]
+
+
+class CandidatePairs(_Pair):
+    """Pairs proposed by blocking, each once, with the first rule that proposed it."""
+
+    blocking_rule: Series[str] = pa.Field(str_length={"min_value": 1})
+    rule_mask: Series[int] = pa.Field(ge=1)
+
+
+class MatchWeights(pa.DataFrameModel):
+    """The Fellegi-Sunter model: m and u probability and weight of every comparison level."""
+
+    comparison: Series[str]
+    gamma: Series[int] = pa.Field(ge=-1)
+    level: Series[str]
+    m_probability: Series[float] = pa.Field(nullable=True, ge=0, le=1)
+    u_probability: Series[float] = pa.Field(nullable=True, gt=0, le=1)
+    weight_bits: Series[float]
+    prior_match_probability: Series[float] = pa.Field(gt=0, lt=1)
+
+    @pa.dataframe_check(error="m and u probabilities of a comparison sum to 1")
+    def distributions(cls, df: pd.DataFrame) -> Series[bool]:
+        sums = df[df.gamma >= 0].groupby("comparison")[["m_probability", "u_probability"]].transform("sum")
+        ok = ((sums - 1).abs() < 1e-6).all(axis=1)
+        return ok.reindex(df.index, fill_value=True)
+
+    class Config:
+        coerce = True
+        strict = False
+        unique = ["comparison", "gamma"]
+
+
+class PairScores(_Pair):
+    """Every compared pair: comparison vector, per-field weights, probability and decision."""
+
+    blocking_rule: Series[str]
+    total_weight: Series[float]
+    match_probability: Series[float] = pa.Field(ge=0, le=1)
+    decision: Series[str] = pa.Field(isin=PAIR_DECISIONS)
+
+
+class Links(PairScores):
+    """Links the clustering considered, strongest first, and whether a guard refused them."""
+
+    decision: Series[str] = pa.Field(isin=["must_link", "deterministic", "link"])
+    outcome: Series[str] = pa.Field(str_matches=r"^(accepted|refused: [a-z_]+)$")
+
+
+class ReviewQueue(_Pair):
+    """Uncertain pairs of different customers, side by side, waiting for a reviewer."""
+
+    match_probability: Series[float] = pa.Field(ge=0, le=1)
+    decision: Series[str] = pa.Field(nullable=True)
+
+
+class Crosswalk(pa.DataFrameModel):
+    """Every staged contact record mapped to exactly one customer id."""
+
+    contact_key: Series[str]
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    dataset: Series[str]
+    source_system: Series[str] = pa.Field(str_matches=SYSTEM)
+    source_record_id: Series[str] = pa.Field(str_length={"min_value": 1})
+    cluster_size: Series[int] = pa.Field(ge=1)
+    resolved_at: Series[pd.Timestamp]
+
+    @pa.dataframe_check(error="cluster_size is the number of records of the customer")
+    def sizes(cls, df: pd.DataFrame) -> Series[bool]:
+        return df.groupby("customer_id")["contact_key"].transform("size") <= df["cluster_size"]
+
+    class Config:
+        coerce = True
+        strict = False
+        unique = ["contact_key"]
+
+
+class IdChanges(pa.DataFrameModel):
+    """History of customer id merges, splits and moves, for downstream tools to follow."""
+
+    old_customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    new_customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    kind: Series[str] = pa.Field(isin=["merge", "split", "move"])
+    records: Series[int] = pa.Field(ge=1)
+    evidence: Series[str] = pa.Field(str_startswith="{")
+    changed_at: Series[pd.Timestamp]
+
+    @pa.dataframe_check(error="an id change changes the id")
+    def changes(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["old_customer_id"] != df["new_customer_id"]
+
+    class Config:
+        coerce = True
+        strict = False
+
+
+class Customers(pa.DataFrameModel):
+    """Golden customer records: one row per customer id, fields chosen by survivorship."""
+
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID, unique=True)
+    email: Series[str] = pa.Field(nullable=True, str_matches=EMAIL)
+    phone: Series[str] = pa.Field(nullable=True, str_matches=E164)
+    birth_date: Series[pd.Timestamp] = pa.Field(nullable=True, ge=pd.Timestamp("1900-01-01"))
+    consent_email: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    source_records: Series[int] = pa.Field(ge=1)
+
+    @pa.dataframe_check(error="a golden record without e-mail, phone or name cannot be contacted")
+    def reachable(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["email"].notna() | df["phone"].notna() | df["last_name"].notna()
+
+    class Config:
+        coerce = True
+        strict = False
+
+
+class CustomerFieldProvenance(pa.DataFrameModel):
+    """Which staged record and which survivorship rule supplied each golden field."""
+
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    field: Series[str]
+    value: Series[str]
+    source_contact_key: Series[str] = pa.Field(str_length={"min_value": 3})
+    source_dataset: Series[str]
+    rule: Series[str] = pa.Field(isin=["trust_rank", "most_recent", "most_frequent", "longest",
+                                       "most_restrictive"])
+
+    class Config:
+        coerce = True
+        strict = False
+        unique = ["customer_id", "field"]
+
+
+class ResolutionQuality(pa.DataFrameModel):
+    """Quality figures of the latest resolution, against truth or descriptive."""
+
+    metric: Series[str] = pa.Field(unique=True)
+    value: Series[float] = pa.Field(ge=0)
+    measured_against: Series[str] = pa.Field(isin=["generator truth", "description"])
+
+    @pa.dataframe_check(error="precision, recall and F1 lie between 0 and 1")
+    def rates(cls, df: pd.DataFrame) -> Series[bool]:
+        rate = df["metric"].str.contains("precision|recall|f1|rate")
+        return ~rate | df["value"].between(0, 1)
+
+    class Config:
+        coerce = True
+        strict = False
+
+
+IDENTITY_SCHEMAS: dict[tuple[str, str], type[pa.DataFrameModel]] = {
+    ("identity", "candidate_pairs"): CandidatePairs, ("identity", "match_weights"): MatchWeights,
+    ("identity", "pair_scores"): PairScores, ("identity", "links"): Links,
+    ("identity", "review_queue"): ReviewQueue, ("identity", "crosswalk"): Crosswalk,
+    ("identity", "id_changes"): IdChanges, ("core", "customers"): Customers,
+    ("core", "customer_field_provenance"): CustomerFieldProvenance,
+    ("identity", "resolution_quality"): ResolutionQuality,
+}
+# Tables that may rightly be empty: nothing uncertain to review, no id changed this run.
+MAY_BE_EMPTY = {("identity", "review_queue"), ("identity", "id_changes")}
+IDENTITY_BLOCKING = {("identity", "crosswalk"), ("core", "customers")}

@@ -13,6 +13,8 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SOURCES = PACKAGE_DIR / "config" / "sources.yaml"
+DEFAULT_MATCH_SPEC = PACKAGE_DIR / "config" / "match_spec.yaml"
+DEFAULT_SURVIVORSHIP = PACKAGE_DIR / "config" / "survivorship.yaml"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,11 @@ class Paths:
     def reports(self) -> Path:
         return self.home / "reports"
 
+    @property
+    def review(self) -> Path:
+        """Review queue exports and the reviewers' decisions file."""
+        return self.home / "review"
+
 
 def home() -> Path:
     return Path(os.environ.get("CRM_PLATFORM_HOME", "data")).resolve()
@@ -58,3 +65,11 @@ def paths() -> Paths:
 
 def sources_file() -> Path:
     return Path(os.environ.get("CRM_PLATFORM_SOURCES", DEFAULT_SOURCES)).resolve()
+
+
+def match_spec_file() -> Path:
+    return Path(os.environ.get("CRM_PLATFORM_MATCH_SPEC", DEFAULT_MATCH_SPEC)).resolve()
+
+
+def survivorship_file() -> Path:
+    return Path(os.environ.get("CRM_PLATFORM_SURVIVORSHIP", DEFAULT_SURVIVORSHIP)).resolve()

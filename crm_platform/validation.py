@@ -26,14 +26,15 @@ class ValidationResult:
     failure_count: int = 0
     failures: pd.DataFrame = field(default_factory=pd.DataFrame)
     messages: list[str] = field(default_factory=list)
+    allow_empty: bool = False
 
     @property
     def passed(self) -> bool:
-        return self.rows > 0 and self.failure_count == 0 and not self.messages
+        return (self.rows > 0 or self.allow_empty) and self.failure_count == 0 and not self.messages
 
     def summary(self) -> str:
         if self.rows == 0:
-            return f"{self.table} is empty"
+            return f"{self.table} is empty" + (" (allowed: nothing to record this run)" if self.allow_empty else "")
         if self.passed:
             return f"{self.table}: {self.rows} rows pass"
         by_check = (self.failures.groupby(["column", "check"], dropna=False).size()
@@ -66,11 +67,13 @@ def _chunks(con, table: str, chunk_rows: int):
 
 
 def validate_table(con: duckdb.DuckDBPyConnection, table: str, model: type[pa.DataFrameModel],
-                   chunk_rows: int = 1_000_000) -> ValidationResult:
+                   chunk_rows: int = 1_000_000, allow_empty: bool = False) -> ValidationResult:
+    """``allow_empty`` is for tables that rightly hold nothing some runs (a review queue)."""
     rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-    result = ValidationResult(table, rows)
+    result = ValidationResult(table, rows, allow_empty=allow_empty)
     if rows == 0:
-        result.messages.append("table is empty")
+        if not allow_empty:
+            result.messages.append("table is empty")
         return result
     frames = []
     offset = 0

@@ -15,6 +15,7 @@ from dagster_duckdb import DuckDBResource
 
 from crm_platform import settings
 from crm_platform.sources import SourceConfig, load_sources
+from resources.identity import identity_resource
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -51,6 +52,7 @@ def read_only(warehouse: DuckDBResource):
 
 def build_resources() -> dict:
     return {
+        "identity": identity_resource(),
         "warehouse": warehouse_resource(),
         "landing": LandingZone(home=str(settings.home()), sources_path=str(settings.sources_file())),
     }

@@ -1,0 +1,193 @@
+"""Identity resolution and golden records: match, cluster, keep ids stable, pick surviving values.
+
+Thin over ``crm_platform.identity``; the match spec (YAML) decides what is compared and how.
+"""
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from assets.metadata import markdown_table, table_metadata
+from crm_platform.identity import evaluate, golden, guards, resolve, review
+from resources.identity import IdentityResolution
+from resources.warehouse import read_only
+
+GROUP = "identity"
+CONTACTS = dg.AssetKey(["staging", "contacts"])
+K = {name: dg.AssetKey(["identity", name]) for name in (
+    "candidate_pairs", "match_weights", "pair_scores", "crosswalk", "links", "review_queue",
+    "id_changes", "resolution_quality")}
+CUSTOMERS = dg.AssetKey(["core", "customers"])
+PROVENANCE = dg.AssetKey(["core", "customer_field_provenance"])
+
+
+def _spec(key: dg.AssetKey, description: str, deps, group: str = GROUP) -> dg.AssetSpec:
+    return dg.AssetSpec(key, description=description, deps=deps, group_name=group,
+                        kinds={"duckdb", "sql"}, owners=["team:data"], tags={"layer": key.path[0]})
+
+
+@dg.multi_asset(
+    specs=[
+        _spec(K["candidate_pairs"], "Record pairs proposed by the match spec's blocking rules, each once, "
+              "with the first rule that proposed it. Never a cross product: oversized blocks are skipped "
+              "and reported.", [CONTACTS]),
+        _spec(K["match_weights"], "The Fellegi-Sunter model: m and u probability and match weight (bits) "
+              "of every comparison level; u from random pairs, m by EM per training blocking rule.",
+              [K["candidate_pairs"]]),
+        _spec(K["pair_scores"], "Every candidate pair with its comparison vector, per-field weights, "
+              "total weight, match probability and decision (must_link, deterministic, link, review, "
+              "no_link, cannot_link).", [K["match_weights"]]),
+    ],
+    pool="duckdb",
+)
+def match_contacts(warehouse: DuckDBResource, identity: IdentityResolution):
+    """Block, compare and score staging.contacts; reviewer decisions join as labels."""
+    spec = identity.spec()
+    decisions, bad_rows = review.load_decisions(identity.review_dir)
+    with warehouse.get_connection() as con:
+        rep = resolve.match(con, spec, decisions)
+        weights = con.sql("SELECT comparison, level, round(m_probability, 4) AS m, round(u_probability, 6) AS u, "
+                          "round(weight_bits, 2) AS weight_bits FROM identity.match_weights "
+                          "ORDER BY comparison, gamma DESC").df()
+        meta = {k: table_metadata(con, ".".join(K[k].path)) for k in ("candidate_pairs", "match_weights", "pair_scores")}
+    rejected = pd.concat([bad_rows.assign(left_id_given="", right_id_given=""),
+                          (rep.rejected_labels if rep.rejected_labels is not None else pd.DataFrame())])
+    yield dg.MaterializeResult(asset_key=K["candidate_pairs"], metadata={
+        **meta["candidate_pairs"], "pairs_by_blocking_rule": dg.MetadataValue.json(rep.pairs_by_rule),
+        "skipped_oversized_blocks": dg.MetadataValue.json(rep.skipped_blocks),
+        "records": rep.records, "seconds": dg.MetadataValue.json(rep.seconds)})
+    yield dg.MaterializeResult(asset_key=K["match_weights"], metadata={
+        **meta["match_weights"], "weights": dg.MetadataValue.md(markdown_table(weights, 60)),
+        "em_sessions": dg.MetadataValue.md(markdown_table(pd.DataFrame(rep.sessions), 20, 80)),
+        "prior_match_probability": float(rep.prior_match_probability), "model": rep.model,
+        "spec": str(spec.path.name if spec.path else spec.name)})
+    yield dg.MaterializeResult(asset_key=K["pair_scores"], metadata={
+        **meta["pair_scores"], "decisions": dg.MetadataValue.json(rep.decisions), "model": rep.model,
+        "review_labels": dg.MetadataValue.json(rep.labels),
+        "review_rows_not_used": dg.MetadataValue.md(markdown_table(rejected, 20, 60)),
+        "review_rows_not_used_count": len(rejected)})
+
+
+@dg.multi_asset(
+    specs=[
+        _spec(K["crosswalk"], "Every staged contact record mapped to exactly one customer_id. Ids are "
+              "stable across runs; merges keep the surviving id.", [K["pair_scores"]]),
+        _spec(K["links"], "Every link the clustering considered, strongest first, with its per-field "
+              "weights, total weight and outcome (accepted, or refused by which guard).", [K["pair_scores"]]),
+        _spec(K["review_queue"], "Uncertain pairs of different customers, side by side, also exported to "
+              "review/queue.csv; decisions in review/decisions.csv apply on the next run.", [K["pair_scores"]]),
+        _spec(K["id_changes"], "History of customer id merges, splits and moves (old id, new id, kind, "
+              "evidence, time) so downstream tools can follow.", [K["pair_scores"]]),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec("every_contact_mapped_once", asset=K["crosswalk"], blocking=True,
+                          description="Each staged contact has exactly one customer_id and nothing else is mapped."),
+        dg.AssetCheckSpec("guard_max_cluster_size", asset=K["crosswalk"], blocking=True,
+                          description="No customer holds more records than the spec's max_cluster_size."),
+        dg.AssetCheckSpec("guard_conflicting_ids", asset=K["crosswalk"], blocking=True,
+                          description="No customer holds two different birth dates or carried shop numbers."),
+        dg.AssetCheckSpec("guard_cannot_link", asset=K["crosswalk"], blocking=True,
+                          description="No customer holds a pair a cannot-link rule (households) or a reviewer keeps apart."),
+    ],
+    pool="duckdb",
+)
+def resolve_customers(warehouse: DuckDBResource, identity: IdentityResolution):
+    """Cluster accepted links with over-merge guards and map clusters onto stable customer ids."""
+    spec = identity.spec()
+    with warehouse.get_connection() as con:
+        rep = resolve.resolve(con, spec)
+        queue = con.sql("SELECT * FROM identity.review_queue").df()
+        review.export_queue(queue, identity.review_dir)
+        meta = {k: table_metadata(con, ".".join(K[k].path)) for k in ("crosswalk", "links", "review_queue", "id_changes")}
+        checks = {"every_contact_mapped_once": guards.unmapped_contacts(con),
+                  "guard_max_cluster_size": guards.oversized_clusters(con, spec),
+                  "guard_conflicting_ids": guards.conflicting_ids(con, spec),
+                  "guard_cannot_link": guards.cannot_link_violations(con)}
+    sizes = pd.DataFrame(list(rep.cluster_sizes.items()), columns=["records_per_customer", "customers"])
+    yield dg.MaterializeResult(asset_key=K["crosswalk"], metadata={
+        **meta["crosswalk"], "customers": rep.customers, "records": rep.records,
+        "merge_rate": round(1 - rep.customers / rep.records, 4) if rep.records else 0.0,
+        "cluster_sizes": dg.MetadataValue.md(markdown_table(sizes, 30)),
+        "ids_minted": rep.minted, "id_changes": dg.MetadataValue.json(rep.id_changes)})
+    yield dg.MaterializeResult(asset_key=K["links"], metadata={
+        **meta["links"], "accepted": rep.links_accepted,
+        "refused_by_guard": dg.MetadataValue.json(rep.refused)})
+    yield dg.MaterializeResult(asset_key=K["review_queue"], metadata={
+        **meta["review_queue"], "pairs_to_review": rep.review_queue,
+        "export": dg.MetadataValue.path(str(identity.review_dir / review.QUEUE_FILE))})
+    yield dg.MaterializeResult(asset_key=K["id_changes"], metadata={
+        **meta["id_changes"], "changes_this_run": dg.MetadataValue.json(rep.id_changes)})
+    for name, (n, rows) in checks.items():
+        yield dg.AssetCheckResult(asset_key=K["crosswalk"], check_name=name, passed=n == 0 and rep.records > 0,
+                                  metadata={"violations": int(n), "examples": dg.MetadataValue.md(markdown_table(rows, 20))},
+                                  description=f"{n} violations" if n else f"holds for {rep.records} records")
+
+
+@dg.multi_asset(
+    specs=[
+        _spec(CUSTOMERS, "Golden customer records: one row per customer_id, each field chosen by the "
+              "survivorship rules in config (trust rank, most recent, most frequent, longest, consent = "
+              "most restrictive).", [K["crosswalk"]], group="core"),
+        _spec(PROVENANCE, "For every golden field: the value, the staged record that supplied it and "
+              "the survivorship rule that chose it.", [K["crosswalk"]], group="core"),
+    ],
+    check_specs=[dg.AssetCheckSpec("provenance_for_every_field", asset=CUSTOMERS, blocking=True,
+                                   description="Every non-null golden field has exactly one provenance row, "
+                                               "and every customer id has a golden record.")],
+    pool="duckdb",
+)
+def golden_records(warehouse: DuckDBResource, identity: IdentityResolution):
+    """Build core.customers and core.customer_field_provenance from the crosswalk."""
+    rules = identity.survivorship()
+    with warehouse.get_connection() as con:
+        counts = golden.build(con, rules)
+        by_rule = con.sql("SELECT field, rule, source_dataset, count(*) AS n FROM core.customer_field_provenance "
+                          "GROUP BY ALL ORDER BY field, n DESC").df()
+        meta = {k: table_metadata(con, ".".join(k.path)) for k in (CUSTOMERS, PROVENANCE)}
+        n, rows = guards.missing_provenance(con, [o for fr in rules for o in fr.outputs])
+    yield dg.MaterializeResult(asset_key=CUSTOMERS, metadata={
+        **meta[CUSTOMERS], "rules": dg.MetadataValue.json({fr.name: fr.rule for fr in rules})})
+    yield dg.MaterializeResult(asset_key=PROVENANCE, metadata={
+        **meta[PROVENANCE], "values_by_rule_and_source": dg.MetadataValue.md(markdown_table(by_rule, 60))})
+    yield dg.AssetCheckResult(asset_key=CUSTOMERS, check_name="provenance_for_every_field",
+                              passed=n == 0 and counts["customers"] > 0,
+                              metadata={"violations": int(n), "examples": dg.MetadataValue.md(markdown_table(rows))})
+
+
+@dg.asset(
+    key=K["resolution_quality"], deps=[K["crosswalk"], K["candidate_pairs"], K["review_queue"]],
+    group_name=GROUP, kinds={"duckdb", "sql"}, owners=["team:data"], pool="duckdb",
+    tags={"layer": "identity"},
+)
+def resolution_quality(warehouse: DuckDBResource, identity: IdentityResolution) -> dg.MaterializeResult:
+    """How good the resolution is. With the generator's truth: pairwise and B-cubed precision,
+    recall and F1 and blocking recall. Without truth: cluster sizes, merge rate, review queue."""
+    clusters = "SELECT contact_key AS record_id, customer_id AS cluster_id FROM identity.crosswalk"
+    with warehouse.get_connection() as con:
+        desc = evaluate.without_truth(con, clusters, "SELECT * FROM identity.review_queue")
+        measured = "description"
+        metrics = {k: v for k, v in desc.items() if k != "cluster_size_distribution"}
+        if identity.truth_file.exists():
+            truth = pd.read_csv(identity.truth_file, dtype=str, keep_default_na=False)
+            systems = con.sql("SELECT DISTINCT dataset, source_system FROM identity.crosswalk").df()
+            truth = truth.merge(systems, on="dataset")
+            truth = truth.assign(record_id=truth.source_system + ":" + truth.source_record_id,
+                                 entity_id=truth.person_id)
+            metrics.update(evaluate.with_truth(con, clusters, truth,
+                                               "SELECT left_id, right_id FROM identity.candidate_pairs"))
+            measured = "generator truth"
+        rows = pd.DataFrame({"metric": list(metrics), "value": [float(v) for v in metrics.values()]})
+        rows["measured_against"] = measured
+        con.register("_q", rows)
+        con.execute("CREATE OR REPLACE TABLE identity.resolution_quality AS SELECT *, now()::TIMESTAMP AS measured_at FROM _q")
+        con.unregister("_q")
+    meta = {k: (dg.MetadataValue.float(float(v)) if isinstance(v, float) else int(v)) for k, v in metrics.items()}
+    meta["measured_against"] = measured
+    meta["cluster_size_distribution"] = dg.MetadataValue.json(
+        {str(k): v for k, v in desc["cluster_size_distribution"].items()})
+    return dg.MaterializeResult(metadata=meta)
+
+
+def identity_assets() -> list:
+    return [match_contacts, resolve_customers, golden_records, resolution_quality]
+

@@ -1,0 +1,433 @@
+"""The match engine: blocking, comparison, Fellegi-Sunter weights by EM, scoring and decisions.
+
+Everything set-based runs in DuckDB SQL generated from the match spec, so memory stays bounded
+and both cores work; only the pattern table (one row per distinct comparison vector, a few
+thousand rows whatever the data size) reaches Python, where the EM runs and where the supervised
+classifier of ``recordlinkage`` is trained when clerical labels exist.
+
+Tables written to the output schema ``out``:
+
+``records``          the input with the spec's derived columns
+``candidate_pairs``  left_id, right_id and the first blocking rule that proposed the pair
+``comparisons``      the comparison vector (one gamma level per field) of every candidate pair,
+                     plus the deterministic rule and the cannot-link rule that hold for it
+``patterns``         each distinct vector with its count, per-field match weights, total weight
+                     and match probability
+``match_weights``    m and u probability and weight of every comparison level (the model)
+``pair_scores``      comparisons with per-field weights, total weight, probability and decision
+                     (the comparisons table is dropped once scored)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from crm_platform.identity.spec import MatchSpec
+
+DECISIONS = ("must_link", "deterministic", "link", "review", "no_link", "cannot_link")
+
+
+@dataclass
+class EngineReport:
+    records: int = 0
+    candidate_pairs: int = 0
+    pairs_by_rule: dict = field(default_factory=dict)
+    skipped_blocks: dict = field(default_factory=dict)
+    patterns: int = 0
+    sessions: list = field(default_factory=list)
+    prior_match_probability: float = 0.0
+    model: str = "fellegi_sunter_em"
+    labels: dict = field(default_factory=dict)
+    decisions: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    rejected_labels: pd.DataFrame | None = None
+
+
+def _rel(out: str, name: str) -> str:
+    return f"{out}.{name}"
+
+
+def prepare(con: duckdb.DuckDBPyConnection, spec: MatchSpec, source_sql: str, out: str) -> int:
+    """Create ``out.records``: the input rows with the spec's derived columns."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {out}")
+    for name, path in spec.lookups.items():
+        con.execute(f"CREATE OR REPLACE TEMP TABLE lookup_{name} AS "
+                    f"SELECT * FROM read_csv(?, header=true, all_varchar=true)", [str(path)])
+    derived = "".join(f", {expr} AS {name}" for name, expr in spec.derive.items())
+    # share of records holding each value, for term-frequency adjusted weights
+    tfs = "".join(f", count(*) OVER (PARTITION BY {c.tf_column}) / count({c.tf_column}) OVER () AS {c.tf}"
+                  for c in spec.comparisons if c.tf_column)
+    con.execute(f"CREATE OR REPLACE TABLE {_rel(out, 'records')} AS SELECT *{tfs} FROM "
+                f"(SELECT *{derived} FROM ({source_sql}) s)")
+    dup = con.execute(f"SELECT count(*) - count(DISTINCT {spec.unique_id}), count(*) FILTER "
+                      f"(WHERE {spec.unique_id} IS NULL) FROM {_rel(out, 'records')}").fetchall()[0]
+    if dup[0] or dup[1]:
+        raise ValueError(f"{spec.name}: unique id '{spec.unique_id}' has {dup[0]} repeated and "
+                         f"{dup[1]} missing values; the engine needs one id per record")
+    return con.execute(f"SELECT count(*) FROM {_rel(out, 'records')}").fetchall()[0][0]
+
+
+def block(con, spec: MatchSpec, out: str, extra_pairs: list[tuple[str, str]] | None = None) -> tuple[dict, dict]:
+    """Candidate pairs from the blocking rules, each proposed once, never a cross product.
+
+    Returns pairs per rule (newly proposed by it) and skipped oversized blocks per rule."""
+    recs, uid, src = _rel(out, "records"), spec.unique_id, spec.source_column
+    parts, skipped = [], {}
+    for i, rule in enumerate(spec.blocking):
+        keys = [f"{k} AS k{j}" for j, k in enumerate(rule.keys)]
+        part = ", ".join(f"k{j}" for j in range(len(rule.keys)))
+        nn = " AND ".join(f"({k}) IS NOT NULL" for k in rule.keys)
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _blk AS
+            SELECT {uid} AS id, {src} AS src, {', '.join(keys)}, count(*) OVER (PARTITION BY {part}) AS n
+            FROM {recs} WHERE {nn}""")
+        sk = con.execute(f"SELECT count(*), count(DISTINCT ({part})) FROM _blk WHERE n > ?",
+                         [spec.max_block_size]).fetchall()[0]
+        if sk[0]:
+            skipped[rule.name] = {"records": sk[0], "blocks": sk[1]}
+        on = " AND ".join(f"l.k{j} = r.k{j}" for j in range(len(rule.keys)))
+        filt = spec.pair_filter(uid="id", src="src")
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _p{i} AS
+            SELECT l.id AS left_id, r.id AS right_id, {i}::SMALLINT AS rule_no
+            FROM _blk l JOIN _blk r ON {on} AND {filt}
+            WHERE l.n <= {spec.max_block_size} AND r.n <= {spec.max_block_size}""")
+        parts.append(f"SELECT * FROM _p{i}")
+    con.execute("CREATE OR REPLACE TEMP TABLE _extra (left_id VARCHAR, right_id VARCHAR)")
+    if extra_pairs:
+        con.executemany("INSERT INTO _extra VALUES (?, ?)", [list(p) for p in extra_pairs])
+    names = [r.name for r in spec.blocking] + ["review_decision"]
+    con.execute(f"""CREATE OR REPLACE TABLE {_rel(out, 'candidate_pairs')} AS
+        SELECT left_id, right_id, ({names!r})[min(rule_no) + 1] AS blocking_rule,
+               bit_or(1::BIGINT << rule_no) AS rule_mask FROM (
+            {' UNION ALL '.join(parts)}
+            UNION ALL SELECT e.left_id, e.right_id, {len(spec.blocking)}::SMALLINT FROM _extra e
+              JOIN {recs} a ON a.{uid} = e.left_id JOIN {recs} b ON b.{uid} = e.right_id)
+        GROUP BY ALL""")
+    for i in range(len(spec.blocking)):
+        con.execute(f"DROP TABLE IF EXISTS _p{i}")
+    con.execute("DROP TABLE IF EXISTS _blk")
+    by_rule = dict(con.execute(f"SELECT blocking_rule, count(*) FROM {_rel(out, 'candidate_pairs')} "
+                               "GROUP BY 1 ORDER BY 2 DESC").fetchall())
+    return by_rule, skipped
+
+
+def orient(con, spec: MatchSpec, out: str, pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Put labelled pairs in the engine's pair order; pairs naming unknown records or a pair the
+    link type never compares come back separately with the reason."""
+    if pairs is None or not len(pairs):
+        return pd.DataFrame(columns=["left_id", "right_id", "label"]), pd.DataFrame(columns=["left_id", "right_id", "reason"])
+    recs, uid = _rel(out, "records"), spec.unique_id
+    con.register("_pairs_in", pairs[["left_id", "right_id", "label"]])
+    fwd, rev = spec.pair_filter("a", "b"), spec.pair_filter("b", "a")
+    df = con.execute(f"""SELECT p.left_id AS in_left, p.right_id AS in_right, p.label,
+            a.{uid} IS NOT NULL AS left_known, b.{uid} IS NOT NULL AS right_known,
+            CASE WHEN {fwd} THEN a.{uid} WHEN {rev} THEN b.{uid} END AS left_id,
+            CASE WHEN {fwd} THEN b.{uid} WHEN {rev} THEN a.{uid} END AS right_id
+        FROM _pairs_in p LEFT JOIN {recs} a ON a.{uid} = p.left_id LEFT JOIN {recs} b ON b.{uid} = p.right_id""").df()
+    con.unregister("_pairs_in")
+    reason = np.where(~df.left_known | ~df.right_known, "unknown record id",
+                      np.where(df.left_id.isna(), "pair not compared under this link type", ""))
+    bad = df[reason != ""].assign(reason=reason[reason != ""])
+    ok = df[reason == ""].drop_duplicates(["left_id", "right_id"], keep="last")
+    return (ok[["left_id", "right_id", "label"]].reset_index(drop=True),
+            bad.rename(columns={"in_left": "left_id_given", "in_right": "right_id_given"})
+            [["left_id_given", "right_id_given", "reason"]].reset_index(drop=True))
+
+
+def _case(rules, label: str) -> str:
+    if not rules:
+        return f"NULL::VARCHAR AS {label}"
+    return "CASE " + " ".join(f"WHEN {r.sql} THEN '{r.name}'" for r in rules) + f" END AS {label}"
+
+
+def compare(con, spec: MatchSpec, out: str) -> None:
+    """The comparison vector of every candidate pair, computed in SQL."""
+    recs, uid = _rel(out, "records"), spec.unique_id
+    gammas = ", ".join(c.case_sql() for c in spec.comparisons)
+    con.execute(f"""CREATE OR REPLACE TABLE {_rel(out, 'comparisons')} AS
+        SELECT p.left_id, p.right_id, p.blocking_rule, p.rule_mask, {gammas},
+               {''.join(f"greatest(l.{c.tf}, r.{c.tf}) AS {c.tf}, " for c in spec.comparisons if c.tf_column)}
+               {_case(spec.deterministic, 'deterministic_rule')},
+               {_case(spec.guards.cannot_link, 'cannot_link_rule')}
+        FROM {_rel(out, 'candidate_pairs')} p
+        JOIN {recs} l ON l.{uid} = p.left_id JOIN {recs} r ON r.{uid} = p.right_id""")
+
+
+def _pattern_counts(con, spec: MatchSpec, rel: str, extra: str = "") -> pd.DataFrame:
+    g = ", ".join(spec.gammas)
+    return con.execute(f"SELECT {g}{extra}, count(*) AS n FROM {rel} GROUP BY ALL ORDER BY ALL").df()
+
+
+def estimate_u(con, spec: MatchSpec, out: str) -> dict[str, np.ndarray]:
+    """u probabilities from random record pairs (almost all non-matches), as Splink does."""
+    recs = _rel(out, "records")
+    side = max(50, int(math.sqrt(2 * spec.u_sample_pairs)))
+    gammas = ", ".join(c.case_sql() for c in spec.comparisons)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _u AS
+        WITH s AS (SELECT * FROM {recs} USING SAMPLE reservoir({side} ROWS) REPEATABLE ({spec.seed}))
+        SELECT {gammas} FROM s l JOIN s r ON {spec.pair_filter()}""")
+    counts = _pattern_counts(con, spec, "_u")
+    con.execute("DROP TABLE _u")
+    u = {}
+    for c in spec.comparisons:
+        k = len(c.levels) + 1
+        g = counts[c.gamma].to_numpy()
+        tally = np.bincount(g[g >= 0], weights=counts["n"].to_numpy()[g >= 0], minlength=k)
+        u[c.name] = (tally + 0.5) / (tally.sum() + 0.5 * k)       # no level has u = 0
+    return u
+
+
+def em_session(spec: MatchSpec, patterns: pd.DataFrame, u: dict[str, np.ndarray], train: list,
+               tol: float = 1e-6) -> tuple[dict[str, np.ndarray], float, int]:
+    """Fellegi-Sunter EM, u held fixed, over the pairs of one blocking rule.
+
+    Only the comparisons in ``train`` take part: the fields a rule blocks on agree in all of its
+    pairs, so they carry no information there (Splink trains the same way)."""
+    n = patterns["n"].to_numpy(float)
+    G = {c.name: patterns[c.gamma].to_numpy() for c in train}
+    m = {}
+    for c in train:
+        k = len(c.levels) + 1
+        start = np.array([0.05] + [2.0 ** i for i in range(1, k)])   # mass on the strong levels
+        m[c.name] = start / start.sum()
+    lam, it = 0.3, 0
+    for it in range(1, spec.em_max_iterations + 1):
+        log_m = np.full(len(n), math.log(lam))
+        log_u = np.full(len(n), math.log(1 - lam))
+        for c in train:
+            g = G[c.name]
+            ok = g >= 0
+            gi = np.where(ok, g, 0)
+            log_m += np.where(ok, np.log(m[c.name][gi]), 0.0)
+            log_u += np.where(ok, np.log(u[c.name][gi]), 0.0)
+        p = 1.0 / (1.0 + np.exp(np.clip(log_u - log_m, -700, 700)))
+        w = n * p
+        new_lam = min(max(w.sum() / n.sum(), 1e-9), 1 - 1e-9)
+        delta = abs(new_lam - lam)
+        for c in train:
+            g = G[c.name]
+            k = len(c.levels) + 1
+            tally = np.bincount(g[g >= 0], weights=w[g >= 0], minlength=k)
+            new = (tally + 1e-6) / (tally.sum() + 1e-6 * k)
+            delta = max(delta, float(np.abs(new - m[c.name]).max()))
+            m[c.name] = new
+        lam = new_lam
+        if delta < tol:
+            break
+    return m, lam, it
+
+
+def _involved(comp, keys: tuple[str, ...], spec: MatchSpec) -> bool:
+    """Does a blocking rule's key touch the fields a comparison looks at?"""
+    text = " ".join([*comp.columns, *(lv.sql for lv in comp.levels)])
+    tokens = set(re.findall(r"[a-z_][a-z0-9_]*", text))
+    for k in keys:
+        words = set(re.findall(r"[a-z_][a-z0-9_]*", k))
+        # a derived key counts through the columns its expression reads
+        for w in list(words):
+            if w in spec.derive:
+                words |= set(re.findall(r"[a-z_][a-z0-9_]*", spec.derive[w]))
+        if words & tokens:
+            return True
+    return False
+
+
+def train_m(spec: MatchSpec, patterns: pd.DataFrame, u: dict) -> tuple[dict, list[dict]]:
+    """m probabilities: one EM session per training blocking rule (all rules unless the spec names
+    them), averaged per comparison. Rules whose pairs are mostly look-alike non-matches, such as
+    household members sharing an address, teach EM the wrong thing and are left out by the spec."""
+    sums = {c.name: np.zeros(len(c.levels) + 1) for c in spec.comparisons}
+    seen = {c.name: 0 for c in spec.comparisons}
+    sessions = []
+    for i, rule in enumerate(spec.blocking):
+        if spec.training_rules and rule.name not in spec.training_rules:
+            continue
+        sub = patterns[(patterns["rule_mask"].to_numpy() >> i) & 1 == 1]
+        train = [c for c in spec.comparisons if not _involved(c, rule.keys, spec)]
+        if sub["n"].sum() < 50 or not train:
+            continue
+        sub = sub.groupby(spec.gammas, as_index=False)["n"].sum()
+        m, lam, it = em_session(spec, sub, u, train)
+        for c in train:
+            sums[c.name] += m[c.name]
+            seen[c.name] += 1
+        sessions.append({"blocking_rule": rule.name, "pairs": int(sub["n"].sum()), "iterations": it,
+                         "match_share": round(lam, 4), "trained": [c.name for c in train]})
+    untrained = [k for k, v in seen.items() if not v]
+    if untrained:
+        raise ValueError(f"{spec.name}: no blocking rule leaves comparisons {untrained} free to train; "
+                         "add a blocking rule on other fields")
+    return {k: sums[k] / seen[k] for k in sums}, sessions
+
+
+def prior(con, spec: MatchSpec, out: str) -> float:
+    """Probability that two random records match: pairs accepted by the deterministic rules,
+    divided by the recall those rules are assumed to have, over all comparable pairs (Splink's
+    estimate); or the spec's fixed value."""
+    if spec.prior_match_probability:
+        return spec.prior_match_probability
+    recs = _rel(out, "records")
+    if spec.link_type == "link_only":
+        sizes = [r[0] for r in con.execute(f"SELECT count(*) FROM {recs} GROUP BY {spec.source_column}").fetchall()]
+        total = sum(a * b for i, a in enumerate(sizes) for b in sizes[i + 1:])
+    else:
+        n = con.execute(f"SELECT count(*) FROM {recs}").fetchall()[0][0]
+        total = n * (n - 1) / 2
+    det = con.execute(f"SELECT count(*) FROM {_rel(out, 'comparisons')} WHERE deterministic_rule IS NOT NULL "
+                      "AND cannot_link_rule IS NULL").fetchall()[0][0]
+    if not det:
+        raise ValueError(f"{spec.name}: no deterministic rule matched any pair; set prior.match_probability")
+    return min(det / spec.deterministic_recall / max(total, 1), 0.5)
+
+
+def _weights_frame(spec: MatchSpec, m: dict, u: dict) -> pd.DataFrame:
+    rows = []
+    for c in spec.comparisons:
+        labels = c.labels()
+        for g in range(len(c.levels), -1, -1):
+            rows.append({"comparison": c.name, "gamma": g, "level": labels[g],
+                         "m_probability": float(m[c.name][g]), "u_probability": float(u[c.name][g]),
+                         "weight_bits": float(np.log2(m[c.name][g] / u[c.name][g]))})
+        rows.append({"comparison": c.name, "gamma": -1, "level": "null", "m_probability": None,
+                     "u_probability": None, "weight_bits": 0.0})
+    return pd.DataFrame(rows)
+
+
+def _u_top(weights: pd.DataFrame, comp) -> float:
+    w = weights[(weights.comparison == comp.name) & (weights.gamma == len(comp.levels))]
+    return float(w["u_probability"].iloc[0])
+
+
+def _score_patterns(spec: MatchSpec, patterns: pd.DataFrame, weights: pd.DataFrame, lam: float) -> pd.DataFrame:
+    out = patterns.copy()
+    total = np.full(len(out), math.log2(lam / (1 - lam)))
+    for c in spec.comparisons:
+        lut = weights[weights.comparison == c.name].set_index("gamma")["weight_bits"]
+        out[f"w_{c.name}"] = out[c.gamma].map(lut).astype(float)
+        total += out[f"w_{c.name}"].to_numpy()
+    out["total_weight"] = total
+    out["fs_probability"] = 1.0 / (1.0 + np.power(2.0, -np.clip(total, -1000, 1000)))
+    out["match_probability"] = out["fs_probability"]
+    return out
+
+
+def supervised(spec: MatchSpec, patterns: pd.DataFrame, labelled: pd.DataFrame) -> tuple[np.ndarray, dict] | None:
+    """With enough clerical labels of both classes, train recordlinkage's logistic-regression
+    classifier on the one-hot comparison levels and score every pattern with it."""
+    import recordlinkage as rl
+
+    counts = labelled["label"].value_counts().to_dict()
+    info = {"labels_match": int(counts.get(1, 0)), "labels_no_match": int(counts.get(0, 0))}
+    if min(info.values()) < spec.min_labels_per_class:
+        info["used"] = False
+        return None, info
+    cats = {c.gamma: list(range(-1, len(c.levels) + 1)) for c in spec.comparisons}
+
+    def onehot(df: pd.DataFrame) -> pd.DataFrame:
+        cols = {}
+        for g, values in cats.items():
+            for v in values:
+                cols[f"{g}={v}"] = (df[g].to_numpy() == v).astype(float)
+        return pd.DataFrame(cols, index=df.index)
+
+    X = onehot(labelled)
+    X.index = pd.MultiIndex.from_arrays([labelled["left_id"], labelled["right_id"]])
+    y = X.index[labelled["label"].to_numpy() == 1]
+    clf = rl.LogisticRegressionClassifier()
+    clf.fit(X, y)
+    proba = clf.kernel.predict_proba(onehot(patterns).to_numpy())[:, list(clf.kernel.classes_).index(1)]
+    train_pred = clf.kernel.predict(X.to_numpy())
+    info.update(used=True, training_accuracy=round(float((train_pred == labelled["label"].to_numpy()).mean()), 4))
+    return proba, info
+
+
+def score(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None = None) -> EngineReport:
+    """EM weights, pattern scores and per-pair decisions; writes patterns, match_weights, scores."""
+    rep = EngineReport()
+    t = time.perf_counter()
+    u = estimate_u(con, spec, out)
+    masked = _pattern_counts(con, spec, _rel(out, "comparisons"), ", rule_mask")
+    m, rep.sessions = train_m(spec, masked, u)
+    lam = prior(con, spec, out)
+    patterns = masked.groupby(spec.gammas, as_index=False)["n"].sum()
+    weights = _weights_frame(spec, m, u)
+    pats = _score_patterns(spec, patterns, weights, lam)
+    rep.patterns, rep.prior_match_probability = len(pats), lam
+    rep.seconds["em"] = round(time.perf_counter() - t, 2)
+    con.execute("CREATE OR REPLACE TEMP TABLE _decisions (left_id VARCHAR, right_id VARCHAR, label INTEGER)")
+    if decisions is not None and len(decisions):
+        con.register("_dec_df", decisions[["left_id", "right_id", "label"]])
+        con.execute("INSERT INTO _decisions SELECT left_id, right_id, label FROM _dec_df")
+        con.unregister("_dec_df")
+        g = ", ".join(f"c.{x}" for x in spec.gammas)
+        labelled = con.execute(f"SELECT d.left_id, d.right_id, d.label, {g} FROM _decisions d "
+                               f"JOIN {_rel(out, 'comparisons')} c USING (left_id, right_id)").df()
+        proba, rep.labels = supervised(spec, pats, labelled)
+        if proba is not None:
+            pats["match_probability"] = proba
+            rep.model = "recordlinkage_logistic_regression"
+    con.register("_pats_df", pats)
+    con.execute(f"CREATE OR REPLACE TABLE {_rel(out, 'patterns')} AS SELECT * FROM _pats_df")
+    con.unregister("_pats_df")
+    con.register("_w_df", weights)
+    con.execute(f"CREATE OR REPLACE TABLE {_rel(out, 'match_weights')} AS SELECT *, ? AS prior_match_probability "
+                f"FROM _w_df", [lam])
+    con.unregister("_w_df")
+    # a common value agreeing (Mueller, Berlin) is weaker evidence than a rare one: the strongest
+    # level's u is replaced by the frequency of the value itself (Splink's term frequencies)
+    adj = {c.name: (f"CASE WHEN c.{c.gamma} = {len(c.levels)} THEN log2({_u_top(weights, c)} / "
+                    f"greatest(c.{c.tf}, 1e-9)) ELSE 0 END") for c in spec.comparisons if c.tf_column}
+    wcols = ", ".join(f"p.w_{c.name} + {adj[c.name]} AS w_{c.name}" if c.name in adj else f"p.w_{c.name}"
+                      for c in spec.comparisons)
+    total = "p.total_weight" + "".join(f" + {a}" for a in adj.values())
+    prob_sql = "pattern_probability" if rep.model != "fellegi_sunter_em" else \
+        "1 / (1 + pow(2, -greatest(least(total_weight, 1000), -1000)))"
+    using = ", ".join(spec.gammas)
+    con.execute(f"""CREATE OR REPLACE TABLE {_rel(out, 'pair_scores')} AS
+        WITH s AS (
+            SELECT c.* EXCLUDE ({', '.join(c.tf for c in spec.comparisons if c.tf_column) or 'rule_mask'}),
+                   {wcols}, {total} AS total_weight, p.match_probability AS pattern_probability,
+                   d.label AS review_label
+            FROM {_rel(out, 'comparisons')} c JOIN {_rel(out, 'patterns')} p USING ({using})
+            LEFT JOIN _decisions d USING (left_id, right_id))
+        SELECT s.* EXCLUDE (pattern_probability), {prob_sql} AS match_probability,
+          CASE WHEN review_label = 1 THEN 'must_link'
+               WHEN review_label = 0 THEN 'cannot_link'
+               WHEN cannot_link_rule IS NOT NULL THEN 'cannot_link'
+               WHEN deterministic_rule IS NOT NULL THEN 'deterministic'
+               WHEN {prob_sql} >= {spec.link_threshold} THEN 'link'
+               WHEN {prob_sql} >= {spec.review_threshold} THEN 'review'
+               ELSE 'no_link' END AS decision
+        FROM s""")
+    con.execute(f"DROP TABLE {_rel(out, 'comparisons')}")
+    rep.decisions = dict(con.execute(f"SELECT decision, count(*) FROM {_rel(out, 'pair_scores')} "
+                                     "GROUP BY 1 ORDER BY 1").fetchall())
+    return rep
+
+
+def run(con, spec: MatchSpec, source_sql: str, out: str,
+        decisions: pd.DataFrame | None = None) -> EngineReport:
+    """Prepare, block, compare and score ``source_sql`` under ``spec`` into schema ``out``."""
+    t0 = time.perf_counter()
+    n = prepare(con, spec, source_sql, out)
+    decisions, rejected = orient(con, spec, out, decisions)
+    t1 = time.perf_counter()
+    extra = list(decisions[["left_id", "right_id"]].itertuples(index=False, name=None)) \
+        if decisions is not None and len(decisions) else None
+    by_rule, skipped = block(con, spec, out, extra)
+    t2 = time.perf_counter()
+    compare(con, spec, out)
+    t3 = time.perf_counter()
+    rep = score(con, spec, out, decisions)
+    rep.records, rep.pairs_by_rule, rep.skipped_blocks = n, by_rule, skipped
+    rep.candidate_pairs = sum(by_rule.values())
+    rep.rejected_labels = rejected
+    rep.seconds.update(prepare=round(t1 - t0, 2), blocking=round(t2 - t1, 2), compare=round(t3 - t2, 2),
+                       score=round(time.perf_counter() - t3, 2))
+    return rep

@@ -1,0 +1,166 @@
+"""Identity resolution of the staged contacts: engine, clustering with guards, stable ids.
+
+``match(con, spec, decisions)`` runs the engine over ``staging.contacts`` into the ``identity``
+schema. ``resolve(con, spec)`` clusters the accepted links and maps the clusters onto stable
+customer ids, writing in one transaction:
+
+``identity.links``         every link the clustering considered, its weights and its outcome
+``identity.review_queue``  uncertain pairs not yet decided, side by side for a reviewer
+``identity.crosswalk``     every staged contact record -> exactly one customer_id
+``identity.id_changes``    history of merges, splits and moves (old id, new id, kind, evidence)
+``identity.id_registry``   every customer id ever minted, active or retired
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+
+from crm_platform.identity import engine, ids
+from crm_platform.identity.cluster import ACCEPTED, cluster
+from crm_platform.identity.spec import MatchSpec
+
+SCHEMA = "identity"
+SOURCE_SQL = "SELECT * FROM staging.contacts"
+REVIEW_FIELDS = ("dataset", "first_name", "last_name", "birth_date", "email", "phone", "street",
+                 "postcode", "city")
+
+
+@dataclass
+class ResolveReport:
+    records: int = 0
+    customers: int = 0
+    links_considered: int = 0
+    links_accepted: int = 0
+    refused: dict = field(default_factory=dict)
+    review_queue: int = 0
+    id_changes: dict = field(default_factory=dict)
+    minted: int = 0
+    cluster_sizes: dict = field(default_factory=dict)
+
+
+def match(con, spec: MatchSpec, decisions: pd.DataFrame | None = None) -> engine.EngineReport:
+    """Block, compare and score the staged contacts under ``spec`` into the identity schema."""
+    return engine.run(con, spec, SOURCE_SQL, SCHEMA, decisions)
+
+
+def _table_exists(con, schema: str, table: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                            [schema, table]).fetchall()[0][0])
+
+
+def resolve(con, spec: MatchSpec, now: datetime | None = None) -> ResolveReport:
+    """Cluster the scored pairs and write crosswalk, id changes, links and review queue."""
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    uid = spec.unique_id
+    strong_cols = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in spec.guards.conflicting_ids)
+    recs = con.execute(f"SELECT {uid} AS record_id{', ' + strong_cols if strong_cols else ''} "
+                       f"FROM {SCHEMA}.records ORDER BY 1").df()
+    index = pd.Series(np.arange(len(recs)), index=recs["record_id"])
+    edges = con.execute(f"""SELECT left_id, right_id, decision, match_probability
+        FROM {SCHEMA}.pair_scores WHERE decision IN ('must_link', 'deterministic', 'link')
+        ORDER BY CASE decision WHEN 'must_link' THEN 0 WHEN 'deterministic' THEN 1 ELSE 2 END,
+                 match_probability DESC, left_id, right_id""").df()
+    cannot = con.execute(f"SELECT left_id, right_id FROM {SCHEMA}.pair_scores "
+                         "WHERE decision = 'cannot_link'").df()
+    strong = {c: recs[c].where(recs[c].notna(), None).to_numpy(dtype=object) for c in spec.guards.conflicting_ids}
+    res = cluster(len(recs), index[edges.left_id].to_numpy(), index[edges.right_id].to_numpy(),
+                  (edges.decision == "must_link").to_numpy(), strong,
+                  list(zip(index[cannot.left_id].tolist(), index[cannot.right_id].tolist())),
+                  spec.guards.max_cluster_size)
+    edges["outcome"] = res.outcomes
+    labels = pd.DataFrame({"record_id": recs["record_id"], "label": res.labels})
+
+    previous = pd.DataFrame(columns=["record_id", "customer_id"])
+    last = 0
+    if _table_exists(con, SCHEMA, "crosswalk"):
+        previous = con.execute(f"SELECT {uid} AS record_id, customer_id FROM {SCHEMA}.crosswalk").df()
+    if _table_exists(con, SCHEMA, "id_registry"):
+        last = ids.last_minted(con.execute(f"SELECT customer_id FROM {SCHEMA}.id_registry").df()["customer_id"])
+    last = max(last, ids.last_minted(previous["customer_id"]))
+    accepted = edges[edges.outcome == ACCEPTED]
+    evidence = {}
+    for row in accepted.itertuples(index=False):
+        for a, b in ((row.left_id, row.right_id), (row.right_id, row.left_id)):
+            evidence.setdefault(a, f"{row.decision} with {b} (p={row.match_probability:.4f})")
+    crosswalk, changes = ids.assign(labels, previous, last, evidence)
+
+    rep = ResolveReport(records=len(recs), customers=int(crosswalk.customer_id.nunique()),
+                        links_considered=len(edges), links_accepted=len(accepted), refused=res.refused)
+    rep.id_changes = changes["kind"].value_counts().to_dict() if len(changes) else {}
+    minted = sorted(set(crosswalk.customer_id) - set(previous.customer_id))
+    rep.minted = len(minted)
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _write(con, spec, edges, crosswalk, changes, minted, now)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    rep.review_queue = con.execute(f"SELECT count(*) FROM {SCHEMA}.review_queue").fetchall()[0][0]
+    sizes = con.execute(f"SELECT cluster_size, count(DISTINCT customer_id) FROM {SCHEMA}.crosswalk "
+                        "GROUP BY 1 ORDER BY 1").fetchall()
+    rep.cluster_sizes = {int(k): int(v) for k, v in sizes}
+    return rep
+
+
+def _write(con, spec: MatchSpec, edges: pd.DataFrame, crosswalk: pd.DataFrame, changes: pd.DataFrame,
+           minted: list[str], now: datetime) -> None:
+    uid = spec.unique_id
+    con.register("_edges", edges[["left_id", "right_id", "outcome"]])
+    con.execute(f"""CREATE OR REPLACE TABLE {SCHEMA}.links AS
+        SELECT s.* EXCLUDE (review_label), e.outcome
+        FROM {SCHEMA}.pair_scores s JOIN _edges e USING (left_id, right_id)
+        ORDER BY s.match_probability DESC, s.left_id, s.right_id""")
+    con.unregister("_edges")
+    con.register("_xw", crosswalk)
+    con.execute(f"""CREATE OR REPLACE TABLE {SCHEMA}.crosswalk AS
+        SELECT x.record_id AS {uid}, x.customer_id, r.dataset, r.source_system, r.source_record_id,
+               count(*) OVER (PARTITION BY x.customer_id)::INTEGER AS cluster_size,
+               ?::TIMESTAMP AS resolved_at
+        FROM _xw x JOIN {SCHEMA}.records r ON r.{uid} = x.record_id ORDER BY x.customer_id, 1""", [now])
+    con.unregister("_xw")
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.id_changes (
+        old_customer_id VARCHAR, new_customer_id VARCHAR, kind VARCHAR, records INTEGER,
+        evidence VARCHAR, changed_at TIMESTAMP)""")
+    if len(changes):
+        con.register("_chg", changes)
+        con.execute(f"INSERT INTO {SCHEMA}.id_changes SELECT old_customer_id, new_customer_id, kind, "
+                    "records, evidence, ? FROM _chg", [now])
+        con.unregister("_chg")
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.id_registry (
+        customer_id VARCHAR PRIMARY KEY, minted_at TIMESTAMP, status VARCHAR, retired_into VARCHAR,
+        retired_at TIMESTAMP)""")
+    if minted:
+        con.executemany(f"INSERT INTO {SCHEMA}.id_registry VALUES (?, ?, 'active', NULL, NULL)",
+                        [[m, now] for m in minted])
+    merges = changes[changes.kind == "merge"] if len(changes) else changes
+    gone = con.execute(f"""SELECT customer_id FROM {SCHEMA}.id_registry WHERE status = 'active'
+        AND customer_id NOT IN (SELECT customer_id FROM {SCHEMA}.crosswalk)""").fetchall()
+    into = dict(zip(merges.old_customer_id, merges.new_customer_id)) if len(merges) else {}
+    for (cid,) in gone:
+        con.execute(f"UPDATE {SCHEMA}.id_registry SET status = 'retired', retired_into = ?, retired_at = ? "
+                    "WHERE customer_id = ?", [into.get(cid), now, cid])
+    fields = ", ".join(f"l.{f} AS left_{f}, r.{f} AS right_{f}" for f in REVIEW_FIELDS)
+    con.execute(f"""CREATE OR REPLACE TABLE {SCHEMA}.review_queue AS
+        SELECT s.left_id, s.right_id, round(s.match_probability, 4) AS match_probability,
+               round(s.total_weight, 2) AS total_weight, {fields}, NULL::VARCHAR AS decision
+        FROM {SCHEMA}.pair_scores s
+        JOIN {SCHEMA}.records l ON l.{uid} = s.left_id JOIN {SCHEMA}.records r ON r.{uid} = s.right_id
+        JOIN {SCHEMA}.crosswalk xl ON xl.{uid} = s.left_id JOIN {SCHEMA}.crosswalk xr ON xr.{uid} = s.right_id
+        WHERE s.decision = 'review' AND xl.customer_id <> xr.customer_id
+        ORDER BY s.match_probability DESC, s.left_id, s.right_id""")
+
+
+def explain(con, left_id: str, right_id: str) -> dict:
+    """Per-field levels and weights of one scored pair, for a person asking 'why?'."""
+    row = con.execute(f"SELECT * FROM {SCHEMA}.pair_scores WHERE (left_id, right_id) IN ((?, ?), (?, ?))",
+                      [left_id, right_id, right_id, left_id]).df()
+    if not len(row):
+        return {}
+    return json.loads(row.iloc[0].to_json(date_format="iso"))

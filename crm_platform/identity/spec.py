@@ -1,0 +1,257 @@
+"""The declarative match spec: how records are blocked, compared, scored, linked and guarded.
+
+A spec is YAML versioned with the project (``crm_platform/config/match_spec.yaml`` for the CRM
+contacts, ``benchmarks/febrl_*.yaml`` for FEBRL). The same engine runs any table given its spec:
+
+* ``derive`` adds columns to the records as SQL expressions (match keys, cleaned values);
+* ``blocking.rules`` are equi-join keys (SQL expressions); a pair is compared when every key of at
+  least one rule agrees and is not null. Keys shared by more than ``max_block_size`` records are
+  skipped and reported, so no rule degrades into a cross product;
+* ``comparisons`` each map a pair to one level, strongest first, like Splink's settings: the
+  first level whose condition holds wins, a null on either side gives the null level (no
+  evidence), anything else falls to the ``else`` level;
+* ``deterministic`` rules accept a pair outright (still subject to the guards);
+* ``guards`` stop over-merging: a maximum cluster size, identifiers that must not conflict inside
+  one cluster, and cannot-link rules such as household protection.
+
+A level condition is one of the kinds in ``LEVEL_KINDS`` or raw SQL over ``l.`` and ``r.``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class MatchSpecError(ValueError):
+    """The match spec is not usable; the message names the place and the reason."""
+
+
+def _col(c: str, side: str) -> str:
+    return f"{side}.{c}"
+
+
+def _level_sql(kind: str, p: dict, where: str) -> str:
+    """SQL condition for one comparison level over the aliases ``l`` and ``r``."""
+    col = p.get("column")
+    if kind in {"exact", "jaro_winkler", "levenshtein", "damerau_levenshtein", "date_transposed",
+                "prefix"} and not col:
+        raise MatchSpecError(f"{where}: level kind '{kind}' needs 'column'")
+    l, r = (_col(col, "l"), _col(col, "r")) if col else ("", "")
+    if kind == "exact":
+        return f"{l} = {r}"
+    if kind == "jaro_winkler":
+        return f"jaro_winkler_similarity({l}, {r}) >= {float(p['threshold'])}"
+    if kind == "levenshtein":
+        return f"levenshtein({l}, {r}) <= {int(p['max'])}"
+    if kind == "damerau_levenshtein":
+        return f"damerau_levenshtein({l}, {r}) <= {int(p['max'])}"
+    if kind == "prefix":
+        n = int(p["length"])
+        return f"left({l}, {n}) = left({r}, {n})"
+    if kind == "date_transposed":
+        # one typed digit wrong or two digits swapped, or day and month exchanged
+        ls, rs = f"CAST({l} AS VARCHAR)", f"CAST({r} AS VARCHAR)"
+        return (f"(damerau_levenshtein({ls}, {rs}) <= 1 OR (length({ls}) = 10 AND "
+                f"substr({ls}, 1, 4) = substr({rs}, 1, 4) AND substr({ls}, 6, 2) = substr({rs}, 9, 2) "
+                f"AND substr({ls}, 9, 2) = substr({rs}, 6, 2)))")
+    if kind == "swapped":
+        a, b = p["columns"]
+        return f"(l.{a} = r.{b} AND l.{b} = r.{a})"
+    if kind == "sql":
+        return f"({p['sql']})"
+    raise MatchSpecError(f"{where}: unknown level kind '{kind}' (known: {', '.join(LEVEL_KINDS)})")
+
+
+LEVEL_KINDS = ("exact", "jaro_winkler", "levenshtein", "damerau_levenshtein", "prefix",
+               "date_transposed", "swapped", "sql")
+
+
+@dataclass(frozen=True)
+class Level:
+    label: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One field comparison. Levels are ordered strongest first; ``gamma`` counts down from
+    ``len(levels)`` (strongest) to 0 (the ``else`` level); -1 is the null level."""
+
+    name: str
+    columns: tuple[str, ...]
+    levels: tuple[Level, ...]
+    description: str = ""
+    tf_column: str | None = None     # term-frequency adjust the strongest level on this column
+
+    @property
+    def tf(self) -> str:
+        return f"tf_{self.name}"
+
+    @property
+    def gamma(self) -> str:
+        return f"gamma_{self.name}"
+
+    def labels(self) -> dict[int, str]:
+        n = len(self.levels)
+        out = {-1: "null", 0: "else"}
+        out.update({n - i: lv.label for i, lv in enumerate(self.levels)})
+        return out
+
+    def case_sql(self) -> str:
+        nulls = " OR ".join(f"l.{c} IS NULL OR r.{c} IS NULL" for c in self.columns)
+        n = len(self.levels)
+        whens = " ".join(f"WHEN {lv.sql} THEN {n - i}" for i, lv in enumerate(self.levels))
+        return f"CASE WHEN {nulls} THEN -1 {whens} ELSE 0 END::TINYINT AS {self.gamma}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class BlockingRule:
+    name: str
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Guards:
+    max_cluster_size: int = 50
+    conflicting_ids: tuple[str, ...] = ()
+    cannot_link: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True)
+class MatchSpec:
+    name: str
+    unique_id: str
+    source_column: str
+    link_type: str
+    derive: dict[str, str]
+    blocking: tuple[BlockingRule, ...]
+    max_block_size: int
+    comparisons: tuple[Comparison, ...]
+    deterministic: tuple[Rule, ...]
+    guards: Guards
+    link_threshold: float
+    review_threshold: float
+    training_rules: tuple[str, ...] = ()
+    deterministic_recall: float = 0.7
+    prior_match_probability: float | None = None
+    u_sample_pairs: int = 1_000_000
+    em_max_iterations: int = 100
+    min_labels_per_class: int = 25
+    seed: int = 42
+    lookups: dict[str, Path] = field(default_factory=dict)
+    path: Path | None = None
+
+    def comparison(self, name: str) -> Comparison:
+        for c in self.comparisons:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def gammas(self) -> list[str]:
+        return [c.gamma for c in self.comparisons]
+
+    def pair_filter(self, l: str = "l", r: str = "r", uid: str | None = None, src: str | None = None) -> str:
+        """Which ordered pairs the link type allows (each unordered pair once)."""
+        uid, src = uid or self.unique_id, src or self.source_column
+        if self.link_type == "link_only":
+            return f"{l}.{src} < {r}.{src}"
+        return f"({l}.{src} < {r}.{src} OR ({l}.{src} = {r}.{src} AND {l}.{uid} < {r}.{uid}))" \
+            if self.link_type == "link_and_dedupe" else f"{l}.{uid} < {r}.{uid}"
+
+
+def _need(d: dict, key: str, where: str):
+    if key not in d:
+        raise MatchSpecError(f"{where}: '{key}' is required")
+    return d[key]
+
+
+def parse_spec(raw: dict, path: Path | None = None) -> MatchSpec:
+    where = str(path or "match spec")
+    if not isinstance(raw, dict):
+        raise MatchSpecError(f"{where}: expected a mapping at the top level")
+    link_type = raw.get("link_type", "dedupe_only")
+    if link_type not in {"dedupe_only", "link_only", "link_and_dedupe"}:
+        raise MatchSpecError(f"{where}: link_type must be dedupe_only, link_only or link_and_dedupe")
+    blk = _need(raw, "blocking", where)
+    rules = []
+    for i, r in enumerate(_need(blk, "rules", f"{where}: blocking")):
+        name = _need(r, "name", f"{where}: blocking rule {i + 1}")
+        keys = _need(r, "keys", f"{where}: blocking rule '{name}'")
+        if not keys:
+            raise MatchSpecError(f"{where}: blocking rule '{name}' has no keys")
+        rules.append(BlockingRule(name, tuple(str(k) for k in keys)))
+    comps = []
+    for i, c in enumerate(_need(raw, "comparisons", where)):
+        cw = f"{where}: comparison {c.get('name', i + 1)}"
+        name = _need(c, "name", cw)
+        if not _NAME.match(name):
+            raise MatchSpecError(f"{cw}: name must be lower_snake_case")
+        cols = tuple(c.get("columns") or ([c["column"]] if c.get("column") else []))
+        if not cols:
+            raise MatchSpecError(f"{cw}: 'column' or 'columns' is required")
+        levels = []
+        for lv in _need(c, "levels", cw):
+            lw = f"{cw}, level {lv.get('label', '?')}"
+            kind = _need(lv, "kind", lw)
+            params = {"column": cols[0], **lv}
+            levels.append(Level(_need(lv, "label", lw), _level_sql(kind, params, lw)))
+        if not levels:
+            raise MatchSpecError(f"{cw}: at least one level is required")
+        comps.append(Comparison(name, cols, tuple(levels), c.get("description", ""),
+                                c.get("term_frequency_column")))
+    det = tuple(Rule(_need(d, "name", f"{where}: deterministic"), _need(d, "sql", f"{where}: deterministic"))
+                for d in raw.get("deterministic", []) or [])
+    g = raw.get("guards", {}) or {}
+    guards = Guards(
+        max_cluster_size=int(g.get("max_cluster_size", 50)),
+        conflicting_ids=tuple(g.get("conflicting_ids", []) or []),
+        cannot_link=tuple(Rule(_need(d, "name", f"{where}: cannot_link"), _need(d, "sql", f"{where}: cannot_link"))
+                          for d in g.get("cannot_link", []) or []),
+    )
+    unknown = set(raw.get("training_rules", []) or []) - {r.name for r in rules}
+    if unknown:
+        raise MatchSpecError(f"{where}: training_rules name unknown blocking rules {sorted(unknown)}")
+    th = raw.get("thresholds", {}) or {}
+    link_t, review_t = float(th.get("link", 0.95)), float(th.get("review", 0.5))
+    if not 0 < review_t <= link_t < 1:
+        raise MatchSpecError(f"{where}: thresholds need 0 < review <= link < 1")
+    base = path.parent if path else Path.cwd()
+    lookups = {k: (base / v).resolve() for k, v in (raw.get("lookups", {}) or {}).items()}
+    for k, p in lookups.items():
+        if not p.exists():
+            raise MatchSpecError(f"{where}: lookup '{k}' file {p.name} does not exist")
+    return MatchSpec(
+        name=_need(raw, "name", where), unique_id=_need(raw, "unique_id", where),
+        source_column=raw.get("source_column", _need(raw, "unique_id", where)), link_type=link_type,
+        derive=dict(raw.get("derive", {}) or {}), blocking=tuple(rules),
+        max_block_size=int(blk.get("max_block_size", 500)), comparisons=tuple(comps),
+        deterministic=det, guards=guards, link_threshold=link_t, review_threshold=review_t,
+        training_rules=tuple(raw.get("training_rules", []) or []),
+        deterministic_recall=float((raw.get("prior") or {}).get("deterministic_recall", 0.7)),
+        prior_match_probability=(raw.get("prior") or {}).get("match_probability"),
+        u_sample_pairs=int(raw.get("u_sample_pairs", 1_000_000)),
+        em_max_iterations=int(raw.get("em_max_iterations", 100)),
+        min_labels_per_class=int(raw.get("min_labels_per_class", 25)),
+        seed=int(raw.get("seed", 42)), lookups=lookups, path=path)
+
+
+def load_spec(path: str | Path) -> MatchSpec:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise MatchSpecError(f"{path}: not valid YAML: {e}") from e
+    return parse_spec(raw, path)
