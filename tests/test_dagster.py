@@ -7,7 +7,9 @@ import duckdb
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from assets import raw_assets, staging_assets, staging_checks
+from assets import identity_assets, identity_checks, raw_assets, staging_assets, staging_checks
+from crm_platform import settings
+from resources.identity import IdentityResolution
 from resources.warehouse import LandingZone
 
 
@@ -15,9 +17,13 @@ from resources.warehouse import LandingZone
 def platform(world, demo_sources, tmp_path):
     home = tmp_path / "home"
     shutil.copytree(world / "landing", home / "landing")
+    shutil.copytree(world / "truth", home / "truth")
     resources = {"warehouse": DuckDBResource(database=str(home / "warehouse.duckdb")),
-                 "landing": LandingZone(home=str(home), sources_path=str(demo_sources.path))}
-    defs = [*raw_assets(demo_sources), *staging_assets(demo_sources), *staging_checks()]
+                 "landing": LandingZone(home=str(home), sources_path=str(demo_sources.path)),
+                 "identity": IdentityResolution(home=str(home), match_spec_path=str(settings.DEFAULT_MATCH_SPEC),
+                                                survivorship_path=str(settings.DEFAULT_SURVIVORSHIP))}
+    defs = [*raw_assets(demo_sources), *staging_assets(demo_sources), *staging_checks(),
+            *identity_assets(), *identity_checks()]
 
     def run():
         return dg.materialize(defs, resources=resources, instance=dg.DagsterInstance.ephemeral())
@@ -37,6 +43,15 @@ def _raw_counts(home):
         con.close()
 
 
+def _table(home, name):
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.sql(f"SELECT * EXCLUDE (resolved_at) FROM {name} ORDER BY ALL" if name.endswith("crosswalk")
+                       else f"SELECT * FROM {name} ORDER BY ALL").df()
+    finally:
+        con.close()
+
+
 def _metadata(result, key):
     return next(e.materialization.metadata for e in result.get_asset_materialization_events()
                 if e.materialization.asset_key == dg.AssetKey(key))
@@ -47,19 +62,25 @@ def test_materialize_all_then_again_changes_nothing(platform):
     first = run()
     assert first.success
     checks = _checks(first)
-    assert len(checks) == 13 * 2 + 9
+    assert len(checks) == 13 * 2 + 9 + 10 + 5       # raw, staging, identity tables, guards
     failed = {k: ev.description for k, ev in checks.items() if not ev.passed}
     assert not failed
     raw_meta = _metadata(first, ["raw", "shop_orders"])
     assert raw_meta["files_loaded"].value == 1 and raw_meta["dagster/row_count"].value > 1000
     assert "reason" in raw_meta["files_this_run"].value
     counts = _raw_counts(home)
+    quality = _metadata(first, ["identity", "resolution_quality"])
+    assert quality["measured_against"].value == "generator truth"
+    assert quality["bcubed_f1"].value > 0.95
+    crosswalk = _table(home, "identity.crosswalk")
 
     second = run()
     assert second.success
     again = _metadata(second, ["raw", "shop_orders"])
     assert again["files_loaded"].value == 0 and again["files_skipped_already_loaded"].value == 1
     assert _raw_counts(home) == counts
+    assert _table(home, "identity.crosswalk").equals(crosswalk)      # no customer id changed
+    assert _table(home, "identity.id_changes").empty
     assert all(ev.passed for ev in _checks(second).values())
 
 

@@ -165,12 +165,13 @@ def _pattern_counts(con, spec: MatchSpec, rel: str, extra: str = "") -> pd.DataF
 
 
 def estimate_u(con, spec: MatchSpec, out: str) -> dict[str, np.ndarray]:
-    """u probabilities from random record pairs (almost all non-matches), as Splink does."""
+    """u probabilities from random record pairs (almost all non-matches), as Splink does. The
+    sample is drawn by a seeded hash of the record id, so a rerun gets the same model."""
     recs = _rel(out, "records")
     side = max(50, int(math.sqrt(2 * spec.u_sample_pairs)))
     gammas = ", ".join(c.case_sql() for c in spec.comparisons)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _u AS
-        WITH s AS (SELECT * FROM {recs} USING SAMPLE reservoir({side} ROWS) REPEATABLE ({spec.seed}))
+        WITH s AS (SELECT * FROM {recs} ORDER BY hash({spec.unique_id}, {spec.seed}) LIMIT {side})
         SELECT {gammas} FROM s l JOIN s r ON {spec.pair_filter()}""")
     counts = _pattern_counts(con, spec, "_u")
     con.execute("DROP TABLE _u")
@@ -240,7 +241,7 @@ def _involved(comp, keys: tuple[str, ...], spec: MatchSpec) -> bool:
 
 def train_m(spec: MatchSpec, patterns: pd.DataFrame, u: dict) -> tuple[dict, list[dict]]:
     """m probabilities: one EM session per training blocking rule (all rules unless the spec names
-    them), averaged per comparison. Rules whose pairs are mostly look-alike non-matches, such as
+    them), averaged per comparison weighted by each session's expected matches. Rules whose pairs are mostly look-alike non-matches, such as
     household members sharing an address, teach EM the wrong thing and are left out by the spec."""
     sums = {c.name: np.zeros(len(c.levels) + 1) for c in spec.comparisons}
     seen = {c.name: 0 for c in spec.comparisons}
@@ -254,9 +255,10 @@ def train_m(spec: MatchSpec, patterns: pd.DataFrame, u: dict) -> tuple[dict, lis
             continue
         sub = sub.groupby(spec.gammas, as_index=False)["n"].sum()
         m, lam, it = em_session(spec, sub, u, train)
+        matches = lam * float(sub["n"].sum())          # a session counts by its expected matches
         for c in train:
-            sums[c.name] += m[c.name]
-            seen[c.name] += 1
+            sums[c.name] += matches * m[c.name]
+            seen[c.name] += matches
         sessions.append({"blocking_rule": rule.name, "pairs": int(sub["n"].sum()), "iterations": it,
                          "match_share": round(lam, 4), "trained": [c.name for c in train]})
     untrained = [k for k, v in seen.items() if not v]

@@ -1,0 +1,299 @@
+"""Identity resolution: quality against truth, stable ids, incremental arrival, review decisions,
+guards, the supervised classifier, survivorship and provenance."""
+
+import dataclasses
+import shutil
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from crm_platform.identity import engine, evaluate, golden, guards, ids, resolve, review
+from crm_platform.identity.cluster import cluster
+from crm_platform.identity.spec import MatchSpecError, load_spec, parse_spec
+from crm_platform.settings import DEFAULT_MATCH_SPEC
+import yaml
+
+SPEC = load_spec(DEFAULT_MATCH_SPEC)
+CLUSTERS = "SELECT contact_key AS record_id, customer_id AS cluster_id FROM identity.crosswalk"
+
+
+def _truth(world, con) -> pd.DataFrame:
+    t = pd.read_csv(world / "truth/contact_records.csv", dtype=str, keep_default_na=False)
+    systems = con.sql("SELECT DISTINCT dataset, source_system FROM staging.contacts").df()
+    t = t.merge(systems, on="dataset")
+    return t.assign(record_id=t.source_system + ":" + t.source_record_id, entity_id=t.person_id)
+
+
+def _run(con, spec=SPEC, decisions=None):
+    rep = resolve.match(con, spec, decisions)
+    return rep, resolve.resolve(con, spec)
+
+
+def _copy(src, tmp_path, name="w.duckdb"):
+    dst = tmp_path / name
+    shutil.copy(src, dst)
+    return duckdb.connect(str(dst))
+
+
+@pytest.fixture(scope="module")
+def resolved(loaded_world, tmp_path_factory):
+    con = _copy(loaded_world, tmp_path_factory.mktemp("resolved"))
+    rep, res = _run(con)
+    golden.build(con, golden.load_rules())
+    yield con, rep, res
+    con.close()
+
+
+def _crosswalk(con) -> dict:
+    return dict(con.execute("SELECT contact_key, customer_id FROM identity.crosswalk").fetchall())
+
+
+# --- quality ------------------------------------------------------------------------------------
+
+def test_quality_against_truth_beats_exact_matching(resolved, world):
+    con, rep, res = resolved
+    truth = _truth(world, con)
+    m = evaluate.with_truth(con, CLUSTERS, truth, "SELECT left_id, right_id FROM identity.candidate_pairs")
+    assert m["records_without_truth"] == 0 and m["records"] == res.records
+    assert m["bcubed_precision"] > 0.985 and m["bcubed_recall"] > 0.93 and m["bcubed_f1"] > 0.96
+    assert m["pairwise_precision"] > 0.95
+    assert m["blocking_recall"] > 0.8
+    # exact e-mail matching, the naive baseline, finds far fewer of the true pairs
+    exact = "SELECT contact_key AS record_id, coalesce(email_std, contact_key) AS cluster_id FROM staging.contacts"
+    naive = evaluate.with_truth(con, exact, truth)
+    assert m["pairwise_recall"] > naive["pairwise_recall"] + 0.2
+
+
+def test_blocking_never_forms_a_cross_product(resolved):
+    con, rep, res = resolved
+    n = rep.records
+    assert rep.candidate_pairs < n * 20            # a cross product would be n * (n - 1) / 2
+    assert set(rep.pairs_by_rule) <= {r.name for r in SPEC.blocking}
+
+
+def test_every_contact_mapped_once_and_guards_hold(resolved):
+    con, _, _ = resolved
+    assert guards.unmapped_contacts(con)[0] == 0
+    assert guards.oversized_clusters(con, SPEC)[0] == 0
+    assert guards.conflicting_ids(con, SPEC)[0] == 0
+    assert guards.cannot_link_violations(con)[0] == 0
+
+
+def test_household_members_and_twins_stay_apart(resolved, world):
+    con, _, _ = resolved
+    persons = pd.read_csv(world / "truth/persons.csv", dtype=str, keep_default_na=False)
+    truth = _truth(world, con).merge(persons[["person_id", "household_id", "twin_group"]], on="person_id")
+    con.register("_t", truth)
+    mixed = con.execute("""SELECT count(*) FROM (SELECT x.customer_id FROM identity.crosswalk x
+        JOIN _t ON _t.record_id = x.contact_key GROUP BY 1, _t.household_id
+        HAVING count(DISTINCT _t.person_id) > 1)""").fetchall()[0][0]
+    households = con.execute("SELECT count(*) FROM (SELECT household_id FROM _t GROUP BY 1 "
+                             "HAVING count(DISTINCT person_id) > 1)").fetchall()[0][0]
+    assert households > 20                       # the world has households to protect
+    assert mixed <= households * 0.01
+
+
+# --- stable ids -----------------------------------------------------------------------------------
+
+def test_rerun_without_new_data_changes_no_id(loaded_world, tmp_path):
+    con = _copy(loaded_world, tmp_path)
+    _run(con)
+    before = _crosswalk(con)
+    _, res = _run(con)
+    assert _crosswalk(con) == before
+    assert res.id_changes == {} and res.minted == 0
+    assert con.execute("SELECT count(*) FROM identity.id_changes").fetchall()[0][0] == 0
+
+
+def test_new_records_join_existing_customers(loaded_world, world, tmp_path):
+    """The newsletter export arrives later: its duplicates join the customers already known."""
+    con = _copy(loaded_world, tmp_path)
+    con.execute("CREATE TABLE staging.all_contacts AS SELECT * FROM staging.contacts")
+    con.execute("DELETE FROM staging.contacts WHERE dataset = 'newsletter_subscribers'")
+    _run(con)
+    first = _crosswalk(con)
+    con.execute("CREATE OR REPLACE TABLE staging.contacts AS SELECT * FROM staging.all_contacts")
+    _, res = _run(con)
+    second = _crosswalk(con)
+    truth = _truth(world, con).set_index("record_id")["entity_id"]
+    known = {}                                   # true person -> customer ids before the arrival
+    for key, cid in first.items():
+        known.setdefault(truth[key], set()).add(cid)
+    arrived = [(k, cid) for k, cid in second.items() if k not in first and truth[k] in known]
+    assert len(arrived) > 100
+    old_ids = set(first.values())
+    joined = [(k, cid) for k, cid in arrived if cid in old_ids]
+    right = sum(cid in known[truth[k]] for k, cid in joined)
+    assert right / len(joined) > 0.98                 # a record that joins, joins the right person
+    assert len(joined) / len(arrived) > 0.8           # and most duplicates are recognised
+    # records already resolved keep their id unless a logged change moved them
+    changes = con.execute("SELECT old_customer_id FROM identity.id_changes").df()
+    moved = [k for k, cid in first.items() if second[k] != cid]
+    assert set(first[k] for k in moved) <= set(changes.old_customer_id)
+    assert len(moved) < 0.05 * len(first)
+
+
+def test_merge_keeps_surviving_id_and_split_mints_a_new_one():
+    prev = pd.DataFrame({"record_id": ["a", "b", "c", "d", "e"],
+                         "customer_id": ["C000000001", "C000000001", "C000000002", "C000000003", "C000000003"]})
+    # a, b, c merge into one cluster; d and e split apart
+    new = pd.DataFrame({"record_id": ["a", "b", "c", "d", "e"], "label": [0, 0, 0, 3, 4]})
+    xw, changes = ids.assign(new, prev, last_minted=3)
+    got = dict(zip(xw.record_id, xw.customer_id))
+    assert got["a"] == got["b"] == got["c"] == "C000000001"          # the bigger id survives
+    assert {got["d"], got["e"]} == {"C000000003", "C000000004"}       # one keeps it, one is new
+    kinds = {(r.old_customer_id, r.new_customer_id): r.kind for r in changes.itertuples()}
+    assert kinds[("C000000002", "C000000001")] == "merge"
+    assert kinds[("C000000003", "C000000004")] == "split"
+    # minting continues after the last id ever minted, even one retired since
+    xw2, _ = ids.assign(pd.DataFrame({"record_id": ["z"], "label": [0]}), prev.iloc[:0], last_minted=9)
+    assert xw2.customer_id.tolist() == ["C000000010"]
+
+
+# --- review decisions --------------------------------------------------------------------------
+
+def test_review_decisions_are_honoured(loaded_world, tmp_path):
+    con = _copy(loaded_world, tmp_path)
+    _run(con)
+    linked = con.execute("""SELECT l.left_id, l.right_id FROM identity.links l
+        WHERE l.outcome = 'accepted' AND l.decision = 'link' ORDER BY l.left_id LIMIT 1""").fetchall()[0]
+    apart = con.execute("""SELECT s.left_id, s.right_id FROM identity.pair_scores s
+        JOIN identity.crosswalk a ON a.contact_key = s.left_id JOIN identity.crosswalk b ON b.contact_key = s.right_id
+        WHERE a.customer_id <> b.customer_id AND a.cluster_size = 1 AND b.cluster_size = 1
+        ORDER BY s.match_probability DESC LIMIT 1""").fetchall()[0]
+    review_dir = tmp_path / "review"
+    review_dir.mkdir()
+    (review_dir / "decisions.csv").write_text(
+        "left_id,right_id,decision\n"
+        f"{linked[1]},{linked[0]},no_match\n"        # either order is accepted
+        f"{apart[0]},{apart[1]},match\n"
+        "shop:NOPE,shop:NADA,match\n"
+        f"{apart[0]},{apart[1]},perhaps\n")
+    decisions, bad = review.load_decisions(review_dir)
+    assert bad.reason.str.contains("not match or no_match").sum() == 1
+    rep, res = _run(con, decisions=decisions)
+    assert rep.rejected_labels.reason.tolist() == ["unknown record id"]
+    xw = _crosswalk(con)
+    assert xw[linked[0]] != xw[linked[1]]
+    assert xw[apart[0]] == xw[apart[1]]
+    assert guards.cannot_link_violations(con)[0] == 0
+
+
+def test_labels_train_recordlinkage_classifier(loaded_world, world, tmp_path):
+    con = _copy(loaded_world, tmp_path)
+    resolve.match(con, SPEC)
+    truth = _truth(world, con).set_index("record_id")["entity_id"]
+    pairs = con.execute("SELECT left_id, right_id FROM identity.pair_scores ORDER BY hash(left_id || right_id) LIMIT 400").df()
+    pairs["label"] = (pairs.left_id.map(truth) == pairs.right_id.map(truth)).astype(int)
+    assert pairs.label.sum() >= SPEC.min_labels_per_class and (1 - pairs.label).sum() >= SPEC.min_labels_per_class
+    rep = resolve.match(con, SPEC, pairs)
+    assert rep.model == "recordlinkage_logistic_regression" and rep.labels["used"]
+    resolve.resolve(con, SPEC)
+    m = evaluate.with_truth(con, CLUSTERS, _truth(world, con))
+    assert m["bcubed_f1"] > 0.95
+
+
+# --- guards -----------------------------------------------------------------------------------
+
+def test_clustering_guards_refuse_and_explain():
+    strong = {"birth_date": np.array(["1980-01-01", "1980-01-01", "1975-05-05", None, None, None], dtype=object)}
+    left, right = np.array([0, 1, 3, 4, 3]), np.array([1, 2, 4, 5, 5])
+    res = cluster(6, left, right, np.zeros(5, bool), strong, cannot=[(3, 5)], max_size=10)
+    assert res.outcomes[1] == "refused: conflicting_birth_date"       # 2 has another birth date
+    assert res.outcomes[3] == "refused: cannot_link"                  # 5 must stay apart from 3
+    assert res.labels[0] == res.labels[1] != res.labels[2]
+    small = cluster(4, np.array([0, 1, 2]), np.array([1, 2, 3]), np.zeros(3, bool), {}, [], max_size=2)
+    assert small.refused == {"max_cluster_size": 1}
+    forced = cluster(3, np.array([0]), np.array([2]), np.array([True]), strong, [], 10)
+    assert forced.outcomes == ["accepted"]                            # a reviewer's must-link wins
+
+
+def test_guard_checks_fire_on_crafted_violations(loaded_world, tmp_path):
+    con = _copy(loaded_world, tmp_path)
+    _run(con)
+    a, b = con.execute("""SELECT a.contact_key, b.contact_key FROM identity.records a JOIN identity.records b
+        ON a.birth_date <> b.birth_date AND a.contact_key < b.contact_key LIMIT 1""").fetchall()[0]
+    con.execute("UPDATE identity.crosswalk SET customer_id = (SELECT customer_id FROM identity.crosswalk "
+                "WHERE contact_key = ?) WHERE contact_key = ?", [a, b])
+    assert guards.conflicting_ids(con, SPEC)[0] == 1
+    h = con.execute("SELECT left_id, right_id FROM identity.pair_scores WHERE cannot_link_rule = 'household' LIMIT 1").fetchall()[0]
+    con.execute("UPDATE identity.crosswalk SET customer_id = (SELECT customer_id FROM identity.crosswalk "
+                "WHERE contact_key = ?) WHERE contact_key = ?", [h[0], h[1]])
+    n, rows = guards.cannot_link_violations(con)
+    assert n >= 1 and "household" in set(rows.rule)
+    tight = dataclasses.replace(SPEC, guards=dataclasses.replace(SPEC.guards, max_cluster_size=1))
+    assert guards.oversized_clusters(con, tight)[0] > 0
+    con.execute("DELETE FROM identity.crosswalk WHERE contact_key = ?", [a])
+    assert guards.unmapped_contacts(con)[0] == 1
+
+
+# --- golden records ---------------------------------------------------------------------------
+
+def test_every_golden_field_has_provenance_from_its_own_customer(resolved):
+    con, _, _ = resolved
+    fields = [o for fr in golden.load_rules() for o in fr.outputs]
+    assert guards.missing_provenance(con, fields)[0] == 0
+    wrong = con.execute("""SELECT count(*) FROM core.customer_field_provenance p
+        JOIN identity.crosswalk x ON x.contact_key = p.source_contact_key
+        WHERE x.customer_id <> p.customer_id""").fetchall()[0][0]
+    assert wrong == 0
+    n = con.execute("SELECT count(*) FROM core.customers").fetchall()[0][0]
+    assert n == con.execute("SELECT count(DISTINCT customer_id) FROM identity.crosswalk").fetchall()[0][0]
+
+
+def test_survivorship_rules(resolved):
+    con, _, _ = resolved
+    # consent: any "no" wins
+    mixed = con.execute("""SELECT x.customer_id, bool_and(c.consent_email) FROM identity.crosswalk x
+        JOIN staging.contacts c USING (contact_key) WHERE c.consent_email IS NOT NULL
+        GROUP BY 1 HAVING count(DISTINCT c.consent_email) = 2""").fetchall()
+    assert mixed
+    golden_consent = dict(con.execute("SELECT customer_id, consent_email FROM core.customers").fetchall())
+    assert all(golden_consent[cid] is False for cid, _ in mixed)
+    # surname: the most recently updated record wins (a new name after marriage)
+    latest = con.execute("""SELECT customer_id, arg_max(last_name, (coalesce(updated_at, created_at), -trust_rank))
+        FROM identity.crosswalk JOIN staging.contacts USING (contact_key) WHERE last_name IS NOT NULL
+        GROUP BY 1""").fetchall()
+    got = dict(con.execute("SELECT customer_id, last_name FROM core.customers").fetchall())
+    agree = sum(got[cid] == name for cid, name in latest)
+    assert agree / len(latest) > 0.99
+    # the address comes whole from one record
+    split = con.execute("""SELECT count(*) FROM core.customers g JOIN core.customer_field_provenance s
+        ON s.customer_id = g.customer_id AND s.field = 'street' JOIN core.customer_field_provenance p
+        ON p.customer_id = g.customer_id AND p.field = 'postcode' WHERE s.source_contact_key <> p.source_contact_key""").fetchall()[0][0]
+    assert split == 0
+
+
+# --- the spec -----------------------------------------------------------------------------------
+
+def _raw_spec():
+    return yaml.safe_load(DEFAULT_MATCH_SPEC.read_text())
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r["comparisons"][0]["levels"][0].update(kind="soundex"), "unknown level kind 'soundex'"),
+    (lambda r: r.update(training_rules=["nope"]), "training_rules name unknown blocking rules"),
+    (lambda r: r.update(thresholds={"link": 0.2, "review": 0.5}), "thresholds need"),
+    (lambda r: r["blocking"]["rules"][0].update(keys=[]), "has no keys"),
+    (lambda r: r.update(link_type="sometimes"), "link_type must be"),
+])
+def test_bad_spec_is_refused_with_the_place_named(change, message):
+    raw = _raw_spec()
+    change(raw)
+    with pytest.raises(MatchSpecError, match=message):
+        parse_spec(raw, DEFAULT_MATCH_SPEC)
+
+
+def test_engine_refuses_repeated_ids(tmp_path):
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT * FROM (VALUES ('a', 'x'), ('a', 'y')) v(contact_key, dataset)")
+    with pytest.raises(ValueError, match="repeated"):
+        engine.prepare(con, dataclasses.replace(SPEC, derive={}, lookups={}, comparisons=()), "SELECT * FROM t", "o")
+
+
+def test_review_queue_export_is_spreadsheet_safe(tmp_path):
+    path = review.export_queue(pd.DataFrame({"left_first_name": ["=HYPERLINK(\"x\")", "Anna"]}), tmp_path)
+    text = path.read_text()
+    assert "'=HYPERLINK" in text and "\nAnna" in text
