@@ -73,7 +73,7 @@ def cluster(n: int, left: np.ndarray, right: np.ndarray, forced: np.ndarray,
                 for k in ids:
                     va, vb = ids[k].get(ra), ids[k].get(rb)
                     if va and vb and va != vb:
-                        reason = f"conflicting_{k}"
+                        reason = "one_record_per_source" if k.startswith("record_of_") else f"conflicting_{k}"
                         break
             if reason is None and apart:
                 small, other = (ra, rb) if size[ra] <= size[rb] else (rb, ra)

@@ -8,7 +8,10 @@ review-queue size. All of it is set work in DuckDB.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+
+from crm_platform.identity.cluster import cluster
 
 
 def _f1(p: float, r: float) -> float:
@@ -52,6 +55,7 @@ def with_truth(con, clusters_sql: str, truth: pd.DataFrame, candidate_pairs_sql:
             FROM tp LEFT JOIN (SELECT DISTINCT x, y FROM cp) cp USING (x, y)""").fetchall()[0]
         out["blocking_recall"] = round(hit[0] / hit[1], 5) if hit[1] else 1.0
         out["true_pairs_not_compared"] = int(hit[1] - hit[0])
+        out["best_possible_bcubed_recall"] = _ceiling(con, candidate_pairs_sql)
     con.execute("DROP TABLE _ev")
     con.unregister("_truth")
     return out
@@ -69,3 +73,20 @@ def without_truth(con, clusters_sql: str, review_queue_sql: str | None = None) -
     if review_queue_sql:
         out["review_queue"] = int(con.execute(f"SELECT count(*) FROM ({review_queue_sql})").fetchall()[0][0])
     return out
+
+
+def _ceiling(con, candidate_pairs_sql: str) -> float:
+    """B-cubed recall of a perfect classifier: true candidate pairs, joined transitively. What
+    blocking leaves reachable; no scoring can do better."""
+    recs = con.execute("SELECT record_id, entity_id FROM _ev ORDER BY record_id").df()
+    index = pd.Series(np.arange(len(recs)), index=recs.record_id)
+    e = con.execute(f"""SELECT c.left_id, c.right_id FROM ({candidate_pairs_sql}) c
+        JOIN _ev a ON a.record_id = c.left_id JOIN _ev b ON b.record_id = c.right_id
+        WHERE a.entity_id = b.entity_id""").df()
+    res = cluster(len(recs), index[e.left_id].to_numpy(), index[e.right_id].to_numpy(),
+                  np.zeros(len(e), bool), {}, [], max_size=len(recs) + 1)
+    recs["cluster_id"] = res.labels
+    both = recs.groupby(["cluster_id", "entity_id"]).size()
+    sizes = recs.groupby("entity_id").size()
+    recall = (both ** 2 / sizes.reindex(both.index.get_level_values(1)).to_numpy()).sum() / len(recs)
+    return round(float(recall), 5)

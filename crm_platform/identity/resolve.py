@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from crm_platform.identity import engine, ids
-from crm_platform.identity.cluster import ACCEPTED, cluster
+from crm_platform.identity.cluster import ACCEPTED, ClusterResult, cluster
 from crm_platform.identity.spec import MatchSpec
 
 SCHEMA = "identity"
@@ -53,26 +53,39 @@ def _table_exists(con, schema: str, table: str) -> bool:
                             [schema, table]).fetchall()[0][0])
 
 
-def resolve(con, spec: MatchSpec, now: datetime | None = None) -> ResolveReport:
-    """Cluster the scored pairs and write crosswalk, id changes, links and review queue."""
-    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
-    uid = spec.unique_id
-    strong_cols = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in spec.guards.conflicting_ids)
-    recs = con.execute(f"SELECT {uid} AS record_id{', ' + strong_cols if strong_cols else ''} "
-                       f"FROM {SCHEMA}.records ORDER BY 1").df()
+def cluster_scored(con, spec: MatchSpec, schema: str) -> tuple[pd.DataFrame, pd.DataFrame, ClusterResult]:
+    """Cluster the scored pairs of ``schema`` under the spec's guards.
+
+    Returns the records (sorted by id), the links considered with their outcome, and the result."""
+    uid, src = spec.unique_id, spec.source_column
+    strong_cols = "".join(f", CAST({c} AS VARCHAR) AS {c}" for c in spec.guards.conflicting_ids)
+    recs = con.execute(f"SELECT {uid} AS record_id, CAST({src} AS VARCHAR) AS _source{strong_cols} "
+                       f"FROM {schema}.records ORDER BY 1").df()
     index = pd.Series(np.arange(len(recs)), index=recs["record_id"])
     edges = con.execute(f"""SELECT left_id, right_id, decision, match_probability
-        FROM {SCHEMA}.pair_scores WHERE decision IN ('must_link', 'deterministic', 'link')
+        FROM {schema}.pair_scores WHERE decision IN ('must_link', 'deterministic', 'link')
         ORDER BY CASE decision WHEN 'must_link' THEN 0 WHEN 'deterministic' THEN 1 ELSE 2 END,
                  match_probability DESC, left_id, right_id""").df()
-    cannot = con.execute(f"SELECT left_id, right_id FROM {SCHEMA}.pair_scores "
+    cannot = con.execute(f"SELECT left_id, right_id FROM {schema}.pair_scores "
                          "WHERE decision = 'cannot_link'").df()
     strong = {c: recs[c].where(recs[c].notna(), None).to_numpy(dtype=object) for c in spec.guards.conflicting_ids}
+    if spec.guards.one_record_per_source:
+        # each record is its own identifier within its source: two from one source conflict
+        for source in recs["_source"].unique():
+            strong[f"record_of_{source}"] = np.where(recs["_source"] == source, recs["record_id"], None)
     res = cluster(len(recs), index[edges.left_id].to_numpy(), index[edges.right_id].to_numpy(),
                   (edges.decision == "must_link").to_numpy(), strong,
                   list(zip(index[cannot.left_id].tolist(), index[cannot.right_id].tolist())),
                   spec.guards.max_cluster_size)
     edges["outcome"] = res.outcomes
+    return recs, edges, res
+
+
+def resolve(con, spec: MatchSpec, now: datetime | None = None) -> ResolveReport:
+    """Cluster the scored pairs and write crosswalk, id changes, links and review queue."""
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    uid = spec.unique_id
+    recs, edges, res = cluster_scored(con, spec, SCHEMA)
     labels = pd.DataFrame({"record_id": recs["record_id"], "label": res.labels})
 
     previous = pd.DataFrame(columns=["record_id", "customer_id"])

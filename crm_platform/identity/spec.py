@@ -126,6 +126,7 @@ class BlockingRule:
 class Guards:
     max_cluster_size: int = 50
     conflicting_ids: tuple[str, ...] = ()
+    one_record_per_source: bool = False     # linking files that are each free of duplicates
     cannot_link: tuple[Rule, ...] = ()
 
 
@@ -218,6 +219,7 @@ def parse_spec(raw: dict, path: Path | None = None) -> MatchSpec:
     guards = Guards(
         max_cluster_size=int(g.get("max_cluster_size", 50)),
         conflicting_ids=tuple(g.get("conflicting_ids", []) or []),
+        one_record_per_source=bool(g.get("one_record_per_source", False)),
         cannot_link=tuple(Rule(_need(d, "name", f"{where}: cannot_link"), _need(d, "sql", f"{where}: cannot_link"))
                           for d in g.get("cannot_link", []) or []),
     )
@@ -248,10 +250,25 @@ def parse_spec(raw: dict, path: Path | None = None) -> MatchSpec:
         seed=int(raw.get("seed", 42)), lookups=lookups, path=path)
 
 
-def load_spec(path: str | Path) -> MatchSpec:
-    path = Path(path)
+def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The YAML of a spec; ``extends: other.yaml`` starts from another spec, top-level keys
+    of this one replacing its own."""
+    if path in seen:
+        raise MatchSpecError(f"{path}: 'extends' loops back to itself")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise MatchSpecError(f"{path}: not valid YAML: {e}") from e
-    return parse_spec(raw, path)
+    except OSError as e:
+        raise MatchSpecError(f"{path}: cannot read: {e.strerror}") from e
+    if not isinstance(raw, dict):
+        raise MatchSpecError(f"{path}: expected a mapping at the top level")
+    base = raw.pop("extends", None)
+    if base:
+        raw = {**_read((path.parent / base).resolve(), (*seen, path)), **raw}
+    return raw
+
+
+def load_spec(path: str | Path) -> MatchSpec:
+    path = Path(path).resolve()
+    return parse_spec(_read(path), path)

@@ -1,0 +1,175 @@
+"""Identity resolution of the staged contacts: this platform and Splink 5 side by side.
+
+    .venv/bin/pip install -c requirements.lock -e '.[bench]'        # Splink is optional
+    .venv/bin/python benchmarks/throughput.py 1000000               # builds the staged contacts
+    .venv/bin/python benchmarks/identity_vs_splink.py 1000000 --record
+
+Both run on the same ``staging.contacts`` (benchmarks/_work/<customers>/warehouse.duckdb), each in
+its own process so peak memory is its own, one after the other in the same run. Both use DuckDB on
+this machine, the same blocking keys and comparable comparisons; both are scored against the
+generator's truth with the same code. Time covers blocking, training, scoring and clustering.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from crm_platform.identity import evaluate
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "_work"
+COLUMNS = ("contact_key, dataset, source_record_id, first_name_std, last_name_std, first_name_key, "
+           "last_name_key, email_std, email_local, phone_e164, street_std, postcode, city_std, birth_date, "
+           "shop_customer_no, trust_rank, created_at, updated_at, source_system")
+
+
+def _db(customers: int, engine_name: str) -> Path:
+    """A private copy of the staged contacts for one engine."""
+    src = WORK / str(customers) / "warehouse.duckdb"
+    dst = WORK / str(customers) / f"identity_{engine_name}.duckdb"
+    dst.unlink(missing_ok=True)
+    con = duckdb.connect(str(dst))
+    con.execute(f"ATTACH '{src}' AS src (READ_ONLY)")
+    con.execute("CREATE SCHEMA staging")
+    con.execute("CREATE TABLE staging.contacts AS SELECT * FROM src.staging.contacts")
+    con.execute("DETACH src")
+    con.close()
+    return dst
+
+
+def run_platform(db: Path) -> dict:
+    from crm_platform.identity import resolve
+    from crm_platform.identity.spec import load_spec
+    from crm_platform.settings import DEFAULT_MATCH_SPEC
+
+    spec = load_spec(DEFAULT_MATCH_SPEC)
+    con = duckdb.connect(str(db))
+    t0 = time.perf_counter()
+    rep = resolve.match(con, spec)
+    t1 = time.perf_counter()
+    res = resolve.resolve(con, spec)
+    t2 = time.perf_counter()
+    con.execute("CREATE OR REPLACE TABLE result AS SELECT contact_key AS record_id, customer_id AS cluster_id "
+                "FROM identity.crosswalk")
+    con.execute("CREATE OR REPLACE TABLE result_pairs AS SELECT left_id, right_id FROM identity.candidate_pairs")
+    con.close()
+    return {"seconds": round(t2 - t0, 1), "match_seconds": round(t1 - t0, 1), "cluster_seconds": round(t2 - t1, 1),
+            "steps": rep.seconds, "candidate_pairs": rep.candidate_pairs, "clusters": res.customers}
+
+
+def run_splink(db: Path) -> dict:
+    import splink.comparison_library as cl
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    con = duckdb.connect(str(db))
+    t0 = time.perf_counter()
+    db_api = DuckDBAPI(connection=con)
+    con.execute(f"CREATE TABLE splink_input AS SELECT {COLUMNS}, replace(replace(replace(city_std, 'ae', 'a'), "
+                "'oe', 'o'), 'ue', 'u') AS city_key FROM staging.contacts")
+    df = db_api.register("splink_input", dataset_display_name="contacts")
+    settings = SettingsCreator(
+        link_type="dedupe_only", unique_id_column_name="contact_key",
+        blocking_rules_to_generate_predictions=[
+            block_on("email_std"), block_on("phone_e164"), block_on("last_name_key", "postcode"),
+            block_on("first_name_key", "birth_date"), block_on("last_name_key", "birth_date"),
+            block_on("first_name_key", "last_name_key", "city_key"), block_on("street_std", "postcode"),
+            block_on("birth_date", "postcode"), block_on("first_name_key", "postcode")],
+        comparisons=[
+            cl.NameComparison("first_name_std").configure(term_frequency_adjustments=True),
+            cl.NameComparison("last_name_std").configure(term_frequency_adjustments=True),
+            cl.DateOfBirthComparison("birth_date", input_is_string=False),
+            cl.EmailComparison("email_std"),
+            cl.ExactMatch("phone_e164"),
+            cl.PostcodeComparison("postcode"),
+            cl.ExactMatch("city_std").configure(term_frequency_adjustments=True),
+        ],
+        retain_intermediate_calculation_columns=False)
+    linker = Linker(df, settings, log_level="WARNING")
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("email_std", "first_name_key"), block_on("phone_e164", "last_name_key", "birth_date")], recall=0.7)
+    linker.training.estimate_u_using_random_sampling(max_pairs=1e6, seed=42)
+    for rule in (block_on("email_std"), block_on("phone_e164"), block_on("first_name_key", "birth_date")):
+        linker.training.estimate_parameters_using_expectation_maximisation(rule)
+    predictions = linker.inference.predict(threshold_match_probability=0.5)
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(predictions, 0.9)
+    t1 = time.perf_counter()
+    con.execute(f"CREATE OR REPLACE TABLE result AS SELECT contact_key AS record_id, cluster_id::VARCHAR AS cluster_id "
+                f"FROM {clusters.physical_name}")
+    n = con.execute("SELECT count(DISTINCT cluster_id) FROM result").fetchall()[0][0]
+    con.close()
+    return {"seconds": round(t1 - t0, 1), "clusters": n}
+
+
+def quality(db: Path, customers: int, with_pairs: bool) -> dict:
+    con = duckdb.connect(str(db), read_only=True)
+    truth = pd.read_csv(WORK / str(customers) / "truth" / "contact_records.csv", dtype=str, keep_default_na=False)
+    systems = con.sql("SELECT DISTINCT dataset, source_system FROM staging.contacts").df()
+    truth = truth.merge(systems, on="dataset")
+    truth = truth.assign(record_id=truth.source_system + ":" + truth.source_record_id, entity_id=truth.person_id)
+    return evaluate.with_truth(con, "SELECT * FROM result", truth,
+                               "SELECT * FROM result_pairs" if with_pairs else None)
+
+
+def stage(name: str, customers: int) -> dict:
+    db = _db(customers, name)
+    out = run_platform(db) if name == "platform" else run_splink(db)
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out.update({k: v for k, v in quality(db, customers, name == "platform").items()
+                if k in ("records", "pairwise_precision", "pairwise_recall", "pairwise_f1", "bcubed_precision",
+                         "bcubed_recall", "bcubed_f1", "blocking_recall", "best_possible_bcubed_recall")})
+    db.unlink(missing_ok=True)
+    return out
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] == "--stage":
+        print(json.dumps(stage(argv[1], int(argv[2]))))
+        return
+    record = "--record" in argv
+    sizes = [int(a) for a in argv if a.isdigit()] or [100_000]
+    engines = ["platform", "splink"] if _has_splink() else ["platform"]
+    cols = ["customers", "engine", "records", "seconds", "peak_rss_mb", "bcubed_precision", "bcubed_recall",
+            "bcubed_f1", "pairwise_f1", "blocking_recall", "best_possible_bcubed_recall", "detail"]
+    lines = [f"\n## Identity resolution vs Splink - {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC - this machine: "
+             f"2 cores, Python {platform.python_version()}",
+             f"command: `.venv/bin/python benchmarks/identity_vs_splink.py {' '.join(map(str, sizes))} --record`", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for n in sizes:
+        for name in engines:
+            res = subprocess.run([sys.executable, __file__, "--stage", name, str(n)], capture_output=True, text=True)
+            if res.returncode:
+                print(res.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"{name} failed at {n}")
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            r.update(customers=n, engine=name)
+            r["detail"] = json.dumps({k: r[k] for k in ("steps", "candidate_pairs", "cluster_seconds", "clusters")
+                                      if k in r})
+            lines.append("| " + " | ".join(f"{r[c]:,}" if isinstance(r.get(c), int) else str(r.get(c, ""))
+                                           for c in cols) + " |")
+            print(lines[-1], flush=True)
+    if record:
+        with (HERE / "results.md").open("a") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+
+def _has_splink() -> bool:
+    try:
+        import splink  # noqa: F401
+    except ImportError:
+        print("splink is not installed (pip install -e '.[bench]'): measuring the platform only", file=sys.stderr)
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
