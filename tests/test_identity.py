@@ -129,10 +129,16 @@ def test_new_records_join_existing_customers(loaded_world, world, tmp_path):
     assert right / len(joined) > 0.98                 # a record that joins, joins the right person
     assert len(joined) / len(arrived) > 0.8           # and most duplicates are recognised
     # records already resolved keep their id unless a logged change moved them
-    changes = con.execute("SELECT old_customer_id FROM identity.id_changes").df()
+    changes = con.execute("SELECT old_customer_id, kind FROM identity.id_changes").df()
     moved = [k for k, cid in first.items() if second[k] != cid]
     assert set(first[k] for k in moved) <= set(changes.old_customer_id)
     assert len(moved) < 0.05 * len(first)
+    registry = con.execute("SELECT customer_id, status, retired_into FROM identity.id_registry").df()
+    assert set(registry[registry.status == "active"].customer_id) == set(second.values())
+    retired = registry[registry.status == "retired"]
+    assert set(retired.customer_id) == set(first.values()) - set(second.values())
+    merged = changes.merge(retired, left_on="old_customer_id", right_on="customer_id")
+    assert (merged.retired_into.notna()).all()
 
 
 def test_merge_keeps_surviving_id_and_split_mints_a_new_one():
@@ -297,3 +303,20 @@ def test_review_queue_export_is_spreadsheet_safe(tmp_path):
     path = review.export_queue(pd.DataFrame({"left_first_name": ["=HYPERLINK(\"x\")", "Anna"]}), tmp_path)
     text = path.read_text()
     assert "'=HYPERLINK" in text and "\nAnna" in text
+
+
+def test_recordlinkage_compare_backend_gives_the_same_vectors(loaded_world, tmp_path):
+    """The spec's comparisons run as custom recordlinkage Compare features agree with the SQL."""
+    con = _copy(loaded_world, tmp_path)
+    engine.prepare(con, SPEC, resolve.SOURCE_SQL, "identity")
+    engine.block(con, SPEC, "identity")
+    engine.compare(con, SPEC, "identity")
+    con.execute("CREATE TABLE sql_vectors AS SELECT * FROM identity.comparisons")
+    from crm_platform.identity import rl_compare
+    rl_compare.compare(con, dataclasses.replace(SPEC, compare_backend="recordlinkage"), "identity")
+    n = con.execute("SELECT count(*) FROM identity.comparisons").fetchall()[0][0]
+    assert n == con.execute("SELECT count(*) FROM sql_vectors").fetchall()[0][0] > 1000
+    differ = con.execute("SELECT count(*) FROM (SELECT * FROM sql_vectors EXCEPT ALL "
+                         "SELECT * FROM identity.comparisons)").fetchall()[0][0]
+    assert differ == 0
+    assert con.execute("SELECT count(*) FROM identity.comparisons WHERE gamma_first_name = 4").fetchall()[0][0] > 0

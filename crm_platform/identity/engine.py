@@ -424,7 +424,11 @@ def run(con, spec: MatchSpec, source_sql: str, out: str,
         if decisions is not None and len(decisions) else None
     by_rule, skipped = block(con, spec, out, extra)
     t2 = time.perf_counter()
-    compare(con, spec, out)
+    if spec.compare_backend == "recordlinkage":
+        from crm_platform.identity import rl_compare
+        rl_compare.compare(con, spec, out)
+    else:
+        compare(con, spec, out)
     t3 = time.perf_counter()
     rep = score(con, spec, out, decisions)
     rep.records, rep.pairs_by_rule, rep.skipped_blocks = n, by_rule, skipped

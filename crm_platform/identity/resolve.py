@@ -150,15 +150,16 @@ def _write(con, spec: MatchSpec, edges: pd.DataFrame, crosswalk: pd.DataFrame, c
         customer_id VARCHAR PRIMARY KEY, minted_at TIMESTAMP, status VARCHAR, retired_into VARCHAR,
         retired_at TIMESTAMP)""")
     if minted:
-        con.executemany(f"INSERT INTO {SCHEMA}.id_registry VALUES (?, ?, 'active', NULL, NULL)",
-                        [[m, now] for m in minted])
+        con.register("_minted", pd.DataFrame({"customer_id": minted}))
+        con.execute(f"INSERT INTO {SCHEMA}.id_registry SELECT customer_id, ?, 'active', NULL, NULL FROM _minted", [now])
+        con.unregister("_minted")
     merges = changes[changes.kind == "merge"] if len(changes) else changes
-    gone = con.execute(f"""SELECT customer_id FROM {SCHEMA}.id_registry WHERE status = 'active'
-        AND customer_id NOT IN (SELECT customer_id FROM {SCHEMA}.crosswalk)""").fetchall()
-    into = dict(zip(merges.old_customer_id, merges.new_customer_id)) if len(merges) else {}
-    for (cid,) in gone:
-        con.execute(f"UPDATE {SCHEMA}.id_registry SET status = 'retired', retired_into = ?, retired_at = ? "
-                    "WHERE customer_id = ?", [into.get(cid), now, cid])
+    con.register("_into", pd.DataFrame({"customer_id": merges.old_customer_id if len(merges) else [],
+                                        "into": merges.new_customer_id if len(merges) else []}, dtype=str))
+    con.execute(f"""UPDATE {SCHEMA}.id_registry g SET status = 'retired', retired_at = ?,
+            retired_into = (SELECT i.into FROM _into i WHERE i.customer_id = g.customer_id)
+        WHERE status = 'active' AND customer_id NOT IN (SELECT customer_id FROM {SCHEMA}.crosswalk)""", [now])
+    con.unregister("_into")
     fields = ", ".join(f"l.{f} AS left_{f}, r.{f} AS right_{f}" for f in REVIEW_FIELDS)
     con.execute(f"""CREATE OR REPLACE TABLE {SCHEMA}.review_queue AS
         SELECT s.left_id, s.right_id, round(s.match_probability, 4) AS match_probability,

@@ -145,6 +145,7 @@ class MatchSpec:
     link_threshold: float
     review_threshold: float
     training_rules: tuple[str, ...] = ()
+    compare_backend: str = "duckdb"          # or "recordlinkage": its Compare API with spec features
     deterministic_recall: float = 0.7
     prior_match_probability: float | None = None
     u_sample_pairs: int = 1_000_000
@@ -226,6 +227,9 @@ def parse_spec(raw: dict, path: Path | None = None) -> MatchSpec:
     unknown = set(raw.get("training_rules", []) or []) - {r.name for r in rules}
     if unknown:
         raise MatchSpecError(f"{where}: training_rules name unknown blocking rules {sorted(unknown)}")
+    backend = raw.get("compare_backend", "duckdb")
+    if backend not in {"duckdb", "recordlinkage"}:
+        raise MatchSpecError(f"{where}: compare_backend must be duckdb or recordlinkage")
     th = raw.get("thresholds", {}) or {}
     link_t, review_t = float(th.get("link", 0.95)), float(th.get("review", 0.5))
     if not 0 < review_t <= link_t < 1:
@@ -242,6 +246,7 @@ def parse_spec(raw: dict, path: Path | None = None) -> MatchSpec:
         max_block_size=int(blk.get("max_block_size", 500)), comparisons=tuple(comps),
         deterministic=det, guards=guards, link_threshold=link_t, review_threshold=review_t,
         training_rules=tuple(raw.get("training_rules", []) or []),
+        compare_backend=backend,
         deterministic_recall=float((raw.get("prior") or {}).get("deterministic_recall", 0.7)),
         prior_match_probability=(raw.get("prior") or {}).get("match_probability"),
         u_sample_pairs=int(raw.get("u_sample_pairs", 1_000_000)),
