@@ -59,7 +59,7 @@ def test_quality_against_truth_beats_exact_matching(resolved, world):
     assert m["records_without_truth"] == 0 and m["records"] == res.records
     assert m["bcubed_precision"] > 0.985 and m["bcubed_recall"] > 0.93 and m["bcubed_f1"] > 0.96
     assert m["pairwise_precision"] > 0.95
-    assert m["blocking_recall"] > 0.8
+    assert m["blocking_recall"] > 0.75
     # exact e-mail matching, the naive baseline, finds far fewer of the true pairs
     exact = "SELECT contact_key AS record_id, coalesce(email_std, contact_key) AS cluster_id FROM staging.contacts"
     naive = evaluate.with_truth(con, exact, truth)

@@ -35,17 +35,20 @@ def cluster(n: int, left: np.ndarray, right: np.ndarray, forced: np.ndarray,
     ``left``/``right`` are record indices; ``forced`` marks reviewer must-links, which are applied
     even against a guard (the blocking guard checks then show the conflict). ``strong`` maps an
     identifier name to one value per record (None when unknown)."""
-    parent = np.arange(n)
-    size = np.ones(n, dtype=np.int64)
+    parent = list(range(n))
+    size = [1] * n
     members: dict[int, list[int]] = {}
-    ids: dict[str, dict[int, set]] = {k: {} for k in strong}
+    # per identifier: root -> the value its cluster holds (records without one are absent)
+    ids: dict[str, dict[int, object]] = {}
     for k, values in strong.items():
-        for i in np.flatnonzero(np.array([v is not None for v in values], dtype=bool)):
-            ids[k][int(i)] = {values[i]}
+        values = np.asarray(values, dtype=object)
+        have = np.flatnonzero(np.array([v is not None for v in values], dtype=bool))
+        ids[k] = dict(zip(have.tolist(), values[have].tolist()))
     apart: dict[int, set[int]] = {}
     for a, b in cannot:
         apart.setdefault(a, set()).add(b)
         apart.setdefault(b, set()).add(a)
+    guarded = set(apart)            # roots of clusters holding a record with cannot-links
 
     def find(x: int) -> int:
         root = x
@@ -70,12 +73,12 @@ def cluster(n: int, left: np.ndarray, right: np.ndarray, forced: np.ndarray,
             if size[ra] + size[rb] > max_size:
                 reason = "max_cluster_size"
             else:
-                for k in ids:
-                    va, vb = ids[k].get(ra), ids[k].get(rb)
-                    if va and vb and va != vb:
+                for k, held in ids.items():
+                    va, vb = held.get(ra), held.get(rb)
+                    if va is not None and vb is not None and va != vb:
                         reason = "one_record_per_source" if k.startswith("record_of_") else f"conflicting_{k}"
                         break
-            if reason is None and apart:
+            if reason is None and ra in guarded and rb in guarded:
                 small, other = (ra, rb) if size[ra] <= size[rb] else (rb, ra)
                 if any(find(x) == other for m in mem(small) for x in apart.get(m, ())):
                     reason = "cannot_link"
@@ -89,10 +92,12 @@ def cluster(n: int, left: np.ndarray, right: np.ndarray, forced: np.ndarray,
         size[ra] += size[rb]
         members[ra] = mem(ra) + mem(rb)
         members.pop(rb, None)
-        for k in ids:
-            vb = ids[k].pop(rb, None)
-            if vb:
-                ids[k][ra] = ids[k].get(ra, set()) | vb
+        if rb in guarded:
+            guarded.add(ra)
+        for held in ids.values():
+            vb = held.pop(rb, None)
+            if vb is not None and held.get(ra) is None:
+                held[ra] = vb          # a forced merge keeps the first value; the guard check reports it
         outcomes.append(ACCEPTED)
     labels = np.array([find(i) for i in range(n)], dtype=np.int64)
     return ClusterResult(labels, outcomes, refused)

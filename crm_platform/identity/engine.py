@@ -61,11 +61,17 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: MatchSpec, source_sql: str, ou
         con.execute(f"CREATE OR REPLACE TEMP TABLE lookup_{name} AS "
                     f"SELECT * FROM read_csv(?, header=true, all_varchar=true)", [str(path)])
     derived = "".join(f", {expr} AS {name}" for name, expr in spec.derive.items())
-    # share of records holding each value, for term-frequency adjusted weights
-    tfs = "".join(f", count(*) OVER (PARTITION BY {c.tf_column}) / count({c.tf_column}) OVER () AS {c.tf}"
-                  for c in spec.comparisons if c.tf_column)
-    con.execute(f"CREATE OR REPLACE TABLE {_rel(out, 'records')} AS SELECT *{tfs} FROM "
-                f"(SELECT *{derived} FROM ({source_sql}) s)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _prepared AS SELECT *{derived} FROM ({source_sql}) s")
+    # share of records holding each value, for term-frequency adjusted weights (joins of small
+    # value tables are far cheaper than window partitions over the wide records)
+    tf = [c for c in spec.comparisons if c.tf_column]
+    cols = "".join(f", t{i}.tf AS {c.tf}" for i, c in enumerate(tf))
+    joins = " ".join(
+        f"LEFT JOIN (SELECT {c.tf_column} AS v, count(*) / sum(count(*)) OVER () AS tf FROM _prepared "
+        f"WHERE {c.tf_column} IS NOT NULL GROUP BY 1) t{i} ON t{i}.v = p.{c.tf_column}" for i, c in enumerate(tf))
+    con.execute(f"CREATE OR REPLACE TABLE {_rel(out, 'records')} AS SELECT p.*{cols} FROM _prepared p {joins} "
+                f"ORDER BY p.{spec.unique_id}")
+    con.execute("DROP TABLE _prepared")
     dup = con.execute(f"SELECT count(*) - count(DISTINCT {spec.unique_id}), count(*) FILTER "
                       f"(WHERE {spec.unique_id} IS NULL) FROM {_rel(out, 'records')}").fetchall()[0]
     if dup[0] or dup[1]:

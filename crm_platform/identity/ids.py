@@ -32,13 +32,25 @@ def id_number(customer_id: str) -> int:
     return int(customer_id[len(PREFIX):])
 
 
+def _evidence(links: pd.DataFrame | None, records: set[str]) -> dict[str, str]:
+    """The strongest accepted link of each moved record, in words."""
+    if links is None or not records:
+        return {}
+    both = pd.concat([links[["left_id", "right_id", "decision", "match_probability"]],
+                      links.rename(columns={"left_id": "right_id", "right_id": "left_id"})
+                      [["left_id", "right_id", "decision", "match_probability"]]])
+    both = both[both.left_id.isin(records)].drop_duplicates("left_id")
+    return {r.left_id: f"{r.decision} with {r.right_id} (p={r.match_probability:.4f})"
+            for r in both.itertuples(index=False)}
+
+
 def assign(records: pd.DataFrame, previous: pd.DataFrame, last_minted: int,
-           evidence: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+           links: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``records``: record_id, label. ``previous``: record_id, customer_id of the last run.
+    ``links``: accepted links, strongest first, to explain changes.
 
     Returns the new crosswalk (record_id, customer_id) and the id changes (old_customer_id,
     new_customer_id, kind, records, evidence)."""
-    evidence = evidence or {}
     df = records.merge(previous, on="record_id", how="left")
     first_member = df.sort_values("record_id").drop_duplicates("label").set_index("label")["record_id"]
     df["cluster_key"] = df["label"].map(first_member)
@@ -59,6 +71,7 @@ def assign(records: pd.DataFrame, previous: pd.DataFrame, last_minted: int,
     changes = []
     moved = prev.assign(new_id=prev["cluster_key"].map(assigned))
     moved = moved[moved.customer_id != moved.new_id]
+    evidence = _evidence(links, set(moved.record_id))
     retired = set(home.customer_id) - set(keeper.customer_id)
     home_of = dict(zip(home.customer_id, home.cluster_key))
     minted = set(assigned.values()) - set(home.customer_id)

@@ -58,25 +58,29 @@ def cluster_scored(con, spec: MatchSpec, schema: str) -> tuple[pd.DataFrame, pd.
 
     Returns the records (sorted by id), the links considered with their outcome, and the result."""
     uid, src = spec.unique_id, spec.source_column
-    strong_cols = "".join(f", CAST({c} AS VARCHAR) AS {c}" for c in spec.guards.conflicting_ids)
-    recs = con.execute(f"SELECT {uid} AS record_id, CAST({src} AS VARCHAR) AS _source{strong_cols} "
-                       f"FROM {schema}.records ORDER BY 1").df()
-    index = pd.Series(np.arange(len(recs)), index=recs["record_id"])
-    edges = con.execute(f"""SELECT left_id, right_id, decision, match_probability
-        FROM {schema}.pair_scores WHERE decision IN ('must_link', 'deterministic', 'link')
-        ORDER BY CASE decision WHEN 'must_link' THEN 0 WHEN 'deterministic' THEN 1 ELSE 2 END,
-                 match_probability DESC, left_id, right_id""").df()
-    cannot = con.execute(f"SELECT left_id, right_id FROM {schema}.pair_scores "
-                         "WHERE decision = 'cannot_link'").df()
+    strong_cols = "".join(f", CAST(r.{c} AS VARCHAR) AS {c}" for c in spec.guards.conflicting_ids)
+    # integer positions in SQL: mapping millions of string ids in pandas costs seconds
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _idx AS SELECT {uid} AS record_id, "
+                f"(row_number() OVER (ORDER BY {uid}) - 1)::BIGINT AS i FROM {schema}.records")
+    recs = con.execute(f"SELECT x.record_id, CAST(r.{src} AS VARCHAR) AS _source{strong_cols} FROM _idx x "
+                       f"JOIN {schema}.records r ON r.{uid} = x.record_id ORDER BY x.i").df()
+    edges = con.execute(f"""SELECT s.left_id, s.right_id, s.decision, s.match_probability, a.i AS li, b.i AS ri
+        FROM {schema}.pair_scores s JOIN _idx a ON a.record_id = s.left_id JOIN _idx b ON b.record_id = s.right_id
+        WHERE s.decision IN ('must_link', 'deterministic', 'link')
+        ORDER BY CASE s.decision WHEN 'must_link' THEN 0 WHEN 'deterministic' THEN 1 ELSE 2 END,
+                 s.match_probability DESC, s.left_id, s.right_id""").df()
+    cannot = con.execute(f"""SELECT a.i AS li, b.i AS ri FROM {schema}.pair_scores s
+        JOIN _idx a ON a.record_id = s.left_id JOIN _idx b ON b.record_id = s.right_id
+        WHERE s.decision = 'cannot_link'""").df()
+    con.execute("DROP TABLE _idx")
     strong = {c: recs[c].where(recs[c].notna(), None).to_numpy(dtype=object) for c in spec.guards.conflicting_ids}
     if spec.guards.one_record_per_source:
         # each record is its own identifier within its source: two from one source conflict
         for source in recs["_source"].unique():
             strong[f"record_of_{source}"] = np.where(recs["_source"] == source, recs["record_id"], None)
-    res = cluster(len(recs), index[edges.left_id].to_numpy(), index[edges.right_id].to_numpy(),
+    res = cluster(len(recs), edges.li.to_numpy(), edges.ri.to_numpy(),
                   (edges.decision == "must_link").to_numpy(), strong,
-                  list(zip(index[cannot.left_id].tolist(), index[cannot.right_id].tolist())),
-                  spec.guards.max_cluster_size)
+                  list(zip(cannot.li.tolist(), cannot.ri.tolist())), spec.guards.max_cluster_size)
     edges["outcome"] = res.outcomes
     return recs, edges, res
 
@@ -96,11 +100,7 @@ def resolve(con, spec: MatchSpec, now: datetime | None = None) -> ResolveReport:
         last = ids.last_minted(con.execute(f"SELECT customer_id FROM {SCHEMA}.id_registry").df()["customer_id"])
     last = max(last, ids.last_minted(previous["customer_id"]))
     accepted = edges[edges.outcome == ACCEPTED]
-    evidence = {}
-    for row in accepted.itertuples(index=False):
-        for a, b in ((row.left_id, row.right_id), (row.right_id, row.left_id)):
-            evidence.setdefault(a, f"{row.decision} with {b} (p={row.match_probability:.4f})")
-    crosswalk, changes = ids.assign(labels, previous, last, evidence)
+    crosswalk, changes = ids.assign(labels, previous, last, accepted)
 
     rep = ResolveReport(records=len(recs), customers=int(crosswalk.customer_id.nunique()),
                         links_considered=len(edges), links_accepted=len(accepted), refused=res.refused)

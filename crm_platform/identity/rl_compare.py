@@ -80,7 +80,7 @@ def compare(con, spec: MatchSpec, out: str, chunk_pairs: int = 250_000) -> None:
         for c in spec.comparisons:
             chunk[c.gamma] = chunk[c.gamma].astype("int8")
         for tf in tfs:
-            chunk[tf] = np.maximum(records[tf].reindex(pairs.left_id).to_numpy(),
+            chunk[tf] = np.fmax(records[tf].reindex(pairs.left_id).to_numpy(),   # like SQL greatest()
                                    records[tf].reindex(pairs.right_id).to_numpy())
         for label in ("deterministic_rule", "cannot_link_rule"):
             if label not in chunk:
