@@ -267,8 +267,11 @@ def _chunk(rng, cfg: GeneratorConfig, start: int, n: int, bounds, w: "_Writers",
         company = str(rng.choice(N.COMPANIES))
         domain = company.split()[0].lower().translate(str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})) + ".de"
         role = rng.random() < 0.15
-        ident = vary(rng, per, cfg, email=f"info@{domain}" if role else
-                     f"{per.first[0].lower()}.{per.last.lower().translate(str.maketrans({'ä': 'ae', 'ö': 'oe', 'ü': 'ue', 'ß': 'ss'}))}@{domain}",
+        work = f"{per.first[0].lower()}.{per.last.lower().translate(str.maketrans({'ä': 'ae', 'ö': 'oe', 'ü': 'ue', 'ß': 'ss'}))}@{domain}"
+        while w.work_email_owner.setdefault(work, per.pid) != per.pid:   # one mailbox, one person
+            local, dom = work.split("@")
+            work = f"{local}{int(rng.integers(0, 10))}@{dom}"
+        ident = vary(rng, per, cfg, email=f"info@{domain}" if role else work,
                      phone=per.landline if rng.random() < 0.5 else None)
         conv = bool(converted[p])
         created = int(b.acquired_at[p]) - int(rng.integers(5, 90)) * 86400 if conv else \
@@ -347,6 +350,7 @@ class _Writers:
     def __init__(self, landing: Path, truth: Path):
         self.landing, self.truth = landing, truth
         self.emails_taken: set[str] = set()   # a mailbox belongs to one person
+        self.work_email_owner: dict[str, str] = {}
         self.files = {
             "shop_customers": _Csv(landing / "shop" / "customers.csv"),
             "shop_orders": _Csv(landing / "shop" / "orders.csv"),

@@ -180,7 +180,9 @@ def _household_member(rng, anchor: Person, idx: int) -> Person:
         first = str(rng.choice(pool, p=probs))
     child = rng.random() < 0.3
     offset = int(rng.integers(20 * 365, 32 * 365)) if child else int(rng.integers(-8 * 365, 8 * 365))
-    birth = date.fromordinal(min(anchor.birth.toordinal() + offset, date(2007, 1, 1).toordinal()))
+    birth = date.fromordinal(anchor.birth.toordinal() + offset)
+    if birth >= date(2007, 1, 1):                    # children are adults by the data's end
+        birth = date.fromordinal(date(1988, 1, 1).toordinal() + int(rng.integers(0, 19 * 365)))
     if birth == anchor.birth:
         birth = date.fromordinal(birth.toordinal() + 400)
     return Person(pid=f"P{idx:08d}", gender=gender, first=first, last=anchor.last, birth=birth,
