@@ -104,6 +104,18 @@ def _materialize(args) -> int:
     return 0 if result.success else 1
 
 
+def _explain(args) -> int:
+    from crm_platform import warehouse
+    from crm_platform.identity.resolve import explain
+
+    con = warehouse.connect(settings.paths().warehouse, read_only=True)
+    try:
+        print("\n".join(explain(con, args.left, args.right)))
+    finally:
+        con.close()
+    return 0
+
+
 def _demo(args) -> int:
     _generate(args)
     return _materialize(args)
@@ -124,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(fn=fn)
     m = sub.add_parser("materialize", help="materialize every asset and run every check")
     m.set_defaults(fn=_materialize)
+    e = sub.add_parser("explain", help="why two contact records are (not) the same customer")
+    e.add_argument("left", help="contact key, e.g. shop:K00000123")
+    e.add_argument("right", help="contact key, e.g. newsletter:NL-0000456")
+    e.set_defaults(fn=_explain)
     args = parser.parse_args(argv)
     if getattr(args, "home", None):
         os.environ["CRM_PLATFORM_HOME"] = str(Path(args.home).resolve())

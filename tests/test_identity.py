@@ -320,3 +320,18 @@ def test_recordlinkage_compare_backend_gives_the_same_vectors(loaded_world, tmp_
                          "SELECT * FROM identity.comparisons)").fetchall()[0][0]
     assert differ == 0
     assert con.execute("SELECT count(*) FROM identity.comparisons WHERE gamma_first_name = 4").fetchall()[0][0] > 0
+
+
+def test_explain_says_why_field_by_field(resolved):
+    con, _, _ = resolved
+    a, b = con.execute("SELECT left_id, right_id FROM identity.links WHERE outcome = 'accepted' "
+                       "AND decision = 'link' ORDER BY left_id LIMIT 1").fetchall()[0]
+    lines = resolve.explain(con, b, a)                       # either order
+    text = "\n".join(lines)
+    assert "decision link" in text and "clustering: accepted" in text
+    assert sum(line.strip().split()[0] in {c.name for c in SPEC.comparisons} for line in lines) == len(SPEC.comparisons)
+    far = con.execute("""SELECT a.contact_key, b.contact_key FROM (SELECT contact_key FROM identity.records
+        ORDER BY 1 LIMIT 30) a, (SELECT contact_key FROM identity.records ORDER BY 1 DESC LIMIT 30) b
+        WHERE NOT EXISTS (SELECT 1 FROM identity.pair_scores s WHERE s.left_id = a.contact_key
+                          AND s.right_id = b.contact_key) LIMIT 1""").fetchall()[0]
+    assert "never compared" in resolve.explain(con, *far)[-1]

@@ -13,7 +13,6 @@ customer ids, writing in one transaction:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -171,10 +170,28 @@ def _write(con, spec: MatchSpec, edges: pd.DataFrame, crosswalk: pd.DataFrame, c
         ORDER BY s.match_probability DESC, s.left_id, s.right_id""")
 
 
-def explain(con, left_id: str, right_id: str) -> dict:
-    """Per-field levels and weights of one scored pair, for a person asking 'why?'."""
+def explain(con, left_id: str, right_id: str) -> list[str]:
+    """Why two records are (not) the same customer, field by field, for a person asking."""
     row = con.execute(f"SELECT * FROM {SCHEMA}.pair_scores WHERE (left_id, right_id) IN ((?, ?), (?, ?))",
                       [left_id, right_id, right_id, left_id]).df()
+    ids = con.execute(f"SELECT contact_key, customer_id FROM {SCHEMA}.crosswalk WHERE contact_key IN (?, ?)",
+                      [left_id, right_id]).fetchall()
+    lines = [f"{k}: customer {c}" for k, c in ids]
     if not len(row):
-        return {}
-    return json.loads(row.iloc[0].to_json(date_format="iso"))
+        return lines + ["this pair was never compared: no blocking rule put the two records together"]
+    r = row.iloc[0]
+    labels = {(c, int(g)): lv for c, g, lv in con.execute(
+        f"SELECT comparison, gamma, level FROM {SCHEMA}.match_weights").fetchall()}
+    comps = [c[len("gamma_"):] for c in row.columns if c.startswith("gamma_")]
+    lines.append(f"proposed by blocking rule {r.blocking_rule}; decision {r.decision} "
+                 f"(match probability {r.match_probability:.4f}, total weight {r.total_weight:+.2f} bits)")
+    for c in comps:
+        lines.append(f"  {c:<12} {labels.get((c, int(r['gamma_' + c])), '?'):<32} {r['w_' + c]:+7.2f} bits")
+    for label in ("deterministic_rule", "cannot_link_rule"):
+        if r[label] is not None and r[label] == r[label]:
+            lines.append(f"  {label.replace('_', ' ')}: {r[label]}")
+    link = con.execute(f"SELECT outcome FROM {SCHEMA}.links WHERE left_id = ? AND right_id = ?",
+                       [r.left_id, r.right_id]).fetchall()
+    if link:
+        lines.append(f"  clustering: {link[0][0]}")
+    return lines
