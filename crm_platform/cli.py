@@ -80,8 +80,7 @@ def summary_lines(result=None) -> list[str]:
                 "FROM raw.quarantine_rows GROUP BY 1 ORDER BY 2 DESC LIMIT 8").fetchall():
             lines.append(f"  quarantined {n:>6,} x {reason}")
         quality = dict(con.execute("SELECT metric, value FROM identity.resolution_quality").fetchall()) \
-            if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'identity' "
-                           "AND table_name = 'resolution_quality'").fetchall()[0][0] else {}
+            if warehouse.table_exists(con, "identity.resolution_quality") else {}
         if quality:
             lines.append(f"identity: {int(quality['records']):,} contact records -> "
                          f"{int(quality['clusters']):,} customers; review queue "

@@ -10,6 +10,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from crm_platform.identity.engine import DECISIONS
+
 E164 = r"^\+[1-9]\d{6,14}$"
 EMAIL = r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$"
 SYSTEM = r"^[a-z][a-z0-9_]*$"
@@ -187,7 +189,7 @@ BLOCKING = {"contacts", "orders", "order_items"}
 # --- identity and core ---------------------------------------------------------------------------
 
 CUSTOMER_ID = r"^C\d{9}$"
-PAIR_DECISIONS = ["must_link", "deterministic", "link", "review", "no_link", "cannot_link"]
+PAIR_DECISIONS = list(DECISIONS)
 
 
 class _Pair(pa.DataFrameModel):

@@ -146,10 +146,10 @@ def orient(con, spec: MatchSpec, out: str, pairs: pd.DataFrame) -> tuple[pd.Data
             [["left_id_given", "right_id_given", "reason"]].reset_index(drop=True))
 
 
-def _case(rules, label: str) -> str:
-    if not rules:
-        return f"NULL::VARCHAR AS {label}"
-    return "CASE " + " ".join(f"WHEN {r.sql} THEN '{r.name}'" for r in rules) + f" END AS {label}"
+def rule_case(rules, label: str | None = None) -> str:
+    """The name of the first rule that holds for a pair (NULL when none), optionally aliased."""
+    sql = ("CASE " + " ".join(f"WHEN {r.sql} THEN '{r.name}'" for r in rules) + " END") if rules else "NULL::VARCHAR"
+    return sql + (f" AS {label}" if label else "")
 
 
 def compare(con, spec: MatchSpec, out: str) -> None:
@@ -159,8 +159,8 @@ def compare(con, spec: MatchSpec, out: str) -> None:
     con.execute(f"""CREATE OR REPLACE TABLE {_rel(out, 'comparisons')} AS
         SELECT p.left_id, p.right_id, p.blocking_rule, p.rule_mask, {gammas},
                {''.join(f"greatest(l.{c.tf}, r.{c.tf}) AS {c.tf}, " for c in spec.comparisons if c.tf_column)}
-               {_case(spec.deterministic, 'deterministic_rule')},
-               {_case(spec.guards.cannot_link, 'cannot_link_rule')}
+               {rule_case(spec.deterministic, 'deterministic_rule')},
+               {rule_case(spec.guards.cannot_link, 'cannot_link_rule')}
         FROM {_rel(out, 'candidate_pairs')} p
         JOIN {recs} l ON l.{uid} = p.left_id JOIN {recs} r ON r.{uid} = p.right_id""")
 

@@ -22,6 +22,7 @@ import pandas as pd
 from crm_platform.identity import engine, ids
 from crm_platform.identity.cluster import ACCEPTED, ClusterResult, cluster
 from crm_platform.identity.spec import MatchSpec
+from crm_platform.warehouse import table_exists
 
 SCHEMA = "identity"
 SOURCE_SQL = "SELECT * FROM staging.contacts"
@@ -45,11 +46,6 @@ class ResolveReport:
 def match(con, spec: MatchSpec, decisions: pd.DataFrame | None = None) -> engine.EngineReport:
     """Block, compare and score the staged contacts under ``spec`` into the identity schema."""
     return engine.run(con, spec, SOURCE_SQL, SCHEMA, decisions)
-
-
-def _table_exists(con, schema: str, table: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                            [schema, table]).fetchall()[0][0])
 
 
 def cluster_scored(con, spec: MatchSpec, schema: str) -> tuple[pd.DataFrame, pd.DataFrame, ClusterResult]:
@@ -93,10 +89,10 @@ def resolve(con, spec: MatchSpec, now: datetime | None = None) -> ResolveReport:
 
     previous = pd.DataFrame(columns=["record_id", "customer_id"])
     last = 0
-    if _table_exists(con, SCHEMA, "crosswalk"):
+    if table_exists(con, f"{SCHEMA}.crosswalk"):
         previous = con.execute(f"SELECT {uid} AS record_id, customer_id FROM {SCHEMA}.crosswalk").df()
-    if _table_exists(con, SCHEMA, "id_registry"):
-        last = ids.last_minted(con.execute(f"SELECT customer_id FROM {SCHEMA}.id_registry").df()["customer_id"])
+    if table_exists(con, f"{SCHEMA}.id_registry"):      # ids are zero-padded: the text max is the last
+        last = ids.last_minted(pd.Series(con.execute(f"SELECT max(customer_id) FROM {SCHEMA}.id_registry").fetchall()[0]))
     last = max(last, ids.last_minted(previous["customer_id"]))
     accepted = edges[edges.outcome == ACCEPTED]
     crosswalk, changes = ids.assign(labels, previous, last, accepted)

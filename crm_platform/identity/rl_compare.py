@@ -17,6 +17,7 @@ import pandas as pd
 import recordlinkage as rl
 from recordlinkage.base import BaseCompareFeature
 
+from crm_platform.identity import engine
 from crm_platform.identity.spec import MatchSpec
 
 _SIDE_COLUMN = re.compile(r"\b[lr]\.([a-z_][a-z0-9_]*)")
@@ -51,11 +52,11 @@ class SpecFeature(BaseCompareFeature):
 
 
 def _features(spec: MatchSpec) -> list[SpecFeature]:
-    feats = [SpecFeature(c.case_sql().rsplit(" AS ", 1)[0], referenced_columns(c.case_sql()), c.gamma)
+    feats = [SpecFeature(c.case_sql(alias=False), referenced_columns(c.case_sql()), c.gamma)
              for c in spec.comparisons]
     for label, rules in (("deterministic_rule", spec.deterministic), ("cannot_link_rule", spec.guards.cannot_link)):
         if rules:
-            case = "CASE " + " ".join(f"WHEN {r.sql} THEN '{r.name}'" for r in rules) + " END"
+            case = engine.rule_case(rules)
             feats.append(SpecFeature(case, referenced_columns(case), label))
     return feats
 
@@ -96,5 +97,4 @@ def compare(con, spec: MatchSpec, out: str, chunk_pairs: int = 250_000) -> None:
             con.execute(f"INSERT INTO {out}.comparisons SELECT * FROM _chunk")
         con.unregister("_chunk")
     if first:      # no candidate pairs at all: the same empty table the SQL backend writes
-        from crm_platform.identity.engine import compare as sql_compare
-        sql_compare(con, spec, out)
+        engine.compare(con, spec, out)

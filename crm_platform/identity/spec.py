@@ -103,11 +103,11 @@ class Comparison:
         out.update({n - i: lv.label for i, lv in enumerate(self.levels)})
         return out
 
-    def case_sql(self) -> str:
+    def case_sql(self, alias: bool = True) -> str:
         nulls = " OR ".join(f"l.{c} IS NULL OR r.{c} IS NULL" for c in self.columns)
         n = len(self.levels)
         whens = " ".join(f"WHEN {lv.sql} THEN {n - i}" for i, lv in enumerate(self.levels))
-        return f"CASE WHEN {nulls} THEN -1 {whens} ELSE 0 END::TINYINT AS {self.gamma}"
+        return f"CASE WHEN {nulls} THEN -1 {whens} ELSE 0 END::TINYINT" + (f" AS {self.gamma}" if alias else "")
 
 
 @dataclass(frozen=True)
