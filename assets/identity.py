@@ -14,6 +14,8 @@ from resources.warehouse import read_only
 
 GROUP = "identity"
 CONTACTS = dg.AssetKey(["staging", "contacts"])
+# the match spec reads the shop account a support requester's tickets name
+TICKETS = dg.AssetKey(["staging", "support_tickets"])
 K = {name: dg.AssetKey(["identity", name]) for name in (
     "candidate_pairs", "match_weights", "pair_scores", "crosswalk", "links", "review_queue",
     "id_changes", "resolution_quality")}
@@ -30,7 +32,7 @@ def _spec(key: dg.AssetKey, description: str, deps, group: str = GROUP) -> dg.As
     specs=[
         _spec(K["candidate_pairs"], "Record pairs proposed by the match spec's blocking rules, each once, "
               "with the first rule that proposed it. Never a cross product: oversized blocks are skipped "
-              "and reported.", [CONTACTS]),
+              "and reported.", [CONTACTS, TICKETS]),
         _spec(K["match_weights"], "The Fellegi-Sunter model: m and u probability and match weight (bits) "
               "of every comparison level; u from random pairs, m by EM per training blocking rule.",
               [K["candidate_pairs"]]),

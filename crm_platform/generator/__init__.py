@@ -166,6 +166,7 @@ def _chunk(rng, cfg: GeneratorConfig, start: int, n: int, bounds, w: "_Writers",
     acc_no = _ids("K", _next(counters, "shop", len(acc_p)), len(acc_p))
     first_acc = {}
     second_acc = {}
+    known_email: dict[int, str] = {}   # the address the company holds for a person (survey invitations)
     for i, p in enumerate(acc_p):
         (second_acc if acc_second[i] else first_acc)[int(p)] = i
     rows = []
@@ -173,7 +174,12 @@ def _chunk(rng, cfg: GeneratorConfig, start: int, n: int, bounds, w: "_Writers",
         per = persons[p]
         per.systems.add("shop")
         email = per.alt_email if acc_second[i] else None
-        ident = vary(rng, per, cfg, email=email, old=_is_old(rng, per))
+        # a shop phone field holds whichever number the person typed: often the mobile, sometimes
+        # the household landline
+        phone = per.landline if rng.random() < cfg.p_shop_landline else None
+        ident = vary(rng, per, cfg, email=email, old=_is_old(rng, per), phone=phone)
+        if ident.email and not acc_second[i]:
+            known_email.setdefault(int(p), ident.email)
         updated = acc_created[i] + int(rng.random() * (end_ts - acc_created[i]))
         rows.append({
             "customer_no": acc_no[i], "salutation": {"f": "Frau", "m": "Herr"}[per.gender] if rng.random() < 0.8 else "",
@@ -212,6 +218,8 @@ def _chunk(rng, cfg: GeneratorConfig, start: int, n: int, bounds, w: "_Writers",
         per = persons[p]
         per.systems.add("newsletter")
         ident = vary(rng, per, cfg, email=per.alt_email if sub_second[i] else None, old=_is_old(rng, per))
+        if not sub_second[i]:
+            known_email.setdefault(int(p), ident.email or per.email)
         created = int(b.subscribed_at[p]) + (int(rng.integers(86400, 200 * 86400)) if sub_second[i] else 0)
         created = min(created, end_ts)
         named = rng.random() < 0.7
@@ -244,6 +252,8 @@ def _chunk(rng, cfg: GeneratorConfig, start: int, n: int, bounds, w: "_Writers",
         req_of.setdefault(int(p), []).append(i)
         second = i >= len(req_persons)
         ident = vary(rng, per, cfg, email=per.alt_email if second else None)
+        if ident.email:
+            known_email.setdefault(int(p), ident.email)
         name = f"{ident.first} {ident.last}" if rng.random() < 0.8 else f"{ident.last}, {ident.first}"
         shop_no = acc_no[first_acc[int(p)]] if int(p) in first_acc and rng.random() < 0.4 else None
         first_ticket = int(t["opened"][t["p"] == p].min())
@@ -289,17 +299,19 @@ def _chunk(rng, cfg: GeneratorConfig, start: int, n: int, bounds, w: "_Writers",
         truth_rows.append(("sales_lead_contacts", lead_id[i], per.pid, "|".join(ident.variations + (["role_email"] if role else []))))
     w.leads(rows, dirt)
 
-    # --- NPS survey: each answer carries the respondent's e-mail, often a name -----------------
+    # --- NPS survey: the invitation goes to an address the company holds for the person (shop
+    # account first, then newsletter, then support desk); the answer carries it, often a name ------
     nps = b.nps
     resp_id = _ids("R", _next(counters, "nps", len(nps["p"])), len(nps["p"]), 8)
     rows = []
     for i, p in enumerate(nps["p"]):
         per = persons[p]
         per.systems.add("nps")
-        ident = vary(rng, per, cfg)
+        invited = known_email.get(int(p), per.email)
+        ident = vary(rng, per, cfg, email=invited)
         score = int(nps["score"][i])
         bucket = "low" if score <= 6 else "mid" if score <= 8 else "high"
-        rows.append({"response_id": resp_id[i], "email": ident.email or per.email,
+        rows.append({"response_id": resp_id[i], "email": invited,
                      "name": f"{ident.first} {ident.last}" if rng.random() < 0.5 else "",
                      "customer_no": acc_no[first_acc[int(p)]] if int(p) in first_acc and rng.random() < 0.3 else "",
                      "submitted_at": int(nps["t"][i]), "score": str(score),

@@ -65,6 +65,8 @@ class GeneratorConfig:
     p_moved: float = 0.08
     p_married: float = 0.04
     p_street_abbrev: float = 0.40
+    # A shop account's phone is the household landline rather than the mobile.
+    p_shop_landline: float = 0.25
     # Share of rows per landing file with an injected data error (for the quarantine).
     dirty_rate: float = 0.002
 

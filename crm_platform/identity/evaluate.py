@@ -2,7 +2,8 @@
 
 With truth (record id -> true entity id): pairwise precision, recall and F1 over all record pairs
 placed together, cluster-level B-cubed precision, recall and F1, and blocking recall (the share of
-true pairs that reached comparison). Without truth: cluster size distribution, merge rate and the
+true pairs that reached comparison), also counted transitively (the share of true pairs joined by a
+chain of compared true pairs, i.e. that a perfect classifier could put in one cluster). Without truth: cluster size distribution, merge rate and the
 review-queue size. All of it is set work in DuckDB.
 """
 
@@ -55,7 +56,9 @@ def with_truth(con, clusters_sql: str, truth: pd.DataFrame, candidate_pairs_sql:
             FROM tp LEFT JOIN (SELECT DISTINCT x, y FROM cp) cp USING (x, y)""").fetchall()[0]
         out["blocking_recall"] = round(hit[0] / hit[1], 5) if hit[1] else 1.0
         out["true_pairs_not_compared"] = int(hit[1] - hit[0])
-        out["best_possible_bcubed_recall"] = _ceiling(con, candidate_pairs_sql)
+        ceiling, connected = _ceiling(con, candidate_pairs_sql)
+        out["blocking_recall_connected"] = round(connected / hit[1], 5) if hit[1] else 1.0
+        out["best_possible_bcubed_recall"] = ceiling
     con.execute("DROP TABLE _ev")
     con.unregister("_truth")
     return out
@@ -75,9 +78,10 @@ def without_truth(con, clusters_sql: str, review_queue_sql: str | None = None) -
     return out
 
 
-def _ceiling(con, candidate_pairs_sql: str) -> float:
+def _ceiling(con, candidate_pairs_sql: str) -> tuple[float, int]:
     """B-cubed recall of a perfect classifier: true candidate pairs, joined transitively. What
-    blocking leaves reachable; no scoring can do better."""
+    blocking leaves reachable; no scoring can do better. Also the number of true pairs so joined
+    (directly compared or through a chain of true compared pairs)."""
     recs = con.execute("SELECT record_id, entity_id FROM _ev ORDER BY record_id").df()
     index = pd.Series(np.arange(len(recs)), index=recs.record_id)
     e = con.execute(f"""SELECT c.left_id, c.right_id FROM ({candidate_pairs_sql}) c
@@ -89,4 +93,4 @@ def _ceiling(con, candidate_pairs_sql: str) -> float:
     both = recs.groupby(["cluster_id", "entity_id"]).size()
     sizes = recs.groupby("entity_id").size()
     recall = (both ** 2 / sizes.reindex(both.index.get_level_values(1)).to_numpy()).sum() / len(recs)
-    return round(float(recall), 5)
+    return round(float(recall), 5), int((both * (both - 1) // 2).sum())
