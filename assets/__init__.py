@@ -1,8 +1,10 @@
 """Dagster assets, thin over the domain code in ``crm_platform``: one module per stage."""
 
-from assets.checks import identity_checks, staging_checks
+from assets.checks import customer360_checks, identity_checks, staging_checks
+from assets.customer360 import customer360_assets
 from assets.identity import identity_assets
 from assets.ingestion import raw_assets
 from assets.staging import staging_assets
 
-__all__ = ["identity_assets", "identity_checks", "raw_assets", "staging_assets", "staging_checks"]
+__all__ = ["customer360_assets", "customer360_checks", "identity_assets", "identity_checks", "raw_assets",
+           "staging_assets", "staging_checks"]

@@ -6,7 +6,8 @@ import pandera.pandas as pa
 from dagster_duckdb import DuckDBResource
 
 from assets.metadata import markdown_table
-from crm_platform.schemas import BLOCKING, IDENTITY_BLOCKING, IDENTITY_SCHEMAS, MAY_BE_EMPTY, STAGING_SCHEMAS
+from crm_platform.schemas import (BLOCKING, CUSTOMER360_BLOCKING, CUSTOMER360_SCHEMAS, IDENTITY_BLOCKING,
+                                  IDENTITY_SCHEMAS, MAY_BE_EMPTY, STAGING_SCHEMAS)
 from crm_platform.validation import validate_table
 from resources.warehouse import read_only
 
@@ -48,3 +49,8 @@ def staging_checks() -> list[dg.AssetChecksDefinition]:
 def identity_checks() -> list[dg.AssetChecksDefinition]:
     return [pandera_check(list(key), model, key in IDENTITY_BLOCKING, key in MAY_BE_EMPTY)
             for key, model in IDENTITY_SCHEMAS.items()]
+
+
+def customer360_checks() -> list[dg.AssetChecksDefinition]:
+    return [pandera_check(list(key), model, key in CUSTOMER360_BLOCKING, key in MAY_BE_EMPTY)
+            for key, model in CUSTOMER360_SCHEMAS.items()]

@@ -89,6 +89,12 @@ def summary_lines(result=None) -> list[str]:
                 lines.append("  against the generator's truth: " + ", ".join(
                     f"{k} {quality[k]:.4f}" for k in ("bcubed_precision", "bcubed_recall", "bcubed_f1",
                                                      "pairwise_f1", "blocking_recall")))
+        if warehouse.table_exists(con, "core.customer_events"):
+            ev = con.execute("SELECT count(*), count(DISTINCT customer_id), count(DISTINCT channel) "
+                             "FROM core.customer_events").fetchall()[0]
+            lost = con.execute("SELECT count(*) FROM core.unattributed_events").fetchall()[0][0]
+            lines.append(f"timeline: {ev[0]:,} events of {ev[1]:,} customers over {ev[2]} channels; "
+                         f"{lost:,} activity rows without a customer (core.unattributed_events)")
     finally:
         con.close()
     lines += [f"warehouse:  {p.warehouse}", f"quarantine: {p.quarantine}",

@@ -7,7 +7,8 @@ where and why.
 
 import dagster as dg
 
-from assets import identity_assets, identity_checks, raw_assets, staging_assets, staging_checks
+from assets import (customer360_assets, customer360_checks, identity_assets, identity_checks, raw_assets,
+                    staging_assets, staging_checks)
 from crm_platform import settings
 from crm_platform.sources import load_sources
 from resources import build_resources
@@ -16,8 +17,8 @@ from sensors import jobs, schedules, sensors
 _sources = load_sources(settings.sources_file())
 
 defs = dg.Definitions(
-    assets=[*raw_assets(_sources), *staging_assets(_sources), *identity_assets()],
-    asset_checks=[*staging_checks(), *identity_checks()],
+    assets=[*raw_assets(_sources), *staging_assets(_sources), *identity_assets(), *customer360_assets()],
+    asset_checks=[*staging_checks(), *identity_checks(), *customer360_checks()],
     resources=build_resources(),
     jobs=jobs,
     schedules=schedules,

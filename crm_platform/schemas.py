@@ -11,6 +11,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from crm_platform.identity.engine import DECISIONS
+from crm_platform.timeline import EVENT_TYPES
 
 E164 = r"^\+[1-9]\d{6,14}$"
 EMAIL = r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$"
@@ -352,6 +353,57 @@ class ResolutionQuality(pa.DataFrameModel):
         strict = False
 
 
+class CustomerEvents(pa.DataFrameModel):
+    """The 360° timeline: one row per interaction of a golden customer, from every silo."""
+
+    event_id: Series[str] = pa.Field(str_length=32)
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    event_at: Series[pd.Timestamp]
+    known_at: Series[pd.Timestamp]
+    event_type: Series[str] = pa.Field(isin=list(EVENT_TYPES))
+    channel: Series[str]
+    # order totals, returned amounts, NPS and satisfaction scores, expected lead values
+    value: Series[float] = pa.Field(nullable=True, ge=0)
+    discount: Series[float] = pa.Field(nullable=True, ge=0)
+    source_system: Series[str] = pa.Field(str_matches=SYSTEM)
+    dataset: Series[str]
+    source_record_id: Series[str] = pa.Field(str_length={"min_value": 1})
+
+    @pa.dataframe_check(error="an event is known no earlier than it happened")
+    def known_after_it_happened(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["known_at"] >= df["event_at"]
+
+    @pa.dataframe_check(error="NPS answers score 0 to 10")
+    def nps_scale(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df["event_type"] != "nps_answer") | df["value"].between(0, 10)
+
+    class Config:
+        coerce = True
+        strict = False
+        unique = ["event_id"]
+
+
+class UnattributedEvents(pa.DataFrameModel):
+    """Activity rows no customer could be given, each with the reason (anonymous web traffic is
+    counted in metadata, not listed)."""
+
+    source_system: Series[str] = pa.Field(str_matches=SYSTEM)
+    dataset: Series[str]
+    source_record_id: Series[str] = pa.Field(str_length={"min_value": 1})
+    event_type: Series[str] = pa.Field(isin=list(EVENT_TYPES))
+    reason: Series[str] = pa.Field(str_length={"min_value": 5})
+
+    class Config:
+        coerce = True
+        strict = False
+
+
+CUSTOMER360_SCHEMAS: dict[tuple[str, str], type[pa.DataFrameModel]] = {
+    ("core", "customer_events"): CustomerEvents, ("core", "unattributed_events"): UnattributedEvents,
+}
+CUSTOMER360_BLOCKING = {("core", "customer_events")}
+
+
 IDENTITY_SCHEMAS: dict[tuple[str, str], type[pa.DataFrameModel]] = {
     ("identity", "candidate_pairs"): CandidatePairs, ("identity", "match_weights"): MatchWeights,
     ("identity", "pair_scores"): PairScores, ("identity", "links"): Links,
@@ -361,5 +413,5 @@ IDENTITY_SCHEMAS: dict[tuple[str, str], type[pa.DataFrameModel]] = {
     ("identity", "resolution_quality"): ResolutionQuality,
 }
 # Tables that may rightly be empty: nothing uncertain to review, no id changed this run.
-MAY_BE_EMPTY = {("identity", "review_queue"), ("identity", "id_changes")}
+MAY_BE_EMPTY = {("identity", "review_queue"), ("identity", "id_changes"), ("core", "unattributed_events")}
 IDENTITY_BLOCKING = {("identity", "crosswalk"), ("core", "customers")}

@@ -1,0 +1,65 @@
+"""Customer 360 assets: the unified timeline of every golden customer (domain code in
+crm_platform/timeline.py)."""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from assets.metadata import markdown_table, table_metadata
+from crm_platform import timeline
+
+EVENTS = dg.AssetKey(["core", "customer_events"])
+UNATTRIBUTED = dg.AssetKey(["core", "unattributed_events"])
+ACTIVITY = [dg.AssetKey(["staging", t]) for t in (
+    "orders", "order_items", "email_events", "support_tickets", "web_events", "nps_responses", "leads")]
+CROSSWALK = dg.AssetKey(["identity", "crosswalk"])
+
+
+def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(key, description=description, deps=[CROSSWALK, *ACTIVITY], group_name="core",
+                        kinds={"duckdb", "sql"}, owners=["team:data"], tags={"layer": "core"})
+
+
+@dg.multi_asset(
+    specs=[
+        _spec(EVENTS, "Every interaction of every golden customer on one timeline: orders, returns, "
+              "e-mail events, tickets, identified web events, NPS answers, lead creation and conversion, "
+              "with type, channel, value and source lineage. known_at says from when the platform could "
+              "know an event was this customer's (anonymous web sessions: from the visitor's login)."),
+        _spec(UNATTRIBUTED, "Activity rows no customer could be given, each with the reason (for example "
+              "an order of a shop account whose record was quarantined). Anonymous web traffic is counted "
+              "in the timeline's metadata, not listed."),
+    ],
+    pool="duckdb",
+)
+def customer_timeline(warehouse: DuckDBResource):
+    """Build core.customer_events and core.unattributed_events from the staged activity tables and
+    identity.crosswalk."""
+    with warehouse.get_connection() as con:
+        counts = timeline.build(con)
+        by_channel = con.sql("SELECT channel, count(*) AS events, count(DISTINCT customer_id) AS customers, "
+                             "round(sum(value), 2) AS value FROM core.customer_events GROUP BY 1 "
+                             "ORDER BY 2 DESC").df()
+        per_customer = con.sql("""SELECT quantile_cont(n, [0.1, 0.5, 0.9]) AS q, max(n) AS most
+            FROM (SELECT customer_id, count(*) AS n FROM core.customer_events GROUP BY 1)""").fetchall()[0]
+        example = con.sql("""SELECT event_at, known_at, event_type, channel, value, category, campaign
+            FROM core.customer_events WHERE customer_id = (SELECT customer_id FROM core.customer_events
+            GROUP BY 1 ORDER BY count(DISTINCT channel) DESC, count(*) DESC, customer_id LIMIT 1)
+            ORDER BY event_at LIMIT 30""").df()
+        meta = {k: table_metadata(con, ".".join(k.path)) for k in (EVENTS, UNATTRIBUTED)}
+    yield dg.MaterializeResult(asset_key=EVENTS, metadata={
+        **meta[EVENTS], "customers_with_events": counts["customers_with_events"],
+        "events_by_type": dg.MetadataValue.json(counts["by_type"]),
+        "by_channel": dg.MetadataValue.md(markdown_table(by_channel, 20)),
+        "events_per_customer_p10_p50_p90": dg.MetadataValue.json([float(x) for x in per_customer[0]]),
+        "events_per_customer_max": int(per_customer[1]),
+        "web_events_attributed_after_login": counts["web_events_attributed_after_login"],
+        "not_attributed_by_reason": dg.MetadataValue.json(counts["unattributed"]),
+        "example_timeline": dg.MetadataValue.md(markdown_table(example, 30))})
+    yield dg.MaterializeResult(asset_key=UNATTRIBUTED, metadata={
+        **meta[UNATTRIBUTED], "by_reason": dg.MetadataValue.json(
+            {k: v for k, v in counts["unattributed"].items() if k != "visitor never logged in"})})
+
+
+def customer360_assets() -> list:
+    return [customer_timeline]
+
