@@ -8,6 +8,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import duckdb
+
 from crm_platform import settings
 
 
@@ -45,25 +47,50 @@ def materialize(raise_on_error: bool = False):
         instance = dg.DagsterInstance.get()
     else:
         instance = dg.DagsterInstance.ephemeral()
-    job = defs.resolve_implicit_global_asset_job_def()
     # Step-by-step logs stay in the run history (make ui); the terminal shows warnings and the summary.
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    return job.execute_in_process(run_config=quiet, instance=instance, raise_on_error=raise_on_error)
+    results = [defs.resolve_job_def("full_refresh").execute_in_process(
+        run_config=quiet, instance=instance, raise_on_error=raise_on_error)]
+    day = latest_data_day()
+    if results[0].success and day:
+        # the daily assets for the last day with data (backfill more days from the UI)
+        results.append(defs.resolve_job_def("daily_features").execute_in_process(
+            run_config=quiet, instance=instance, raise_on_error=raise_on_error, partition_key=day))
+    return results
 
 
-def summary_lines(result=None) -> list[str]:
+def latest_data_day() -> str | None:
+    """The last day the timeline holds an event for, as a partition key."""
+    from crm_platform import warehouse
+
+    con = warehouse.connect(settings.paths().warehouse, read_only=True)
+    try:
+        if not warehouse.table_exists(con, "core.customer_events"):
+            return None
+        day = con.execute("SELECT max(known_at)::DATE FROM core.customer_events").fetchall()[0][0]
+        return day.isoformat() if day else None
+    finally:
+        con.close()
+
+
+def summary_lines(results=()) -> list[str]:
     from crm_platform import warehouse
 
     p = settings.paths()
     lines = []
-    if result is not None:
+    for result in results:
         failed = [ev for ev in result.get_asset_check_evaluations() if not ev.passed]
-        lines.append(f"run {'succeeded' if result.success else 'FAILED'}; "
-                     f"{len(failed)} failed check(s)")
+        lines.append(f"run {result.dagster_run.job_name}"
+                     f"{' [' + result.dagster_run.tags['dagster/partition'] + ']' if 'dagster/partition' in result.dagster_run.tags else ''}"
+                     f" {'succeeded' if result.success else 'FAILED'}; {len(failed)} failed check(s)")
         for ev in failed:
             lines.append(f"  check {ev.asset_key.to_user_string()}:{ev.check_name} failed: "
                          f"{ev.description}")
-    con = warehouse.connect(p.warehouse, read_only=True)
+    try:
+        con = warehouse.connect(p.warehouse, read_only=True)
+    except duckdb.ConnectionException:
+        # a failed step's error still holds this process's read-write handle: share it
+        con = warehouse.connect(p.warehouse)
     try:
         lines.append("staging tables:")
         for (name,) in con.execute("SELECT table_name FROM information_schema.tables WHERE "
@@ -95,6 +122,11 @@ def summary_lines(result=None) -> list[str]:
             lost = con.execute("SELECT count(*) FROM core.unattributed_events").fetchall()[0][0]
             lines.append(f"timeline: {ev[0]:,} events of {ev[1]:,} customers over {ev[2]} channels; "
                          f"{lost:,} activity rows without a customer (core.unattributed_events)")
+        if warehouse.table_exists(con, "features.customer_features"):
+            for day, n, eng in con.execute(
+                    "SELECT snapshot_date, count(*), round(avg(engagement_score), 2) FROM "
+                    "features.customer_features GROUP BY 1 ORDER BY 1 DESC LIMIT 3").fetchall():
+                lines.append(f"features: snapshot {day}: {n:,} customers, mean engagement {eng}")
     finally:
         con.close()
     lines += [f"warehouse:  {p.warehouse}", f"quarantine: {p.quarantine}",
@@ -104,9 +136,9 @@ def summary_lines(result=None) -> list[str]:
 
 
 def _materialize(args) -> int:
-    result = materialize()
-    print("\n".join(summary_lines(result)))
-    return 0 if result.success else 1
+    results = materialize()
+    print("\n".join(summary_lines(results)))
+    return 0 if all(r.success for r in results) else 1
 
 
 def _explain(args) -> int:

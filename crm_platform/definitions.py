@@ -7,8 +7,8 @@ where and why.
 
 import dagster as dg
 
-from assets import (customer360_assets, customer360_checks, identity_assets, identity_checks, raw_assets,
-                    staging_assets, staging_checks)
+from assets import (customer360_assets, customer360_checks, feature_assets, identity_assets, identity_checks,
+                    raw_assets, staging_assets, staging_checks)
 from crm_platform import settings
 from crm_platform.sources import load_sources
 from resources import build_resources
@@ -17,7 +17,8 @@ from sensors import jobs, schedules, sensors
 _sources = load_sources(settings.sources_file())
 
 defs = dg.Definitions(
-    assets=[*raw_assets(_sources), *staging_assets(_sources), *identity_assets(), *customer360_assets()],
+    assets=[*raw_assets(_sources), *staging_assets(_sources), *identity_assets(), *customer360_assets(),
+            *feature_assets()],
     asset_checks=[*staging_checks(), *identity_checks(), *customer360_checks()],
     resources=build_resources(),
     jobs=jobs,

@@ -398,6 +398,46 @@ class UnattributedEvents(pa.DataFrameModel):
         strict = False
 
 
+class CustomerFeatures(pa.DataFrameModel):
+    """One point-in-time feature snapshot: every customer known by the end of snapshot_date, with
+    features computed only from events known by then."""
+
+    snapshot_date: Series[pd.Timestamp]
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    tenure_days: Series[int] = pa.Field(ge=0)
+    recency_days: Series[float] = pa.Field(nullable=True, ge=0)
+    orders_total: Series[int] = pa.Field(ge=0)
+    revenue_total: Series[float] = pa.Field(ge=0)
+    frequency: Series[int] = pa.Field(alias=r"^frequency_\d+d$", regex=True, ge=0)
+    monetary: Series[float] = pa.Field(alias=r"^monetary_\d+d$", regex=True, ge=0)
+    shares: Series[float] = pa.Field(alias=r"^(return_rate|discount_share|email_.*_rate_\d+d)$", regex=True,
+                                     nullable=True, in_range={"min_value": 0, "max_value": 1})
+    category_breadth: Series[int] = pa.Field(ge=0)
+    tickets_open: Series[int] = pa.Field(ge=0)
+    satisfaction_avg: Series[float] = pa.Field(nullable=True, in_range={"min_value": 1, "max_value": 5})
+    nps_last: Series[float] = pa.Field(nullable=True, in_range={"min_value": 0, "max_value": 10})
+    engagement_score: Series[float] = pa.Field(ge=0)
+    latest_event_known_at: Series[pd.Timestamp] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(error="no feature is computed from an event known after the end of its snapshot day")
+    def no_hindsight(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["latest_event_known_at"].isna() | (
+            df["latest_event_known_at"] < df["snapshot_date"] + pd.Timedelta(days=1))
+
+    @pa.dataframe_check(error="a longer window holds at least the orders of a shorter one")
+    def nested_windows(cls, df: pd.DataFrame) -> Series[bool]:
+        cols = sorted((c for c in df.columns if c.startswith("frequency_")), key=lambda c: int(c[10:-1]))
+        ok = pd.Series(True, index=df.index)
+        for short, long in zip(cols, cols[1:] + ["orders_total"]):
+            ok &= df[short] <= df[long]
+        return ok
+
+    class Config:
+        coerce = True
+        strict = False
+        unique = ["snapshot_date", "customer_id"]
+
+
 CUSTOMER360_SCHEMAS: dict[tuple[str, str], type[pa.DataFrameModel]] = {
     ("core", "customer_events"): CustomerEvents, ("core", "unattributed_events"): UnattributedEvents,
 }

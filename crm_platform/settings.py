@@ -15,6 +15,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SOURCES = PACKAGE_DIR / "config" / "sources.yaml"
 DEFAULT_MATCH_SPEC = PACKAGE_DIR / "config" / "match_spec.yaml"
 DEFAULT_SURVIVORSHIP = PACKAGE_DIR / "config" / "survivorship.yaml"
+DEFAULT_FEATURES = PACKAGE_DIR / "config" / "features.yaml"
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,7 @@ def match_spec_file() -> Path:
 
 def survivorship_file() -> Path:
     return Path(os.environ.get("CRM_PLATFORM_SURVIVORSHIP", DEFAULT_SURVIVORSHIP)).resolve()
+
+
+def features_file() -> Path:
+    return Path(os.environ.get("CRM_PLATFORM_FEATURES", DEFAULT_FEATURES)).resolve()

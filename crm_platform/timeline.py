@@ -26,7 +26,7 @@ from __future__ import annotations
 # (the sales export carries the current stage only, so creation and conversion are the dated
 # stage changes).
 EVENT_COLUMNS = ("event_at", "known_at", "event_type", "channel", "value", "discount", "categories",
-                 "category", "campaign", "detail", "source_system", "dataset", "source_record_id")
+                 "category", "campaign", "detail", "session_id", "source_system", "dataset", "source_record_id")
 
 EVENT_TYPES = ("order", "order_cancelled", "return", "email_send", "email_open", "email_click",
                "email_unsubscribe", "email_bounce", "ticket_opened", "ticket_closed", "ticket_closed_escalated",
@@ -102,6 +102,7 @@ SELECT coalesce(s.customer_id, CASE WHEN v.customers = 1 THEN v.customer_id END)
        greatest(w.occurred_at, coalesce(s.identified_at, v.identified_at)) AS known_at,
        'web_' || w.event_type AS event_type, 'web' AS channel, NULL AS value, NULL AS discount,
        NULL AS categories, w.category, coalesce(w.utm_campaign, w.utm_source) AS campaign, NULL AS detail,
+       w.session_id,
        w.source_system, w.dataset, w.event_id AS source_record_id,
        CASE WHEN s.customer_id IS NOT NULL OR v.customers = 1 THEN NULL
             WHEN v.customers > 1 THEN 'visitor logged in as several customers'

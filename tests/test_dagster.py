@@ -7,7 +7,8 @@ import duckdb
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from assets import identity_assets, identity_checks, raw_assets, staging_assets, staging_checks
+from assets import (customer360_assets, customer360_checks, feature_assets, identity_assets, identity_checks,
+                    raw_assets, staging_assets, staging_checks)
 from crm_platform import settings
 from resources.identity import IdentityResolution
 from resources.warehouse import LandingZone
@@ -23,11 +24,13 @@ def platform(world, demo_sources, tmp_path):
                  "identity": IdentityResolution(home=str(home), match_spec_path=str(settings.DEFAULT_MATCH_SPEC),
                                                 survivorship_path=str(settings.DEFAULT_SURVIVORSHIP))}
     defs = [*raw_assets(demo_sources), *staging_assets(demo_sources), *staging_checks(),
-            *identity_assets(), *identity_checks()]
+            *identity_assets(), *identity_checks(), *customer360_assets(), *customer360_checks()]
 
     def run():
         return dg.materialize(defs, resources=resources, instance=dg.DagsterInstance.ephemeral(),
                               raise_on_error=False)
+    run.resources = resources
+    run.defs = defs
     return home, run
 
 
@@ -63,7 +66,7 @@ def test_materialize_all_then_again_changes_nothing(platform):
     first = run()
     assert first.success
     checks = _checks(first)
-    assert len(checks) == 13 * 2 + 9 + 10 + 5       # raw, staging, identity tables, guards
+    assert len(checks) == 13 * 2 + 9 + 10 + 5 + 2   # raw, staging, identity tables, guards, timeline
     failed = {k: ev.description for k, ev in checks.items() if not ev.passed}
     assert not failed
     raw_meta = _metadata(first, ["raw", "shop_orders"])
@@ -118,3 +121,20 @@ def test_a_firing_identity_guard_blocks_the_golden_records(platform):
     assert checks[("identity/crosswalk", "guard_max_cluster_size")].passed
     built = {e.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "identity/crosswalk" in built and "core/customers" not in built
+
+
+def test_daily_feature_partition_materializes_and_checks(platform):
+    home, run = platform
+    assert run().success
+    result = dg.materialize([*run.defs, *feature_assets()], selection=[dg.AssetKey(["features", "customer_features"])],
+                            partition_key="2026-06-30", resources=run.resources,
+                            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert result.success
+    check = _checks(result)[("features/customer_features", "pandera_CustomerFeatures")]
+    assert check.passed and check.metadata["rows_validated"].value > 500
+    meta = _metadata(result, ["features", "customer_features"])
+    assert "recency_days" in meta["feature_summary"].value
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    days = con.execute("SELECT DISTINCT snapshot_date::VARCHAR FROM features.customer_features").fetchall()
+    con.close()
+    assert days == [("2026-06-30",)]

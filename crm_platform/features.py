@@ -1,0 +1,163 @@
+"""Point-in-time customer features: one snapshot per day, each computed only from what was known
+by the end of that day.
+
+``features.customer_features`` holds one row per (snapshot_date, customer_id). A snapshot reads
+``core.customer_events`` with ``known_at`` before the end of the snapshot day and nothing else
+from the activity tables, so appending later events cannot change it (a test holds this). The
+population of a snapshot: customers with a contact record created, or an event known, by then.
+
+All set work in one DuckDB statement; configuration (windows, the engagement weights) in
+``config/features.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+from crm_platform.settings import DEFAULT_FEATURES
+from crm_platform.warehouse import table_exists
+
+TABLE = "features.customer_features"
+# event types grouped into the channels the engagement breadth counts
+CHANNEL_GROUP = """CASE WHEN event_type IN ('order', 'order_cancelled', 'return') THEN 'purchase'
+    WHEN event_type LIKE 'email_%' THEN 'email' WHEN event_type LIKE 'web_%' THEN 'web'
+    WHEN event_type LIKE 'ticket_%' THEN 'support' WHEN event_type = 'nps_answer' THEN 'survey'
+    ELSE 'sales' END"""
+CHANNEL_GROUPS = 6
+
+
+class FeatureConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    partitions_start: date
+    windows: tuple[int, ...]
+    activity_window_days: int
+    engagement_weights: dict[str, float]
+
+
+def load_config(path: str | Path = DEFAULT_FEATURES) -> FeatureConfig:
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    try:
+        cfg = FeatureConfig(
+            partitions_start=date.fromisoformat(str(raw["partitions_start"])),
+            windows=tuple(int(w) for w in raw["windows"]),
+            activity_window_days=int(raw["activity_window_days"]),
+            engagement_weights={str(k): float(v) for k, v in raw["engagement_weights"].items()})
+    except (KeyError, TypeError, ValueError) as e:
+        raise FeatureConfigError(f"{path}: {type(e).__name__}: {e}") from e
+    if not cfg.windows or min(cfg.windows) < 1 or cfg.activity_window_days < 1:
+        raise FeatureConfigError(f"{path}: windows and activity_window_days must be positive days")
+    return cfg
+
+
+def _rate(num: str, den: str) -> str:
+    """A share in [0, 1]; null when there is nothing to divide by (not 0, not 1)."""
+    return f"CASE WHEN ({den}) > 0 THEN least(({num}) / ({den}), 1) END"
+
+
+def snapshot_sql(cfg: FeatureConfig, cutoff: date, events: str = "core.customer_events") -> str:
+    """The SELECT of one snapshot: features as known at the end of ``cutoff``."""
+    end = f"(DATE '{cutoff.isoformat()}' + INTERVAL 1 DAY)"
+    since = lambda days: f"{end} - INTERVAL {int(days)} DAY"  # noqa: E731
+    a = cfg.activity_window_days
+    rfm = ",\n".join(
+        f"count(*) FILTER (WHERE event_type = 'order' AND event_at >= {since(w)}) AS frequency_{w}d, "
+        f"coalesce(sum(value) FILTER (WHERE event_type = 'order' AND event_at >= {since(w)}), 0) AS monetary_{w}d"
+        for w in cfg.windows)
+    weights = "CASE event_type " + " ".join(
+        f"WHEN '{k}' THEN {v}" for k, v in cfg.engagement_weights.items()) + " END"
+    return f"""
+WITH ev AS (SELECT * FROM {events} WHERE known_at < {end}),
+pop AS (
+    SELECT customer_id, min(seen) AS first_seen_at FROM (
+        SELECT x.customer_id, c.created_at AS seen FROM identity.crosswalk x
+        JOIN staging.contacts c USING (contact_key) WHERE c.created_at < {end}
+        UNION ALL SELECT customer_id, known_at FROM ev) GROUP BY 1),
+agg AS (
+    SELECT customer_id,
+        max(event_at) FILTER (WHERE event_type = 'order') AS last_order_at,
+        max(known_at) AS latest_event_known_at,
+        count(*) FILTER (WHERE event_type = 'order') AS orders_total,
+        coalesce(sum(value) FILTER (WHERE event_type = 'order'), 0) AS revenue_total,
+        coalesce(sum(discount) FILTER (WHERE event_type = 'order'), 0) AS discount_total,
+        coalesce(sum(value) FILTER (WHERE event_type = 'return'), 0) AS returned_total,
+        {rfm},
+        count(*) FILTER (WHERE event_type = 'email_send' AND event_at >= {since(a)}) AS emails_sent_{a}d,
+        count(*) FILTER (WHERE event_type = 'email_open' AND event_at >= {since(a)}) AS emails_opened_{a}d,
+        count(*) FILTER (WHERE event_type = 'email_click' AND event_at >= {since(a)}) AS emails_clicked_{a}d,
+        count(*) FILTER (WHERE event_type = 'email_unsubscribe') > 0 AS unsubscribed,
+        count(*) FILTER (WHERE event_type = 'ticket_opened') AS tickets_total,
+        count(DISTINCT source_record_id) FILTER (WHERE event_type = 'ticket_opened')
+          - count(DISTINCT source_record_id) FILTER (WHERE event_type LIKE 'ticket_closed%') AS tickets_open,
+        count(*) FILTER (WHERE event_type = 'ticket_closed_escalated') AS tickets_escalated,
+        avg(value) FILTER (WHERE event_type LIKE 'ticket_closed%') AS satisfaction_avg,
+        arg_max(value, event_at) FILTER (WHERE event_type = 'nps_answer') AS nps_last,
+        avg(value) FILTER (WHERE event_type = 'nps_answer') AS nps_avg,
+        count(DISTINCT session_id) FILTER (WHERE channel = 'web' AND event_at >= {since(a)}) AS web_sessions_{a}d,
+        arg_min(channel, event_at) FILTER (WHERE event_type = 'lead_created') AS lead_channel,
+        count(*) FILTER (WHERE ({weights}) IS NOT NULL AND event_at >= {since(a)}) AS interactions_{a}d,
+        count(DISTINCT {CHANNEL_GROUP}) FILTER (WHERE ({weights}) IS NOT NULL AND event_at >= {since(a)})
+          AS channels_{a}d,
+        avg({weights}) FILTER (WHERE ({weights}) IS NOT NULL AND event_at >= {since(a)}) AS action_value_{a}d
+    FROM ev GROUP BY 1),
+cats AS (
+    SELECT customer_id, count(DISTINCT c) AS category_breadth
+    FROM (SELECT customer_id, unnest(categories) AS c FROM ev WHERE event_type = 'order') GROUP BY 1),
+carts AS (
+    SELECT customer_id, count(*) FILTER (WHERE carted AND NOT checked_out) AS cart_abandonments_{a}d
+    FROM (SELECT customer_id, session_id, bool_or(event_type = 'web_add_to_cart') AS carted,
+                 bool_or(event_type = 'web_checkout') AS checked_out
+          FROM ev WHERE channel = 'web' AND session_id IS NOT NULL AND event_at >= {since(a)} GROUP BY 1, 2)
+    GROUP BY 1)
+SELECT DATE '{cutoff.isoformat()}' AS snapshot_date, p.customer_id,
+    date_diff('day', p.first_seen_at::DATE, DATE '{cutoff.isoformat()}') AS tenure_days,
+    date_diff('day', g.last_order_at::DATE, DATE '{cutoff.isoformat()}') AS recency_days,
+    coalesce(g.orders_total, 0) AS orders_total, coalesce(g.revenue_total, 0) AS revenue_total,
+    {", ".join(f"coalesce(g.frequency_{w}d, 0) AS frequency_{w}d, coalesce(g.monetary_{w}d, 0) AS monetary_{w}d"
+               for w in cfg.windows)},
+    g.revenue_total / nullif(g.orders_total, 0) AS avg_order_value,
+    {_rate("g.returned_total", "g.revenue_total")} AS return_rate,
+    {_rate("g.discount_total", "g.revenue_total + g.discount_total")} AS discount_share,
+    coalesce(c.category_breadth, 0) AS category_breadth,
+    coalesce(g.emails_sent_{a}d, 0) AS emails_sent_{a}d,
+    {_rate(f"g.emails_opened_{a}d", f"g.emails_sent_{a}d")} AS email_open_rate_{a}d,
+    {_rate(f"g.emails_clicked_{a}d", f"g.emails_sent_{a}d")} AS email_click_rate_{a}d,
+    coalesce(g.unsubscribed, false) AS unsubscribed,
+    coalesce(g.tickets_total, 0) AS tickets_total, coalesce(g.tickets_open, 0) AS tickets_open,
+    coalesce(g.tickets_escalated, 0) AS tickets_escalated, g.satisfaction_avg,
+    g.nps_last, g.nps_avg,
+    coalesce(g.web_sessions_{a}d, 0) AS web_sessions_{a}d,
+    coalesce(k.cart_abandonments_{a}d, 0) AS cart_abandonments_{a}d,
+    g.lead_channel,
+    coalesce(ln(1 + g.interactions_{a}d) * g.channels_{a}d / {CHANNEL_GROUPS} * g.action_value_{a}d, 0)
+      AS engagement_score,
+    g.latest_event_known_at
+FROM pop p LEFT JOIN agg g USING (customer_id) LEFT JOIN cats c USING (customer_id)
+LEFT JOIN carts k USING (customer_id)"""
+
+
+def build_snapshot(con, cfg: FeatureConfig, cutoff: date, events: str = "core.customer_events") -> int:
+    """Replace the snapshot of ``cutoff`` in features.customer_features; return its row count."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS features")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _snapshot AS {snapshot_sql(cfg, cutoff, events)}")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if table_exists(con, TABLE):
+            con.execute(f"DELETE FROM {TABLE} WHERE snapshot_date = ?", [cutoff])
+            con.execute(f"INSERT INTO {TABLE} BY NAME SELECT * FROM _snapshot")
+        else:
+            con.execute(f"CREATE TABLE {TABLE} AS SELECT * FROM _snapshot")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    n = con.execute("SELECT count(*) FROM _snapshot").fetchall()[0][0]
+    con.execute("DROP TABLE _snapshot")
+    return int(n)
