@@ -54,3 +54,24 @@ def identity_checks() -> list[dg.AssetChecksDefinition]:
 def customer360_checks() -> list[dg.AssetChecksDefinition]:
     return [pandera_check(list(key), model, key in CUSTOMER360_BLOCKING, key in MAY_BE_EMPTY)
             for key, model in CUSTOMER360_SCHEMAS.items()]
+
+
+def partition_check(con, table: str, day_column: str, days: list[str], model: type[pa.DataFrameModel],
+                    asset_key: dg.AssetKey, allow_empty: bool = False) -> dg.AssetCheckResult:
+    """The Pandera check of a daily-partitioned table, over the days just written only (the whole
+    history is validated when it was written)."""
+    results = [validate_table(con, f"(SELECT * FROM {table} WHERE {day_column} = DATE '{day}')", model,
+                              allow_empty=allow_empty) for day in days]
+    failed = [r for r in results if not r.passed]
+    return dg.AssetCheckResult(
+        asset_key=asset_key, check_name=f"pandera_{model.__name__}", passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(r.summary() for r in (failed or results[-1:])),
+        metadata={"days_validated": len(results), "rows_validated": sum(r.rows for r in results),
+                  "failure_count": sum(r.failure_count for r in results)})
+
+
+def partition_check_spec(model: type[pa.DataFrameModel], asset_key: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(f"pandera_{model.__name__}", asset=asset_key, blocking=True,
+                             description=f"Validates the day(s) just written against the Pandera model "
+                                         f"{model.__name__}: {(model.__doc__ or '').strip()}")

@@ -7,10 +7,10 @@ import time
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from assets.checks import partition_check, partition_check_spec
 from assets.metadata import markdown_table, table_metadata
 from crm_platform import features, settings
 from crm_platform.schemas import CustomerFeatures
-from crm_platform.validation import validate_table
 
 CONFIG = features.load_config(settings.features_file())
 PARTITIONS = dg.DailyPartitionsDefinition(start_date=CONFIG.partitions_start.isoformat())
@@ -26,11 +26,7 @@ def _partition(day: str) -> str:
     owners=["team:data"], tags={"layer": "features"}, pool="duckdb",
     deps=[dg.AssetKey(["core", "customer_events"]), dg.AssetKey(["identity", "crosswalk"]),
           dg.AssetKey(["staging", "contacts"])],
-    check_specs=[dg.AssetCheckSpec(
-        "pandera_CustomerFeatures", asset=KEY, blocking=True,
-        description="Validates the snapshot(s) just written against the Pandera model CustomerFeatures: "
-                    "one row per customer, shares within [0, 1], nested windows, and no feature computed "
-                    "from an event known after the end of its snapshot day.")],
+    check_specs=[partition_check_spec(CustomerFeatures, KEY)],
 )
 def customer_features(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
     """Point-in-time features of every customer as known at the end of the partition's day: RFM
@@ -39,28 +35,23 @@ def customer_features(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     engagement score (see docs/customer360.md). Reads only events with known_at before the end of
     the day, so a snapshot never changes when later events arrive."""
     days = context.partition_keys
-    rows, seconds, results = {}, {}, []
+    rows, seconds = {}, {}
     with warehouse.get_connection() as con:
         for day in days:
             t = time.perf_counter()
             rows[day] = features.build_snapshot(con, CONFIG, date.fromisoformat(day))
             seconds[day] = round(time.perf_counter() - t, 2)
-            results.append(validate_table(con, _partition(day), CustomerFeatures))
+        check = partition_check(con, features.TABLE, "snapshot_date", days, CustomerFeatures, KEY)
         last = _partition(days[-1])
         summary = con.sql(f"SELECT column_name AS feature, min, max, round(TRY_CAST(avg AS DOUBLE), 3) AS mean, "
                           f"null_percentage FROM (SUMMARIZE SELECT * FROM {last}) WHERE column_name NOT IN "
                           f"('snapshot_date', 'customer_id')").df()
-        meta = table_metadata(con, last)
-    failed = [r for r in results if not r.passed]
+        meta = table_metadata(con, features.TABLE, where=f"snapshot_date = DATE '{days[-1]}'")
     yield dg.MaterializeResult(metadata={
         **meta, "dagster/row_count": dg.MetadataValue.int(sum(rows.values())),
         "customers_per_snapshot": dg.MetadataValue.json(rows), "seconds_per_snapshot": dg.MetadataValue.json(seconds),
         "feature_summary": dg.MetadataValue.md(markdown_table(summary, 60))})
-    yield dg.AssetCheckResult(
-        check_name="pandera_CustomerFeatures", passed=not failed,
-        description="; ".join(r.summary() for r in (failed or results[-1:])),
-        metadata={"snapshots_validated": len(results), "rows_validated": sum(r.rows for r in results),
-                  "failure_count": sum(r.failure_count for r in results)})
+    yield check
 
 
 def feature_assets() -> list:

@@ -24,11 +24,13 @@ def _cell(v, width: int) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
-def table_metadata(con, table: str, preview_rows: int = 10) -> dict:
-    """Row count, column schema and a preview of a warehouse table."""
-    rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+def table_metadata(con, table: str, preview_rows: int = 10, where: str | None = None) -> dict:
+    """Row count, column schema and a preview of a warehouse table (of the rows ``where`` selects,
+    e.g. one day of a partitioned table)."""
+    rel = f"(SELECT * FROM {table} WHERE {where})" if where else table
+    rows = con.execute(f"SELECT count(*) FROM {rel}").fetchall()[0][0]
     cols = con.execute(f"DESCRIBE {table}").fetchall()
-    preview = con.sql(f"SELECT * FROM {table} LIMIT {preview_rows}").df()
+    preview = con.sql(f"SELECT * FROM {rel} LIMIT {preview_rows}").df()
     return {
         "dagster/row_count": dg.MetadataValue.int(int(rows)),
         "dagster/column_schema": dg.TableSchema(

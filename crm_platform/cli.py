@@ -54,7 +54,7 @@ def materialize(raise_on_error: bool = False):
     day = latest_data_day()
     if results[0].success and day:
         # the daily assets for the last day with data (backfill more days from the UI)
-        results.append(defs.resolve_job_def("daily_features").execute_in_process(
+        results.append(defs.resolve_job_def("daily_snapshots").execute_in_process(
             run_config=quiet, instance=instance, raise_on_error=raise_on_error, partition_key=day))
     return results
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from crm_platform.settings import DEFAULT_FEATURES
-from crm_platform.warehouse import table_exists
+from crm_platform.warehouse import replace_partition
 
 TABLE = "features.customer_features"
 # event types grouped into the channels the engagement breadth counts
@@ -145,19 +145,8 @@ LEFT JOIN carts k USING (customer_id)"""
 
 def build_snapshot(con, cfg: FeatureConfig, cutoff: date, events: str = "core.customer_events") -> int:
     """Replace the snapshot of ``cutoff`` in features.customer_features; return its row count."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS features")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _snapshot AS {snapshot_sql(cfg, cutoff, events)}")
-    con.execute("BEGIN TRANSACTION")
-    try:
-        if table_exists(con, TABLE):
-            con.execute(f"DELETE FROM {TABLE} WHERE snapshot_date = ?", [cutoff])
-            con.execute(f"INSERT INTO {TABLE} BY NAME SELECT * FROM _snapshot")
-        else:
-            con.execute(f"CREATE TABLE {TABLE} AS SELECT * FROM _snapshot")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+    replace_partition(con, TABLE, "_snapshot", "snapshot_date", cutoff)
     n = con.execute("SELECT count(*) FROM _snapshot").fetchall()[0][0]
     con.execute("DROP TABLE _snapshot")
     return int(n)

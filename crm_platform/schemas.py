@@ -11,6 +11,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from crm_platform.identity.engine import DECISIONS
+from crm_platform.segments import ACTIVE, RFM_SEGMENTS, STAGES
 from crm_platform.timeline import EVENT_TYPES
 
 E164 = r"^\+[1-9]\d{6,14}$"
@@ -431,6 +432,58 @@ class CustomerFeatures(pa.DataFrameModel):
         for short, long in zip(cols, cols[1:] + ["orders_total"]):
             ok &= df[short] <= df[long]
         return ok
+
+    class Config:
+        coerce = True
+        strict = False
+        unique = ["snapshot_date", "customer_id"]
+
+
+class LifecycleTransitions(pa.DataFrameModel):
+    """Every lifecycle stage change of a customer, with its instant and reason."""
+
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    transition_at: Series[pd.Timestamp]
+    from_stage: Series[str] = pa.Field(nullable=True, isin=list(STAGES))
+    to_stage: Series[str] = pa.Field(isin=list(STAGES))
+    reason: Series[str] = pa.Field(str_length={"min_value": 3})
+    orders_so_far: Series[int] = pa.Field(ge=0)
+    is_reactivation: Series[bool]
+
+    @pa.dataframe_check(error="a transition changes the stage")
+    def changes(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["from_stage"].isna() | (df["from_stage"] != df["to_stage"])
+
+    @pa.dataframe_check(error="a reactivation goes from at_risk or churned to an active stage")
+    def reactivation(cls, df: pd.DataFrame) -> Series[bool]:
+        real = df["from_stage"].isin(["at_risk", "churned"]) & df["to_stage"].isin(list(ACTIVE))
+        return df["is_reactivation"] == real
+
+    class Config:
+        coerce = True
+        strict = False
+        unique = ["customer_id", "transition_at"]
+
+
+class CustomerSegments(pa.DataFrameModel):
+    """Each customer's lifecycle stage and RFM segment at the end of snapshot_date: one row per
+    customer and day."""
+
+    snapshot_date: Series[pd.Timestamp]
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    lifecycle_stage: Series[str] = pa.Field(isin=list(STAGES))
+    stage_since: Series[pd.Timestamp]
+    rfm_scores: Series[float] = pa.Field(alias=r"^rfm_[rfm]$", regex=True, nullable=True,
+                                         in_range={"min_value": 1, "max_value": 5})
+    rfm_segment: Series[str] = pa.Field(nullable=True, isin=list(RFM_SEGMENTS))
+
+    @pa.dataframe_check(error="a customer without an RFM segment says why (rfm_note)")
+    def segment_or_reason(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["rfm_segment"].notna() != df["rfm_note"].notna()
+
+    @pa.dataframe_check(error="a stage starts before the end of the snapshot day")
+    def since_before_cutoff(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["stage_since"] < df["snapshot_date"] + pd.Timedelta(days=1)
 
     class Config:
         coerce = True

@@ -16,6 +16,7 @@ DEFAULT_SOURCES = PACKAGE_DIR / "config" / "sources.yaml"
 DEFAULT_MATCH_SPEC = PACKAGE_DIR / "config" / "match_spec.yaml"
 DEFAULT_SURVIVORSHIP = PACKAGE_DIR / "config" / "survivorship.yaml"
 DEFAULT_FEATURES = PACKAGE_DIR / "config" / "features.yaml"
+DEFAULT_SEGMENTS = PACKAGE_DIR / "config" / "segments.yaml"
 
 
 @dataclass(frozen=True)
@@ -78,3 +79,7 @@ def survivorship_file() -> Path:
 
 def features_file() -> Path:
     return Path(os.environ.get("CRM_PLATFORM_FEATURES", DEFAULT_FEATURES)).resolve()
+
+
+def segments_file() -> Path:
+    return Path(os.environ.get("CRM_PLATFORM_SEGMENTS", DEFAULT_SEGMENTS)).resolve()

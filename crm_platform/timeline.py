@@ -131,17 +131,19 @@ def build(con, crosswalk: str = "identity.crosswalk") -> dict:
             f"FROM ({sql}) s LEFT JOIN {crosswalk} x USING (contact_key)")
     web = (f"SELECT customer_id, contact_key, * EXCLUDE (customer_id, contact_key, value, discount, "
            f"categories, unattributed_reason), {typed}, unattributed_reason FROM ({WEB.format(crosswalk=crosswalk)})")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _events AS {' UNION ALL BY NAME '.join(parts + [web])}")
+    # the union is read twice rather than held in memory: once for the timeline, once for the
+    # (few) rows without a customer
+    union = " UNION ALL BY NAME ".join(parts + [web])
     con.execute(f"""CREATE OR REPLACE TABLE core.customer_events AS
         SELECT md5(source_system || '|' || event_type || '|' || source_record_id) AS event_id,
                customer_id, {cols}, contact_key
-        FROM _events WHERE customer_id IS NOT NULL
-        ORDER BY customer_id, event_at, event_type, source_record_id""")
+        FROM ({union}) WHERE customer_id IS NOT NULL""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _lost AS
+        SELECT source_system, dataset, source_record_id, event_type, channel, event_at, contact_key,
+               unattributed_reason AS reason FROM ({union}) WHERE customer_id IS NULL""")
     # anonymous web traffic is not an error: counted, not copied row by row
     con.execute("""CREATE OR REPLACE TABLE core.unattributed_events AS
-        SELECT source_system, dataset, source_record_id, event_type, channel, event_at, contact_key,
-               unattributed_reason AS reason
-        FROM _events WHERE customer_id IS NULL AND unattributed_reason <> 'visitor never logged in'
+        SELECT * FROM _lost WHERE reason <> 'visitor never logged in'
         ORDER BY source_system, dataset, source_record_id""")
     counts = {
         "events": con.execute("SELECT count(*) FROM core.customer_events").fetchall()[0][0],
@@ -151,8 +153,7 @@ def build(con, crosswalk: str = "identity.crosswalk") -> dict:
                                     "GROUP BY 1 ORDER BY 2 DESC").fetchall()),
         "web_events_attributed_after_login": con.execute(
             "SELECT count(*) FROM core.customer_events WHERE channel = 'web' AND known_at > event_at").fetchall()[0][0],
-        "unattributed": dict(con.execute("SELECT unattributed_reason, count(*) FROM _events "
-                                         "WHERE customer_id IS NULL GROUP BY 1 ORDER BY 2 DESC").fetchall()),
+        "unattributed": dict(con.execute("SELECT reason, count(*) FROM _lost GROUP BY 1 ORDER BY 2 DESC").fetchall()),
     }
-    con.execute("DROP TABLE _events")
+    con.execute("DROP TABLE _lost")
     return counts

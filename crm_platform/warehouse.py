@@ -79,3 +79,21 @@ def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     return bool(con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema=? AND table_name=?",
         [schema, name]).fetchall()[0][0])
+
+
+def replace_partition(con: duckdb.DuckDBPyConnection, table: str, src: str, day_expr: str, day) -> None:
+    """Replace the rows of one day (``day_expr = day``) in ``table`` with the rows of ``src``, in
+    one transaction; the table is created from ``src`` the first time."""
+    schema = table.split(".")[0]
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if table_exists(con, table):
+            con.execute(f"DELETE FROM {table} WHERE {day_expr} = ?", [day])
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {src}")
+        else:
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM {src}")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise

@@ -8,7 +8,7 @@ import pytest
 from dagster_duckdb import DuckDBResource
 
 from assets import (customer360_assets, customer360_checks, feature_assets, identity_assets, identity_checks,
-                    raw_assets, staging_assets, staging_checks)
+                    raw_assets, segment_assets, staging_assets, staging_checks)
 from crm_platform import settings
 from resources.identity import IdentityResolution
 from resources.warehouse import LandingZone
@@ -123,18 +123,23 @@ def test_a_firing_identity_guard_blocks_the_golden_records(platform):
     assert "identity/crosswalk" in built and "core/customers" not in built
 
 
-def test_daily_feature_partition_materializes_and_checks(platform):
+def test_daily_partition_materializes_and_checks(platform):
     home, run = platform
     assert run().success
-    result = dg.materialize([*run.defs, *feature_assets()], selection=[dg.AssetKey(["features", "customer_features"])],
+    daily = [dg.AssetKey(["features", "customer_features"]), dg.AssetKey(["marts", "lifecycle_transitions"]),
+             dg.AssetKey(["marts", "customer_segments"])]
+    result = dg.materialize([*run.defs, *feature_assets(), *segment_assets()], selection=daily,
                             partition_key="2026-06-30", resources=run.resources,
                             instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     assert result.success
-    check = _checks(result)[("features/customer_features", "pandera_CustomerFeatures")]
-    assert check.passed and check.metadata["rows_validated"].value > 500
-    meta = _metadata(result, ["features", "customer_features"])
-    assert "recency_days" in meta["feature_summary"].value
+    checks = _checks(result)
+    assert len(checks) == 3 and all(ev.passed for ev in checks.values())
+    assert checks[("features/customer_features", "pandera_CustomerFeatures")].metadata["rows_validated"].value > 500
+    assert "recency_days" in _metadata(result, ["features", "customer_features"])["feature_summary"].value
+    seg = _metadata(result, ["marts", "customer_segments"])
+    assert seg["rfm_computed"].value and sum(seg["lifecycle_stages"].value.values()) > 500
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     days = con.execute("SELECT DISTINCT snapshot_date::VARCHAR FROM features.customer_features").fetchall()
+    stages = con.execute("SELECT count(*), count(DISTINCT customer_id) FROM marts.customer_segments").fetchall()[0]
     con.close()
-    assert days == [("2026-06-30",)]
+    assert days == [("2026-06-30",)] and stages[0] == stages[1]

@@ -335,3 +335,25 @@ def test_explain_says_why_field_by_field(resolved):
         WHERE NOT EXISTS (SELECT 1 FROM identity.pair_scores s WHERE s.left_id = a.contact_key
                           AND s.right_id = b.contact_key) LIMIT 1""").fetchall()[0]
     assert "never compared" in resolve.explain(con, *far)[-1]
+
+
+def test_fast_clustering_path_gives_the_ordered_union_find_result():
+    """Components that break no guard skip the ordered union-find; the outcome of every link and
+    the partition of the records must be exactly those of running it on everything."""
+    from crm_platform.identity import cluster as cl
+
+    rng = np.random.default_rng(3)
+    n, m = 6000, 9000
+    left, right = rng.integers(0, n, m), rng.integers(0, n, m)
+    keep = left != right
+    left, right = left[keep], right[keep]
+    forced = rng.random(len(left)) < 0.01
+    birth = np.array([None if rng.random() < 0.7 else str(rng.integers(0, 40)) for _ in range(n)], dtype=object)
+    cannot = [tuple(p) for p in rng.integers(0, n, (300, 2)).tolist() if p[0] != p[1]]
+    fast = cl.cluster(n, left, right, forced, {"birth_date": birth}, cannot, 8)
+    slow = cl._union_find(n, left, right, forced, {"birth_date": birth}, cannot, 8)
+    assert len(left) >= cl.FAST_PATH_LINKS
+    assert fast.outcomes == slow.outcomes and fast.refused == slow.refused
+    assert sum(o != cl.ACCEPTED for o in fast.outcomes) > 50          # the guards had work to do
+    partition = lambda labels: sorted(map(tuple, pd.Series(range(n)).groupby(labels).apply(list)))  # noqa: E731
+    assert partition(fast.labels) == partition(slow.labels)

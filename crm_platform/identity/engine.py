@@ -90,11 +90,13 @@ def block(con, spec: MatchSpec, out: str, extra_pairs: list[tuple[str, str]] | N
         keys = [f"{k} AS k{j}" for j, k in enumerate(rule.keys)]
         part = ", ".join(f"k{j}" for j in range(len(rule.keys)))
         nn = " AND ".join(f"({k}) IS NOT NULL" for k in rule.keys)
+        # block sizes by GROUP BY and a join: far cheaper than a window partition over the records
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _blk AS
-            SELECT {uid} AS id, {src} AS src, {', '.join(keys)}, count(*) OVER (PARTITION BY {part}) AS n
-            FROM {recs} WHERE {nn}""")
+            WITH k AS (SELECT {uid} AS id, {src} AS src, {', '.join(keys)} FROM {recs} WHERE {nn})
+            SELECT k.*, s.n FROM k JOIN (SELECT {part}, count(*) AS n FROM k GROUP BY ALL) s USING ({part})""")
+        limit = rule.max_block_size or spec.max_block_size
         sk = con.execute(f"SELECT count(*), count(DISTINCT ({part})) FROM _blk WHERE n > ?",
-                         [spec.max_block_size]).fetchall()[0]
+                         [limit]).fetchall()[0]
         if sk[0]:
             skipped[rule.name] = {"records": sk[0], "blocks": sk[1]}
         on = " AND ".join(f"l.k{j} = r.k{j}" for j in range(len(rule.keys)))
@@ -102,7 +104,7 @@ def block(con, spec: MatchSpec, out: str, extra_pairs: list[tuple[str, str]] | N
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _p{i} AS
             SELECT l.id AS left_id, r.id AS right_id, {i}::SMALLINT AS rule_no
             FROM _blk l JOIN _blk r ON {on} AND {filt}
-            WHERE l.n <= {spec.max_block_size} AND r.n <= {spec.max_block_size}""")
+            WHERE l.n <= {limit} AND r.n <= {limit}""")
         parts.append(f"SELECT * FROM _p{i}")
     con.execute("CREATE OR REPLACE TEMP TABLE _extra (left_id VARCHAR, right_id VARCHAR)")
     if extra_pairs:

@@ -62,10 +62,10 @@ def assign(records: pd.DataFrame, previous: pd.DataFrame, last_minted: int,
     keeper = home.sort_values(["cluster_key", "n", "num"], ascending=[True, False, True]) \
         .drop_duplicates("cluster_key")
     assigned = dict(zip(keeper.cluster_key, keeper.customer_id))
-    next_no = last_minted
-    for key in sorted(set(df.cluster_key) - set(assigned)):
-        next_no += 1
-        assigned[key] = format_id(next_no)
+    # clusters without a home get new ids in the order of their first record
+    fresh = pd.Index(df["cluster_key"].unique()).difference(pd.Index(list(assigned))).sort_values()
+    numbers = pd.Series(range(last_minted + 1, last_minted + 1 + len(fresh)), dtype="int64")
+    assigned.update(zip(fresh, PREFIX + numbers.astype(str).str.zfill(WIDTH)))
     df["new_id"] = df["cluster_key"].map(assigned)
 
     changes = []

@@ -120,6 +120,7 @@ class Rule:
 class BlockingRule:
     name: str
     keys: tuple[str, ...]
+    max_block_size: int | None = None      # this rule's own limit (default: the spec's)
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,10 @@ def parse_spec(raw: dict, path: Path | None = None) -> MatchSpec:
         keys = _need(r, "keys", f"{where}: blocking rule '{name}'")
         if not keys:
             raise MatchSpecError(f"{where}: blocking rule '{name}' has no keys")
-        rules.append(BlockingRule(name, tuple(str(k) for k in keys)))
+        limit = r.get("max_block_size")
+        if limit is not None and (not isinstance(limit, int) or limit < 2):
+            raise MatchSpecError(f"{where}: blocking rule '{name}': max_block_size must be an integer >= 2")
+        rules.append(BlockingRule(name, tuple(str(k) for k in keys), limit))
     comps = []
     for i, c in enumerate(_need(raw, "comparisons", where)):
         cw = f"{where}: comparison {c.get('name', i + 1)}"

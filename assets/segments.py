@@ -1,0 +1,78 @@
+"""Segment assets: lifecycle stages and RFM segments per day (domain code in
+crm_platform/segments.py)."""
+
+from datetime import date
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from assets.checks import partition_check, partition_check_spec
+from assets.features import PARTITIONS
+from assets.metadata import markdown_table, table_metadata
+from crm_platform import segments, settings
+from crm_platform.schemas import CustomerSegments, LifecycleTransitions
+
+CONFIG = segments.load_config(settings.segments_file())
+TRANSITIONS = dg.AssetKey(["marts", "lifecycle_transitions"])
+SEGMENTS = dg.AssetKey(["marts", "customer_segments"])
+DEPS = [dg.AssetKey(["core", "customer_events"]), dg.AssetKey(["identity", "crosswalk"]),
+        dg.AssetKey(["staging", "contacts"])]
+
+
+def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(key, description=description, deps=DEPS, group_name="segments",
+                        kinds={"duckdb", "sql"}, owners=["team:data"], tags={"layer": "marts"})
+
+
+@dg.multi_asset(
+    specs=[
+        _spec(TRANSITIONS, "Lifecycle transitions that happened on the partition's day (lead → first-time "
+              "buyer → repeat buyer → loyal → at risk → churned, and reactivations back to an active stage), "
+              "each with its instant and reason. Thresholds in config/segments.yaml."),
+        _spec(SEGMENTS, "Every customer's lifecycle stage (and since when) and RFM segment (champions, loyal, "
+              "potential loyalists, new, promising, need attention, about to sleep, at risk, can't lose, "
+              "hibernating, lost) at the end of the partition's day; rfm_note says why a customer has none."),
+    ],
+    partitions_def=PARTITIONS,
+    check_specs=[partition_check_spec(LifecycleTransitions, TRANSITIONS),
+                 partition_check_spec(CustomerSegments, SEGMENTS)],
+    pool="duckdb",
+)
+def customer_segments(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    """Lifecycle state machine and RFM segments as of the end of each partition's day, from events
+    known by then."""
+    days = context.partition_keys
+    out = {}
+    with warehouse.get_connection() as con:
+        for day in days:
+            out[day] = segments.build_day(con, CONFIG, date.fromisoformat(day))
+        last = days[-1]
+        moves = con.sql(f"""SELECT coalesce(from_stage, '(new)') AS from_stage, to_stage, count(*) AS customers
+            FROM marts.lifecycle_transitions WHERE transition_at::DATE = DATE '{last}'
+            GROUP BY ALL ORDER BY customers DESC""").df()
+        grid = con.sql(f"""SELECT rfm_r AS r, count(*) FILTER (WHERE rfm_f + rfm_m <= 3) AS fm_low,
+                count(*) FILTER (WHERE rfm_f + rfm_m BETWEEN 4 AND 7) AS fm_mid,
+                count(*) FILTER (WHERE rfm_f + rfm_m >= 8) AS fm_high
+            FROM marts.customer_segments WHERE snapshot_date = DATE '{last}' AND rfm_r IS NOT NULL
+            GROUP BY 1 ORDER BY 1 DESC""").df()
+        checks = [partition_check(con, "marts.lifecycle_transitions", "transition_at::DATE", days,
+                                  LifecycleTransitions, TRANSITIONS, allow_empty=True),
+                  partition_check(con, "marts.customer_segments", "snapshot_date", days, CustomerSegments, SEGMENTS)]
+        meta_t = table_metadata(con, "marts.lifecycle_transitions", where=f"transition_at::DATE = DATE '{last}'")
+        meta_s = table_metadata(con, "marts.customer_segments", where=f"snapshot_date = DATE '{last}'")
+    o = out[last]
+    yield dg.MaterializeResult(asset_key=TRANSITIONS, metadata={
+        **meta_t, "transitions_per_day": dg.MetadataValue.json({d: v["transitions_that_day"] for d, v in out.items()}),
+        "moves": dg.MetadataValue.md(markdown_table(moves, 30)),
+        "reactivations": int(moves.loc[moves.from_stage.isin(["at_risk", "churned"])
+                                       & moves.to_stage.isin(list(segments.ACTIVE)), "customers"].sum())})
+    yield dg.MaterializeResult(asset_key=SEGMENTS, metadata={
+        **meta_s, "lifecycle_stages": dg.MetadataValue.json(o["stages"]),
+        "rfm_segments": dg.MetadataValue.json(o["rfm_segments"]),
+        "rfm_computed": o["rfm_computed"], "rfm_buyers": o["rfm_buyers"],
+        "rfm_grid_r_by_fm": dg.MetadataValue.md(markdown_table(grid, 5))})
+    yield from checks
+
+
+def segment_assets() -> list:
+    return [customer_segments]

@@ -1,0 +1,177 @@
+"""Lifecycle stages as a state machine, and RFM segments, as of the end of a day.
+
+Lifecycle: every customer moves through ``lead`` (known, never bought) → ``first_time_buyer`` →
+``repeat_buyer`` → ``loyal`` → ``at_risk`` → ``churned``, and back to an active stage on the next
+order (a reactivation). A stage is a function of the customer's orders at an instant: how many,
+how many in the loyalty window, and how long since the last one. It can only change at an order or
+when a time limit passes after one (``at_risk_days``, ``churn_days``, an order leaving the loyalty
+window), so those instants are the only ones evaluated: exact transition times without a day-by-day
+scan. Thresholds in ``config/segments.yaml``.
+
+RFM: recency, frequency and monetary value over the window, each scored 1–5 by percentile among
+the customers who bought in it (ties share a score), then named by the common R × FM grid.
+
+Everything reads ``core.customer_events`` with ``known_at`` before the end of the day, so the
+segments of a day never change when later events arrive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+from crm_platform.settings import DEFAULT_SEGMENTS
+from crm_platform.warehouse import replace_partition
+
+STAGES = ("lead", "first_time_buyer", "repeat_buyer", "loyal", "at_risk", "churned")
+ACTIVE = ("first_time_buyer", "repeat_buyer", "loyal")
+RFM_SEGMENTS = ("champions", "loyal", "potential_loyalists", "new_customers", "promising", "need_attention",
+                "about_to_sleep", "at_risk", "cant_lose", "hibernating", "lost")
+# the R x FM grid, first match wins (R and FM are 1..5; FM = round((F + M) / 2))
+RFM_GRID = """CASE
+    WHEN r >= 4 AND fm >= 4 THEN 'champions'
+    WHEN r >= 4 AND fm >= 2 THEN 'potential_loyalists'
+    WHEN r = 5 THEN 'new_customers'
+    WHEN r = 4 THEN 'promising'
+    WHEN r = 3 AND fm >= 4 THEN 'loyal'
+    WHEN r = 3 AND fm = 3 THEN 'need_attention'
+    WHEN r = 3 THEN 'about_to_sleep'
+    WHEN fm = 5 THEN 'cant_lose'
+    WHEN fm >= 3 THEN 'at_risk'
+    WHEN r = 2 THEN 'hibernating'
+    ELSE 'lost' END"""
+
+
+class SegmentConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    at_risk_days: int
+    churn_days: int
+    loyal_min_orders: int
+    loyal_window_days: int
+    rfm_window_days: int
+    rfm_min_customers: int
+
+
+def load_config(path: str | Path = DEFAULT_SEGMENTS) -> SegmentConfig:
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    try:
+        lc, rfm = raw["lifecycle"], raw["rfm"]
+        cfg = SegmentConfig(int(lc["at_risk_days"]), int(lc["churn_days"]), int(lc["loyal_min_orders"]),
+                            int(lc["loyal_window_days"]), int(rfm["window_days"]), int(rfm["min_customers"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise SegmentConfigError(f"{path}: {type(e).__name__}: {e}") from e
+    if not 0 < cfg.at_risk_days < cfg.churn_days:
+        raise SegmentConfigError(f"{path}: lifecycle needs 0 < at_risk_days < churn_days")
+    if cfg.loyal_min_orders < 2 or cfg.loyal_window_days < 1 or cfg.rfm_window_days < 1:
+        raise SegmentConfigError(f"{path}: loyal_min_orders >= 2 and positive windows, please")
+    return cfg
+
+
+def _end(day: date) -> str:
+    return f"(DATE '{day.isoformat()}' + INTERVAL 1 DAY)"
+
+
+def transitions_sql(cfg: SegmentConfig, day: date, events: str = "core.customer_events") -> str:
+    """Every lifecycle transition up to the end of ``day``, from what was known by then."""
+    end = _end(day)
+    return f"""
+WITH orders AS (SELECT customer_id, event_at AS t FROM {events}
+                WHERE event_type = 'order' AND known_at < {end}),
+pop AS (
+    SELECT customer_id, min(seen) AS first_seen_at FROM (
+        SELECT x.customer_id, c.created_at AS seen FROM identity.crosswalk x
+        JOIN staging.contacts c USING (contact_key) WHERE c.created_at < {end}
+        UNION ALL SELECT customer_id, known_at FROM {events} WHERE known_at < {end}) GROUP BY 1),
+instants AS (
+    SELECT customer_id, instant, string_agg(DISTINCT why, '; ' ORDER BY why) AS why FROM (
+        SELECT customer_id, first_seen_at AS instant, 'first seen' AS why FROM pop
+        UNION ALL SELECT customer_id, t, 'order' FROM orders
+        UNION ALL SELECT customer_id, t + INTERVAL {cfg.at_risk_days} DAY, 'no order for {cfg.at_risk_days} days' FROM orders
+        UNION ALL SELECT customer_id, t + INTERVAL {cfg.churn_days} DAY, 'no order for {cfg.churn_days} days' FROM orders
+        UNION ALL SELECT customer_id, t + INTERVAL {cfg.loyal_window_days} DAY,
+                         'an order left the {cfg.loyal_window_days}-day loyalty window' FROM orders)
+    WHERE instant < {end} GROUP BY 1, 2),
+state AS (
+    SELECT i.customer_id, i.instant, i.why, count(o.t) AS orders, max(o.t) AS last_order_at,
+           count(o.t) FILTER (WHERE o.t > i.instant - INTERVAL {cfg.loyal_window_days} DAY) AS orders_in_window
+    FROM instants i LEFT JOIN orders o ON o.customer_id = i.customer_id AND o.t <= i.instant
+    GROUP BY 1, 2, 3),
+staged AS (
+    SELECT customer_id, instant, why, orders, CASE
+        WHEN orders = 0 THEN 'lead'
+        WHEN instant >= last_order_at + INTERVAL {cfg.churn_days} DAY THEN 'churned'
+        WHEN instant >= last_order_at + INTERVAL {cfg.at_risk_days} DAY THEN 'at_risk'
+        WHEN orders_in_window >= {cfg.loyal_min_orders} THEN 'loyal'
+        WHEN orders >= 2 THEN 'repeat_buyer'
+        ELSE 'first_time_buyer' END AS stage
+    FROM state),
+changes AS (
+    SELECT *, lag(stage) OVER (PARTITION BY customer_id ORDER BY instant) AS from_stage FROM staged)
+SELECT customer_id, instant AS transition_at, from_stage, stage AS to_stage, why AS reason, orders AS orders_so_far,
+       coalesce(from_stage IN ('at_risk', 'churned') AND stage IN {ACTIVE}, false) AS is_reactivation
+FROM changes WHERE from_stage IS DISTINCT FROM stage"""
+
+
+def rfm_sql(cfg: SegmentConfig, day: date, events: str = "core.customer_events") -> str:
+    """R, F, M scores and the named segment of every customer who ordered in the window."""
+    end = _end(day)
+    return f"""
+WITH o AS (
+    SELECT customer_id, date_diff('day', max(event_at)::DATE, DATE '{day.isoformat()}') AS recency_days,
+           count(*) AS frequency, sum(value) AS monetary
+    FROM {events} WHERE event_type = 'order' AND known_at < {end}
+      AND event_at >= {end} - INTERVAL {cfg.rfm_window_days} DAY
+    GROUP BY 1),
+scored AS (
+    SELECT *, least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY recency_days DESC)))::INT AS r,
+              least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY frequency)))::INT AS f,
+              least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY monetary)))::INT AS m
+    FROM o)
+SELECT customer_id, recency_days, frequency, monetary, r AS rfm_r, f AS rfm_f, m AS rfm_m,
+       {RFM_GRID.replace('fm', 'round((f + m) / 2)::INT')} AS rfm_segment
+FROM scored"""
+
+
+def build_day(con, cfg: SegmentConfig, day: date, events: str = "core.customer_events") -> dict:
+    """Replace the day's rows of marts.lifecycle_transitions (transitions on that day) and
+    marts.customer_segments (every customer's stage and RFM segment at its end)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _transitions AS {transitions_sql(cfg, day, events)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _rfm AS {rfm_sql(cfg, day, events)}")
+    buyers = con.execute("SELECT count(*) FROM _rfm").fetchall()[0][0]
+    enough = buyers >= cfg.rfm_min_customers
+    note = "NULL" if enough else (f"'too few buyers in the last {cfg.rfm_window_days} days ({buyers} < "
+                                  f"{cfg.rfm_min_customers}) for RFM quintiles'")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _segments AS
+        WITH cur AS (SELECT customer_id, arg_max(to_stage, transition_at) AS lifecycle_stage,
+                            max(transition_at) AS stage_since FROM _transitions GROUP BY 1)
+        SELECT DATE '{day.isoformat()}' AS snapshot_date, c.customer_id, c.lifecycle_stage, c.stage_since,
+               r.recency_days, r.frequency, r.monetary,
+               {'r.rfm_r, r.rfm_f, r.rfm_m, r.rfm_segment' if enough else
+                'NULL::INT AS rfm_r, NULL::INT AS rfm_f, NULL::INT AS rfm_m, NULL::VARCHAR AS rfm_segment'},
+               CASE WHEN r.customer_id IS NULL THEN 'no order in the last {cfg.rfm_window_days} days'
+                    ELSE {note} END AS rfm_note
+        FROM cur c LEFT JOIN _rfm r USING (customer_id)""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _day_transitions AS
+        SELECT * FROM _transitions WHERE transition_at >= DATE '{day.isoformat()}' AND transition_at < {_end(day)}""")
+    replace_partition(con, "marts.lifecycle_transitions", "_day_transitions", "transition_at::DATE", day)
+    replace_partition(con, "marts.customer_segments", "_segments", "snapshot_date", day)
+    out = {
+        "customers": con.execute("SELECT count(*) FROM _segments").fetchall()[0][0],
+        "transitions_that_day": con.execute("SELECT count(*) FROM _day_transitions").fetchall()[0][0],
+        "stages": dict(con.execute("SELECT lifecycle_stage, count(*) FROM _segments GROUP BY 1 ORDER BY 2 DESC").fetchall()),
+        "rfm_segments": dict(con.execute("SELECT coalesce(rfm_segment, rfm_note), count(*) FROM _segments "
+                                         "GROUP BY 1 ORDER BY 2 DESC").fetchall()),
+        "rfm_buyers": int(buyers), "rfm_computed": enough,
+    }
+    for t in ("_transitions", "_rfm", "_segments", "_day_transitions"):
+        con.execute(f"DROP TABLE {t}")
+    return out
+
