@@ -4,7 +4,7 @@ crm_platform/timeline.py)."""
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from assets.metadata import markdown_table, table_metadata
+from assets.metadata import markdown_table, table_metadata, table_spec
 from crm_platform import timeline
 
 EVENTS = dg.AssetKey(["core", "customer_events"])
@@ -15,8 +15,7 @@ CROSSWALK = dg.AssetKey(["identity", "crosswalk"])
 
 
 def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
-    return dg.AssetSpec(key, description=description, deps=[CROSSWALK, *ACTIVITY], group_name="core",
-                        kinds={"duckdb", "sql"}, owners=["team:data"], tags={"layer": "core"})
+    return table_spec(key, description, [CROSSWALK, *ACTIVITY], "core")
 
 
 @dg.multi_asset(

@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from assets.metadata import markdown_table, table_metadata
+from assets.metadata import markdown_table, table_metadata, table_spec
 from crm_platform.identity import evaluate, golden, guards, resolve, review
 from resources.identity import IdentityResolution
 from resources.warehouse import read_only
@@ -24,8 +24,7 @@ PROVENANCE = dg.AssetKey(["core", "customer_field_provenance"])
 
 
 def _spec(key: dg.AssetKey, description: str, deps, group: str = GROUP) -> dg.AssetSpec:
-    return dg.AssetSpec(key, description=description, deps=deps, group_name=group,
-                        kinds={"duckdb", "sql"}, owners=["team:data"], tags={"layer": key.path[0]})
+    return table_spec(key, description, deps, group)
 
 
 @dg.multi_asset(

@@ -38,3 +38,9 @@ def table_metadata(con, table: str, preview_rows: int = 10, where: str | None = 
         "dagster/table_name": table,
         "preview": dg.MetadataValue.md(markdown_table(preview)),
     }
+
+
+def table_spec(key: dg.AssetKey, description: str, deps, group: str) -> dg.AssetSpec:
+    """The spec of one warehouse table written by a multi-asset: kinds, owner and layer tag."""
+    return dg.AssetSpec(key, description=description, deps=deps, group_name=group,
+                        kinds={"duckdb", "sql"}, owners=["team:data"], tags={"layer": key.path[0]})

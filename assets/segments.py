@@ -8,7 +8,7 @@ from dagster_duckdb import DuckDBResource
 
 from assets.checks import partition_check, partition_check_spec
 from assets.features import PARTITIONS
-from assets.metadata import markdown_table, table_metadata
+from assets.metadata import markdown_table, table_metadata, table_spec
 from crm_platform import segments, settings
 from crm_platform.schemas import CustomerSegments, LifecycleTransitions
 
@@ -20,8 +20,7 @@ DEPS = [dg.AssetKey(["core", "customer_events"]), dg.AssetKey(["identity", "cros
 
 
 def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
-    return dg.AssetSpec(key, description=description, deps=DEPS, group_name="segments",
-                        kinds={"duckdb", "sql"}, owners=["team:data"], tags={"layer": "marts"})
+    return table_spec(key, description, DEPS, "segments")
 
 
 @dg.multi_asset(

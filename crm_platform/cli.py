@@ -127,6 +127,16 @@ def summary_lines(results=()) -> list[str]:
                     "SELECT snapshot_date, count(*), round(avg(engagement_score), 2) FROM "
                     "features.customer_features GROUP BY 1 ORDER BY 1 DESC LIMIT 3").fetchall():
                 lines.append(f"features: snapshot {day}: {n:,} customers, mean engagement {eng}")
+        if warehouse.table_exists(con, "marts.kpi_daily"):
+            day = con.execute("SELECT max(kpi_date) FROM marts.kpi_daily").fetchall()[0][0]
+            k = dict(con.execute("SELECT kpi, value FROM marts.kpi_daily WHERE kpi_date = ?", [day]).fetchall())
+            stages = con.execute("SELECT lifecycle_stage, count(*) FROM marts.customer_segments WHERE snapshot_date = ? "
+                                 "GROUP BY 1 ORDER BY 2 DESC", [day]).fetchall()
+            fmt = lambda v, p="": "n/a" if v is None else f"{v:{p}}"  # noqa: E731
+            lines.append(f"KPIs {day}: {fmt(k.get('active_customers'), ',.0f')} active customers, churn rate "
+                         f"{fmt(k.get('churn_rate'), '.1%')}, NPS {fmt(k.get('nps'), '.0f')}, revenue (30 days) "
+                         f"{fmt(k.get('revenue'), ',.0f')} EUR")
+            lines.append("  stages: " + ", ".join(f"{s} {n:,}" for s, n in stages))
     finally:
         con.close()
     lines += [f"warehouse:  {p.warehouse}", f"quarantine: {p.quarantine}",

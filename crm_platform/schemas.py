@@ -11,6 +11,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from crm_platform.identity.engine import DECISIONS
+from crm_platform.kpis import KPIS
 from crm_platform.segments import ACTIVE, RFM_SEGMENTS, STAGES
 from crm_platform.timeline import EVENT_TYPES
 
@@ -489,6 +490,59 @@ class CustomerSegments(pa.DataFrameModel):
         coerce = True
         strict = False
         unique = ["snapshot_date", "customer_id"]
+
+
+class KpiDaily(pa.DataFrameModel):
+    """One row per KPI and day over the trailing window; a rate with too small a base is null
+    with a note saying so."""
+
+    kpi_date: Series[pd.Timestamp]
+    kpi: Series[str] = pa.Field(isin=list(KPIS))
+    window_days: Series[int] = pa.Field(ge=1)
+    value: Series[float] = pa.Field(nullable=True)
+    note: Series[str] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(error="shares (churn, retention, repeat purchase, conversion) lie within [0, 1]")
+    def shares(cls, df: pd.DataFrame) -> Series[bool]:
+        share = df["kpi"].map(lambda k: KPIS[k][1])
+        return ~share | df["value"].isna() | df["value"].between(0, 1)
+
+    @pa.dataframe_check(error="NPS lies within [-100, 100]; counts and money are not negative")
+    def ranges(cls, df: pd.DataFrame) -> Series[bool]:
+        nps = df["kpi"] == "nps"
+        return df["value"].isna() | (nps & df["value"].between(-100, 100)) | (
+            ~nps & (df["kpi"] == "historic_clv")) | (~nps & (df["value"] >= 0))
+
+    @pa.dataframe_check(error="a KPI without a value says why")
+    def null_has_note(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["value"].notna() | df["note"].notna()
+
+    class Config:
+        coerce = True
+        strict = False
+        unique = ["kpi_date", "kpi"]
+
+
+class CohortRetention(pa.DataFrameModel):
+    """Acquisition-month cohorts x months since acquisition: customers active (ordering) in that
+    month, retention share and revenue, as known at the end of snapshot_date."""
+
+    snapshot_date: Series[pd.Timestamp]
+    cohort_month: Series[pd.Timestamp]
+    months_since_acquisition: Series[int] = pa.Field(ge=0)
+    cohort_size: Series[int] = pa.Field(ge=1)
+    active_customers: Series[int] = pa.Field(ge=0)
+    retention: Series[float] = pa.Field(nullable=True, in_range={"min_value": 0, "max_value": 1})
+    revenue: Series[float] = pa.Field(ge=0)
+
+    @pa.dataframe_check(error="every cohort is fully active in its acquisition month")
+    def month_zero(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df["months_since_acquisition"] != 0) | (df["active_customers"] == df["cohort_size"])
+
+    class Config:
+        coerce = True
+        strict = False
+        unique = ["snapshot_date", "cohort_month", "months_since_acquisition"]
 
 
 CUSTOMER360_SCHEMAS: dict[tuple[str, str], type[pa.DataFrameModel]] = {

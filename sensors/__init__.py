@@ -1,7 +1,7 @@
 """Jobs, schedules and sensors.
 
 `full_refresh` rebuilds every table that is not partitioned; `daily_snapshots` builds the
-feature snapshot and the segments of a day (or a backfilled range). The alerts and automation
+feature snapshot, the segments and the KPIs of a day (or a backfilled range). The alerts and automation
 issue adds the daily schedule, the landing-folder sensor and the run-failure sensor here.
 """
 
@@ -10,7 +10,8 @@ import dagster as dg
 # every asset partitioned by day
 DAILY = dg.AssetSelection.assets(dg.AssetKey(["features", "customer_features"]),
                                  dg.AssetKey(["marts", "lifecycle_transitions"]),
-                                 dg.AssetKey(["marts", "customer_segments"]))
+                                 dg.AssetKey(["marts", "customer_segments"]),
+                                 dg.AssetKey(["marts", "kpi_daily"]), dg.AssetKey(["marts", "cohort_retention"]))
 
 full_refresh_job = dg.define_asset_job(
     "full_refresh", selection=dg.AssetSelection.all() - DAILY,
@@ -18,7 +19,7 @@ full_refresh_job = dg.define_asset_job(
 
 daily_job = dg.define_asset_job(
     "daily_snapshots", selection=DAILY,
-    description="The point-in-time features and segments of one day (or a backfilled range of days).")
+    description="The point-in-time features, segments and KPIs of one day (or a backfilled range of days).")
 
 jobs = [full_refresh_job, daily_job]
 schedules: list = []

@@ -43,3 +43,25 @@ def loaded_world(world, demo_sources, tmp_path_factory) -> Path:
 def ingest_all(con, cfg, home: Path):
     return {ds.key: ingest_dataset(con, ds, home / "landing", home / "quarantine")
             for ds in cfg.datasets}
+
+
+@pytest.fixture(scope="session")
+def timeline_world(loaded_world, tmp_path_factory) -> Path:
+    """The staged world resolved into customers, with the 360° timeline built; returns the
+    warehouse path (copy it before writing)."""
+    import shutil
+
+    from crm_platform import timeline
+    from crm_platform.identity import resolve
+    from crm_platform.identity.spec import load_spec
+    from crm_platform.settings import DEFAULT_MATCH_SPEC
+
+    db = tmp_path_factory.mktemp("timeline") / "warehouse.duckdb"
+    shutil.copy(loaded_world, db)
+    con = duckdb.connect(str(db))
+    spec = load_spec(DEFAULT_MATCH_SPEC)
+    resolve.match(con, spec)
+    resolve.resolve(con, spec)
+    timeline.build(con)
+    con.close()
+    return db

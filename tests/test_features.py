@@ -10,10 +10,7 @@ import pandas as pd
 import pytest
 
 from crm_platform import features, timeline
-from crm_platform.identity import resolve
-from crm_platform.identity.spec import load_spec
 from crm_platform.schemas import CustomerFeatures
-from crm_platform.settings import DEFAULT_MATCH_SPEC
 
 CFG = features.load_config()
 
@@ -98,14 +95,10 @@ def test_rebuilding_a_day_replaces_only_that_day(tiny):
     assert counts == {date(2026, 3, 31): 2, date(2026, 4, 30): 3}
 
 
-def test_events_after_the_cutoff_leave_its_snapshot_unchanged(loaded_world, tmp_path):
+def test_events_after_the_cutoff_leave_its_snapshot_unchanged(timeline_world, tmp_path):
     path = tmp_path / "w.duckdb"
-    shutil.copy(loaded_world, path)
+    shutil.copy(timeline_world, path)
     con = duckdb.connect(str(path))
-    spec = load_spec(DEFAULT_MATCH_SPEC)
-    resolve.match(con, spec)
-    resolve.resolve(con, spec)
-    timeline.build(con)
     cutoff = date(2025, 6, 30)
     features.build_snapshot(con, CFG, cutoff)
     before = con.sql("SELECT * FROM features.customer_features ORDER BY customer_id").df()

@@ -8,21 +8,15 @@ import pandas as pd
 import pytest
 
 from crm_platform import timeline
-from crm_platform.identity import resolve
-from crm_platform.identity.spec import load_spec
 from crm_platform.schemas import CustomerEvents, UnattributedEvents
-from crm_platform.settings import DEFAULT_MATCH_SPEC
 from crm_platform.validation import validate_table
 
 
 @pytest.fixture(scope="module")
-def built(loaded_world, tmp_path_factory):
-    dst = tmp_path_factory.mktemp("timeline") / "w.duckdb"
-    shutil.copy(loaded_world, dst)
+def built(timeline_world, tmp_path_factory):
+    dst = tmp_path_factory.mktemp("timeline_test") / "w.duckdb"
+    shutil.copy(timeline_world, dst)
     con = duckdb.connect(str(dst))
-    spec = load_spec(DEFAULT_MATCH_SPEC)
-    resolve.match(con, spec)
-    resolve.resolve(con, spec)
     counts = timeline.build(con)
     yield con, counts
     con.close()

@@ -1,0 +1,162 @@
+"""KPI marts as of the end of a day: ``marts.kpi_daily`` (one row per KPI and day, long format)
+and ``marts.cohort_retention`` (acquisition-month cohorts x months since acquisition).
+
+Everything is computed from ``core.customer_events`` known by the end of the day and the
+lifecycle history of ``crm_platform.segments`` as of that day, so a day's KPIs never change when
+later events arrive, and a backfill gives the rows each day computed alone would. Rates whose
+base is too small to mean anything are not reported: the value is null and ``note`` says why.
+Definitions: docs/customer360.md; thresholds in config/segments.yaml (``kpis``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+from crm_platform import segments
+from crm_platform.settings import DEFAULT_SEGMENTS
+from crm_platform.warehouse import replace_partition
+
+# KPI -> (unit, is a share in [0, 1])
+KPIS = {
+    "active_customers": ("customers", False), "churn_rate": ("share", True), "retention_rate": ("share", True),
+    "orders": ("orders", False), "revenue": ("EUR", False), "average_order_value": ("EUR", False),
+    "repeat_purchase_rate": ("share", True), "historic_clv": ("EUR", False), "nps": ("points", False),
+    "lead_to_buyer_rate": ("share", True), "sales_lead_conversion_rate": ("share", True),
+}
+
+
+@dataclass(frozen=True)
+class KpiConfig:
+    window_days: int
+    support_cost_per_ticket: float
+    support_cost_per_escalation: float
+    min_base: int
+    min_cohort: int
+
+
+def load_config(path: str | Path = DEFAULT_SEGMENTS) -> KpiConfig:
+    raw = (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("kpis")
+    try:
+        cfg = KpiConfig(int(raw["window_days"]), float(raw["support_cost_per_ticket"]),
+                        float(raw["support_cost_per_escalation"]), int(raw["min_base"]), int(raw["min_cohort"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise segments.SegmentConfigError(f"{path}: kpis: {type(e).__name__}: {e}") from e
+    if cfg.window_days < 1 or cfg.min_base < 1 or cfg.min_cohort < 1:
+        raise segments.SegmentConfigError(f"{path}: kpis: window and minimum sizes must be positive")
+    return cfg
+
+
+def _stage_at(instant: str) -> str:
+    """Each customer's lifecycle stage at ``instant`` from the transition history ``_hist``."""
+    return f"""(SELECT customer_id, arg_max(to_stage, transition_at) AS stage FROM _hist
+                WHERE transition_at < {instant} GROUP BY 1)"""
+
+
+def kpi_sql(cfg: KpiConfig, day: date) -> str:
+    end = f"(DATE '{day.isoformat()}' + INTERVAL 1 DAY)"
+    start = f"({end} - INTERVAL {cfg.window_days} DAY)"
+    w = f"event_at >= {start} AND event_at < {end}"
+    active = str(segments.ACTIVE)
+    return f"""
+WITH ev AS (SELECT * FROM core.customer_events WHERE known_at < {end}),
+now_ AS {_stage_at(end)}, before AS {_stage_at(start)},
+base AS (
+    SELECT
+      (SELECT count(*) FROM now_ WHERE stage IN {active}) AS active_now,
+      (SELECT count(*) FROM before WHERE stage IN {active} OR stage = 'at_risk') AS churn_base,
+      (SELECT count(*) FROM _hist WHERE to_stage = 'churned' AND transition_at >= {start}
+         AND transition_at < {end}) AS churned,
+      (SELECT count(*) FROM before WHERE stage IN {active}) AS retention_base,
+      (SELECT count(*) FROM before b JOIN now_ n USING (customer_id)
+         WHERE b.stage IN {active} AND n.stage IN {active}) AS retained,
+      (SELECT count(*) FROM before WHERE stage = 'lead') AS leads_before,
+      (SELECT count(*) FROM before b JOIN now_ n USING (customer_id)
+         WHERE b.stage = 'lead' AND n.stage <> 'lead') AS leads_bought),
+win AS (
+    SELECT count(*) FILTER (WHERE event_type = 'order' AND {w}) AS orders,
+           coalesce(sum(value) FILTER (WHERE event_type = 'order' AND {w}), 0) AS revenue,
+           count(DISTINCT customer_id) FILTER (WHERE event_type = 'order' AND {w}) AS buyers,
+           count(*) FILTER (WHERE event_type = 'nps_answer' AND {w}) AS answers,
+           count(*) FILTER (WHERE event_type = 'nps_answer' AND {w} AND value >= 9) AS promoters,
+           count(*) FILTER (WHERE event_type = 'nps_answer' AND {w} AND value <= 6) AS detractors,
+           count(*) FILTER (WHERE event_type = 'lead_converted' AND {w}) AS leads_converted,
+           count(DISTINCT source_record_id) FILTER (WHERE event_type = 'lead_created' AND event_at < {end})
+             - count(DISTINCT source_record_id) FILTER (WHERE event_type = 'lead_converted'
+                                                        AND event_at < {start}) AS open_leads
+    FROM ev),
+repeaters AS (
+    SELECT count(*) AS n FROM (
+        SELECT customer_id FROM ev WHERE event_type = 'order' GROUP BY 1
+        HAVING count(*) FILTER (WHERE {w}) > 0 AND count(*) >= 2)),
+clv AS (
+    SELECT count(*) AS customers, avg(value) AS avg_clv FROM (
+        SELECT customer_id,
+               coalesce(sum(value) FILTER (WHERE event_type = 'order'), 0)
+             - coalesce(sum(value) FILTER (WHERE event_type = 'return'), 0)
+             - {cfg.support_cost_per_ticket} * count(*) FILTER (WHERE event_type = 'ticket_opened')
+             - {cfg.support_cost_per_escalation} * count(*) FILTER (WHERE event_type = 'ticket_closed_escalated') AS value
+        FROM ev GROUP BY 1 HAVING count(*) FILTER (WHERE event_type = 'order') > 0)),
+k(kpi, numerator, denominator, value) AS (
+    SELECT 'active_customers', active_now, NULL, active_now FROM base
+    UNION ALL SELECT 'churn_rate', churned, churn_base, churned / nullif(churn_base, 0) FROM base
+    UNION ALL SELECT 'retention_rate', retained, retention_base, retained / nullif(retention_base, 0) FROM base
+    UNION ALL SELECT 'orders', orders, NULL, orders FROM win
+    UNION ALL SELECT 'revenue', revenue, NULL, revenue FROM win
+    UNION ALL SELECT 'average_order_value', revenue, orders, revenue / nullif(orders, 0) FROM win
+    UNION ALL SELECT 'repeat_purchase_rate', (SELECT n FROM repeaters), buyers,
+                     (SELECT n FROM repeaters) / nullif(buyers, 0) FROM win
+    UNION ALL SELECT 'historic_clv', avg_clv * customers, customers, avg_clv FROM clv
+    UNION ALL SELECT 'nps', promoters - detractors, answers, 100.0 * (promoters - detractors) / nullif(answers, 0) FROM win
+    UNION ALL SELECT 'lead_to_buyer_rate', leads_bought, leads_before, leads_bought / nullif(leads_before, 0) FROM base
+    UNION ALL SELECT 'sales_lead_conversion_rate', leads_converted, open_leads,
+                     leads_converted / nullif(open_leads, 0) FROM win)
+SELECT DATE '{day.isoformat()}' AS kpi_date, kpi, {cfg.window_days} AS window_days,
+       CAST(CASE WHEN denominator IS NOT NULL AND denominator < {cfg.min_base} THEN NULL ELSE value END AS DOUBLE) AS value,
+       CAST(numerator AS DOUBLE) AS numerator, CAST(denominator AS DOUBLE) AS denominator,
+       CASE WHEN denominator IS NOT NULL AND denominator < {cfg.min_base}
+            THEN 'base of ' || CAST(denominator AS BIGINT) || ' below {cfg.min_base}: not reported' END AS note
+FROM k"""
+
+
+def cohort_sql(cfg: KpiConfig, day: date) -> str:
+    end = f"(DATE '{day.isoformat()}' + INTERVAL 1 DAY)"
+    return f"""
+WITH o AS (SELECT customer_id, event_at, value FROM core.customer_events
+           WHERE event_type = 'order' AND known_at < {end}),
+first_ AS (SELECT customer_id, date_trunc('month', min(event_at))::DATE AS cohort_month FROM o GROUP BY 1),
+sizes AS (SELECT cohort_month, count(*) AS cohort_size FROM first_ GROUP BY 1),
+months AS (
+    SELECT cohort_month, cohort_size,
+           unnest(range(0, 1 + date_diff('month', cohort_month, DATE '{day.isoformat()}'))) AS months_since_acquisition
+    FROM sizes),
+activity AS (
+    SELECT f.cohort_month, date_diff('month', f.cohort_month, date_trunc('month', o.event_at)::DATE) AS months_since_acquisition,
+           count(DISTINCT o.customer_id) AS active_customers, sum(o.value) AS revenue
+    FROM o JOIN first_ f USING (customer_id) GROUP BY 1, 2)
+SELECT DATE '{day.isoformat()}' AS snapshot_date, m.cohort_month, m.months_since_acquisition, m.cohort_size,
+       coalesce(a.active_customers, 0) AS active_customers,
+       CASE WHEN m.cohort_size >= {cfg.min_cohort} THEN coalesce(a.active_customers, 0) / m.cohort_size END AS retention,
+       coalesce(a.revenue, 0) AS revenue,
+       m.cohort_month + INTERVAL (m.months_since_acquisition + 1) MONTH <= {end} AS month_complete,
+       CASE WHEN m.cohort_size < {cfg.min_cohort}
+            THEN 'cohort of ' || m.cohort_size || ' below {cfg.min_cohort}: retention not reported' END AS note
+FROM months m LEFT JOIN activity a USING (cohort_month, months_since_acquisition)"""
+
+
+def build_day(con, seg_cfg: segments.SegmentConfig, cfg: KpiConfig, day: date) -> dict:
+    """Replace the day's rows of marts.kpi_daily and marts.cohort_retention."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _hist AS {segments.transitions_sql(seg_cfg, day)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _kpi AS {kpi_sql(cfg, day)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _cohorts AS {cohort_sql(cfg, day)}")
+    replace_partition(con, "marts.kpi_daily", "_kpi", "kpi_date", day)
+    replace_partition(con, "marts.cohort_retention", "_cohorts", "snapshot_date", day)
+    out = {"kpis": {k: v for k, v in con.execute("SELECT kpi, value FROM _kpi").fetchall()},
+           "not_reported": dict(con.execute("SELECT kpi, note FROM _kpi WHERE note IS NOT NULL").fetchall()),
+           "cohort_rows": con.execute("SELECT count(*) FROM _cohorts").fetchall()[0][0]}
+    for t in ("_hist", "_kpi", "_cohorts"):
+        con.execute(f"DROP TABLE {t}")
+    return out

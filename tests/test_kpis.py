@@ -1,0 +1,128 @@
+"""KPI formulas on a tiny hand-checked dataset, small-data honesty, cohort retention, and a
+backfill giving the same rows as each day computed alone."""
+
+import dataclasses
+import shutil
+from datetime import date, timedelta
+
+import duckdb
+import pandas as pd
+import pytest
+
+from crm_platform import kpis, segments
+from crm_platform.schemas import CohortRetention, KpiDaily
+
+SEG = segments.load_config()
+CFG = dataclasses.replace(kpis.load_config(), min_base=1, min_cohort=1)
+DAY = date(2026, 3, 31)          # window: 2026-03-02 .. 2026-03-31
+
+
+def _world(rows):
+    con = duckdb.connect()
+    for schema in ("core", "identity", "staging"):
+        con.execute(f"CREATE SCHEMA {schema}")
+    ev = pd.DataFrame(rows, columns=["customer_id", "event_at", "event_type", "value", "source_record_id"])
+    ev["event_at"] = pd.to_datetime(ev["event_at"])
+    ev["known_at"] = ev["event_at"]
+    con.register("_ev", ev)
+    con.execute("CREATE TABLE core.customer_events AS SELECT * FROM _ev")
+    ids = sorted(set(ev.customer_id))
+    con.execute("CREATE TABLE staging.contacts AS SELECT 'c:' || i AS contact_key, TIMESTAMP '2025-06-01' AS created_at "
+                "FROM unnest(?) t(i)", [ids])
+    con.execute("CREATE TABLE identity.crosswalk AS SELECT 'c:' || i AS contact_key, i AS customer_id FROM unnest(?) t(i)",
+                [ids])
+    return con
+
+
+HAND = [
+    # A: ordered in January and in the window (repeat buyer, active before and after)
+    ("C000000001", "2026-01-20 10:00", "order", 100.0, "O1"),
+    ("C000000001", "2026-03-10 10:00", "order", 60.0, "O2"),
+    ("C000000001", "2026-03-12 10:00", "return", 20.0, "O2/1"),
+    ("C000000001", "2026-03-15 10:00", "ticket_opened", None, "T1"),
+    ("C000000001", "2026-03-15 11:00", "nps_answer", 10.0, "N1"),
+    # B: ordered once in November, nothing since: at risk in February, churned in May -> not in window
+    ("C000000002", "2025-11-20 10:00", "order", 40.0, "O3"),
+    ("C000000002", "2026-03-20 10:00", "nps_answer", 3.0, "N2"),
+    # C: ordered once in September 2025: churned on 2026-03-10 (180 days), inside the window
+    ("C000000003", "2025-09-11 10:00", "order", 80.0, "O4"),
+    ("C000000003", "2026-03-25 10:00", "nps_answer", 8.0, "N3"),
+    # D: a lead before the window who bought in it (first order)
+    ("C000000004", "2026-01-05 10:00", "lead_created", 5000.0, "L1"),
+    ("C000000004", "2026-03-30 10:00", "lead_converted", 5000.0, "L1"),
+    ("C000000004", "2026-03-30 10:00", "order", 200.0, "O5"),
+    # E: a lead that did not buy
+    ("C000000005", "2026-02-01 10:00", "lead_created", 1000.0, "L2"),
+]
+
+
+def test_kpis_by_hand():
+    con = _world(HAND)
+    kpis.build_day(con, SEG, CFG, DAY)
+    k = {r[0]: r[1:] for r in con.execute(
+        "SELECT kpi, value, numerator, denominator FROM marts.kpi_daily").fetchall()}
+    assert k["active_customers"][0] == 2                         # A (repeat buyer), D (first-time buyer)
+    # at the window start A was active, B at risk, C at risk; C churned inside the window
+    assert k["churn_rate"][1:] == (1, 3) and k["churn_rate"][0] == pytest.approx(1 / 3)
+    assert k["retention_rate"][1:] == (1, 1)                     # A active before and still active
+    assert (k["orders"][0], k["revenue"][0], k["average_order_value"][0]) == (2, 260.0, 130.0)
+    assert k["repeat_purchase_rate"][1:] == (1, 2)               # A has ordered before, D has not
+    # CLV = orders - returns - 12 per ticket: A 160-20-12, B 40, C 80, D 200
+    assert k["historic_clv"][0] == pytest.approx((128 + 40 + 80 + 200) / 4)
+    assert k["nps"][0] == pytest.approx(100 * (1 - 1) / 3)        # one promoter, one passive, one detractor
+    assert k["lead_to_buyer_rate"][1:] == (1, 2)                  # D bought, E did not
+    assert k["sales_lead_conversion_rate"][1:] == (1, 2)
+    KpiDaily.validate(con.sql("SELECT * FROM marts.kpi_daily").df())
+
+
+def test_small_bases_are_not_reported_but_said():
+    con = _world(HAND)
+    kpis.build_day(con, SEG, dataclasses.replace(CFG, min_base=30), DAY)
+    rows = con.sql("SELECT * FROM marts.kpi_daily").df().set_index("kpi")
+    assert pd.isna(rows.loc["churn_rate", "value"]) and "below 30" in rows.loc["churn_rate", "note"]
+    assert rows.loc["active_customers", "value"] == 2 and pd.isna(rows.loc["active_customers", "note"])
+    KpiDaily.validate(rows.reset_index())
+
+
+def test_cohort_retention_by_hand():
+    con = _world(HAND)
+    kpis.build_day(con, SEG, CFG, DAY)
+    c = con.sql("SELECT * FROM marts.cohort_retention").df()
+    jan = c[c.cohort_month == pd.Timestamp("2026-01-01")].set_index("months_since_acquisition")
+    assert jan.loc[0, "cohort_size"] == 1 and list(jan.index) == [0, 1, 2]
+    assert list(jan.active_customers) == [1, 0, 1] and list(jan.retention) == [1.0, 0.0, 1.0]
+    assert jan.loc[2, "month_complete"]                          # March ends with the day
+    kpis.build_day(con, SEG, CFG, date(2026, 3, 15))
+    mid = con.sql("SELECT * FROM marts.cohort_retention WHERE snapshot_date = DATE '2026-03-15' "
+                  "AND cohort_month = DATE '2026-01-01' ORDER BY months_since_acquisition").df()
+    assert list(mid.month_complete) == [True, True, False]      # mid-March: March still running
+    CohortRetention.validate(c)
+
+
+def test_backfill_equals_each_day_alone(timeline_world, tmp_path):
+    path = timeline_world
+    days = [date(2026, 5, 30) + timedelta(days=i) for i in range(3)]
+    cfg = kpis.load_config()
+
+    def rows(con, table, col, day):
+        return con.sql(f"SELECT * FROM {table} WHERE {col} = DATE '{day}' ORDER BY ALL").df()
+
+    backfill = tmp_path / "backfill.duckdb"
+    shutil.copy(path, backfill)
+    con = duckdb.connect(str(backfill))
+    for d in reversed(days):                     # a backfill in any order
+        kpis.build_day(con, SEG, cfg, d)
+        segments.build_day(con, SEG, d)
+    for d in days:
+        alone = tmp_path / f"{d}.duckdb"
+        shutil.copy(path, alone)
+        one = duckdb.connect(str(alone))
+        kpis.build_day(one, SEG, cfg, d)
+        segments.build_day(one, SEG, d)
+        for table, col in (("marts.kpi_daily", "kpi_date"), ("marts.cohort_retention", "snapshot_date"),
+                           ("marts.customer_segments", "snapshot_date")):
+            pd.testing.assert_frame_equal(rows(con, table, col, d), rows(one, table, col, d))
+        one.close()
+    reported = con.execute("SELECT count(*) FROM marts.kpi_daily WHERE value IS NOT NULL").fetchall()[0][0]
+    assert reported >= 3 * 8
+    con.close()
