@@ -9,8 +9,9 @@ from dagster_duckdb import DuckDBResource
 from assets.checks import partition_check, partition_check_spec
 from assets.features import PARTITIONS
 from assets.metadata import markdown_table, table_metadata, table_spec
-from crm_platform import segments, settings
-from crm_platform.schemas import CustomerSegments, LifecycleTransitions
+from crm_platform import clusters, segments, settings
+from crm_platform.schemas import (BehaviourClusterProfiles, BehaviourClusters, CustomerSegments,
+                                  LifecycleTransitions)
 
 CONFIG = segments.load_config(settings.segments_file())
 TRANSITIONS = dg.AssetKey(["marts", "lifecycle_transitions"])
@@ -73,5 +74,43 @@ def customer_segments(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     yield from checks
 
 
+BEHAVIOUR = dg.AssetKey(["marts", "behaviour_clusters"])
+PROFILES = dg.AssetKey(["marts", "behaviour_cluster_profiles"])
+FEATURES = dg.AssetKey(["features", "customer_features"])
+
+
+@dg.multi_asset(
+    specs=[
+        table_spec(BEHAVIOUR, "Each customer's behaviour cluster on the partition's day: scikit-learn k-means on "
+                   "scaled features of that day's snapshot, k chosen by silhouette in 3..8, with a readable "
+                   "label (the features in which the cluster stands out).", [FEATURES], "segments"),
+        table_spec(PROFILES, "Per behaviour cluster: size, share, mean features, label, chosen k and silhouette.",
+                   [FEATURES], "segments"),
+    ],
+    partitions_def=PARTITIONS,
+    check_specs=[partition_check_spec(BehaviourClusters, BEHAVIOUR),
+                 partition_check_spec(BehaviourClusterProfiles, PROFILES)],
+    pool="duckdb",
+)
+def behaviour_clusters(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    """k-means behaviour clusters of the day's feature snapshot, profiled and labelled."""
+    days = context.partition_keys
+    with warehouse.get_connection() as con:
+        results = {day: clusters.build_day(con, date.fromisoformat(day)) for day in days}
+        checks = [partition_check(con, "marts.behaviour_clusters", "snapshot_date", days, BehaviourClusters, BEHAVIOUR),
+                  partition_check(con, "marts.behaviour_cluster_profiles", "snapshot_date", days,
+                                  BehaviourClusterProfiles, PROFILES, allow_empty=True)]
+        last = days[-1]
+        meta_b = table_metadata(con, "marts.behaviour_clusters", where=f"snapshot_date = DATE '{last}'")
+        meta_p = table_metadata(con, "marts.behaviour_cluster_profiles", where=f"snapshot_date = DATE '{last}'")
+    res = results[last]
+    yield dg.MaterializeResult(asset_key=BEHAVIOUR, metadata={
+        **meta_b, "k": res.k or 0, "note": res.note or "",
+        "silhouette_by_k": dg.MetadataValue.json({str(k): v for k, v in res.silhouettes.items()})})
+    yield dg.MaterializeResult(asset_key=PROFILES, metadata={
+        **meta_p, "profiles": dg.MetadataValue.md(markdown_table(res.profiles, 12, 45))})
+    yield from checks
+
+
 def segment_assets() -> list:
-    return [customer_segments]
+    return [customer_segments, behaviour_clusters]

@@ -545,6 +545,46 @@ class CohortRetention(pa.DataFrameModel):
         unique = ["snapshot_date", "cohort_month", "months_since_acquisition"]
 
 
+class BehaviourClusters(pa.DataFrameModel):
+    """Each customer's k-means behaviour cluster and its readable label on snapshot_date; with too
+    few customers to cluster, no cluster and a label saying so."""
+
+    snapshot_date: Series[pd.Timestamp]
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    cluster: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0)
+    cluster_label: Series[str] = pa.Field(str_length={"min_value": 3})
+
+    @pa.dataframe_check(error="a customer without a cluster carries the reason as its label")
+    def unclustered_says_why(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["cluster"].notna() | df["cluster_label"].str.contains("too few")
+
+    class Config:
+        coerce = True
+        strict = False
+        unique = ["snapshot_date", "customer_id"]
+
+
+class BehaviourClusterProfiles(pa.DataFrameModel):
+    """Per behaviour cluster and day: size, share, mean features, label, chosen k and silhouette."""
+
+    snapshot_date: Series[pd.Timestamp]
+    cluster: Series[int] = pa.Field(ge=0)
+    cluster_label: Series[str] = pa.Field(str_length={"min_value": 3})
+    customers: Series[int] = pa.Field(ge=1)
+    share: Series[float] = pa.Field(in_range={"min_value": 0, "max_value": 1})
+    k: Series[int] = pa.Field(ge=2)
+    silhouette: Series[float] = pa.Field(in_range={"min_value": -1, "max_value": 1})
+
+    @pa.dataframe_check(error="a day's cluster shares add up to 1")
+    def shares_add_up(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df.groupby("snapshot_date")["share"].transform("sum") - 1).abs() < 0.01
+
+    class Config:
+        coerce = True
+        strict = False
+        unique = ["snapshot_date", "cluster"]
+
+
 CUSTOMER360_SCHEMAS: dict[tuple[str, str], type[pa.DataFrameModel]] = {
     ("core", "customer_events"): CustomerEvents, ("core", "unattributed_events"): UnattributedEvents,
 }

@@ -11,7 +11,9 @@ import dagster as dg
 DAILY = dg.AssetSelection.assets(dg.AssetKey(["features", "customer_features"]),
                                  dg.AssetKey(["marts", "lifecycle_transitions"]),
                                  dg.AssetKey(["marts", "customer_segments"]),
-                                 dg.AssetKey(["marts", "kpi_daily"]), dg.AssetKey(["marts", "cohort_retention"]))
+                                 dg.AssetKey(["marts", "kpi_daily"]), dg.AssetKey(["marts", "cohort_retention"]),
+                                 dg.AssetKey(["marts", "behaviour_clusters"]),
+                                 dg.AssetKey(["marts", "behaviour_cluster_profiles"]))
 
 full_refresh_job = dg.define_asset_job(
     "full_refresh", selection=dg.AssetSelection.all() - DAILY,

@@ -1,0 +1,72 @@
+"""Behaviour clusters: k chosen by silhouette finds planted groups, labels say what sets a
+cluster apart, small bases are not clustered but say so."""
+
+from datetime import date
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from crm_platform import clusters
+from crm_platform.schemas import BehaviourClusterProfiles, BehaviourClusters
+
+
+def _snapshot(groups: int = 4, per: int = 300, seed: int = 1) -> pd.DataFrame:
+    """Planted behaviours: big recent spenders, lapsed small buyers, heavy returners, newsletter
+    readers who never buy (first ``groups`` of them)."""
+    rng = np.random.default_rng(seed)
+    kinds = [dict(recency_days=10, frequency_365d=12, monetary_365d=3000, return_rate=0.05, email_open_rate_90d=0.2),
+             dict(recency_days=300, frequency_365d=1, monetary_365d=40, return_rate=0.05, email_open_rate_90d=0.1),
+             dict(recency_days=60, frequency_365d=4, monetary_365d=400, return_rate=0.8, email_open_rate_90d=0.1),
+             dict(recency_days=None, frequency_365d=0, monetary_365d=0, return_rate=None, email_open_rate_90d=0.9)]
+    rows = []
+    for g in range(groups):
+        for i in range(per):
+            r = {c: 0.0 for c in clusters.FEATURES}
+            for c, v in kinds[g].items():
+                r[c] = None if v is None else v * rng.uniform(0.85, 1.15)
+            r["avg_order_value"] = (r["monetary_365d"] / r["frequency_365d"]) if r["frequency_365d"] else None
+            r["customer_id"] = f"C{g}{i:08d}"
+            r["truth"] = g
+            rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def test_planted_groups_are_found_and_labelled():
+    snap = _snapshot()
+    res = clusters.cluster_customers(snap, clusters.ClusterConfig(k_min=2, k_max=6))
+    assert res.k == 4 and res.silhouettes[4] == max(res.silhouettes.values())
+    joined = snap[["customer_id", "truth"]].merge(res.assignments, on="customer_id")
+    assert (joined.groupby("truth")["cluster"].nunique() == 1).all()      # each group one cluster
+    assert joined.groupby("cluster")["truth"].nunique().max() == 1        # and each cluster one group
+    label = joined.groupby("truth")["cluster_label"].first()
+    assert "heavy returners" in label[2] and "newsletter readers" in label[3]
+    assert res.profiles.customers.sum() == len(snap) and res.profiles.cluster_label.nunique() == 4
+
+
+def test_too_few_customers_are_not_clustered(tmp_path):
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA features")
+    snap = _snapshot(groups=2, per=40).drop(columns="truth").assign(snapshot_date=pd.Timestamp("2026-03-31"))
+    con.register("_s", snap)
+    con.execute("CREATE TABLE features.customer_features AS SELECT * REPLACE (snapshot_date::DATE AS snapshot_date) FROM _s")
+    res = clusters.build_day(con, date(2026, 3, 31))
+    assert res.k is None and "too few to cluster" in res.note
+    out = con.sql("SELECT * FROM marts.behaviour_clusters").df()
+    assert len(out) == 80 and out.cluster.isna().all()
+    BehaviourClusters.validate(out)
+
+
+def test_a_day_is_written_with_its_profiles():
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA features")
+    snap = _snapshot().drop(columns="truth").assign(snapshot_date=pd.Timestamp("2026-03-31"))
+    con.register("_s", snap)
+    con.execute("CREATE TABLE features.customer_features AS SELECT * REPLACE (snapshot_date::DATE AS snapshot_date) FROM _s")
+    clusters.build_day(con, date(2026, 3, 31), clusters.ClusterConfig(k_min=2, k_max=6))
+    clusters.build_day(con, date(2026, 3, 31), clusters.ClusterConfig(k_min=2, k_max=6))   # replaces the day
+    b = con.sql("SELECT * FROM marts.behaviour_clusters").df()
+    p = con.sql("SELECT * FROM marts.behaviour_cluster_profiles").df()
+    assert len(b) == 1200 and len(p) == 4
+    BehaviourClusters.validate(b)
+    BehaviourClusterProfiles.validate(p)
