@@ -11,7 +11,7 @@ from assets.features import PARTITIONS
 from assets.metadata import markdown_table, table_metadata, table_spec
 from crm_platform import clusters, segments, settings
 from crm_platform.schemas import (BehaviourClusterProfiles, BehaviourClusters, CustomerSegments,
-                                  LifecycleTransitions)
+                                  LifecycleTransitions, Lookalikes)
 
 CONFIG = segments.load_config(settings.segments_file())
 TRANSITIONS = dg.AssetKey(["marts", "lifecycle_transitions"])
@@ -112,5 +112,36 @@ def behaviour_clusters(context: dg.AssetExecutionContext, warehouse: DuckDBResou
     yield from checks
 
 
+LOOKALIKES = dg.AssetKey(["marts", "lookalikes"])
+LOOKALIKE_CONFIG = clusters.load_lookalike_config(settings.segments_file())
+
+
+@dg.asset(
+    key=LOOKALIKES, partitions_def=PARTITIONS, group_name="segments", kinds={"duckdb", "sql"},
+    owners=["team:data"], tags={"layer": "marts"}, pool="duckdb", deps=[FEATURES, SEGMENTS],
+    check_specs=[partition_check_spec(Lookalikes, LOOKALIKES)],
+)
+def lookalikes(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    """Every customer and open lead outside the seed segment (config: lookalikes.seed_segment,
+    default champions), ranked by how closely their behaviour (basket size, returns, discounts,
+    category breadth, newsletter opens, web visits, tickets, engagement) resembles the seed's
+    nearest members: the people marketing should target next."""
+    days = context.partition_keys
+    with warehouse.get_connection() as con:
+        out = {day: clusters.build_lookalikes(con, date.fromisoformat(day), LOOKALIKE_CONFIG) for day in days}
+        note = out[days[-1]][1]
+        check = partition_check(con, "marts.lookalikes", "snapshot_date", days, Lookalikes, LOOKALIKES,
+                                allow_empty=note is not None)
+        top = con.sql(f"""SELECT lifecycle_stage, count(*) AS customers, round(avg(lookalike_score), 3) AS mean_score,
+                count(*) FILTER (WHERE rank <= 1000) AS in_top_1000
+            FROM marts.lookalikes WHERE snapshot_date = DATE '{days[-1]}' GROUP BY 1 ORDER BY 3 DESC""").df() \
+            if note is None else None
+        meta = table_metadata(con, "marts.lookalikes", where=f"snapshot_date = DATE '{days[-1]}'") if note is None else {}
+    yield dg.MaterializeResult(metadata={
+        **meta, "seed_segment": LOOKALIKE_CONFIG.seed_segment, "scored": out[days[-1]][0], "note": note or "",
+        "by_stage": dg.MetadataValue.md(markdown_table(top, 10) if top is not None else "_no scores_")})
+    yield check
+
+
 def segment_assets() -> list:
-    return [customer_segments, behaviour_clusters]
+    return [customer_segments, behaviour_clusters, lookalikes]

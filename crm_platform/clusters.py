@@ -140,3 +140,75 @@ def build_day(con, day, cfg: ClusterConfig = ClusterConfig(), features_table: st
     con.execute("DROP TABLE IF EXISTS _a")
     con.execute("DROP TABLE IF EXISTS _p")
     return res
+
+
+# behaviour that does not define an RFM segment: who *acts* like the seed, not who already is it
+LOOKALIKE_FEATURES = ("avg_order_value", "return_rate", "discount_share", "category_breadth", "email_open_rate_90d",
+                      "web_sessions_90d", "tickets_total", "engagement_score")
+
+
+@dataclass(frozen=True)
+class LookalikeConfig:
+    seed_segment: str = "champions"
+    neighbours: int = 10
+    min_seed: int = 20
+
+
+def lookalike_scores(features: pd.DataFrame, seed: pd.Series, cfg: LookalikeConfig = LookalikeConfig()
+                     ) -> tuple[pd.DataFrame, str | None]:
+    """Score every customer outside the seed by closeness to it.
+
+    ``features``: one feature snapshot; ``seed``: True for seed members. The score is the
+    percentile of 1 / (1 + mean distance to the ``neighbours`` nearest seed members) in
+    standardized behaviour space (1 = most alike). Returns (customer_id, distance, score, rank)
+    for the non-seed customers, or an empty frame and the reason."""
+    from sklearn.neighbors import NearestNeighbors
+
+    seed = np.asarray(seed, dtype=bool)
+    if seed.sum() < cfg.min_seed:
+        return pd.DataFrame(columns=["customer_id", "distance", "lookalike_score", "rank"]), (
+            f"{int(seed.sum())} seed customers, fewer than {cfg.min_seed}: no lookalike scores")
+    x = features[list(LOOKALIKE_FEATURES)].astype(float).fillna(0.0)
+    for c in ("avg_order_value", "category_breadth", "web_sessions_90d", "tickets_total", "engagement_score"):
+        x[c] = np.log1p(x[c].clip(lower=0))
+    z = StandardScaler().fit_transform(x.to_numpy())
+    nn = NearestNeighbors(n_neighbors=min(cfg.neighbours, int(seed.sum()))).fit(z[seed])
+    dist, _ = nn.kneighbors(z[~seed])
+    d = dist.mean(axis=1)
+    out = pd.DataFrame({"customer_id": features["customer_id"].to_numpy()[~seed], "distance": d.round(4)})
+    out["lookalike_score"] = (1 / (1 + out["distance"])).rank(pct=True).round(4)
+    out["rank"] = out["distance"].rank(method="first").astype(int)
+    return out.sort_values("rank").reset_index(drop=True), None
+
+
+def load_lookalike_config(path) -> LookalikeConfig:
+    import yaml
+    from pathlib import Path
+
+    raw = (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("lookalikes") or {}
+    try:
+        return LookalikeConfig(str(raw["seed_segment"]), int(raw["neighbours"]), int(raw["min_seed"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: lookalikes: {type(e).__name__}: {e}") from e
+
+
+def build_lookalikes(con, day, cfg: LookalikeConfig = LookalikeConfig()) -> tuple[int, str | None]:
+    """Replace the day in marts.lookalikes: every customer outside the seed segment, scored."""
+    from crm_platform.warehouse import replace_partition, table_exists
+
+    df = con.execute("""SELECT f.*, s.lifecycle_stage, s.rfm_segment FROM features.customer_features f
+        JOIN marts.customer_segments s USING (snapshot_date, customer_id) WHERE f.snapshot_date = ?""", [day]).df()
+    scores, note = lookalike_scores(df, df["rfm_segment"] == cfg.seed_segment, cfg)
+    if note:
+        if table_exists(con, "marts.lookalikes"):
+            con.execute("DELETE FROM marts.lookalikes WHERE snapshot_date = ?", [day])
+        return 0, note
+    scores = scores.merge(df[["customer_id", "lifecycle_stage"]], on="customer_id")
+    scores.insert(0, "seed_segment", cfg.seed_segment)
+    scores.insert(0, "snapshot_date", pd.Timestamp(day))
+    con.register("_look", scores)
+    con.execute("CREATE OR REPLACE TEMP TABLE _l AS SELECT * REPLACE (snapshot_date::DATE AS snapshot_date) FROM _look")
+    con.unregister("_look")
+    replace_partition(con, "marts.lookalikes", "_l", "snapshot_date", day)
+    con.execute("DROP TABLE _l")
+    return len(scores), None

@@ -585,6 +585,30 @@ class BehaviourClusterProfiles(pa.DataFrameModel):
         unique = ["snapshot_date", "cluster"]
 
 
+class Lookalikes(pa.DataFrameModel):
+    """Every customer (open leads included) outside the seed segment, scored by how closely their
+    behaviour resembles the seed's: score 1 = most alike, rank 1 = first to target."""
+
+    snapshot_date: Series[pd.Timestamp]
+    seed_segment: Series[str] = pa.Field(isin=list(RFM_SEGMENTS))
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    lifecycle_stage: Series[str] = pa.Field(isin=list(STAGES))
+    distance: Series[float] = pa.Field(ge=0)
+    lookalike_score: Series[float] = pa.Field(in_range={"min_value": 0, "max_value": 1})
+    rank: Series[int] = pa.Field(ge=1)
+
+    @pa.dataframe_check(error="closer to the seed ranks higher")
+    def rank_follows_distance(cls, df: pd.DataFrame) -> Series[bool]:
+        d = df.sort_values(["snapshot_date", "rank"])
+        ok = d.groupby("snapshot_date")["distance"].diff().fillna(0) >= 0
+        return ok.reindex(df.index)
+
+    class Config:
+        coerce = True
+        strict = False
+        unique = ["snapshot_date", "customer_id"]
+
+
 CUSTOMER360_SCHEMAS: dict[tuple[str, str], type[pa.DataFrameModel]] = {
     ("core", "customer_events"): CustomerEvents, ("core", "unattributed_events"): UnattributedEvents,
 }

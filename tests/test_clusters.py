@@ -70,3 +70,19 @@ def test_a_day_is_written_with_its_profiles():
     assert len(b) == 1200 and len(p) == 4
     BehaviourClusters.validate(b)
     BehaviourClusterProfiles.validate(p)
+
+
+def test_lookalikes_rank_the_seeds_twins_first():
+    """Seed: big spenders. Customers who behave like them (not yet in the segment) rank before
+    heavy returners and non-buying newsletter readers."""
+    snap = _snapshot(per=150)
+    seed = (snap.truth == 0) & (snap.index % 2 == 0)                  # half of group 0 is the seed
+    scores, note = clusters.lookalike_scores(snap, seed)
+    assert note is None and len(scores) == len(snap) - seed.sum()
+    truth = snap.set_index("customer_id")["truth"]
+    top = scores.head(75).customer_id.map(truth)
+    assert (top == 0).all()                                            # the seed's twins come first
+    mean = scores.assign(g=scores.customer_id.map(truth)).groupby("g")["lookalike_score"].mean()
+    assert mean[0] > mean[2] and mean[0] > mean[3]
+    few, why = clusters.lookalike_scores(snap, snap.index < 5)
+    assert few.empty and "fewer than 20" in why
