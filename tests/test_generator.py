@@ -108,3 +108,39 @@ def test_behaviour_has_signal(world):
     assert by_month[[11, 12]].mean() > by_month[[1, 2]].mean()  # seasonality
     spend = pd.read_csv(world / "landing/marketing/spend.csv", dtype=str)
     assert set(spend.channel) >= {"paid_search", "social", "affiliate"}
+
+
+def test_visits_carry_their_traffic_source_and_paid_campaigns_match_the_spend(world):
+    """A session's landing event names where the visit came from; a paid visit's campaign is one
+    the marketing spend pays for (so attribution can join them); a first purchase made online
+    arrives through the channel that acquired the customer."""
+    web = pd.concat(pd.read_parquet(p) for p in sorted((world / "landing/web").glob("*.parquet")))
+    landing = web.groupby("session_id").head(1)
+    assert web.utm_source.notna().sum() == landing.utm_source.notna().sum()     # landing events only
+    assert {"organic_search", "paid_search", "social", "newsletter"} <= set(landing.utm_source.dropna())
+    paid = web[web.utm_campaign.notna()]
+    assert len(paid) > 100
+    month = pd.to_datetime(paid.ts).dt.strftime("%Y-%m")
+    assert (paid.utm_campaign.str.rsplit("-", n=2).str[0] + "-" + month == paid.utm_campaign).all()
+    spend = pd.read_csv(world / "landing/marketing/spend.csv", dtype=str)
+    assert paid.utm_campaign.isin(set(spend.campaign)).mean() > 0.99
+    # a customer's first order, when placed on the web: its checkout session came in through the
+    # acquisition channel
+    persons = pd.read_csv(world / "truth/persons.csv", dtype=str).set_index("person_id")
+    shop = pd.read_csv(world / "truth/contact_records.csv", dtype=str)
+    owner = shop[shop.dataset == "shop_customers"].set_index("source_record_id")["person_id"]
+    orders = pd.read_csv(world / "landing/shop/orders.csv", dtype=str)
+    orders["when"] = (pd.to_datetime(orders.order_date, errors="coerce")             # shop: Berlin time
+                      .dt.tz_localize("Europe/Berlin", ambiguous="NaT", nonexistent="NaT")
+                      .dt.tz_convert("UTC").dt.tz_localize(None))
+    orders["person"] = orders.customer_no.map(owner)
+    first = orders.dropna(subset=["when", "person"]).sort_values("when").drop_duplicates("person")
+    first = first[first.channel == "web"]
+    checkout = web[web.event_type == "checkout"].assign(when=pd.to_datetime(web.ts))
+    hit = first.merge(checkout, on="customer_no", suffixes=("", "_web"))
+    hit = hit[(hit.when_web <= hit.when) & (hit.when_web > hit.when - pd.Timedelta(minutes=15))]
+    channel = hit.person.map(persons.acquisition_channel)
+    paid_first = channel.isin(["paid_search", "social", "display", "affiliate"])
+    assert paid_first.sum() > 20
+    src = landing.set_index("session_id").utm_source
+    assert (hit.session_id.map(src)[paid_first] == channel[paid_first]).mean() > 0.95

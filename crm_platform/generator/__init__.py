@@ -30,8 +30,8 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from crm_platform.generator import names as N
-from crm_platform.generator.behaviour import (CHANNEL_NAMES, EMAIL_TYPES, WEB_TYPES, Behaviour,
-                                              month_bounds, simulate)
+from crm_platform.generator.behaviour import (CHANNEL_NAMES, EMAIL_TYPES, NO_SOURCE, VISIT_SOURCES, WEB_TYPES,
+                                              Behaviour, month_bounds, simulate)
 from crm_platform.generator.people import GeneratorConfig, Person, make_persons, vary
 
 __all__ = ["GeneratorConfig", "generate", "GenerationSummary"]
@@ -335,6 +335,31 @@ def _chunk(rng, cfg: GeneratorConfig, start: int, n: int, bounds, w: "_Writers",
     w.truth_persons(persons, b)
 
 
+# the UTM source a visit from each channel carries (None: no tag), and the spend channel behind it
+UTM = {"direct": None, "organic_search": "organic_search", "referral": "referral", "newsletter": "newsletter",
+       "email": "newsletter", "paid_search": "paid_search", "social": "social", "display": "display",
+       "affiliate": "affiliate", "sales": None}
+PAID = {"newsletter": "email", "paid_search": "paid_search", "social": "social", "display": "display",
+        "affiliate": "affiliate"}
+
+
+def _utm(codes: np.ndarray, ts: np.ndarray) -> dict:
+    """utm_source / utm_campaign on a session's landing event; campaigns of paid channels are
+    named like the marketing spend's (channel-YYYY-MM)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    source = np.full(len(codes), None, dtype=object)
+    for code in np.unique(codes):
+        if code == NO_SOURCE:
+            continue
+        name = VISIT_SOURCES[code] if code >= 0 else CHANNEL_NAMES[-1 - code]
+        source[codes == code] = UTM[name]
+    month = np.datetime_as_string(ts.astype("datetime64[M]"))
+    paid = np.array([s in PAID for s in source], dtype=bool)
+    spend = np.array([PAID.get(s, "") for s in source], dtype=object)
+    campaign = np.where(paid, np.char.add(np.char.add(spend.astype(str), "-"), month), None)
+    return {"utm_source": pa.array(source, pa.string()), "utm_campaign": pa.array(campaign, pa.string())}
+
+
 def _is_old(rng, per: Person) -> bool:
     return bool((per.maiden or per.old_address) and rng.random() < 0.4)
 
@@ -510,7 +535,7 @@ class _Writers:
             "url": np.char.add("/c/", CATS[wb["category"]]),
             "sku": np.where(wb["type"] >= 1, np.char.add(CATS[wb["category"]], "-1"), None),
             "category": CATS[wb["category"]],
-            "utm_source": np.where(wb["type"] == 0, "newsletter", None), "utm_campaign": pa.nulls(n, pa.string())})
+            **_utm(wb["source"], ts)})
         pq.write_table(t, self.landing / "web" / f"events_part-{chunk:05d}.parquet")
         self.web_rows += n
 

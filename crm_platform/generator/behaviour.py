@@ -18,6 +18,11 @@ from crm_platform.generator import names as N
 
 CHANNEL_NAMES = list(N.CHANNELS)
 CHANNEL_P = np.array([w for w, _ in N.CHANNELS.values()]) / sum(w for w, _ in N.CHANNELS.values())
+# where a visit that is not the first purchase comes from; "acquisition" = the customer's own
+# acquisition channel. Codes >= 0 index this list, codes < 0 are -1 - acquisition channel index.
+VISIT_SOURCES = ["direct", "organic_search", "acquisition", "newsletter", "paid_search", "social"]
+VISIT_P = np.array([0.35, 0.25, 0.2, 0.1, 0.05, 0.05])
+NO_SOURCE = 1_000                                  # events after a session's landing page
 N_CAT = len(N.CATEGORIES)
 CAT_PRICE = np.array([N.CATEGORY_PRICE[c] for c in N.CATEGORIES])
 EMAIL_TYPES = np.array(["send", "open", "click", "unsubscribe", "bounce"])
@@ -94,7 +99,7 @@ def simulate(rng: np.random.Generator, n: int, bounds: np.ndarray, p_customer: f
     fatigue = np.zeros(n)
 
     out = {k: [] for k in ("o_p", "o_t", "o_web", "t_p", "t_open", "t_close", "t_esc", "t_sat", "t_cat", "t_pri",
-                           "e_p", "e_t", "e_type", "e_c", "w_p", "w_t", "w_s", "w_type", "w_login",
+                           "e_p", "e_t", "e_type", "e_c", "w_p", "w_t", "w_s", "w_type", "w_login", "w_src",
                            "w_cat", "n_p", "n_t", "n_s")}
     for m in range(months):
         lo, hi = bounds[m], bounds[m + 1]
@@ -149,6 +154,19 @@ def simulate(rng: np.random.Generator, n: int, bounds: np.ndarray, p_customer: f
         sp = np.concatenate([np.repeat(np.arange(n), sess), p_idx[online]])
         st = np.concatenate([_times(rng, lo, hi, int(sess.sum())), t[online] - 600])
         buy = np.concatenate([np.zeros(int(sess.sum()), bool), np.ones(int(online.sum()), bool)])
+        # Traffic source of each session: the first order, when placed online, arrives through
+        # the channel that acquired the customer; other visits come direct, from search, back
+        # through that channel, from the newsletter (subscribers) or from ads.
+        first = np.zeros(len(p_idx), bool)
+        if len(p_idx):
+            earliest = np.full(n, np.iinfo(np.int64).max)
+            np.minimum.at(earliest, p_idx, t)
+            first = (acq_month[p_idx] == m) & (t == earliest[p_idx])
+        src = rng.choice(len(VISIT_SOURCES), size=len(sp), p=VISIT_P)
+        src = np.where(src == VISIT_SOURCES.index("acquisition"), -1 - channel[sp], src)
+        src = np.where((src == VISIT_SOURCES.index("newsletter")) & ~subscribed[sp], VISIT_SOURCES.index("direct"), src)
+        src = np.concatenate([src[:int(sess.sum())],
+                              np.where(first[online], -1 - channel[p_idx[online]], src[int(sess.sum()):])])
         login = buy | (rng.random(len(sp)) < 0.45)
         length = rng.integers(1, 3, len(sp))
         cart = buy | (rng.random(len(sp)) < 0.2)
@@ -164,6 +182,7 @@ def simulate(rng: np.random.Generator, n: int, bounds: np.ndarray, p_customer: f
         out["w_p"].append(sp[ev_sess]); out["w_t"].append(st[ev_sess] + pos * 45)
         out["w_s"].append(ev_sess + m * 10_000_000); out["w_type"].append(etype)
         out["w_login"].append(login[ev_sess] & (pos >= 1))
+        out["w_src"].append(np.where(pos == 0, src[ev_sess], NO_SOURCE))
         out["w_cat"].append(fav[sp[ev_sess], rng.integers(0, 3, len(ev_sess))])
         # NPS: a survey reaches a few customers each month; the answer reflects their experience.
         answer = active & (rng.random(n) < 0.007)
@@ -192,7 +211,7 @@ def simulate(rng: np.random.Generator, n: int, bounds: np.ndarray, p_customer: f
                  "priority": cat["t_pri"]},
         emails={"p": cat["e_p"], "t": cat["e_t"], "type": cat["e_type"], "campaign": cat["e_c"]},
         web={"p": cat["w_p"], "t": cat["w_t"], "session": cat["w_s"], "type": cat["w_type"],
-             "login": cat["w_login"], "category": cat["w_cat"]},
+             "login": cat["w_login"], "category": cat["w_cat"], "source": cat["w_src"]},
         nps={"p": cat["n_p"], "t": cat["n_t"], "score": cat["n_s"]},
     )
 
