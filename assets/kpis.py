@@ -10,8 +10,8 @@ from assets.features import PARTITIONS
 from assets.metadata import markdown_table, table_metadata, table_spec
 from assets.segments import CONFIG as SEGMENT_CONFIG
 from assets.segments import DEPS
-from crm_platform import kpis, settings
-from crm_platform.schemas import CohortRetention, KpiDaily
+from crm_platform import attribution, kpis, settings
+from crm_platform.schemas import ChannelAttribution, CohortRetention, KpiDaily
 
 CONFIG = kpis.load_config(settings.segments_file())
 KPI = dg.AssetKey(["marts", "kpi_daily"])
@@ -63,5 +63,37 @@ def kpi_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
     yield from checks
 
 
+ATTRIBUTION = dg.AssetKey(["marts", "channel_attribution"])
+
+
+@dg.asset(
+    key=ATTRIBUTION, partitions_def=PARTITIONS, group_name="kpis", kinds={"duckdb", "sql"},
+    owners=["team:data"], tags={"layer": "marts"}, pool="duckdb", deps=DEPS,
+    check_specs=[partition_check_spec(ChannelAttribution, ATTRIBUTION)],
+)
+def channel_attribution(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    """The orders placed on the partition's day, credited to the marketing touches (UTM-tagged
+    web visits, newsletter clicks, sales leads) in the lookback window before each: first-touch,
+    last-touch and linear multi-touch; ``direct`` when none. CAC and ROMI per channel in
+    marts/kpi_daily use it."""
+    days = context.partition_keys
+    with warehouse.get_connection() as con:
+        out = {day: attribution.build_day(con, date.fromisoformat(day), CONFIG.attribution_lookback_days)
+               for day in days}
+        last = days[-1]
+        empty = out[last]["orders"] == 0
+        check = partition_check(con, "marts.channel_attribution", "order_date", days, ChannelAttribution,
+                                ATTRIBUTION, allow_empty=empty)
+        by_rule = con.sql(f"""PIVOT (SELECT channel, rule, round(sum(revenue_credit), 2) AS revenue
+                FROM marts.channel_attribution WHERE order_date = DATE '{last}' GROUP BY ALL)
+            ON rule USING first(revenue) ORDER BY channel""").df() if not empty else None
+        meta = table_metadata(con, "marts.channel_attribution", where=f"order_date = DATE '{last}'")
+    yield dg.MaterializeResult(metadata={
+        **meta, "orders": out[last]["orders"], "lookback_days": CONFIG.attribution_lookback_days,
+        "revenue_by_channel_and_rule": dg.MetadataValue.md(
+            markdown_table(by_rule, 20) if by_rule is not None else "_no orders that day_")})
+    yield check
+
+
 def kpi_assets() -> list:
-    return [kpi_marts]
+    return [kpi_marts, channel_attribution]

@@ -26,6 +26,7 @@ KPIS = {
     "orders": ("orders", False), "revenue": ("EUR", False), "average_order_value": ("EUR", False),
     "repeat_purchase_rate": ("share", True), "historic_clv": ("EUR", False), "nps": ("points", False),
     "lead_to_buyer_rate": ("share", True), "sales_lead_conversion_rate": ("share", True),
+    "cac": ("EUR per new customer", False), "romi": ("ratio", False),
 }
 
 
@@ -36,13 +37,16 @@ class KpiConfig:
     support_cost_per_escalation: float
     min_base: int
     min_cohort: int
+    attribution_lookback_days: int = 30
+    min_channel_customers: int = 10
 
 
 def load_config(path: str | Path = DEFAULT_SEGMENTS) -> KpiConfig:
     raw = (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("kpis")
     try:
         cfg = KpiConfig(int(raw["window_days"]), float(raw["support_cost_per_ticket"]),
-                        float(raw["support_cost_per_escalation"]), int(raw["min_base"]), int(raw["min_cohort"]))
+                        float(raw["support_cost_per_escalation"]), int(raw["min_base"]), int(raw["min_cohort"]),
+                        int(raw.get("attribution_lookback_days", 30)), int(raw.get("min_channel_customers", 10)))
     except (KeyError, TypeError, ValueError) as e:
         raise segments.SegmentConfigError(f"{path}: kpis: {type(e).__name__}: {e}") from e
     if cfg.window_days < 1 or cfg.min_base < 1 or cfg.min_cohort < 1:
@@ -114,12 +118,38 @@ k(kpi, numerator, denominator, value) AS (
     UNION ALL SELECT 'lead_to_buyer_rate', leads_bought, leads_before, leads_bought / nullif(leads_before, 0) FROM base
     UNION ALL SELECT 'sales_lead_conversion_rate', leads_converted, open_leads,
                      leads_converted / nullif(open_leads, 0) FROM win)
-SELECT DATE '{day.isoformat()}' AS kpi_date, kpi, {cfg.window_days} AS window_days,
+SELECT DATE '{day.isoformat()}' AS kpi_date, kpi, NULL::VARCHAR AS channel, {cfg.window_days} AS window_days,
        CAST(CASE WHEN denominator IS NOT NULL AND denominator < {cfg.min_base} THEN NULL ELSE value END AS DOUBLE) AS value,
        CAST(numerator AS DOUBLE) AS numerator, CAST(denominator AS DOUBLE) AS denominator,
        CASE WHEN denominator IS NOT NULL AND denominator < {cfg.min_base}
             THEN 'base of ' || CAST(denominator AS BIGINT) || ' below {cfg.min_base}: not reported' END AS note
 FROM k"""
+
+
+def channel_kpi_sql(cfg: KpiConfig, day: date) -> str:
+    """CAC and ROMI per marketing channel over the window, from the spend and the attribution of
+    the window's orders (first-touch new customers for CAC, linear revenue for ROMI)."""
+    from crm_platform.attribution import attribution_sql
+
+    end = f"(DATE '{day.isoformat()}' + INTERVAL 1 DAY)"
+    start = f"({end} - INTERVAL {cfg.window_days} DAY)"
+    m = cfg.min_channel_customers
+    return f"""
+WITH a AS ({attribution_sql(start, end, cfg.attribution_lookback_days)}),
+spend AS (SELECT channel, sum(amount)::DOUBLE AS spend FROM staging.marketing_spend
+          WHERE spend_date >= {start}::DATE AND spend_date < {end}::DATE GROUP BY 1),
+new_ AS (SELECT channel, sum(credit) AS customers FROM a WHERE rule = 'first_touch' AND is_first_order GROUP BY 1),
+rev AS (SELECT channel, sum(revenue_credit) AS revenue FROM a WHERE rule = 'linear' GROUP BY 1),
+c AS (SELECT s.channel, s.spend, coalesce(n.customers, 0) AS customers, coalesce(r.revenue, 0) AS revenue
+      FROM spend s LEFT JOIN new_ n USING (channel) LEFT JOIN rev r USING (channel))
+SELECT DATE '{day.isoformat()}' AS kpi_date, 'cac' AS kpi, channel, {cfg.window_days} AS window_days,
+       CASE WHEN customers >= {m} THEN spend / customers END AS value, spend AS numerator, customers AS denominator,
+       CASE WHEN customers < {m} THEN round(customers, 1) || ' new customers credited, below {m}: not reported' END AS note
+FROM c
+UNION ALL
+SELECT DATE '{day.isoformat()}', 'romi', channel, {cfg.window_days}, (revenue - spend) / nullif(spend, 0),
+       revenue - spend, spend, CASE WHEN spend = 0 THEN 'no spend' END
+FROM c"""
 
 
 def cohort_sql(cfg: KpiConfig, day: date) -> str:
@@ -150,12 +180,16 @@ FROM months m LEFT JOIN activity a USING (cohort_month, months_since_acquisition
 def build_day(con, seg_cfg: segments.SegmentConfig, cfg: KpiConfig, day: date) -> dict:
     """Replace the day's rows of marts.kpi_daily and marts.cohort_retention."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _hist AS {segments.transitions_sql(seg_cfg, day)}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _kpi AS {kpi_sql(cfg, day)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _kpi AS SELECT * FROM ({kpi_sql(cfg, day)}) "
+                f"UNION ALL BY NAME SELECT * FROM ({channel_kpi_sql(cfg, day)})")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _cohorts AS {cohort_sql(cfg, day)}")
     replace_partition(con, "marts.kpi_daily", "_kpi", "kpi_date", day)
     replace_partition(con, "marts.cohort_retention", "_cohorts", "snapshot_date", day)
-    out = {"kpis": {k: v for k, v in con.execute("SELECT kpi, value FROM _kpi").fetchall()},
-           "not_reported": dict(con.execute("SELECT kpi, note FROM _kpi WHERE note IS NOT NULL").fetchall()),
+    out = {"kpis": {k: v for k, v in con.execute("SELECT kpi, value FROM _kpi WHERE channel IS NULL").fetchall()},
+           "by_channel": {f"{k}/{c}": v for k, c, v in con.execute(
+               "SELECT kpi, channel, value FROM _kpi WHERE channel IS NOT NULL ORDER BY 1, 2").fetchall()},
+           "not_reported": dict(con.execute("SELECT kpi || coalesce('/' || channel, ''), note FROM _kpi "
+                                            "WHERE note IS NOT NULL").fetchall()),
            "cohort_rows": con.execute("SELECT count(*) FROM _cohorts").fetchall()[0][0]}
     for t in ("_hist", "_kpi", "_cohorts"):
         con.execute(f"DROP TABLE {t}")

@@ -11,6 +11,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from crm_platform.identity.engine import DECISIONS
+from crm_platform.attribution import RULES as ATTRIBUTION_RULES
 from crm_platform.kpis import KPIS
 from crm_platform.segments import ACTIVE, RFM_SEGMENTS, STAGES
 from crm_platform.timeline import EVENT_TYPES
@@ -498,6 +499,7 @@ class KpiDaily(pa.DataFrameModel):
 
     kpi_date: Series[pd.Timestamp]
     kpi: Series[str] = pa.Field(isin=list(KPIS))
+    channel: Series[str] = pa.Field(nullable=True)
     window_days: Series[int] = pa.Field(ge=1)
     value: Series[float] = pa.Field(nullable=True)
     note: Series[str] = pa.Field(nullable=True)
@@ -507,11 +509,16 @@ class KpiDaily(pa.DataFrameModel):
         share = df["kpi"].map(lambda k: KPIS[k][1])
         return ~share | df["value"].isna() | df["value"].between(0, 1)
 
-    @pa.dataframe_check(error="NPS lies within [-100, 100]; counts and money are not negative")
+    @pa.dataframe_check(error="NPS lies within [-100, 100], ROMI is at least -1 (all spend lost); counts "
+                              "and money are not negative")
     def ranges(cls, df: pd.DataFrame) -> Series[bool]:
-        nps = df["kpi"] == "nps"
-        return df["value"].isna() | (nps & df["value"].between(-100, 100)) | (
-            ~nps & (df["kpi"] == "historic_clv")) | (~nps & (df["value"] >= 0))
+        v, k = df["value"], df["kpi"]
+        return v.isna() | ((k == "nps") & v.between(-100, 100)) | ((k == "romi") & (v >= -1)) | (
+            k == "historic_clv") | (~k.isin(["nps", "romi"]) & (v >= 0))
+
+    @pa.dataframe_check(error="CAC and ROMI are per channel, the other KPIs for the whole base")
+    def per_channel(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["kpi"].isin(["cac", "romi"]) == df["channel"].notna()
 
     @pa.dataframe_check(error="a KPI without a value says why")
     def null_has_note(cls, df: pd.DataFrame) -> Series[bool]:
@@ -520,7 +527,7 @@ class KpiDaily(pa.DataFrameModel):
     class Config:
         coerce = True
         strict = False
-        unique = ["kpi_date", "kpi"]
+        unique = ["kpi_date", "kpi", "channel"]
 
 
 class CohortRetention(pa.DataFrameModel):
@@ -607,6 +614,29 @@ class Lookalikes(pa.DataFrameModel):
         coerce = True
         strict = False
         unique = ["snapshot_date", "customer_id"]
+
+
+class ChannelAttribution(pa.DataFrameModel):
+    """Each order of the day credited to marketing channels under first-touch, last-touch and
+    linear rules (``direct`` when no touch preceded it)."""
+
+    order_date: Series[pd.Timestamp]
+    order_id: Series[str] = pa.Field(str_length={"min_value": 1})
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    is_first_order: Series[bool]
+    rule: Series[str] = pa.Field(isin=list(ATTRIBUTION_RULES))
+    channel: Series[str] = pa.Field(str_length={"min_value": 2})
+    credit: Series[float] = pa.Field(gt=0, le=1)
+    revenue_credit: Series[float] = pa.Field(ge=0)
+
+    @pa.dataframe_check(error="an order's credit adds up to 1 under every rule")
+    def whole_order(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df.groupby(["order_id", "rule"])["credit"].transform("sum") - 1).abs() < 1e-4
+
+    class Config:
+        coerce = True
+        strict = False
+        unique = ["order_id", "rule", "channel"]
 
 
 CUSTOMER360_SCHEMAS: dict[tuple[str, str], type[pa.DataFrameModel]] = {

@@ -83,12 +83,18 @@ def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
 
 def replace_partition(con: duckdb.DuckDBPyConnection, table: str, src: str, day_expr: str, day) -> None:
     """Replace the rows of one day (``day_expr = day``) in ``table`` with the rows of ``src``, in
-    one transaction; the table is created from ``src`` the first time."""
+    one transaction; the table is created from ``src`` the first time, and gains the columns
+    ``src`` brings that it lacks (earlier days hold null there)."""
     schema = table.split(".")[0]
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     con.execute("BEGIN TRANSACTION")
     try:
         if table_exists(con, table):
+            # a column the table does not have yet (a new KPI dimension, a new feature) is added
+            have = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+            for name, typ, *_ in con.execute(f"DESCRIBE {src}").fetchall():
+                if name not in have:
+                    con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {typ}')
             con.execute(f"DELETE FROM {table} WHERE {day_expr} = ?", [day])
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {src}")
         else:

@@ -129,13 +129,14 @@ def test_daily_partition_materializes_and_checks(platform):
     daily = [dg.AssetKey(["features", "customer_features"]), dg.AssetKey(["marts", "lifecycle_transitions"]),
              dg.AssetKey(["marts", "customer_segments"]), dg.AssetKey(["marts", "kpi_daily"]),
              dg.AssetKey(["marts", "cohort_retention"]), dg.AssetKey(["marts", "behaviour_clusters"]),
-             dg.AssetKey(["marts", "behaviour_cluster_profiles"]), dg.AssetKey(["marts", "lookalikes"])]
+             dg.AssetKey(["marts", "behaviour_cluster_profiles"]), dg.AssetKey(["marts", "lookalikes"]),
+             dg.AssetKey(["marts", "channel_attribution"])]
     result = dg.materialize([*run.defs, *feature_assets(), *segment_assets(), *kpi_assets()], selection=daily,
                             partition_key="2026-06-30", resources=run.resources,
                             instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     assert result.success
     checks = _checks(result)
-    assert len(checks) == 8 and all(ev.passed for ev in checks.values())
+    assert len(checks) == 9 and all(ev.passed for ev in checks.values())
     assert checks[("features/customer_features", "pandera_CustomerFeatures")].metadata["rows_validated"].value > 500
     assert "recency_days" in _metadata(result, ["features", "customer_features"])["feature_summary"].value
     seg = _metadata(result, ["marts", "customer_segments"])
@@ -144,6 +145,7 @@ def test_daily_partition_materializes_and_checks(platform):
     assert kpi["kpi/active_customers"].value > 100 and 0 < kpi["kpi/churn_rate"].value < 1
     assert 3 <= _metadata(result, ["marts", "behaviour_clusters"])["k"].value <= 8
     assert _metadata(result, ["marts", "lookalikes"])["scored"].value > 500
+    assert _metadata(result, ["marts", "channel_attribution"])["orders"].value > 0
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     days = con.execute("SELECT DISTINCT snapshot_date::VARCHAR FROM features.customer_features").fetchall()
     stages = con.execute("SELECT count(*), count(DISTINCT customer_id) FROM marts.customer_segments").fetchall()[0]
