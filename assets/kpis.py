@@ -19,14 +19,16 @@ COHORTS = dg.AssetKey(["marts", "cohort_retention"])
 
 
 def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
-    return table_spec(key, description, DEPS, "kpis")
+    # the engagement KPI reads the day's feature snapshot
+    return table_spec(key, description, [*DEPS, dg.AssetKey(["features", "customer_features"])], "kpis")
 
 
 @dg.multi_asset(
     specs=[
         _spec(KPI, "KPIs of the partition's day over the trailing window: active customers, churn and retention "
               "rate, orders, revenue, average order value, repeat-purchase rate, historic CLV (order value - "
-              "returns - support cost), NPS, lead-to-buyer and sales lead conversion. Long format; a rate with "
+              "returns - support cost), NPS, engagement, lead-to-buyer and sales lead conversion, CAC and ROMI "
+              "per channel. Long format; a rate with "
               "too small a base is null with a note."),
         _spec(COHORTS, "Acquisition-month cohorts x months since acquisition: cohort size, customers ordering "
               "in that month, retention and revenue, as known at the end of the partition's day."),

@@ -26,7 +26,7 @@ KPIS = {
     "orders": ("orders", False), "revenue": ("EUR", False), "average_order_value": ("EUR", False),
     "repeat_purchase_rate": ("share", True), "historic_clv": ("EUR", False), "nps": ("points", False),
     "lead_to_buyer_rate": ("share", True), "sales_lead_conversion_rate": ("share", True),
-    "cac": ("EUR per new customer", False), "romi": ("ratio", False),
+    "engagement": ("score", False), "cac": ("EUR per new customer", False), "romi": ("ratio", False),
 }
 
 
@@ -152,6 +152,21 @@ SELECT DATE '{day.isoformat()}', 'romi', channel, {cfg.window_days}, (revenue - 
 FROM c"""
 
 
+def engagement_sql(con, cfg: KpiConfig, day: date) -> str:
+    """Mean engagement score of the day's feature snapshot (features/customer_features builds
+    it first in the daily job); without one, the KPI says so."""
+    from crm_platform.features import TABLE
+    from crm_platform.warehouse import table_exists
+
+    head = f"SELECT DATE '{day.isoformat()}' AS kpi_date, 'engagement' AS kpi, {cfg.window_days} AS window_days"
+    if table_exists(con, TABLE) and con.execute(f"SELECT count(*) FROM {TABLE} WHERE snapshot_date = ?",
+                                                [day]).fetchall()[0][0]:
+        return (f"{head}, avg(engagement_score) AS value, sum(engagement_score) AS numerator, "
+                f"count(*)::DOUBLE AS denominator, NULL AS note FROM {TABLE} WHERE snapshot_date = DATE '{day.isoformat()}'")
+    return f"{head}, NULL::DOUBLE AS value, NULL::DOUBLE AS numerator, NULL::DOUBLE AS denominator, " \
+           f"'no feature snapshot for the day' AS note"
+
+
 def cohort_sql(cfg: KpiConfig, day: date) -> str:
     end = f"(DATE '{day.isoformat()}' + INTERVAL 1 DAY)"
     return f"""
@@ -181,7 +196,8 @@ def build_day(con, seg_cfg: segments.SegmentConfig, cfg: KpiConfig, day: date) -
     """Replace the day's rows of marts.kpi_daily and marts.cohort_retention."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _hist AS {segments.transitions_sql(seg_cfg, day)}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _kpi AS SELECT * FROM ({kpi_sql(cfg, day)}) "
-                f"UNION ALL BY NAME SELECT * FROM ({channel_kpi_sql(cfg, day)})")
+                f"UNION ALL BY NAME SELECT * FROM ({channel_kpi_sql(cfg, day)}) "
+                f"UNION ALL BY NAME SELECT * FROM ({engagement_sql(con, cfg, day)})")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _cohorts AS {cohort_sql(cfg, day)}")
     replace_partition(con, "marts.kpi_daily", "_kpi", "kpi_date", day)
     replace_partition(con, "marts.cohort_retention", "_cohorts", "snapshot_date", day)

@@ -9,7 +9,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from crm_platform import kpis, segments
+from crm_platform import attribution, features, kpis, segments
 from crm_platform.schemas import CohortRetention, KpiDaily
 
 SEG = segments.load_config()
@@ -92,6 +92,7 @@ def test_kpis_by_hand():
     assert ch[("cac", "paid_search")][0] is None and "below 1" in ch[("cac", "paid_search")][3]
     assert ch[("romi", "email")][0] == pytest.approx((200 - 100) / 100)
     assert ch[("romi", "paid_search")][0] == pytest.approx((60 - 300) / 300)
+    assert k["engagement"][0] is None                              # no feature snapshot built here
     KpiDaily.validate(con.sql("SELECT * FROM marts.kpi_daily").df())
 
 
@@ -131,20 +132,27 @@ def test_backfill_equals_each_day_alone(timeline_world, tmp_path):
     shutil.copy(path, backfill)
     con = duckdb.connect(str(backfill))
     for d in reversed(days):                     # a backfill in any order
+        features.build_snapshot(con, features.load_config(), d)
         kpis.build_day(con, SEG, cfg, d)
         segments.build_day(con, SEG, d)
+        attribution.build_day(con, d, cfg.attribution_lookback_days)
     for d in days:
         alone = tmp_path / f"{d}.duckdb"
         shutil.copy(path, alone)
         one = duckdb.connect(str(alone))
+        features.build_snapshot(one, features.load_config(), d)
         kpis.build_day(one, SEG, cfg, d)
         segments.build_day(one, SEG, d)
+        attribution.build_day(one, d, cfg.attribution_lookback_days)
         for table, col in (("marts.kpi_daily", "kpi_date"), ("marts.cohort_retention", "snapshot_date"),
-                           ("marts.customer_segments", "snapshot_date")):
+                           ("marts.customer_segments", "snapshot_date"), ("marts.channel_attribution", "order_date"),
+                           ("features.customer_features", "snapshot_date")):
             pd.testing.assert_frame_equal(rows(con, table, col, d), rows(one, table, col, d))
         one.close()
     reported = con.execute("SELECT count(*) FROM marts.kpi_daily WHERE value IS NOT NULL").fetchall()[0][0]
-    assert reported >= 3 * 8
+    assert reported >= 3 * 9
+    assert con.execute("SELECT count(*) FROM marts.kpi_daily WHERE kpi = 'engagement' AND value > 0").fetchall()[0][0] == 3
+    assert con.execute("SELECT count(*) FROM marts.channel_attribution").fetchall()[0][0] > 0
     con.close()
 
 
