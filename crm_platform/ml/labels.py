@@ -1,0 +1,109 @@
+"""Labels from the future of a cutoff, and the cutoff plan that keeps them out of training.
+
+A training row is (customer, cutoff): the features of the snapshot at the end of the cutoff day
+(``features.customer_features``) and a label computed only from what happened *after* it:
+
+* churn: the customer (acquired by the cutoff) places no order in the ``horizon_days`` after it;
+* clv_12m: net value (orders − returns) in the 365 days after it;
+* cross_sell: product categories bought in the horizon that the customer had never bought before;
+* lead_conversion: an open sales lead at the cutoff converts within the horizon.
+
+A label needs its whole horizon observed: a cutoff whose horizon reaches past the newest event
+is refused. The test cutoff must lie later than every training cutoff plus the horizon, so no
+training label overlaps the test period; ``plan_cutoffs`` refuses any other plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+CLV_DAYS = 365
+
+
+class LeakageError(ValueError):
+    """A cutoff plan that would let a training label see the test period, or a label whose
+    horizon is not observed yet."""
+
+
+@dataclass(frozen=True)
+class CutoffPlan:
+    train: tuple[date, ...]
+    test: date
+    horizon_days: int
+
+
+def plan_cutoffs(train: list[date], test: date, horizon_days: int, data_end: date,
+                 label_days: int | None = None) -> CutoffPlan:
+    """Check and return a cutoff plan. ``label_days``: the longest label window (default the
+    horizon; 365 when the plan serves CLV)."""
+    span = max(horizon_days, label_days or horizon_days)
+    if not train:
+        raise LeakageError("no training cutoff")
+    if horizon_days < 1:
+        raise LeakageError(f"horizon must be at least a day, not {horizon_days}")
+    late = [c for c in train if c + timedelta(days=span) >= test]
+    if late:
+        raise LeakageError(f"training cutoff(s) {', '.join(map(str, sorted(late)))} plus the {span}-day label "
+                           f"window reach the test cutoff {test}: their labels would see the test period")
+    if test + timedelta(days=span) > data_end:
+        raise LeakageError(f"the test cutoff {test} plus {span} days passes the last day with data ({data_end}): "
+                           f"its labels are not observed yet")
+    return CutoffPlan(tuple(sorted(train)), test, horizon_days)
+
+
+def _end(cutoff: date) -> str:
+    return f"(DATE '{cutoff.isoformat()}' + INTERVAL 1 DAY)"
+
+
+def churn_sql(cutoff: date, horizon_days: int, events: str = "core.customer_events") -> str:
+    """customer_id, churned (1 = no order in the horizon) for customers with an order by the cutoff."""
+    end = _end(cutoff)
+    return f"""
+SELECT customer_id, DATE '{cutoff.isoformat()}' AS cutoff,
+       (count(*) FILTER (WHERE event_at >= {end} AND event_at < {end} + INTERVAL {int(horizon_days)} DAY) = 0)::INT AS churned
+FROM {events} WHERE event_type = 'order'
+GROUP BY 1 HAVING count(*) FILTER (WHERE event_at < {end} AND known_at < {end}) > 0"""
+
+
+def clv_sql(cutoff: date, events: str = "core.customer_events") -> str:
+    """customer_id, clv_12m (orders − returns in the 365 days after the cutoff) for customers
+    with an order by the cutoff."""
+    end = _end(cutoff)
+    after = f"event_at >= {end} AND event_at < {end} + INTERVAL {CLV_DAYS} DAY"
+    return f"""
+SELECT customer_id, DATE '{cutoff.isoformat()}' AS cutoff,
+       coalesce(sum(value) FILTER (WHERE event_type = 'order' AND {after}), 0)
+     - coalesce(sum(value) FILTER (WHERE event_type = 'return' AND {after}), 0) AS clv_12m
+FROM {events} WHERE event_type IN ('order', 'return')
+GROUP BY 1 HAVING count(*) FILTER (WHERE event_type = 'order' AND event_at < {end} AND known_at < {end}) > 0"""
+
+
+def cross_sell_sql(cutoff: date, horizon_days: int, events: str = "core.customer_events") -> str:
+    """customer_id, new_categories (bought in the horizon, never before the cutoff) for customers
+    with an order by the cutoff."""
+    end = _end(cutoff)
+    return f"""
+WITH cats AS (SELECT customer_id, event_at, known_at, unnest(categories) AS category
+              FROM {events} WHERE event_type = 'order' AND categories IS NOT NULL),
+before AS (SELECT DISTINCT customer_id, category FROM cats WHERE event_at < {end} AND known_at < {end}),
+after AS (SELECT DISTINCT customer_id, category FROM cats
+          WHERE event_at >= {end} AND event_at < {end} + INTERVAL {int(horizon_days)} DAY)
+SELECT b.customer_id, DATE '{cutoff.isoformat()}' AS cutoff,
+       coalesce(list_sort(list(a.category) FILTER (WHERE a.category IS NOT NULL)), []) AS new_categories
+FROM (SELECT DISTINCT customer_id FROM before) b
+LEFT JOIN (SELECT * FROM after ANTI JOIN before USING (customer_id, category)) a USING (customer_id)
+GROUP BY 1, 2"""
+
+
+def lead_conversion_sql(cutoff: date, horizon_days: int, events: str = "core.customer_events") -> str:
+    """lead_id, customer_id, converted (within the horizon) for the sales leads open at the cutoff."""
+    end = _end(cutoff)
+    return f"""
+SELECT source_record_id AS lead_id, any_value(customer_id) AS customer_id, DATE '{cutoff.isoformat()}' AS cutoff,
+       (count(*) FILTER (WHERE event_type = 'lead_converted' AND event_at >= {end}
+                         AND event_at < {end} + INTERVAL {int(horizon_days)} DAY) > 0)::INT AS converted
+FROM {events} WHERE event_type IN ('lead_created', 'lead_converted')
+GROUP BY 1
+HAVING count(*) FILTER (WHERE event_type = 'lead_created' AND event_at < {end} AND known_at < {end}) > 0
+   AND count(*) FILTER (WHERE event_type = 'lead_converted' AND event_at < {end}) = 0"""
