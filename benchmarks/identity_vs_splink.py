@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import platform
 import resource
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+from _runner import append_results, run_stage
 
 from crm_platform.identity import evaluate
 
@@ -186,11 +186,7 @@ def main(argv: list[str]) -> None:
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for n in sizes:
         for name in engines:
-            res = subprocess.run([sys.executable, __file__, "--stage", name, str(n)], capture_output=True, text=True)
-            if res.returncode:
-                print(res.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"{name} failed at {n}")
-            r = json.loads(res.stdout.strip().splitlines()[-1])
+            r = run_stage(__file__, name, n)
             r.update(customers=n, engine=name)
             r["detail"] = json.dumps({k: r[k] for k in ("steps", "candidate_pairs", "cluster_seconds", "clusters",
                                                         "missed_true_pairs_sharing")
@@ -199,8 +195,7 @@ def main(argv: list[str]) -> None:
                                            for c in cols) + " |")
             print(lines[-1], flush=True)
     if record:
-        with (HERE / "results.md").open("a") as fh:
-            fh.write("\n".join(lines) + "\n")
+        append_results(lines)
 
 
 def _has_splink() -> bool:

@@ -12,11 +12,12 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from _runner import append_results, run_stage
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work"
@@ -78,15 +79,12 @@ def main(argv: list[str]) -> None:
              "| customers | stage | rows | seconds | rows/s | peak RSS MB | detail |", "|---|---|---|---|---|---|---|"]
     for n in sizes:
         for name in ("generate", "ingest+staging"):
-            res = subprocess.run([sys.executable, __file__, "--stage", name, str(n)],
-                                 capture_output=True, text=True, check=True)
-            r = json.loads(res.stdout.strip().splitlines()[-1])
+            r = run_stage(__file__, name, n)
             detail = {k: v for k, v in r.items() if k in ("contact_records", "contacts", "slowest_steps")}
             lines.append(f"| {n:,} | {name} | {r['rows']:,} | {r['seconds']} | {r['rows_per_second']:,} | "
                          f"{r['peak_rss_mb']:,} | {json.dumps(detail)} |")
             print(lines[-1], flush=True)
-    with (HERE / "results.md").open("a") as fh:
-        fh.write("\n".join(lines) + "\n")
+    append_results(lines)
 
 
 if __name__ == "__main__":

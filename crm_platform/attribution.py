@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from datetime import date
 
+from crm_platform.features import day_end
+from crm_platform.warehouse import replace_partition
+
 RULES = ("first_touch", "last_touch", "linear")
 # the channel of a touch; UTM sources are named like the marketing spend's channels except the
 # newsletter, which the spend books as e-mail
@@ -58,10 +61,8 @@ FROM credits c JOIN orders o USING (order_id)"""
 
 def build_day(con, day: date, lookback_days: int) -> dict:
     """Replace the day's rows of marts.channel_attribution (orders placed on that day)."""
-    from crm_platform.warehouse import replace_partition
-
     start = f"DATE '{day.isoformat()}'"
-    end = f"(DATE '{day.isoformat()}' + INTERVAL 1 DAY)"
+    end = day_end(day)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _attr AS {attribution_sql(start, end, lookback_days)}")
     replace_partition(con, "marts.channel_attribution", "_attr", "order_date", day)
     out = {rule: dict(con.execute("SELECT channel, round(sum(revenue_credit), 2) FROM _attr WHERE rule = ? "

@@ -11,12 +11,17 @@ customers to cluster: no clusters, and the output says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
+from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
+
+from crm_platform.warehouse import replace_partition, table_exists
 
 # feature -> (words when high, words when low); missing values mean "none of it"
 FEATURES = {
@@ -117,8 +122,6 @@ def _labels(x: np.ndarray, cluster: np.ndarray, k: int) -> dict[int, str]:
 def build_day(con, day, cfg: ClusterConfig = ClusterConfig(), features_table: str = "features.customer_features") -> ClusterResult:
     """Cluster the day's feature snapshot; replace the day in marts.behaviour_clusters and
     marts.behaviour_cluster_profiles."""
-    from crm_platform.warehouse import replace_partition, table_exists
-
     feats = con.execute(f"SELECT * FROM {features_table} WHERE snapshot_date = ?", [day]).df()
     res = cluster_customers(feats, cfg)
     a = res.assignments.assign(snapshot_date=pd.Timestamp(day))
@@ -162,8 +165,6 @@ def lookalike_scores(features: pd.DataFrame, seed: pd.Series, cfg: LookalikeConf
     percentile of 1 / (1 + mean distance to the ``neighbours`` nearest seed members) in
     standardized behaviour space (1 = most alike). Returns (customer_id, distance, score, rank)
     for the non-seed customers, or an empty frame and the reason."""
-    from sklearn.neighbors import NearestNeighbors
-
     seed = np.asarray(seed, dtype=bool)
     if seed.sum() < cfg.min_seed:
         return pd.DataFrame(columns=["customer_id", "distance", "lookalike_score", "rank"]), (
@@ -182,9 +183,6 @@ def lookalike_scores(features: pd.DataFrame, seed: pd.Series, cfg: LookalikeConf
 
 
 def load_lookalike_config(path) -> LookalikeConfig:
-    import yaml
-    from pathlib import Path
-
     raw = (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("lookalikes") or {}
     try:
         return LookalikeConfig(str(raw["seed_segment"]), int(raw["neighbours"]), int(raw["min_seed"]))
@@ -194,8 +192,6 @@ def load_lookalike_config(path) -> LookalikeConfig:
 
 def build_lookalikes(con, day, cfg: LookalikeConfig = LookalikeConfig()) -> tuple[int, str | None]:
     """Replace the day in marts.lookalikes: every customer outside the seed segment, scored."""
-    from crm_platform.warehouse import replace_partition, table_exists
-
     df = con.execute("""SELECT f.*, s.lifecycle_stage, s.rfm_segment FROM features.customer_features f
         JOIN marts.customer_segments s USING (snapshot_date, customer_id) WHERE f.snapshot_date = ?""", [day]).df()
     scores, note = lookalike_scores(df, df["rfm_segment"] == cfg.seed_segment, cfg)

@@ -57,6 +57,20 @@ def load_config(path: str | Path = DEFAULT_FEATURES) -> FeatureConfig:
     return cfg
 
 
+def day_end(day: date) -> str:
+    """SQL for the end of a day (the next midnight): everything point-in-time reads ``< day_end``."""
+    return f"(DATE '{day.isoformat()}' + INTERVAL 1 DAY)"
+
+
+def population_sql(end: str, events: str = "core.customer_events") -> str:
+    """customer_id, first_seen_at of every customer known before ``end``: a contact record
+    created, or an event known, by then."""
+    return f"""SELECT customer_id, min(seen) AS first_seen_at FROM (
+        SELECT x.customer_id, c.created_at AS seen FROM identity.crosswalk x
+        JOIN staging.contacts c USING (contact_key) WHERE c.created_at < {end}
+        UNION ALL SELECT customer_id, known_at FROM {events} WHERE known_at < {end}) GROUP BY 1"""
+
+
 def _rate(num: str, den: str) -> str:
     """A share in [0, 1]; null when there is nothing to divide by (not 0, not 1)."""
     return f"CASE WHEN ({den}) > 0 THEN least(({num}) / ({den}), 1) END"
@@ -64,7 +78,7 @@ def _rate(num: str, den: str) -> str:
 
 def snapshot_sql(cfg: FeatureConfig, cutoff: date, events: str = "core.customer_events") -> str:
     """The SELECT of one snapshot: features as known at the end of ``cutoff``."""
-    end = f"(DATE '{cutoff.isoformat()}' + INTERVAL 1 DAY)"
+    end = day_end(cutoff)
     since = lambda days: f"{end} - INTERVAL {int(days)} DAY"  # noqa: E731
     a = cfg.activity_window_days
     rfm = ",\n".join(
@@ -75,11 +89,7 @@ def snapshot_sql(cfg: FeatureConfig, cutoff: date, events: str = "core.customer_
         f"WHEN '{k}' THEN {v}" for k, v in cfg.engagement_weights.items()) + " END"
     return f"""
 WITH ev AS (SELECT * FROM {events} WHERE known_at < {end}),
-pop AS (
-    SELECT customer_id, min(seen) AS first_seen_at FROM (
-        SELECT x.customer_id, c.created_at AS seen FROM identity.crosswalk x
-        JOIN staging.contacts c USING (contact_key) WHERE c.created_at < {end}
-        UNION ALL SELECT customer_id, known_at FROM ev) GROUP BY 1),
+pop AS ({population_sql(end, events)}),
 agg AS (
     SELECT customer_id,
         max(event_at) FILTER (WHERE event_type = 'order') AS last_order_at,

@@ -17,8 +17,10 @@ from pathlib import Path
 import yaml
 
 from crm_platform import segments
+from crm_platform.attribution import attribution_sql
+from crm_platform.features import TABLE, day_end
 from crm_platform.settings import DEFAULT_SEGMENTS
-from crm_platform.warehouse import replace_partition
+from crm_platform.warehouse import replace_partition, table_exists
 
 # KPI -> (unit, is a share in [0, 1])
 KPIS = {
@@ -61,7 +63,7 @@ def _stage_at(instant: str) -> str:
 
 
 def kpi_sql(cfg: KpiConfig, day: date) -> str:
-    end = f"(DATE '{day.isoformat()}' + INTERVAL 1 DAY)"
+    end = day_end(day)
     start = f"({end} - INTERVAL {cfg.window_days} DAY)"
     w = f"event_at >= {start} AND event_at < {end}"
     active = str(segments.ACTIVE)
@@ -129,9 +131,7 @@ FROM k"""
 def channel_kpi_sql(cfg: KpiConfig, day: date) -> str:
     """CAC and ROMI per marketing channel over the window, from the spend and the attribution of
     the window's orders (first-touch new customers for CAC, linear revenue for ROMI)."""
-    from crm_platform.attribution import attribution_sql
-
-    end = f"(DATE '{day.isoformat()}' + INTERVAL 1 DAY)"
+    end = day_end(day)
     start = f"({end} - INTERVAL {cfg.window_days} DAY)"
     m = cfg.min_channel_customers
     return f"""
@@ -155,9 +155,6 @@ FROM c"""
 def engagement_sql(con, cfg: KpiConfig, day: date) -> str:
     """Mean engagement score of the day's feature snapshot (features/customer_features builds
     it first in the daily job); without one, the KPI says so."""
-    from crm_platform.features import TABLE
-    from crm_platform.warehouse import table_exists
-
     head = f"SELECT DATE '{day.isoformat()}' AS kpi_date, 'engagement' AS kpi, {cfg.window_days} AS window_days"
     if table_exists(con, TABLE) and con.execute(f"SELECT count(*) FROM {TABLE} WHERE snapshot_date = ?",
                                                 [day]).fetchall()[0][0]:
@@ -168,7 +165,7 @@ def engagement_sql(con, cfg: KpiConfig, day: date) -> str:
 
 
 def cohort_sql(cfg: KpiConfig, day: date) -> str:
-    end = f"(DATE '{day.isoformat()}' + INTERVAL 1 DAY)"
+    end = day_end(day)
     return f"""
 WITH o AS (SELECT customer_id, event_at, value FROM core.customer_events
            WHERE event_type = 'order' AND known_at < {end}),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from crm_platform.features import day_end, population_sql
 from crm_platform.settings import DEFAULT_SEGMENTS
 from crm_platform.warehouse import replace_partition
 
@@ -74,21 +75,13 @@ def load_config(path: str | Path = DEFAULT_SEGMENTS) -> SegmentConfig:
     return cfg
 
 
-def _end(day: date) -> str:
-    return f"(DATE '{day.isoformat()}' + INTERVAL 1 DAY)"
-
-
 def transitions_sql(cfg: SegmentConfig, day: date, events: str = "core.customer_events") -> str:
     """Every lifecycle transition up to the end of ``day``, from what was known by then."""
-    end = _end(day)
+    end = day_end(day)
     return f"""
 WITH orders AS (SELECT customer_id, event_at AS t FROM {events}
                 WHERE event_type = 'order' AND known_at < {end}),
-pop AS (
-    SELECT customer_id, min(seen) AS first_seen_at FROM (
-        SELECT x.customer_id, c.created_at AS seen FROM identity.crosswalk x
-        JOIN staging.contacts c USING (contact_key) WHERE c.created_at < {end}
-        UNION ALL SELECT customer_id, known_at FROM {events} WHERE known_at < {end}) GROUP BY 1),
+pop AS ({population_sql(end, events)}),
 instants AS (
     SELECT customer_id, instant, string_agg(DISTINCT why, '; ' ORDER BY why) AS why FROM (
         SELECT customer_id, first_seen_at AS instant, 'first seen' AS why FROM pop
@@ -121,7 +114,7 @@ FROM changes WHERE from_stage IS DISTINCT FROM stage"""
 
 def rfm_sql(cfg: SegmentConfig, day: date, events: str = "core.customer_events") -> str:
     """R, F, M scores and the named segment of every customer who ordered in the window."""
-    end = _end(day)
+    end = day_end(day)
     return f"""
 WITH o AS (
     SELECT customer_id, date_diff('day', max(event_at)::DATE, DATE '{day.isoformat()}') AS recency_days,
@@ -160,7 +153,7 @@ def build_day(con, cfg: SegmentConfig, day: date, events: str = "core.customer_e
                     ELSE {note} END AS rfm_note
         FROM cur c LEFT JOIN _rfm r USING (customer_id)""")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _day_transitions AS
-        SELECT * FROM _transitions WHERE transition_at >= DATE '{day.isoformat()}' AND transition_at < {_end(day)}""")
+        SELECT * FROM _transitions WHERE transition_at >= DATE '{day.isoformat()}' AND transition_at < {day_end(day)}""")
     replace_partition(con, "marts.lifecycle_transitions", "_day_transitions", "transition_at::DATE", day)
     replace_partition(con, "marts.customer_segments", "_segments", "snapshot_date", day)
     out = {

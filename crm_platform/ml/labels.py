@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from crm_platform.features import day_end
+
 CLV_DAYS = 365
 
 
@@ -52,13 +54,9 @@ def plan_cutoffs(train: list[date], test: date, horizon_days: int, data_end: dat
     return CutoffPlan(tuple(sorted(train)), test, horizon_days)
 
 
-def _end(cutoff: date) -> str:
-    return f"(DATE '{cutoff.isoformat()}' + INTERVAL 1 DAY)"
-
-
 def churn_sql(cutoff: date, horizon_days: int, events: str = "core.customer_events") -> str:
     """customer_id, churned (1 = no order in the horizon) for customers with an order by the cutoff."""
-    end = _end(cutoff)
+    end = day_end(cutoff)
     return f"""
 SELECT customer_id, DATE '{cutoff.isoformat()}' AS cutoff,
        (count(*) FILTER (WHERE event_at >= {end} AND event_at < {end} + INTERVAL {int(horizon_days)} DAY) = 0)::INT AS churned
@@ -69,7 +67,7 @@ GROUP BY 1 HAVING count(*) FILTER (WHERE event_at < {end} AND known_at < {end}) 
 def clv_sql(cutoff: date, events: str = "core.customer_events") -> str:
     """customer_id, clv_12m (orders − returns in the 365 days after the cutoff) for customers
     with an order by the cutoff."""
-    end = _end(cutoff)
+    end = day_end(cutoff)
     after = f"event_at >= {end} AND event_at < {end} + INTERVAL {CLV_DAYS} DAY"
     return f"""
 SELECT customer_id, DATE '{cutoff.isoformat()}' AS cutoff,
@@ -82,7 +80,7 @@ GROUP BY 1 HAVING count(*) FILTER (WHERE event_type = 'order' AND event_at < {en
 def cross_sell_sql(cutoff: date, horizon_days: int, events: str = "core.customer_events") -> str:
     """customer_id, new_categories (bought in the horizon, never before the cutoff) for customers
     with an order by the cutoff."""
-    end = _end(cutoff)
+    end = day_end(cutoff)
     return f"""
 WITH cats AS (SELECT customer_id, event_at, known_at, unnest(categories) AS category
               FROM {events} WHERE event_type = 'order' AND categories IS NOT NULL),
@@ -98,7 +96,7 @@ GROUP BY 1, 2"""
 
 def lead_conversion_sql(cutoff: date, horizon_days: int, events: str = "core.customer_events") -> str:
     """lead_id, customer_id, converted (within the horizon) for the sales leads open at the cutoff."""
-    end = _end(cutoff)
+    end = day_end(cutoff)
     return f"""
 SELECT source_record_id AS lead_id, any_value(customer_id) AS customer_id, DATE '{cutoff.isoformat()}' AS cutoff,
        (count(*) FILTER (WHERE event_type = 'lead_converted' AND event_at >= {end}
