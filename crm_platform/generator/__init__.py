@@ -138,6 +138,12 @@ def generate(cfg: GeneratorConfig, out: Path) -> GenerationSummary:
     return summary
 
 
+# sorted, for searchsorted; odds of converting per channel at the median deal size
+LEAD_CHANNELS = np.array(["cold_call", "partner", "trade_fair", "webinar", "website_form"])
+LEAD_CHANNEL_P = np.array([0.2, 0.15, 0.25, 0.15, 0.25])
+LEAD_CHANNEL_ODDS = np.array([0.15, 0.9, 0.6, 1.1, 0.5])
+
+
 def _next(counters: dict, name: str, n: int) -> int:
     start = counters.get(name, 1)
     counters[name] = start + n
@@ -149,7 +155,12 @@ def _chunk(rng, cfg: GeneratorConfig, start: int, n: int, bounds, w: "_Writers",
     persons = make_persons(rng, cfg, start, n, w.emails_taken)
     n = len(persons)
     sales = rng.random(n) < cfg.p_sales
-    converted = sales & (rng.random(n) < 0.35)
+    # A lead's source channel and deal size drive whether it converts (small deals from webinars
+    # and partners close more often than big cold calls), so lead scoring has something to learn.
+    lead_channel = rng.choice(LEAD_CHANNELS, size=n, p=LEAD_CHANNEL_P)
+    lead_value = rng.lognormal(8, 0.8, size=n)
+    odds = LEAD_CHANNEL_ODDS[np.searchsorted(LEAD_CHANNELS, lead_channel)] * np.exp(-0.6 * (np.log(lead_value) - 8))
+    converted = sales & (rng.random(n) < odds / (1 + odds))
     b = simulate(rng, n, bounds, cfg.p_shop, cfg.p_newsletter, forced_customer=converted)
     end_ts = int(bounds[-1]) - 1
     truth_rows: list[tuple] = []
@@ -291,8 +302,8 @@ def _chunk(rng, cfg: GeneratorConfig, start: int, n: int, bounds, w: "_Writers",
         rows.append({"lead_id": lead_id[i], "company": company, "contact_first_name": ident.first,
                      "contact_last_name": ident.last, "contact_email": ident.email, "contact_phone": ident.phone,
                      "city": ident.city, "stage": stage,
-                     "expected_value": f"{float(rng.lognormal(8, 0.8)):.2f}",
-                     "source_channel": str(rng.choice(["trade_fair", "website_form", "cold_call", "partner", "webinar"])),
+                     "expected_value": f"{float(lead_value[p]):.2f}",
+                     "source_channel": str(lead_channel[p]),
                      "created_at": max(created, int(bounds[0])),
                      "converted_at": int(b.acquired_at[p]) if conv else -1,
                      "customer_no": acc_no[first_acc[int(p)]] if conv and int(p) in first_acc else ""})
