@@ -6,8 +6,9 @@ from assets.features import feature_assets
 from assets.identity import identity_assets
 from assets.ingestion import raw_assets
 from assets.kpis import kpi_assets
+from assets.models import model_assets
 from assets.segments import segment_assets
 from assets.staging import staging_assets
 
-__all__ = ["customer360_assets", "customer360_checks", "feature_assets", "identity_assets", "identity_checks", "kpi_assets", "raw_assets",
+__all__ = ["customer360_assets", "customer360_checks", "feature_assets", "identity_assets", "identity_checks", "kpi_assets", "model_assets", "raw_assets",
            "segment_assets", "staging_assets", "staging_checks"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import dagster as dg
 import pandas as pd
 
@@ -44,3 +46,8 @@ def table_spec(key: dg.AssetKey, description: str, deps, group: str) -> dg.Asset
     """The spec of one warehouse table written by a multi-asset: kinds, owner and layer tag."""
     return dg.AssetSpec(key, description=description, deps=deps, group_name=group,
                         kinds={"duckdb", "sql"}, owners=["team:data"], tags={"layer": key.path[0]})
+
+
+def image(png: bytes, alt: str) -> dg.MetadataValue:
+    """A PNG shown inline in the Dagster UI (markdown with a data URI)."""
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")

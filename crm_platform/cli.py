@@ -137,11 +137,39 @@ def summary_lines(results=()) -> list[str]:
                          f"{fmt(k.get('churn_rate'), '.1%')}, NPS {fmt(k.get('nps'), '.0f')}, revenue (30 days) "
                          f"{fmt(k.get('revenue'), ',.0f')} EUR")
             lines.append("  stages: " + ", ".join(f"{s} {n:,}" for s, n in stages))
+        lines += _model_lines(con, p)
     finally:
         con.close()
     lines += [f"warehouse:  {p.warehouse}", f"quarantine: {p.quarantine}",
               f"truth:      {p.truth} (never read by the pipeline)",
               "Dagster UI: make ui  (then open http://127.0.0.1:3000)"]
+    return lines
+
+
+def _model_lines(con, p: settings.Paths) -> list[str]:
+    """Champion, its test metrics and today's risk bands per model task."""
+    from crm_platform import warehouse
+    from crm_platform.ml.registry import Registry
+
+    reg, lines = Registry(p.models), []
+    for task in sorted(d.name for d in p.models.iterdir() if d.is_dir()) if p.models.exists() else []:
+        champion, attempt = reg.champion(task), reg.last_attempt(task) or {}
+        if champion is None:
+            lines.append(f"model {task}: no champion ({attempt.get('status', 'never trained')})")
+            continue
+        card = reg.card(task, champion)
+        m = card["metrics"][card["model"]]
+        lines.append(f"model {task}: champion {champion} ({card['model']}), test cutoff {card['test_cutoff']}: "
+                     + ", ".join(f"{k} {m[k]:.3f}" for k in ("roc_auc", "pr_auc", "brier") if k in m)
+                     + f"; baseline {card['baseline']} {card['main_metric']} {card['baseline_metric']:.3f}")
+        last = reg.decisions(task)[-1:]
+        if last and last[0]["version"] != champion:
+            lines.append(f"  latest challenger {last[0]['version']} refused: {'; '.join(last[0]['reasons'])}")
+    if warehouse.table_exists(con, "ml.churn_scores"):
+        day, bands = con.execute("SELECT max(snapshot_date) FROM ml.churn_scores").fetchall()[0][0], {}
+        bands = dict(con.execute("SELECT risk_band, count(*) FROM ml.churn_scores WHERE snapshot_date = ? "
+                                 "GROUP BY 1", [day]).fetchall())
+        lines.append(f"churn scores {day}: " + ", ".join(f"{b} risk {bands.get(b, 0):,}" for b in ("high", "medium", "low")))
     return lines
 
 

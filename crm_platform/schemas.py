@@ -656,3 +656,23 @@ IDENTITY_SCHEMAS: dict[tuple[str, str], type[pa.DataFrameModel]] = {
 # Tables that may rightly be empty: nothing uncertain to review, no id changed this run.
 MAY_BE_EMPTY = {("identity", "review_queue"), ("identity", "id_changes"), ("core", "unattributed_events")}
 IDENTITY_BLOCKING = {("identity", "crosswalk"), ("core", "customers")}
+
+
+class ChurnScores(pa.DataFrameModel):
+    """Churn probability and risk band of every customer with an order by the snapshot day, and
+    the model version that scored it."""
+
+    snapshot_date: Series[pd.Timestamp]
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    churn_probability: Series[float] = pa.Field(in_range={"min_value": 0, "max_value": 1})
+    risk_band: Series[str] = pa.Field(isin=["low", "medium", "high"])
+    model_version: Series[str] = pa.Field(str_matches=r"^v\d{4}$")
+
+    @pa.dataframe_check(error="one model version per snapshot")
+    def one_version(cls, df: pd.DataFrame) -> Series[bool]:
+        return df.groupby("snapshot_date")["model_version"].transform("nunique") == 1
+
+    class Config:
+        coerce = True
+        strict = True
+        unique = ["snapshot_date", "customer_id"]

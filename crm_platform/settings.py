@@ -17,6 +17,7 @@ DEFAULT_MATCH_SPEC = PACKAGE_DIR / "config" / "match_spec.yaml"
 DEFAULT_SURVIVORSHIP = PACKAGE_DIR / "config" / "survivorship.yaml"
 DEFAULT_FEATURES = PACKAGE_DIR / "config" / "features.yaml"
 DEFAULT_SEGMENTS = PACKAGE_DIR / "config" / "segments.yaml"
+DEFAULT_MODELS = PACKAGE_DIR / "config" / "models.yaml"
 
 
 @dataclass(frozen=True)
@@ -83,3 +84,7 @@ def features_file() -> Path:
 
 def segments_file() -> Path:
     return Path(os.environ.get("CRM_PLATFORM_SEGMENTS", DEFAULT_SEGMENTS)).resolve()
+
+
+def models_file() -> Path:
+    return Path(os.environ.get("CRM_PLATFORM_MODELS", DEFAULT_MODELS)).resolve()

@@ -16,6 +16,7 @@ from dagster_duckdb import DuckDBResource
 from crm_platform import settings
 from crm_platform.sources import SourceConfig, load_sources
 from resources.identity import identity_resource
+from resources.models import model_store
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -53,6 +54,7 @@ def read_only(warehouse: DuckDBResource):
 def build_resources() -> dict:
     return {
         "identity": identity_resource(),
+        "models": model_store(),
         "warehouse": warehouse_resource(),
         "landing": LandingZone(home=str(settings.home()), sources_path=str(settings.sources_file())),
     }

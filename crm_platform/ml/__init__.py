@@ -1,2 +1,55 @@
 """Predictive models on the point-in-time feature snapshots (churn, CLV, next-best-offer, lead
-scoring): training sets without leakage, training, evaluation, gating and the registry."""
+scoring): training sets without leakage, training, evaluation, gating and the registry.
+
+Configuration in ``config/models.yaml`` (``CRM_PLATFORM_MODELS``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from crm_platform.settings import DEFAULT_MODELS
+
+
+class ModelConfigError(ValueError):
+    pass
+
+
+class NotEnoughData(Exception):
+    """Too few examples (or of one class) to train or to evaluate honestly; the message says which."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    horizon_days: int
+    train_cutoffs: int
+    cutoff_spacing_days: int
+    min_examples: int
+    min_positives: int
+    risk_medium: float
+    risk_high: float
+    gate_margin: float
+    gate_tolerance: float
+    drift_psi_warn: float
+    random_state: int
+
+
+def load_config(path: str | Path = DEFAULT_MODELS) -> ModelConfig:
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    try:
+        cfg = ModelConfig(
+            horizon_days=int(raw["horizon_days"]), train_cutoffs=int(raw["train_cutoffs"]),
+            cutoff_spacing_days=int(raw["cutoff_spacing_days"]), min_examples=int(raw["min_examples"]),
+            min_positives=int(raw["min_positives"]), risk_medium=float(raw["risk_bands"]["medium"]),
+            risk_high=float(raw["risk_bands"]["high"]), gate_margin=float(raw["gate"]["margin"]),
+            gate_tolerance=float(raw["gate"]["tolerance"]), drift_psi_warn=float(raw["drift_psi_warn"]),
+            random_state=int(raw.get("random_state", 42)))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelConfigError(f"{path}: {type(e).__name__}: {e}") from e
+    if cfg.horizon_days < 1 or cfg.train_cutoffs < 1 or cfg.cutoff_spacing_days < 1:
+        raise ModelConfigError(f"{path}: horizon, cutoffs and spacing must be positive")
+    if not 0 < cfg.risk_medium < cfg.risk_high < 1:
+        raise ModelConfigError(f"{path}: risk bands need 0 < medium < high < 1")
+    return cfg

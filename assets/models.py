@@ -1,0 +1,195 @@
+"""Model assets: training with a model card, the quality gate that promotes a champion, and daily
+scoring with the champion (domain code in crm_platform/ml).
+
+Per task: ``ml/<task>_model`` trains a challenger and registers it (or reports "not enough data");
+its blocking ``quality_gate`` check promotes it only if it beats the naive baseline and is not
+worse than the champion beyond the tolerance; ``ml/<task>_scores`` (daily partitions) scores that
+day's feature snapshot with whichever version is champion and records it on every row.
+"""
+
+from datetime import date
+from types import ModuleType
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from assets.checks import partition_check, partition_check_spec
+from assets.features import CONFIG as FEATURES, KEY as FEATURES_KEY, PARTITIONS
+from assets.metadata import image, markdown_table, table_metadata
+from crm_platform import settings
+from crm_platform.ml import NotEnoughData, churn, load_config
+from crm_platform.ml.evaluate import psi
+from crm_platform.ml.gate import decide
+from crm_platform.ml.plots import calibration_plot, decile_plot, histogram_plot
+from crm_platform.ml.training import snapshot
+from crm_platform.schemas import ChurnScores
+from crm_platform.warehouse import replace_partition
+from resources.models import ModelStore
+from resources.warehouse import read_only
+
+CONFIG = load_config(settings.models_file())
+TIMELINE = [dg.AssetKey(["core", "customer_events"]), dg.AssetKey(["identity", "crosswalk"]),
+            dg.AssetKey(["staging", "contacts"])]
+
+
+def card_metadata(card: dict) -> dict:
+    """The model card as metadata: metrics of every candidate, calibration and decile plots, top
+    predictors, sizes and cutoffs."""
+    metrics = pd.DataFrame(card["metrics"]).T.reset_index(names="model")
+    meta = {
+        "model_version": card.get("version", ""), "model": card["model"], "data_hash": card["data_hash"],
+        "main_metric": f"{card['main_metric']}: challenger {card['challenger_metric']:.4f}, baseline "
+                       f"({card['baseline']}) {card['baseline_metric']:.4f}"
+                       + (f", champion {card['champion_metric']:.4f}" if card.get("champion_metric") is not None else ""),
+        "metrics": dg.MetadataValue.md(markdown_table(metrics.round(4), 10, 60)),
+        "train_cutoffs": dg.MetadataValue.json(card["train_cutoffs"]), "test_cutoff": card["test_cutoff"],
+        "train_examples": dg.MetadataValue.int(card["train_examples"]),
+        "test_examples": dg.MetadataValue.int(card["test_examples"]),
+        "top_predictors": dg.MetadataValue.md(markdown_table(pd.DataFrame(card["importance"]), 10, 60)),
+        "features": dg.MetadataValue.json(card["features"]),
+    }
+    if "calibration" in card:
+        meta["calibration_curve"] = image(calibration_plot(pd.DataFrame(card["calibration"]),
+                                                           f"{card['task']}: calibration on the test cutoff"),
+                                          "calibration curve")
+    if "deciles" in card:
+        deciles = pd.DataFrame(card["deciles"])
+        meta["decile_chart"] = image(decile_plot(deciles, f"{card['task']}: observed rate per score decile"),
+                                     "decile chart")
+        meta["deciles"] = dg.MetadataValue.md(markdown_table(deciles, 10))
+    return meta
+
+
+def model_asset(task: ModuleType, description: str):
+    key = dg.AssetKey(["ml", f"{task.TASK}_model"])
+
+    @dg.asset(key=key, group_name="ml", kinds={"scikit-learn", "python"}, owners=["team:data"],
+              tags={"layer": "ml"}, deps=TIMELINE, description=description, pool="duckdb",
+              check_specs=[dg.AssetCheckSpec("quality_gate", asset=key, blocking=True, description=(
+                  "Promotes the challenger to champion only if its main metric beats the naive baseline "
+                  f"by {CONFIG.gate_margin} and is at most {CONFIG.gate_tolerance} below the champion's on the "
+                  "same test examples; otherwise the champion stays and this check fails."))])
+    def train(context: dg.AssetExecutionContext, warehouse: DuckDBResource, models: ModelStore):
+        registry = models.registry()
+        current = registry.champion(task.TASK)
+        champion = registry.load(task.TASK, current) if current else None
+        with read_only(warehouse) as con:
+            try:
+                model, card = task.train(con, CONFIG, FEATURES, champion)
+            except NotEnoughData as e:
+                registry.record_attempt(task.TASK, None, f"not enough data: {e}")
+                context.log.warning(f"{task.TASK}: not enough data: {e}")
+                yield dg.MaterializeResult(metadata={"status": f"not enough data: {e}",
+                                                     "champion": current or "none"})
+                yield dg.AssetCheckResult(check_name="quality_gate", passed=False,
+                                          severity=dg.AssetCheckSeverity.WARN,
+                                          description=f"nothing to promote, the champion stays ({current or 'none'}): "
+                                                      f"not enough data: {e}")
+                return
+        version = registry.register(task.TASK, model, card)
+        registry.record_attempt(task.TASK, version, "trained")
+        card = registry.card(task.TASK, version)
+        yield dg.MaterializeResult(metadata={"status": "trained", **card_metadata(card),
+                                             "champion_before": current or "none"})
+        higher = getattr(task, "HIGHER_IS_BETTER", True)
+        decision = decide(card["main_metric"], card["challenger_metric"], card["baseline_metric"],
+                          card["champion_metric"] if current else None, CONFIG.gate_margin,
+                          CONFIG.gate_tolerance, higher)
+        registry.record_decision(task.TASK, version, decision.passed, decision.reasons,
+                                 {"challenger": decision.challenger, "baseline": decision.baseline,
+                                  "champion": decision.champion})
+        yield dg.AssetCheckResult(
+            check_name="quality_gate", passed=decision.passed, severity=dg.AssetCheckSeverity.ERROR,
+            description=decision.summary(),
+            metadata={"challenger": version, "champion": registry.champion(task.TASK) or "none",
+                      "metric": decision.metric, "challenger_value": decision.challenger,
+                      "baseline_value": decision.baseline,
+                      "champion_value": decision.champion if decision.champion is not None else float("nan")})
+
+    return train
+
+
+def scores_asset(task: ModuleType, table: str, schema, description: str):
+    key = dg.AssetKey(table.split("."))
+    model_key = dg.AssetKey(["ml", f"{task.TASK}_model"])
+
+    @dg.asset(key=key, group_name="ml", kinds={"duckdb", "scikit-learn"}, owners=["team:data"],
+              tags={"layer": "ml"}, deps=[FEATURES_KEY, model_key], partitions_def=PARTITIONS,
+              description=description, pool="duckdb",
+              check_specs=[partition_check_spec(schema, key),
+                           dg.AssetCheckSpec("every_eligible_customer_scored", asset=key, blocking=True,
+                                             description="Every customer the model is for has a score of this day."),
+                           dg.AssetCheckSpec("drift", asset=key, description=(
+                               "Population stability index of the key features and of the scores between the "
+                               f"training data and the day; warns from PSI {CONFIG.drift_psi_warn}."))])
+    def scores(context: dg.AssetExecutionContext, warehouse: DuckDBResource, models: ModelStore):
+        registry = models.registry()
+        version = registry.champion(task.TASK)
+        days = context.partition_keys
+        with warehouse.get_connection() as con:
+            if version is None:
+                attempt = registry.last_attempt(task.TASK) or {"status": "never trained"}
+                why = f"no champion model for {task.TASK} yet ({attempt['status']}): nothing scored"
+                context.log.warning(why)
+                yield dg.MaterializeResult(metadata={"status": why})
+                yield dg.AssetCheckResult(check_name="every_eligible_customer_scored", passed=False,
+                                          severity=dg.AssetCheckSeverity.WARN, description=why)
+                yield dg.AssetCheckResult(check_name=f"pandera_{schema.__name__}", passed=False,
+                                          severity=dg.AssetCheckSeverity.WARN, description=why)
+                yield dg.AssetCheckResult(check_name="drift", passed=True, description=why)
+                return
+            model, card = registry.load(task.TASK, version)
+            counts, missing = {}, {}
+            for day in days:
+                frame = con.sql(f"SELECT * FROM {snapshot(con, FEATURES, date.fromisoformat(day))}").df()
+                out = task.score(model, card, frame, CONFIG)
+                out.insert(0, "snapshot_date", pd.Timestamp(day))
+                out["model_version"] = version
+                con.register("_scores", out)
+                con.execute("CREATE OR REPLACE TEMP TABLE _scores_t AS SELECT snapshot_date::DATE AS snapshot_date, "
+                            "* EXCLUDE (snapshot_date) FROM _scores")
+                con.unregister("_scores")
+                replace_partition(con, table, "_scores_t", "snapshot_date", date.fromisoformat(day))
+                counts[day] = len(out)
+                missing[day] = len(task.eligible(frame)) - len(out)
+            check = partition_check(con, table, "snapshot_date", days, schema, key)
+            meta = table_metadata(con, table, where=f"snapshot_date = DATE '{days[-1]}'")
+        score_col = task.SCORE
+        drift = {"score": psi(card["reference"]["score"], out[score_col])}
+        drift.update({f: psi(ref, frame.loc[frame["customer_id"].isin(out["customer_id"]), f])
+                      for f, ref in card["reference"].items() if f != "score" and f in frame})
+        drift = {k: round(v, 4) for k, v in drift.items()}
+        shifted = {k: v for k, v in drift.items() if v >= CONFIG.drift_psi_warn}
+        yield dg.MaterializeResult(metadata={
+            **meta, "model_version": version, "model": card["model"], "scored_per_day": dg.MetadataValue.json(counts),
+            **({"risk_bands": dg.MetadataValue.json(out["risk_band"].value_counts().to_dict())} if "risk_band" in out else {}),
+            "score_distribution": image(histogram_plot(out[score_col], f"{task.TASK}: {days[-1]}", score_col),
+                                        "score distribution"),
+            "psi": dg.MetadataValue.json(drift)})
+        yield check
+        gaps = {d: m for d, m in missing.items() if m}
+        yield dg.AssetCheckResult(
+            check_name="every_eligible_customer_scored", passed=not gaps and sum(counts.values()) > 0,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=(f"{sum(counts.values()):,} customers scored by {version}" if not gaps else
+                         f"eligible customers without a score: {gaps}"))
+        yield dg.AssetCheckResult(
+            check_name="drift", passed=not shifted, severity=dg.AssetCheckSeverity.WARN,
+            description=(f"PSI ≥ {CONFIG.drift_psi_warn} for: " + ", ".join(f"{k} {v}" for k, v in shifted.items())
+                         if shifted else f"all PSI below {CONFIG.drift_psi_warn} (max {max(drift.values()):.3f})"),
+            metadata={"psi": dg.MetadataValue.json(drift)})
+
+    return scores
+
+
+def model_assets() -> list:
+    return [
+        model_asset(churn, "Churn model: trains a recency rule, a logistic regression and a calibrated gradient-"
+                    "boosting model on feature snapshots at rolling cutoffs, labelled 'no order in the horizon "
+                    "after the cutoff', measures them on a later test cutoff and registers the better learned "
+                    "model as challenger with its model card."),
+        scores_asset(churn, "ml.churn_scores", ChurnScores,
+                     "Churn probability and low/medium/high risk band of every customer with an order, from the "
+                     "day's feature snapshot, scored by the champion churn model (its version on every row)."),
+    ]

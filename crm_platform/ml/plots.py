@@ -1,0 +1,47 @@
+"""Model-card plots as PNG bytes (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def calibration_plot(table: pd.DataFrame, title: str) -> bytes:
+    """Observed against predicted rate per score bin; a calibrated model lies on the diagonal."""
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfectly calibrated")
+    ax.plot(table["predicted"], table["observed"], marker="o", label="model")
+    ax.set(xlabel="predicted probability (bin mean)", ylabel="observed rate", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize=8)
+    return _png(fig)
+
+
+def decile_plot(table: pd.DataFrame, title: str) -> bytes:
+    """Observed rate per score decile (1 = highest scores) against the overall rate."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.bar(table["decile"].astype(str), table["rate"], color="#4c72b0")
+    base = table["positives"].sum() / max(table["customers"].sum(), 1)
+    ax.axhline(base, ls="--", c="grey", lw=1, label=f"overall rate {base:.2f}")
+    ax.set(xlabel="score decile (1 = highest)", ylabel="observed rate", title=title)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def histogram_plot(values, title: str, xlabel: str, bins: int = 20) -> bytes:
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.hist(pd.Series(values, dtype=float).dropna(), bins=bins, color="#55a868")
+    ax.set(xlabel=xlabel, ylabel="customers", title=title)
+    return _png(fig)

@@ -1,0 +1,131 @@
+"""Training sets: feature snapshots at rolling cutoffs joined to labels from after each cutoff.
+
+A training row's features come from the very snapshot ``features.customer_features`` holds for
+its cutoff day (reused when that partition is materialized, computed with the same SQL otherwise),
+so a model sees exactly what the scoring assets will give it later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from crm_platform import features, warehouse
+from crm_platform.features import FeatureConfig
+from crm_platform.ml import ModelConfig, NotEnoughData
+from crm_platform.ml.labels import CutoffPlan, plan_cutoffs
+
+# snapshot columns that are keys or bookkeeping, never model inputs
+NOT_FEATURES = {"snapshot_date", "customer_id", "cutoff", "latest_event_known_at"}
+CATEGORICAL = ("lead_channel",)
+
+
+def data_window(con, events: str = "core.customer_events") -> tuple[date, date]:
+    """(first day, last day) with events on the timeline."""
+    first, last = con.execute(f"SELECT min(event_at)::DATE, max(known_at)::DATE FROM {events}").fetchall()[0]
+    if first is None:
+        raise NotEnoughData("the timeline holds no events")
+    return first, last
+
+
+def default_plan(cfg: ModelConfig, fcfg: FeatureConfig, first: date, last: date,
+                 label_days: int | None = None) -> CutoffPlan:
+    """The latest test cutoff whose labels are fully observed, and ``train_cutoffs`` training
+    cutoffs ``cutoff_spacing_days`` apart whose labels all end before it. Cutoffs need a horizon of
+    history before them and the first feature partition."""
+    span = max(cfg.horizon_days, label_days or cfg.horizon_days)
+    test = last - timedelta(days=span)
+    newest = test - timedelta(days=span + 1)
+    earliest = max(first + timedelta(days=cfg.horizon_days), fcfg.partitions_start)
+    train = [newest - timedelta(days=i * cfg.cutoff_spacing_days) for i in range(cfg.train_cutoffs)]
+    train = [c for c in train if c >= earliest]
+    if not train:
+        raise NotEnoughData(f"data from {first} to {last} is too short for a {span}-day label window: a training "
+                            f"cutoff would have to lie between {earliest} and {newest}")
+    return plan_cutoffs(train, test, cfg.horizon_days, last, label_days)
+
+
+def snapshot(con, fcfg: FeatureConfig, day: date, events: str = "core.customer_events") -> str:
+    """A relation with the feature snapshot of ``day``: the materialized partition if there is
+    one, the same SQL otherwise."""
+    if warehouse.table_exists(con, features.TABLE) and con.execute(
+            f"SELECT count(*) > 0 FROM {features.TABLE} WHERE snapshot_date = ?", [day]).fetchall()[0][0]:
+        return f"(SELECT * FROM {features.TABLE} WHERE snapshot_date = DATE '{day.isoformat()}')"
+    return f"({features.snapshot_sql(fcfg, day, events)})"
+
+
+def examples(con, fcfg: FeatureConfig, cutoffs, label_sql: Callable[[date], str],
+             events: str = "core.customer_events") -> pd.DataFrame:
+    """Features of each cutoff's snapshot joined to that cutoff's labels, one frame."""
+    parts = [con.sql(f"SELECT l.cutoff, f.* EXCLUDE (snapshot_date), l.* EXCLUDE (customer_id, cutoff) "
+                     f"FROM {snapshot(con, fcfg, c, events)} f JOIN ({label_sql(c)}) l USING (customer_id) "
+                     f"ORDER BY f.customer_id").df() for c in cutoffs]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if "cutoff" in frame:
+        frame["cutoff"] = pd.to_datetime(frame["cutoff"]).dt.date
+    return frame
+
+
+def feature_columns(frame: pd.DataFrame, labels: set[str]) -> list[str]:
+    return [c for c in frame.columns if c not in NOT_FEATURES and c not in labels] + \
+        [c for c in DERIVED if c not in frame.columns]
+
+
+# ratios a tree would need many splits for: the customer's typical days between orders, and how
+# overdue the next order is against it
+DERIVED = {
+    "order_gap_days": lambda f: f["tenure_days"] / f["orders_total"].where(f["orders_total"] > 0),
+    "recency_over_gap": lambda f: f["recency_days"] / (f["tenure_days"] / f["orders_total"].where(
+        f["orders_total"] > 0)).clip(lower=1),
+}
+
+
+def design(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The model input: the feature columns, booleans as numbers, categoricals as strings."""
+    frame = frame.assign(**{c: fn(frame) for c, fn in DERIVED.items() if c in columns and c not in frame})
+    X = frame.reindex(columns=columns).copy()
+    for c in columns:
+        if c in CATEGORICAL:
+            X[c] = X[c].astype("object").where(X[c].notna(), "none").astype(str)
+        else:
+            X[c] = pd.to_numeric(X[c], errors="coerce").astype(float)
+    return X
+
+
+def preprocessor(columns: list[str], scale: bool) -> ColumnTransformer:
+    """One-hot for the categoricals; numbers passed through (gradient boosting handles missing
+    values) or imputed with the median plus a missing flag and standardized (linear models)."""
+    cats = [c for c in columns if c in CATEGORICAL]
+    nums = [c for c in columns if c not in CATEGORICAL]
+    num = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()) if scale \
+        else "passthrough"
+    return ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), cats),
+                              ("num", num, nums)], verbose_feature_names_out=False)
+
+
+def data_hash(frame: pd.DataFrame) -> str:
+    """sha256 over the rows of a training frame (order-sensitive)."""
+    h = hashlib.sha256()
+    h.update(",".join(map(str, frame.columns)).encode())
+    h.update(np.ascontiguousarray(pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()).tobytes())
+    return h.hexdigest()
+
+
+def require(frame: pd.DataFrame, label: str | None, cfg: ModelConfig, what: str) -> None:
+    """Raise NotEnoughData unless ``frame`` has ``min_examples`` rows and (for a binary label)
+    ``min_positives`` of each class."""
+    if len(frame) < cfg.min_examples:
+        raise NotEnoughData(f"{what}: {len(frame)} examples, fewer than the {cfg.min_examples} required")
+    if label is not None:
+        pos = int(frame[label].sum())
+        if min(pos, len(frame) - pos) < cfg.min_positives:
+            raise NotEnoughData(f"{what}: {pos} positive and {len(frame) - pos} negative examples, fewer than "
+                                f"the {cfg.min_positives} of each required")

@@ -1,0 +1,175 @@
+"""Models: the churn model against its naive baseline, the quality gate, the registry, scoring of
+every eligible customer, and honest "not enough data" outcomes."""
+
+import dataclasses
+import shutil
+from datetime import date, timedelta
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pytest
+from dagster_duckdb import DuckDBResource
+from sklearn.linear_model import LogisticRegression
+
+import assets.models as model_assets_module
+from crm_platform import features
+from crm_platform.ml import NotEnoughData, churn, load_config
+from crm_platform.ml.evaluate import psi, reference_bins
+from crm_platform.ml.gate import decide
+from crm_platform.ml.registry import Registry, RegistryError
+from resources.models import ModelStore
+
+CFG = load_config()
+FCFG = features.load_config()
+
+
+@pytest.fixture(scope="module")
+def trained(timeline_world):
+    con = duckdb.connect(str(timeline_world), read_only=True)
+    model, card = churn.train(con, CFG, FCFG)
+    yield con, model, card
+    con.close()
+
+
+def test_churn_model_beats_the_recency_rule_and_is_calibrated(trained):
+    _, _, card = trained
+    m = card["metrics"]
+    assert card["model"] in churn.LEARNED
+    assert m[card["model"]]["roc_auc"] > m["recency_rule"]["roc_auc"] + 0.01
+    assert m[card["model"]]["pr_auc"] > m["recency_rule"]["pr_auc"]
+    base = m[card["model"]]["base_rate"]
+    # calibrated: clearly better than always predicting the base rate
+    assert m[card["model"]]["brier"] < 0.85 * base * (1 - base)
+    test = date.fromisoformat(card["test_cutoff"])
+    assert all(date.fromisoformat(c) + timedelta(days=CFG.horizon_days) < test for c in card["train_cutoffs"])
+    assert card["test_examples"] > 500 and card["train_examples"] > card["test_examples"]
+    assert card["importance"][0]["feature"] in card["features"] and len(card["data_hash"]) == 64
+
+
+def test_scores_every_eligible_customer(trained):
+    con, model, card = trained
+    day = con.execute("SELECT max(known_at)::DATE FROM core.customer_events").fetchall()[0][0]
+    frame = con.sql(features.snapshot_sql(FCFG, day)).df()
+    out = churn.score(model, card, frame, CFG)
+    eligible = set(frame.loc[frame["orders_total"] > 0, "customer_id"])
+    assert set(out["customer_id"]) == eligible and len(out) == len(eligible) > 500
+    assert out["churn_probability"].between(0, 1).all()
+    assert (out.loc[out["churn_probability"] >= CFG.risk_high, "risk_band"] == "high").all()
+    assert set(out["risk_band"]) == {"low", "medium", "high"}
+
+
+def test_gate_refuses_worse_models():
+    assert not decide("roc_auc", 0.70, 0.69, None, margin=0.02, tolerance=0.01).passed      # ~ the baseline
+    assert decide("roc_auc", 0.75, 0.69, None, margin=0.02, tolerance=0.01).passed          # first champion
+    worse = decide("roc_auc", 0.78, 0.69, 0.80, margin=0.02, tolerance=0.01)
+    assert not worse.passed and "champion" in worse.summary()
+    assert decide("roc_auc", 0.795, 0.69, 0.80, margin=0.02, tolerance=0.01).passed       # within tolerance
+    assert not decide("mae", 1.0, 0.9, None, margin=0.01, tolerance=0.01, higher_is_better=False).passed
+    assert decide("mae", 0.8, 0.9, 0.81, margin=0.01, tolerance=0.01, higher_is_better=False).passed
+    assert not decide("roc_auc", None, 0.69, 0.8, margin=0.02, tolerance=0.01).passed
+
+
+def test_registry_round_trip(tmp_path):
+    reg = Registry(tmp_path / "models")
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    y = (X[:, 0] > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    v1 = reg.register("churn", model, {"features": ["a", "b", "c"], "metrics": {"roc_auc": 0.9}})
+    v2 = reg.register("churn", model, {"features": ["a", "b", "c"], "metrics": {"roc_auc": 0.8}})
+    assert (v1, v2) == ("v0001", "v0002") and reg.versions("churn") == [v1, v2]
+    loaded, card = reg.load("churn", v1)
+    assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert card["metrics"] == {"roc_auc": 0.9} and card["version"] == v1 and card["task"] == "churn"
+    assert reg.champion("churn") is None
+    reg.record_decision("churn", v1, True, ["first"], {})
+    reg.record_decision("churn", v2, False, ["worse"], {})
+    assert reg.champion("churn") == v1
+    assert [d["promoted"] for d in reg.decisions("churn")] == [True, False]
+    with pytest.raises(RegistryError):
+        reg.load("churn", "v0009")
+
+
+def test_psi_sees_a_shift():
+    rng = np.random.default_rng(1)
+    ref = reference_bins(rng.normal(size=5000))
+    assert psi(ref, rng.normal(size=5000)) < 0.05
+    assert psi(ref, rng.normal(1, 1, size=5000)) > 0.2
+
+
+def _tiny(timeline_world, tmp_path, keep: int):
+    db = tmp_path / "warehouse.duckdb"
+    shutil.copy(timeline_world, db)
+    con = duckdb.connect(str(db))
+    con.execute(f"DELETE FROM core.customer_events WHERE customer_id NOT IN (SELECT DISTINCT customer_id FROM "
+                f"core.customer_events ORDER BY 1 LIMIT {keep})")
+    return db, con
+
+
+def test_tiny_history_is_not_enough_data(timeline_world, tmp_path):
+    db, con = _tiny(timeline_world, tmp_path, 40)
+    with pytest.raises(NotEnoughData, match="fewer than the 300 required"):
+        churn.train(con, CFG, FCFG)
+    con.close()
+
+
+def _resources(db, home):
+    return {"warehouse": DuckDBResource(database=str(db)), "models": ModelStore(root=str(home / "models"))}
+
+
+def _checks(result):
+    return {(ev.asset_key.to_user_string(), ev.check_name): ev for ev in result.get_asset_check_evaluations()}
+
+
+@pytest.mark.slow
+def test_train_gate_and_score_in_dagster(timeline_world, tmp_path, monkeypatch):
+    db = tmp_path / "warehouse.duckdb"
+    shutil.copy(timeline_world, db)
+    defs = model_assets_module.model_assets()[:2]
+    day = "2026-09-30"
+
+    def run():
+        return dg.materialize(defs, resources=_resources(db, tmp_path), partition_key=day,
+                              instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+
+    first = run()
+    checks = _checks(first)
+    assert first.success and checks[("ml/churn_model", "quality_gate")].passed
+    drift = checks.pop(("ml/churn_scores", "drift"))   # a warning, whichever way today's data went
+    assert drift.severity == dg.AssetCheckSeverity.WARN and "score" in drift.metadata["psi"].value
+    assert all(ev.passed for ev in checks.values()), {k: v.description for k, v in checks.items() if not v.passed}
+    reg = Registry(tmp_path / "models")
+    assert reg.champion("churn") == "v0001"
+    meta = next(e.materialization.metadata for e in first.get_asset_materialization_events()
+                if e.materialization.asset_key == dg.AssetKey(["ml", "churn_model"]))
+    assert meta["calibration_curve"].value.startswith("![calibration curve](data:image/png;base64,")
+    assert "recency_rule" in meta["metrics"].value
+    con = duckdb.connect(str(db), read_only=True)
+    versions = con.execute("SELECT DISTINCT model_version FROM ml.churn_scores").fetchall()
+    con.close()
+    assert versions == [("v0001",)]
+
+    # a gate no challenger can pass: the champion stays, and the blocked scores are not rebuilt
+    monkeypatch.setattr(model_assets_module, "CONFIG", dataclasses.replace(CFG, gate_margin=0.9))
+    defs[:] = model_assets_module.model_assets()[:2]
+    second = run()
+    gate = _checks(second)[("ml/churn_model", "quality_gate")]
+    assert not gate.passed and "does not beat the baseline" in gate.description
+    assert reg.champion("churn") == "v0001" and reg.versions("churn") == ["v0001", "v0002"]
+    built = {e.materialization.asset_key.to_user_string() for e in second.get_asset_materialization_events()}
+    assert built == {"ml/churn_model"}
+
+
+def test_not_enough_data_in_dagster(timeline_world, tmp_path):
+    db, con = _tiny(timeline_world, tmp_path, 40)
+    con.close()
+    result = dg.materialize(model_assets_module.model_assets()[:2], resources=_resources(db, tmp_path),
+                            partition_key="2026-09-30", instance=dg.DagsterInstance.ephemeral(),
+                            raise_on_error=False)
+    assert result.success
+    checks = _checks(result)
+    gate = checks[("ml/churn_model", "quality_gate")]
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN and "not enough data" in gate.description
+    scored = checks[("ml/churn_scores", "every_eligible_customer_scored")]
+    assert not scored.passed and "no champion" in scored.description
+    assert Registry(tmp_path / "models").champion("churn") is None
