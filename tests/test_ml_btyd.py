@@ -1,0 +1,55 @@
+"""BG/NBD and Gamma-Gamma: fitted by maximum likelihood, they recover a simulated population and
+predict its future purchases."""
+
+import numpy as np
+
+from crm_platform.ml.btyd import BetaGeo, GammaGamma
+
+TRUE = (0.5, 5.0, 0.8, 2.5)   # r, alpha, a, b (weeks)
+
+
+def _simulate(n: int, T: float, horizon: float, seed: int = 3):
+    """(x, t_x) over [0, T] after a first purchase at 0, and purchases in (T, T + horizon]."""
+    rng = np.random.default_rng(seed)
+    r, alpha, a, b = TRUE
+    lam, p = rng.gamma(r, 1 / alpha, n), rng.beta(a, b, n)
+    x, t_x, future = np.zeros(n), np.zeros(n), np.zeros(n)
+    for i in range(n):
+        t = 0.0
+        while True:
+            t += rng.exponential(1 / lam[i])
+            if t > T + horizon:
+                break
+            if t <= T:
+                x[i], t_x[i] = x[i] + 1, t
+            else:
+                future[i] += 1
+            if rng.random() < p[i]:          # drops out right after a repeat purchase
+                break
+    return x, t_x, np.full(n, T), future
+
+
+def test_bgnbd_recovers_a_simulated_population_and_its_future():
+    x, t_x, T, future = _simulate(6000, 40.0, 40.0)
+    m = BetaGeo().fit(x, t_x, T)
+    fitted = m.log_likelihood((m.r, m.alpha, m.a, m.b), x, t_x, T).sum()
+    assert fitted >= BetaGeo.log_likelihood(TRUE, x, t_x, T).sum() - 1e-6   # the optimum is at least as good
+    assert abs(m.r / TRUE[0] - 1) < 0.25 and abs(m.alpha / TRUE[1] - 1) < 0.35
+    pred = m.expected_purchases(40.0, x, t_x, T)
+    assert abs(pred.sum() / future.sum() - 1) < 0.08
+    # more purchases and a recent last one mean a higher chance of still being a customer
+    alive = m.probability_alive(np.array([0, 5, 5]), np.array([0, 39, 5]), np.array([40, 40, 40]))
+    assert alive[0] == 1.0 and alive[1] > 0.8 > 0.2 > alive[2]
+
+
+def test_gamma_gamma_shrinks_towards_the_population_mean():
+    rng = np.random.default_rng(5)
+    p, q, v = 6.0, 4.0, 15.0
+    nu = rng.gamma(q, 1 / v, 4000)
+    x = rng.integers(1, 8, 4000)
+    m = np.array([rng.gamma(p, 1 / nu[i], x[i]).mean() for i in range(4000)])
+    gg = GammaGamma().fit(x, m)
+    population = p * v / (q - 1)
+    assert abs(gg.expected_value(np.array([0]), np.array([0]))[0] / population - 1) < 0.1
+    one, many = gg.expected_value(np.array([1, 20]), np.array([100.0, 100.0]))
+    assert population < one < many < 100
