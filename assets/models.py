@@ -18,12 +18,11 @@ from assets.checks import partition_check, partition_check_spec
 from assets.features import CONFIG as FEATURES, KEY as FEATURES_KEY, PARTITIONS
 from assets.metadata import image, markdown_table, table_metadata
 from crm_platform import settings
-from crm_platform.ml import NotEnoughData, churn, load_config
+from crm_platform.ml import NotEnoughData, churn, clv, load_config
 from crm_platform.ml.evaluate import psi
 from crm_platform.ml.gate import decide
 from crm_platform.ml.plots import calibration_plot, decile_plot, histogram_plot
-from crm_platform.ml.training import snapshot
-from crm_platform.schemas import ChurnScores
+from crm_platform.schemas import ChurnScores, ClvScores
 from crm_platform.warehouse import replace_partition
 from resources.models import ModelStore
 from resources.warehouse import read_only
@@ -58,6 +57,8 @@ def card_metadata(card: dict) -> dict:
         meta["decile_chart"] = image(decile_plot(deciles, f"{card['task']}: observed rate per score decile"),
                                      "decile chart")
         meta["deciles"] = dg.MetadataValue.md(markdown_table(deciles, 10))
+    if "value_deciles" in card:
+        meta["value_deciles"] = dg.MetadataValue.md(markdown_table(pd.DataFrame(card["value_deciles"]), 10))
     return meta
 
 
@@ -142,7 +143,7 @@ def scores_asset(task: ModuleType, table: str, schema, description: str):
             model, card = registry.load(task.TASK, version)
             counts, missing = {}, {}
             for day in days:
-                frame = con.sql(f"SELECT * FROM {snapshot(con, FEATURES, date.fromisoformat(day))}").df()
+                frame = task.scoring_frame(con, FEATURES, date.fromisoformat(day))
                 out = task.score(model, card, frame, CONFIG)
                 out.insert(0, "snapshot_date", pd.Timestamp(day))
                 out["model_version"] = version
@@ -151,14 +152,14 @@ def scores_asset(task: ModuleType, table: str, schema, description: str):
                             "* EXCLUDE (snapshot_date) FROM _scores")
                 con.unregister("_scores")
                 replace_partition(con, table, "_scores_t", "snapshot_date", date.fromisoformat(day))
-                counts[day] = len(out)
-                missing[day] = len(task.eligible(frame)) - len(out)
+                counts[day] = int(out["customer_id"].nunique())
+                missing[day] = len(set(task.eligible(frame)["customer_id"]) - set(out["customer_id"]))
             check = partition_check(con, table, "snapshot_date", days, schema, key)
             meta = table_metadata(con, table, where=f"snapshot_date = DATE '{days[-1]}'")
         score_col = task.SCORE
         drift = {"score": psi(card["reference"]["score"], out[score_col])}
-        drift.update({f: psi(ref, frame.loc[frame["customer_id"].isin(out["customer_id"]), f])
-                      for f, ref in card["reference"].items() if f != "score" and f in frame})
+        scored = task.eligible(frame) if len(frame) else frame
+        drift.update({f: psi(ref, scored[f]) for f, ref in card["reference"].items() if f != "score" and f in scored})
         drift = {k: round(v, 4) for k, v in drift.items()}
         shifted = {k: v for k, v in drift.items() if v >= CONFIG.drift_psi_warn}
         yield dg.MaterializeResult(metadata={
@@ -192,4 +193,11 @@ def model_assets() -> list:
         scores_asset(churn, "ml.churn_scores", ChurnScores,
                      "Churn probability and low/medium/high risk band of every customer with an order, from the "
                      "day's feature snapshot, scored by the champion churn model (its version on every row)."),
+        model_asset(clv, "CLV model: a historic-value baseline, BG/NBD + Gamma-Gamma and a Poisson gradient-boosting "
+                    "model of the net value of the next 12 months, measured on a later test cutoff; the better of "
+                    "the last two by MAE is the challenger, with an 80% interval from its test residuals."),
+        scores_asset(clv, "ml.clv_scores", ClvScores,
+                     "Per customer with an order: probability alive, expected purchases in 90 and 365 days "
+                     "(BG/NBD), predicted 12-month net value with an 80% interval and the expected next-order "
+                     "date, scored by the champion CLV model (its version on every row)."),
     ]

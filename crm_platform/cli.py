@@ -74,18 +74,22 @@ def latest_data_day() -> str | None:
 
 
 def summary_lines(results=()) -> list[str]:
+    import dagster as dg
+
     from crm_platform import warehouse
 
     p = settings.paths()
     lines = []
     for result in results:
         failed = [ev for ev in result.get_asset_check_evaluations() if not ev.passed]
+        errors = [ev for ev in failed if ev.severity == dg.AssetCheckSeverity.ERROR]
         lines.append(f"run {result.dagster_run.job_name}"
                      f"{' [' + result.dagster_run.tags['dagster/partition'] + ']' if 'dagster/partition' in result.dagster_run.tags else ''}"
-                     f" {'succeeded' if result.success else 'FAILED'}; {len(failed)} failed check(s)")
+                     f" {'succeeded' if result.success else 'FAILED'}; {len(errors)} failed check(s), "
+                     f"{len(failed) - len(errors)} warning(s)")
         for ev in failed:
-            lines.append(f"  check {ev.asset_key.to_user_string()}:{ev.check_name} failed: "
-                         f"{ev.description}")
+            lines.append(f"  check {ev.asset_key.to_user_string()}:{ev.check_name} "
+                         f"{'failed' if ev in errors else 'warns'}: {ev.description}")
     try:
         con = warehouse.connect(p.warehouse, read_only=True)
     except duckdb.ConnectionException:
@@ -160,7 +164,8 @@ def _model_lines(con, p: settings.Paths) -> list[str]:
         card = reg.card(task, champion)
         m = card["metrics"][card["model"]]
         lines.append(f"model {task}: champion {champion} ({card['model']}), test cutoff {card['test_cutoff']}: "
-                     + ", ".join(f"{k} {m[k]:.3f}" for k in ("roc_auc", "pr_auc", "brier") if k in m)
+                     + ", ".join(f"{k} {m[k]:.3f}" for k in ("roc_auc", "pr_auc", "brier", "mae", "spearman", "aggregate_error",
+                                                        "interval_coverage") if k in m)
                      + f"; baseline {card['baseline']} {card['main_metric']} {card['baseline_metric']:.3f}")
         last = reg.decisions(task)[-1:]
         if last and last[0]["version"] != champion:
@@ -170,6 +175,12 @@ def _model_lines(con, p: settings.Paths) -> list[str]:
         bands = dict(con.execute("SELECT risk_band, count(*) FROM ml.churn_scores WHERE snapshot_date = ? "
                                  "GROUP BY 1", [day]).fetchall())
         lines.append(f"churn scores {day}: " + ", ".join(f"{b} risk {bands.get(b, 0):,}" for b in ("high", "medium", "low")))
+    if warehouse.table_exists(con, "ml.clv_scores"):
+        day, n, total, alive = con.execute("SELECT max(snapshot_date), count(*), sum(clv_12m), avg(probability_alive) "
+                                           "FROM ml.clv_scores WHERE snapshot_date = (SELECT max(snapshot_date) "
+                                           "FROM ml.clv_scores)").fetchall()[0]
+        lines.append(f"CLV scores {day}: {n:,} customers, predicted 12-month value {total:,.0f} EUR, "
+                     f"mean probability alive {alive:.2f}")
     return lines
 
 

@@ -676,3 +676,37 @@ class ChurnScores(pa.DataFrameModel):
         coerce = True
         strict = True
         unique = ["snapshot_date", "customer_id"]
+
+
+class ClvScores(pa.DataFrameModel):
+    """Lifetime-value outlook of every customer with an order by the snapshot day, and the model
+    version behind it."""
+
+    snapshot_date: Series[pd.Timestamp]
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    probability_alive: Series[float] = pa.Field(in_range={"min_value": 0, "max_value": 1})
+    expected_purchases_90d: Series[float] = pa.Field(ge=0)
+    expected_purchases_365d: Series[float] = pa.Field(ge=0)
+    clv_12m: Series[float]
+    clv_12m_low: Series[float]
+    clv_12m_high: Series[float]
+    expected_next_order_date: Series[pd.Timestamp] = pa.Field(nullable=True)
+    model_version: Series[str] = pa.Field(str_matches=r"^v\d{4}$")
+
+    @pa.dataframe_check(error="the interval holds the prediction")
+    def interval(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df["clv_12m_low"] <= df["clv_12m"] + 1e-6) & (df["clv_12m"] <= df["clv_12m_high"] + 1e-6)
+
+    @pa.dataframe_check(error="more purchases are expected in a year than in 90 days")
+    def nested(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["expected_purchases_90d"] <= df["expected_purchases_365d"] + 1e-9
+
+    @pa.dataframe_check(error="the next order is expected after the snapshot day, within a year")
+    def next_order(cls, df: pd.DataFrame) -> Series[bool]:
+        d = df["expected_next_order_date"]
+        return d.isna() | ((d > df["snapshot_date"]) & (d <= df["snapshot_date"] + pd.Timedelta(days=366)))
+
+    class Config:
+        coerce = True
+        strict = True
+        unique = ["snapshot_date", "customer_id"]

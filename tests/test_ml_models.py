@@ -8,6 +8,7 @@ from datetime import date, timedelta
 import dagster as dg
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
 from sklearn.linear_model import LogisticRegression
@@ -173,3 +174,29 @@ def test_not_enough_data_in_dagster(timeline_world, tmp_path):
     scored = checks[("ml/churn_scores", "every_eligible_customer_scored")]
     assert not scored.passed and "no champion" in scored.description
     assert Registry(tmp_path / "models").champion("churn") is None
+
+
+def test_clv_beats_the_historic_value_and_scores_every_customer(timeline_world):
+    from crm_platform.ml import clv
+    from crm_platform.schemas import ClvScores
+
+    con = duckdb.connect(str(timeline_world), read_only=True)
+    model, card = clv.train(con, CFG, FCFG)
+    m = card["metrics"]
+    served = m[card["model"]]
+    assert card["model"] in clv.LEARNED and served["mae_skill"] > 0.02
+    assert served["mae"] < m["historic"]["mae"] and served["spearman"] > m["historic"]["spearman"]
+    assert 0.7 <= served["interval_coverage"] <= 0.9
+    assert date.fromisoformat(card["test_cutoff"]) - date.fromisoformat(max(card["train_cutoffs"])) > timedelta(days=365)
+    day = con.execute("SELECT max(known_at)::DATE FROM core.customer_events").fetchall()[0][0]
+    frame = clv.scoring_frame(con, FCFG, day)
+    out = clv.score(model, card, frame, CFG)
+    con.close()
+    assert set(out["customer_id"]) == set(frame.loc[frame["orders_total"] > 0, "customer_id"])
+    ClvScores.validate(out.assign(snapshot_date=pd.Timestamp(day), model_version="v0001"))
+    assert out["expected_next_order_date"].notna().mean() > 0.2
+    # of two repeat buyers, the one who stopped long ago is less likely still a customer
+    repeat = frame[frame["repeat_days"] >= 2].sort_values("recency_days")
+    best, worst = repeat.iloc[[0, -1]]["customer_id"]
+    by = out.set_index("customer_id")
+    assert by.loc[best, "probability_alive"] > by.loc[worst, "probability_alive"]

@@ -23,7 +23,7 @@ from crm_platform.ml import ModelConfig, labels
 from crm_platform.ml.evaluate import (calibration_table, classification_metrics, decile_table, reference_bins,
                                       top_predictors)
 from crm_platform.ml.training import (data_hash, data_window, default_plan, design, examples, feature_columns,
-                                      preprocessor, require)
+                                      preprocessor, require, snapshot)
 
 TASK = "churn"
 SCORE = "churn_probability"
@@ -122,6 +122,11 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
         "risk_bands": {"medium": cfg.risk_medium, "high": cfg.risk_high},
     }
     return model, card
+
+
+def scoring_frame(con, fcfg: FeatureConfig, day, events: str = "core.customer_events") -> pd.DataFrame:
+    """The feature snapshot of the scoring day."""
+    return con.sql(f"SELECT * FROM {snapshot(con, fcfg, day, events)}").df()
 
 
 def eligible(frame: pd.DataFrame) -> pd.DataFrame:

@@ -88,23 +88,23 @@ DERIVED = {
 }
 
 
-def design(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def design(frame: pd.DataFrame, columns: list[str], categorical=CATEGORICAL) -> pd.DataFrame:
     """The model input: the feature columns, booleans as numbers, categoricals as strings."""
     frame = frame.assign(**{c: fn(frame) for c, fn in DERIVED.items() if c in columns and c not in frame})
     X = frame.reindex(columns=columns).copy()
     for c in columns:
-        if c in CATEGORICAL:
+        if c in categorical:
             X[c] = X[c].astype("object").where(X[c].notna(), "none").astype(str)
         else:
             X[c] = pd.to_numeric(X[c], errors="coerce").astype(float)
     return X
 
 
-def preprocessor(columns: list[str], scale: bool) -> ColumnTransformer:
+def preprocessor(columns: list[str], scale: bool, categorical=CATEGORICAL) -> ColumnTransformer:
     """One-hot for the categoricals; numbers passed through (gradient boosting handles missing
     values) or imputed with the median plus a missing flag and standardized (linear models)."""
-    cats = [c for c in columns if c in CATEGORICAL]
-    nums = [c for c in columns if c not in CATEGORICAL]
+    cats = [c for c in columns if c in categorical]
+    nums = [c for c in columns if c not in categorical]
     num = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()) if scale \
         else "passthrough"
     return ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), cats),
