@@ -25,6 +25,19 @@ VISIT_P = np.array([0.35, 0.25, 0.2, 0.1, 0.05, 0.05])
 NO_SOURCE = 1_000                                  # events after a session's landing page
 N_CAT = len(N.CATEGORIES)
 CAT_PRICE = np.array([N.CATEGORY_PRICE[c] for c in N.CATEGORIES])
+
+
+def _affinity() -> np.ndarray:
+    """Row c: the probability that an item bought 'next to' category c is of each category."""
+    a = np.ones((N_CAT, N_CAT))
+    for x, y in N.CATEGORY_AFFINITY:
+        i, j = N.CATEGORIES.index(x), N.CATEGORIES.index(y)
+        a[i, j] = a[j, i] = 8.0
+    np.fill_diagonal(a, 0.5)
+    return a / a.sum(axis=1, keepdims=True)
+
+
+AFFINITY = _affinity()
 EMAIL_TYPES = np.array(["send", "open", "click", "unsubscribe", "bounce"])
 WEB_TYPES = np.array(["page_view", "product_view", "add_to_cart", "checkout", "login"])
 
@@ -223,8 +236,12 @@ def _orders(rng, op, ot, web, aov, p_return, coupon, fav, end_ts):
     n_items = 1 + rng.poisson(0.8, n_orders)
     oi = np.repeat(np.arange(n_orders), n_items)
     line = np.arange(len(oi)) - np.repeat(np.cumsum(n_items) - n_items, n_items) + 1
-    cat = np.where(rng.random(len(oi)) < 0.8, fav[op[oi], rng.integers(0, 3, len(oi))],
-                   rng.integers(0, N_CAT, len(oi)))
+    # 80% from the customer's favourite categories, the rest from a category that goes with one of
+    # them (cross-sell affinity: shoes with fashion and sports, toys with books, ...)
+    from_fav = fav[op[oi], rng.integers(0, 3, len(oi))]
+    cum = np.cumsum(AFFINITY[from_fav], axis=1)
+    related = np.minimum((cum < rng.random(len(oi))[:, None]).sum(axis=1), N_CAT - 1)
+    cat = np.where(rng.random(len(oi)) < 0.8, from_fav, related)
     price = np.round(CAT_PRICE[cat] * aov[op[oi]] * rng.lognormal(0, 0.3, len(oi)), 2) - 0.01
     price = np.maximum(price, 1.99)
     qty = 1 + (rng.random(len(oi)) < 0.15) * rng.integers(1, 3, len(oi))

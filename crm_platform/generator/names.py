@@ -89,6 +89,9 @@ COMPANIES = ["Nordlicht Logistik GmbH", "Bergmann & Söhne KG", "Alpenblick Hote
              "Taunus Software GmbH", "Schwarzwald Uhren KG", "Ostsee Reisen GmbH",
              "Harz Holzbau GmbH", "Ruhr Energie AG", "Mosel Weinhandel GmbH"]
 CATEGORIES = ["fashion", "shoes", "electronics", "home", "beauty", "sports", "books", "toys"]
+# categories bought together more often than chance
+CATEGORY_AFFINITY = [("fashion", "shoes"), ("sports", "shoes"), ("books", "toys"), ("home", "electronics"),
+                     ("beauty", "fashion")]
 CATEGORY_PRICE = {"fashion": 39.0, "shoes": 69.0, "electronics": 149.0, "home": 45.0,
                   "beauty": 19.0, "sports": 49.0, "books": 14.0, "toys": 25.0}
 # Acquisition channels: weight, and cost per acquired customer for paid channels (EUR).
