@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export CRM_PLATFORM_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CRM_PLATFORM_HOME)/dagster_home
-CUSTOMERS ?= 5000
+CUSTOMERS ?= 10000
 SEED ?= 42
 
 .PHONY: venv demo test ui clean

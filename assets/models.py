@@ -18,11 +18,11 @@ from assets.checks import partition_check, partition_check_spec
 from assets.features import CONFIG as FEATURES, KEY as FEATURES_KEY, PARTITIONS
 from assets.metadata import image, markdown_table, table_metadata
 from crm_platform import settings
-from crm_platform.ml import NotEnoughData, churn, clv, load_config
+from crm_platform.ml import NotEnoughData, churn, clv, leads, load_config, nbo
 from crm_platform.ml.evaluate import psi
 from crm_platform.ml.gate import decide
 from crm_platform.ml.plots import calibration_plot, decile_plot, histogram_plot
-from crm_platform.schemas import ChurnScores, ClvScores
+from crm_platform.schemas import ChurnScores, ClvScores, LeadScores, NextBestOffer
 from crm_platform.warehouse import replace_partition
 from resources.models import ModelStore
 from resources.warehouse import read_only
@@ -200,4 +200,17 @@ def model_assets() -> list:
                      "Per customer with an order: probability alive, expected purchases in 90 and 365 days "
                      "(BG/NBD), predicted 12-month net value with an 80% interval and the expected next-order "
                      "date, scored by the champion CLV model (its version on every row)."),
+        model_asset(nbo, "Next-best-offer model: ranks the product categories a customer does not keep yet by the "
+                    "chance they buy them next (popularity, co-purchase rate with their categories, web views, "
+                    "customer features), measured by hit-rate@3 on a later test cutoff against ranking by "
+                    "popularity."),
+        scores_asset(nbo, "ml.next_best_offer", NextBestOffer,
+                     "The top three categories to offer each customer with an order, never one they returned "
+                     "something from in the last 180 days, ranked by the champion next-best-offer model."),
+        model_asset(leads, "Lead-scoring model: a logistic regression on the lead's source, deal value and age and "
+                    "its contact's engagement, trained on monthly cutoffs and measured on six later ones against "
+                    "the conversion rate of the lead's source channel."),
+        scores_asset(leads, "ml.lead_scores", LeadScores,
+                     "Conversion probability of every sales lead open on the day, with the three features that "
+                     "raise it most, scored by the champion lead-scoring model."),
     ]

@@ -165,8 +165,9 @@ def _model_lines(con, p: settings.Paths) -> list[str]:
         m = card["metrics"][card["model"]]
         lines.append(f"model {task}: champion {champion} ({card['model']}), test cutoff {card['test_cutoff']}: "
                      + ", ".join(f"{k} {m[k]:.3f}" for k in ("roc_auc", "pr_auc", "brier", "mae", "spearman", "aggregate_error",
-                                                        "interval_coverage") if k in m)
-                     + f"; baseline {card['baseline']} {card['main_metric']} {card['baseline_metric']:.3f}")
+                                                        "interval_coverage", "hit_rate_at_3", "hit_rate_at_1") if k in m)
+                     + f"; {card['main_metric']} {card['challenger_metric']:.3f} vs baseline {card['baseline']} "
+                       f"{card['baseline_metric']:.3f}")
         last = reg.decisions(task)[-1:]
         if last and last[0]["version"] != champion:
             lines.append(f"  latest challenger {last[0]['version']} refused: {'; '.join(last[0]['reasons'])}")
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, fn, help_ in (("generate", _generate, "write demo landing files and truth"),
                             ("demo", _demo, "generate, materialize everything, summarize")):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--customers", type=int, default=5000)
+        p.add_argument("--customers", type=int, default=10000)
         p.add_argument("--seed", type=int, default=42)
         p.add_argument("--end-date", default="2026-09-30", help="last day of generated activity")
         p.add_argument("--dirty-rate", type=float, default=0.002,

@@ -710,3 +710,49 @@ class ClvScores(pa.DataFrameModel):
         coerce = True
         strict = True
         unique = ["snapshot_date", "customer_id"]
+
+
+class NextBestOffer(pa.DataFrameModel):
+    """Up to three ranked product categories per customer with an order: categories the customer
+    does not keep yet, none returned from recently, and the model version that ranked them."""
+
+    snapshot_date: Series[pd.Timestamp]
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    offer_rank: Series[int] = pa.Field(isin=[1, 2, 3])
+    category: Series[str] = pa.Field(str_length={"min_value": 1})
+    offer_probability: Series[float] = pa.Field(in_range={"min_value": 0, "max_value": 1})
+    suppressed_categories: Series[str] = pa.Field(nullable=True)
+    model_version: Series[str] = pa.Field(str_matches=r"^v\d{4}$")
+
+    @pa.dataframe_check(error="ranks of a customer run 1, 2, 3 by falling probability")
+    def ranked(cls, df: pd.DataFrame) -> Series[bool]:
+        g = df.sort_values(["snapshot_date", "customer_id", "offer_rank"]).groupby(["snapshot_date", "customer_id"])
+        ok = (g["offer_rank"].diff().fillna(1) == 1) & (g["offer_probability"].diff().fillna(0) <= 1e-12)
+        return ok.reindex(df.index)
+
+    @pa.dataframe_check(error="a suppressed category is never offered")
+    def not_suppressed(cls, df: pd.DataFrame) -> Series[bool]:
+        return pd.Series([s is None or (isinstance(s, float) and pd.isna(s)) or c not in s.split(", ")
+                          for c, s in zip(df["category"], df["suppressed_categories"])], index=df.index)
+
+    class Config:
+        coerce = True
+        strict = True
+        unique = ["snapshot_date", "customer_id", "offer_rank"]
+
+
+class LeadScores(pa.DataFrameModel):
+    """Conversion probability and top reasons of every sales lead open on the snapshot day, and
+    the model version that scored it."""
+
+    snapshot_date: Series[pd.Timestamp]
+    lead_id: Series[str] = pa.Field(str_length={"min_value": 1})
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    conversion_probability: Series[float] = pa.Field(in_range={"min_value": 0, "max_value": 1})
+    top_reasons: Series[str] = pa.Field(str_length={"min_value": 3})
+    model_version: Series[str] = pa.Field(str_matches=r"^v\d{4}$")
+
+    class Config:
+        coerce = True
+        strict = True
+        unique = ["snapshot_date", "lead_id"]

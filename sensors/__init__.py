@@ -15,7 +15,8 @@ DAILY = dg.AssetSelection.assets(dg.AssetKey(["features", "customer_features"]),
                                  dg.AssetKey(["marts", "behaviour_clusters"]),
                                  dg.AssetKey(["marts", "behaviour_cluster_profiles"]),
                                  dg.AssetKey(["marts", "lookalikes"]), dg.AssetKey(["marts", "channel_attribution"]),
-                                 dg.AssetKey(["ml", "churn_scores"]), dg.AssetKey(["ml", "clv_scores"]))
+                                 dg.AssetKey(["ml", "churn_scores"]), dg.AssetKey(["ml", "clv_scores"]),
+                                 dg.AssetKey(["ml", "next_best_offer"]), dg.AssetKey(["ml", "lead_scores"]))
 
 full_refresh_job = dg.define_asset_job(
     "full_refresh", selection=dg.AssetSelection.all() - DAILY,

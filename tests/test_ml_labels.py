@@ -31,6 +31,7 @@ def con():
                                        "categories"])
     ev["event_at"] = pd.to_datetime(ev["event_at"])
     ev["known_at"] = ev["event_at"]
+    ev["channel"] = ev["event_type"].map(lambda t: "webinar" if t.startswith("lead") else "shop")
     c.register("_e", ev)
     c.execute("CREATE TABLE ev AS SELECT * EXCLUDE (categories), CAST(categories AS VARCHAR[]) AS categories FROM _e")
     yield c
@@ -46,8 +47,9 @@ def test_labels_by_hand(con):
                  .fetchall())
     assert cross == {"C1": ["home"], "C2": []}
     leads = {r[0]: r[1:] for r in con.execute(
-        f"SELECT lead_id, customer_id, converted FROM ({labels.lead_conversion_sql(CUTOFF, 90, 'ev')})").fetchall()}
-    assert leads == {"L1": ("C4", 1), "L2": ("C5", 0)}
+        f"SELECT lead_id, customer_id, converted, lead_source, lead_value, lead_age_days "
+        f"FROM ({labels.lead_conversion_sql(CUTOFF, 90, 'ev')})").fetchall()}
+    assert leads == {"L1": ("C4", 1, "webinar", 900.0, 91), "L2": ("C5", 0, "webinar", 500.0, 47)}
 
 
 def test_a_short_horizon_misses_a_later_order(con):

@@ -95,10 +95,13 @@ GROUP BY 1, 2"""
 
 
 def lead_conversion_sql(cutoff: date, horizon_days: int, events: str = "core.customer_events") -> str:
-    """lead_id, customer_id, converted (within the horizon) for the sales leads open at the cutoff."""
+    """lead_id, customer_id, the lead's source channel, deal value and age in days, and converted
+    (within the horizon) for the sales leads open at the cutoff."""
     end = day_end(cutoff)
     return f"""
 SELECT source_record_id AS lead_id, any_value(customer_id) AS customer_id, DATE '{cutoff.isoformat()}' AS cutoff,
+       arg_min(channel, event_at) AS lead_source, arg_min(value, event_at) AS lead_value,
+       date_diff('day', min(event_at)::DATE, DATE '{cutoff.isoformat()}') AS lead_age_days,
        (count(*) FILTER (WHERE event_type = 'lead_converted' AND event_at >= {end}
                          AND event_at < {end} + INTERVAL {int(horizon_days)} DAY) > 0)::INT AS converted
 FROM {events} WHERE event_type IN ('lead_created', 'lead_converted')
