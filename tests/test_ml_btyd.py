@@ -1,9 +1,9 @@
-"""BG/NBD and Gamma-Gamma: fitted by maximum likelihood, they recover a simulated population and
+"""BG/NBD, Pareto/NBD and Gamma-Gamma: fitted by maximum likelihood, they recover a simulated population and
 predict its future purchases."""
 
 import numpy as np
 
-from crm_platform.ml.btyd import BetaGeo, GammaGamma
+from crm_platform.ml.btyd import BetaGeo, GammaGamma, ParetoNBD
 
 TRUE = (0.5, 5.0, 0.8, 2.5)   # r, alpha, a, b (weeks)
 
@@ -53,3 +53,34 @@ def test_gamma_gamma_shrinks_towards_the_population_mean():
     assert abs(gg.expected_value(np.array([0]), np.array([0]))[0] / population - 1) < 0.1
     one, many = gg.expected_value(np.array([1, 20]), np.array([100.0, 100.0]))
     assert population < one < many < 100
+
+
+def test_pareto_nbd_recovers_a_simulated_population_and_its_future():
+    rng = np.random.default_rng(11)
+    r, alpha, s, beta = 0.6, 10.0, 0.8, 12.0
+    n, T, horizon = 6000, 40.0, 40.0
+    lam, mu = rng.gamma(r, 1 / alpha, n), rng.gamma(s, 1 / beta, n)
+    death = rng.exponential(1 / mu)
+    x, t_x, future = np.zeros(n), np.zeros(n), np.zeros(n)
+    for i in range(n):
+        t = 0.0
+        while True:
+            t += rng.exponential(1 / lam[i])
+            if t > min(death[i], T + horizon):
+                break
+            if t <= T:
+                x[i], t_x[i] = x[i] + 1, t
+            else:
+                future[i] += 1
+    Ts = np.full(n, T)
+    m = ParetoNBD().fit(x, t_x, Ts)
+    fitted = ParetoNBD.log_likelihood((m.r, m.alpha, m.s, m.beta), x, t_x, Ts).sum()
+    assert fitted >= ParetoNBD.log_likelihood((r, alpha, s, beta), x, t_x, Ts).sum() - 1e-6
+    assert abs(m.r / r - 1) < 0.25
+    pred = m.expected_purchases(horizon, x, t_x, Ts)
+    assert abs(pred.sum() / future.sum() - 1) < 0.08
+    alive = m.probability_alive(np.array([5, 5]), np.array([39, 5]), np.array([40, 40]))
+    assert alive[0] > 0.8 > 0.5 > alive[1]
+    # the probabilities alive passed in give the same expectation
+    assert np.allclose(m.expected_purchases(10, x, t_x, Ts, alive=m.probability_alive(x, t_x, Ts)),
+                       m.expected_purchases(10, x, t_x, Ts))

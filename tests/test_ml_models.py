@@ -164,16 +164,19 @@ def test_train_gate_and_score_in_dagster(timeline_world, tmp_path, monkeypatch):
 def test_not_enough_data_in_dagster(timeline_world, tmp_path):
     db, con = _tiny(timeline_world, tmp_path, 40)
     con.close()
-    result = dg.materialize(model_assets_module.model_assets()[:2], resources=_resources(db, tmp_path),
+    result = dg.materialize(model_assets_module.model_assets(), resources=_resources(db, tmp_path),
                             partition_key="2026-09-30", instance=dg.DagsterInstance.ephemeral(),
                             raise_on_error=False)
     assert result.success
     checks = _checks(result)
-    gate = checks[("ml/churn_model", "quality_gate")]
-    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN and "not enough data" in gate.description
-    scored = checks[("ml/churn_scores", "every_eligible_customer_scored")]
-    assert not scored.passed and "no champion" in scored.description
-    assert Registry(tmp_path / "models").champion("churn") is None
+    for task in ("churn", "clv", "next_best_offer", "lead_scoring"):
+        gate = checks[(f"ml/{task}_model", "quality_gate")]
+        assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN
+        assert "not enough data" in gate.description, gate.description
+        assert Registry(tmp_path / "models").champion(task) is None
+    for table in ("churn_scores", "clv_scores", "next_best_offer", "lead_scores"):
+        scored = checks[(f"ml/{table}", "every_eligible_customer_scored")]
+        assert not scored.passed and "no champion" in scored.description
 
 
 def test_clv_beats_the_historic_value_and_scores_every_customer(timeline_world):

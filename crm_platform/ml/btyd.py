@@ -1,6 +1,11 @@
 """Buy-till-you-die models: BG/NBD (Fader, Hardie & Lee 2005, "Counting your customers the easy
-way") for the number of repeat purchases, and Gamma-Gamma (Fader, Hardie & Lee 2005, "RFM and
-CLV") for their value, fitted by maximum likelihood with scipy.
+way") and Pareto/NBD (Schmittlein, Morrison & Colombo 1987, likelihood as in Fader & Hardie 2005,
+"A note on deriving the Pareto/NBD model") for the number of repeat purchases, and Gamma-Gamma
+(Fader, Hardie & Lee 2005, "RFM and CLV") for their value, fitted by maximum likelihood with scipy.
+
+The parameters describe the population; above ``MAX_FIT_ROWS`` customers they are fitted on a
+fixed random sample of that size (the estimates are then as good as final), and every customer is
+scored.
 
 Inputs per customer, in any time unit used consistently: ``x`` repeat purchases (purchases after
 the first, same-day purchases merged), ``t_x`` time of the last purchase and ``T`` age, both
@@ -13,13 +18,28 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import gammaln, hyp2f1
+from scipy.special import gammaln, hyp2f1, logsumexp
+
+MAX_FIT_ROWS = 50_000
 
 
-def _fit(nll, k: int) -> np.ndarray:
+def _sample(*arrays):
+    """The arrays as floats, cut to a fixed random sample of MAX_FIT_ROWS rows if longer."""
+    arrays = [np.asarray(a, dtype=float) for a in arrays]
+    if len(arrays[0]) <= MAX_FIT_ROWS:
+        return arrays
+    idx = np.random.default_rng(0).choice(len(arrays[0]), MAX_FIT_ROWS, replace=False)
+    return [a[idx] for a in arrays]
+
+
+def _fit(nll, k: int, method: str = "L-BFGS-B", starts: int = 3) -> np.ndarray:
+    """Minimize ``nll`` over log-parameters from a few starts; the parameters of the best."""
     best = None
-    for start in (np.zeros(k), np.full(k, 0.5), np.full(k, -0.5)):
-        res = minimize(nll, start, method="L-BFGS-B", bounds=[(-12, 12)] * k)
+    for start in (np.zeros(k), np.full(k, 0.5), np.full(k, -0.5))[:starts]:
+        if method == "L-BFGS-B":
+            res = minimize(nll, start, method=method, bounds=[(-12, 12)] * k)
+        else:
+            res = minimize(nll, start, method=method, options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-6})
         if best is None or res.fun < best.fun:
             best = res
     return np.exp(best.x)
@@ -47,7 +67,7 @@ class BetaGeo:
         return a1 + a2 + np.logaddexp(a3, a4)
 
     def fit(self, x, t_x, T) -> "BetaGeo":
-        x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+        x, t_x, T = _sample(x, t_x, T)
         scale = max(T.max(), 1e-9) / 10   # fit on a unit where T is ~10, then rescale α
         nll = lambda lp: -self.log_likelihood(np.exp(lp), x, t_x / scale, T / scale).sum()  # noqa: E731
         r, alpha, a, b = _fit(nll, 4)
@@ -74,6 +94,74 @@ class BetaGeo:
 
 
 @dataclass
+class ParetoNBD:
+    """Pareto/NBD: while alive a customer buys at Poisson rate λ ~ Gamma(r, α); their lifetime is
+    exponential with rate μ ~ Gamma(s, β), independent of the purchases."""
+
+    r: float = 1.0
+    alpha: float = 1.0
+    s: float = 1.0
+    beta: float = 1.0
+
+    @staticmethod
+    def _log_a0(params, x, t_x, T) -> np.ndarray:
+        r, alpha, s, beta = params
+        if alpha >= beta:
+            big, small, t = alpha, beta, s + 1
+        else:
+            big, small, t = beta, alpha, r + x
+        rsx = r + s + x
+        q1, q2 = big + t_x, big + T
+        p1 = hyp2f1(rsx, t, rsx + 1, (big - small) / q1)
+        p2 = hyp2f1(rsx, t, rsx + 1, (big - small) / q2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = logsumexp([np.log(p1) + rsx * np.log(q2), np.log(p2) + rsx * np.log(q1)], axis=0,
+                            b=[np.ones_like(x), -np.ones_like(x)]) - rsx * np.log(q1 * q2)
+        # last purchase at the end of the observation: no time to have died unseen (A0 = 0)
+        return np.where(np.asarray(t_x) >= np.asarray(T), -np.inf, out)
+
+    @classmethod
+    def log_likelihood(cls, params, x, t_x, T) -> np.ndarray:
+        r, alpha, s, beta = params
+        a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+        with np.errstate(invalid="ignore"):   # hyp2f1 fails far from the optimum: the fit skips those points
+            a2 = np.logaddexp(-(r + x) * np.log(alpha + T) - s * np.log(beta + T),
+                              np.log(s) + cls._log_a0(params, x, t_x, T) - np.log(r + s + x))
+        return a1 + a2
+
+    def fit(self, x, t_x, T) -> "ParetoNBD":
+        x, t_x, T = _sample(x, t_x, T)
+        scale = max(T.max(), 1e-9) / 10
+
+        def nll(lp):
+            if np.any(np.abs(lp) > 12):
+                return np.inf
+            ll = self.log_likelihood(np.exp(lp), x, t_x / scale, T / scale)
+            return -ll.sum() if np.all(np.isfinite(ll)) else np.inf
+
+        # the likelihood has regions where hyp2f1 fails: a simplex search steps around them
+        r, alpha, s, beta = _fit(nll, 4, "Nelder-Mead", starts=1)
+        self.r, self.alpha, self.s, self.beta = r, alpha * scale, s, beta * scale
+        return self
+
+    def probability_alive(self, x, t_x, T) -> np.ndarray:
+        x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+        p = (self.r, self.alpha, self.s, self.beta)
+        log_odds = (np.log(self.s) + (self.r + x) * np.log(self.alpha + T) + self.s * np.log(self.beta + T)
+                    + self._log_a0(p, x, t_x, T) - np.log(self.r + self.s + x))
+        return 1.0 / (1.0 + np.exp(log_odds))
+
+    def expected_purchases(self, t, x, t_x, T, alive=None) -> np.ndarray:
+        """Expected purchases in the next ``t`` time units; ``alive``: the probabilities alive, if
+        already computed (they do not depend on ``t``)."""
+        x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+        r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
+        first = (r + x) * (beta + T) / ((alpha + T) * (s - 1))
+        second = 1 - ((beta + T) / (beta + T + t)) ** (s - 1)
+        return first * second * (self.probability_alive(x, t_x, T) if alive is None else alive)
+
+
+@dataclass
 class GammaGamma:
     """Gamma-Gamma: a customer's mean transaction value, shrunk towards the population mean the
     fewer purchases it rests on."""
@@ -83,7 +171,7 @@ class GammaGamma:
     v: float = 1.0
 
     def fit(self, x, m) -> "GammaGamma":
-        x, m = np.asarray(x, dtype=float), np.asarray(m, dtype=float)
+        x, m = np.asarray(x, dtype=float), np.nan_to_num(np.asarray(m, dtype=float))
         keep = (x > 0) & (m > 0)
         x, m = x[keep], m[keep]
         scale = float(np.mean(m)) or 1.0

@@ -26,33 +26,34 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import make_pipeline
 
 from crm_platform.features import FeatureConfig, day_end
-from crm_platform.ml import ModelConfig, labels
-from crm_platform.ml.btyd import BetaGeo, GammaGamma
+from crm_platform.ml import ModelConfig, NotEnoughData, labels
+from crm_platform.ml.btyd import BetaGeo, GammaGamma, ParetoNBD
 from crm_platform.ml.evaluate import reference_bins, top_predictors
-from crm_platform.ml.training import (data_hash, data_window, default_plan, design, examples, feature_columns,
-                                      preprocessor, require)
+from crm_platform.ml.training import (DERIVED, data_hash, data_window, default_plan, design, examples,
+                                      feature_columns, preprocessor, require)
 
 TASK = "clv"
 SCORE = "clv_12m"
 LABEL = "clv_12m"
 BASELINE = "historic"
-LEARNED = ("bg_nbd_gamma_gamma", "gradient_boosting")
+COUNT_MODELS = {"bg_nbd": BetaGeo, "pareto_nbd": ParetoNBD}
+LEARNED = ("bg_nbd_gamma_gamma", "pareto_nbd_gamma_gamma", "gradient_boosting")
 MAIN_METRIC = "mae_skill"      # 1 − MAE / MAE of the naive baseline: 0 = no better than it
-BTYD_COLUMNS = ("repeat_days", "t_x_days", "age_days", "repeat_value_avg", "probability_alive",
-                "expected_purchases_365d", "expected_value")
+MIN_HISTORIES = 30
 NEXT_ORDER_GRID = np.concatenate([np.arange(1, 31), np.arange(35, 366, 7)])   # days: daily, then weekly
 
 
 def history_sql(cutoff: date, events: str = "core.customer_events") -> str:
     """Per customer with an order known by the cutoff: repeat purchase days (same-day orders
-    merged), days from the first to the last, age in days, mean value of the repeat days, and
-    the 12 months' net value before the cutoff (the naive forecast)."""
+    merged), days from the first to the last, age in days (first purchase to the cutoff day, the
+    convention of the BG/NBD and Pareto/NBD literature), mean value of the repeat days, and the 12
+    months' net value before the cutoff (the naive forecast)."""
     end = day_end(cutoff)
     return f"""
 WITH d AS (SELECT customer_id, event_at::DATE AS day, sum(value) AS value FROM {events}
            WHERE event_type = 'order' AND event_at < {end} AND known_at < {end} GROUP BY 1, 2),
 h AS (SELECT customer_id, count(*) - 1 AS repeat_days, date_diff('day', min(day), max(day)) AS t_x_days,
-             date_diff('day', min(day), {end}::DATE) AS age_days,
+             date_diff('day', min(day), DATE '{cutoff.isoformat()}') AS age_days,
              (sum(value) - arg_min(value, day)) / nullif(count(*) - 1, 0) AS repeat_value_avg
       FROM d GROUP BY 1),
 last12 AS (SELECT customer_id,
@@ -74,38 +75,48 @@ def return_share(con, cutoff: date, events: str = "core.customer_events") -> flo
 
 @dataclass
 class Btyd:
-    """BG/NBD + Gamma-Gamma fitted on the purchase histories of one day."""
+    """BG/NBD, Pareto/NBD and Gamma-Gamma fitted on the purchase histories of one day."""
 
-    bgnbd: BetaGeo = field(default_factory=BetaGeo)
+    counts: dict = field(default_factory=dict)
     gg: GammaGamma = field(default_factory=GammaGamma)
     returns: float = 0.0
 
     def fit(self, h: pd.DataFrame, returns: float) -> "Btyd":
-        self.bgnbd = BetaGeo().fit(h["repeat_days"], h["t_x_days"], h["age_days"])
+        if len(h) < MIN_HISTORIES or (h["repeat_days"] > 0).sum() < MIN_HISTORIES // 2:
+            raise NotEnoughData(f"BG/NBD needs at least {MIN_HISTORIES} purchase histories, {MIN_HISTORIES // 2} "
+                                f"of them with a repeat purchase; there are {len(h)} and "
+                                f"{int((h['repeat_days'] > 0).sum())}")
+        self.counts = {k: M().fit(h["repeat_days"], h["t_x_days"], h["age_days"]) for k, M in COUNT_MODELS.items()}
         self.gg = GammaGamma().fit(h["repeat_days"], h["repeat_value_avg"])
         self.returns = returns
         return self
 
     def describe(self, h: pd.DataFrame) -> pd.DataFrame:
-        """The BTYD columns of every customer in ``h``."""
+        """The BTYD columns of every customer in ``h``: per count model ``<model>_probability_alive``,
+        ``_expected_purchases_90d`` / ``_365d``, ``_days_to_next_order`` and ``_clv_12m``; the BG/NBD
+        ones also without prefix (model features)."""
         x, t_x, T = h["repeat_days"].to_numpy(float), h["t_x_days"].to_numpy(float), h["age_days"].to_numpy(float)
         out = h[["customer_id", "repeat_days", "t_x_days", "age_days", "repeat_value_avg"]].copy()
-        out["probability_alive"] = self.bgnbd.probability_alive(x, t_x, T)
-        out["expected_purchases_90d"] = self.bgnbd.expected_purchases(90, x, t_x, T)
-        out["expected_purchases_365d"] = self.bgnbd.expected_purchases(365, x, t_x, T)
         out["expected_value"] = self.gg.expected_value(x, h["repeat_value_avg"].to_numpy(float))
-        out["btyd_clv_12m"] = out["expected_purchases_365d"] * out["expected_value"] * (1 - self.returns)
-        out["days_to_next_order"] = self.days_to_next_order(x, t_x, T)
+        for k, m in self.counts.items():
+            out[f"{k}_probability_alive"] = m.probability_alive(x, t_x, T)
+            out[f"{k}_expected_purchases_90d"] = m.expected_purchases(90, x, t_x, T)
+            out[f"{k}_expected_purchases_365d"] = m.expected_purchases(365, x, t_x, T)
+            out[f"{k}_clv_12m"] = out[f"{k}_expected_purchases_365d"] * out["expected_value"] * (1 - self.returns)
+            out[f"{k}_days_to_next_order"] = days_to_next_order(m, x, t_x, T)
+        for c in ("probability_alive", "expected_purchases_365d"):
+            out[c] = out[f"bg_nbd_{c}"]
         return out
 
-    def days_to_next_order(self, x, t_x, T) -> np.ndarray:
-        """The first day on which the expected purchases since the cutoff reach one half (an
-        order is then more likely than not, as far as the expectation goes); NaN when that is
-        not within a year."""
-        grid = np.stack([self.bgnbd.expected_purchases(float(d), x, t_x, T) for d in NEXT_ORDER_GRID], axis=1)
-        reached = grid >= 0.5
-        first = reached.argmax(axis=1)
-        return np.where(reached.any(axis=1), NEXT_ORDER_GRID[first], np.nan)
+
+def days_to_next_order(model, x, t_x, T) -> np.ndarray:
+    """The first day on which the expected purchases since the cutoff reach one half (an order is
+    then more likely than not, as far as the expectation goes); NaN when that is not within a year."""
+    kw = {"alive": model.probability_alive(x, t_x, T)} if isinstance(model, ParetoNBD) else {}
+    days = np.full(len(x), np.nan)
+    for d in NEXT_ORDER_GRID[::-1]:      # the earliest day that reaches one half wins
+        days = np.where(model.expected_purchases(float(d), x, t_x, T, **kw) >= 0.5, d, days)
+    return days
 
 
 def _frame(con, fcfg: FeatureConfig, cutoffs, events: str, with_label: bool) -> pd.DataFrame:
@@ -157,16 +168,23 @@ def value_deciles(pred, y) -> pd.DataFrame:
 
 
 class ClvModel:
-    """What the CLV scores need: the served regressor (or none when BG/NBD serves), its feature
-    columns, and the conformal bands of its interval."""
+    """What the CLV scores need: which candidate serves the 12-month value (and its regressor when
+    it is the learned one), its feature columns, the conformal bands of its interval, and the count
+    model (``bg_nbd`` or ``pareto_nbd``) behind probability alive, expected purchases and the next
+    order: the served one, or the better of the two on the test cutoff."""
 
-    def __init__(self, served: str, regressor, columns: list[str], bands: dict):
+    def __init__(self, served: str, regressor, columns: list[str], bands: dict, outlook: str = "bg_nbd"):
         self.served, self.regressor, self.columns, self.bands = served, regressor, columns, bands
+        self.outlook = outlook
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         if self.served == "gradient_boosting":
             return self.regressor.predict(design(frame, self.columns))
-        return frame["btyd_clv_12m"].to_numpy(float)
+        return frame[f"{self.served.removesuffix('_gamma_gamma')}_clv_12m"].to_numpy(float)
+
+
+def _outlook_columns(frame: pd.DataFrame) -> set[str]:
+    return {c for c in frame.columns if c.startswith(tuple(f"{k}_" for k in COUNT_MODELS))}
 
 
 def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str = "core.customer_events"):
@@ -176,21 +194,23 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
     test_set = _frame(con, fcfg, [plan.test], events, True)
     require(train_set, None, cfg, "CLV training set")
     require(test_set, None, cfg, "CLV test set")
-    columns = feature_columns(train_set, {LABEL, "btyd_clv_12m", "days_to_next_order", "expected_purchases_90d"})
+    columns = feature_columns(train_set, {LABEL} | _outlook_columns(train_set))
     reg = make_pipeline(preprocessor(columns, scale=False),
                         HistGradientBoostingRegressor(loss="poisson", max_iter=300, learning_rate=0.05,
                                                       l2_regularization=1.0, random_state=cfg.random_state))
     reg.fit(design(train_set, columns), train_set[LABEL].clip(lower=0))
     y = test_set[LABEL].to_numpy(float)
-    preds = {BASELINE: test_set["historic_12m"].to_numpy(float), "bg_nbd_gamma_gamma": test_set["btyd_clv_12m"].to_numpy(float),
+    preds = {BASELINE: test_set["historic_12m"].to_numpy(float),
+             **{f"{k}_gamma_gamma": test_set[f"{k}_clv_12m"].to_numpy(float) for k in COUNT_MODELS},
              "gradient_boosting": reg.predict(design(test_set, columns))}
     metrics = {n: regression_metrics(y, p) for n, p in preds.items()}
     naive = metrics[BASELINE]["mae"]
     for m in metrics.values():
         m[MAIN_METRIC] = 1 - m["mae"] / naive if naive else 0.0
     best = min(LEARNED, key=lambda n: metrics[n]["mae"])
+    outlook = min(COUNT_MODELS, key=lambda k: metrics[f"{k}_gamma_gamma"]["mae"])
     model = ClvModel(best, reg if best == "gradient_boosting" else None, columns,
-                     conformal_bands(preds[best], y))
+                     conformal_bands(preds[best], y), outlook)
     low, high = interval(model.bands, preds[best])
     metrics[best]["interval_coverage"] = float(np.mean((y >= low) & (y <= high)))
     champion_metric = None
@@ -199,14 +219,14 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
     importance = top_predictors(reg, design(test_set, columns), y, "neg_mean_absolute_error", cfg.random_state)
     newest = (train_set["cutoff"] == max(plan.train)).to_numpy()
     card = {
-        "task": TASK, "model": best, "label": "net value (orders − returns) in the 365 days after the cutoff",
+        "task": TASK, "model": best, "outlook_model": outlook,
+        "label": "net value (orders − returns) in the 365 days after the cutoff",
         "main_metric": MAIN_METRIC, "baseline": BASELINE,
         "train_cutoffs": [c.isoformat() for c in plan.train], "test_cutoff": plan.test.isoformat(),
         "horizon_days": labels.CLV_DAYS, "features": columns,
         "params": {k: v for k, v in reg[-1].get_params().items() if isinstance(v, (int, float, str, type(None)))},
         "train_examples": int(len(train_set)), "test_examples": int(len(test_set)),
-        "data_hash": data_hash(train_set.drop(columns=list(BTYD_COLUMNS[4:]) + ["btyd_clv_12m", "days_to_next_order",
-                                                                                 "expected_purchases_90d"])),
+        "data_hash": data_hash(train_set[["customer_id", "cutoff", LABEL, *(c for c in columns if c not in DERIVED)]]),
         "metrics": metrics, "challenger_metric": metrics[best][MAIN_METRIC],
         "baseline_metric": metrics[BASELINE][MAIN_METRIC], "champion_metric": champion_metric,
         "importance": importance.to_dict("records"),
@@ -232,11 +252,12 @@ def score(model: ClvModel, card: dict, frame: pd.DataFrame, cfg: ModelConfig) ->
     pred = model.predict(frame) if len(frame) else np.array([])
     low, high = interval(model.bands, pred)
     cutoff = pd.to_datetime(frame["cutoff"]) if len(frame) else pd.Series(dtype="datetime64[ns]")
+    k = getattr(model, "outlook", "bg_nbd")
     return pd.DataFrame({
         "customer_id": frame["customer_id"].to_numpy(),
-        "probability_alive": frame["probability_alive"].to_numpy(float).round(6),
-        "expected_purchases_90d": frame["expected_purchases_90d"].to_numpy(float).round(4),
-        "expected_purchases_365d": frame["expected_purchases_365d"].to_numpy(float).round(4),
+        "probability_alive": frame[f"{k}_probability_alive"].to_numpy(float).round(6),
+        "expected_purchases_90d": frame[f"{k}_expected_purchases_90d"].to_numpy(float).round(4),
+        "expected_purchases_365d": frame[f"{k}_expected_purchases_365d"].to_numpy(float).round(4),
         "clv_12m": pred.round(2), "clv_12m_low": low.round(2), "clv_12m_high": high.round(2),
-        "expected_next_order_date": (cutoff + pd.to_timedelta(frame["days_to_next_order"], unit="D")).dt.date.to_numpy()
-        if len(frame) else np.array([], dtype=object)})
+        "expected_next_order_date": (cutoff + pd.to_timedelta(frame[f"{k}_days_to_next_order"], unit="D")).dt.date
+        .to_numpy() if len(frame) else np.array([], dtype=object)})
