@@ -21,6 +21,7 @@ from scipy.optimize import minimize
 from scipy.special import gammaln, hyp2f1, logsumexp
 
 MAX_FIT_ROWS = 50_000
+S_MAX = 10.0
 
 
 def _sample(*arrays):
@@ -32,10 +33,13 @@ def _sample(*arrays):
     return [a[idx] for a in arrays]
 
 
-def _fit(nll, k: int, method: str = "L-BFGS-B", starts: int = 3) -> np.ndarray:
-    """Minimize ``nll`` over log-parameters from a few starts; the parameters of the best."""
+def _fit(nll, k: int, method: str = "L-BFGS-B", starts: int = 3, warm=None) -> np.ndarray:
+    """Minimize ``nll`` over log-parameters from a few starts (or from ``warm``, the parameters of
+    a neighbouring fit); the parameters of the best."""
     best = None
-    for start in (np.zeros(k), np.full(k, 0.5), np.full(k, -0.5))[:starts]:
+    candidates = [np.log(np.asarray(warm, dtype=float))] if warm is not None else \
+        [np.zeros(k), np.full(k, 0.5), np.full(k, -0.5)][:starts]
+    for start in candidates:
         if method == "L-BFGS-B":
             res = minimize(nll, start, method=method, bounds=[(-12, 12)] * k)
         else:
@@ -66,11 +70,12 @@ class BetaGeo:
                           -np.inf)
         return a1 + a2 + np.logaddexp(a3, a4)
 
-    def fit(self, x, t_x, T) -> "BetaGeo":
+    def fit(self, x, t_x, T, warm: "BetaGeo | None" = None) -> "BetaGeo":
+        """Maximum likelihood; ``warm``: a fit on similar data (e.g. the previous cutoff) to start from."""
         x, t_x, T = _sample(x, t_x, T)
         scale = max(T.max(), 1e-9) / 10   # fit on a unit where T is ~10, then rescale α
         nll = lambda lp: -self.log_likelihood(np.exp(lp), x, t_x / scale, T / scale).sum()  # noqa: E731
-        r, alpha, a, b = _fit(nll, 4)
+        r, alpha, a, b = _fit(nll, 4, warm=None if warm is None else (warm.r, warm.alpha / scale, warm.a, warm.b))
         self.r, self.alpha, self.a, self.b = r, alpha * scale, a, b
         return self
 
@@ -129,18 +134,22 @@ class ParetoNBD:
                               np.log(s) + cls._log_a0(params, x, t_x, T) - np.log(r + s + x))
         return a1 + a2
 
-    def fit(self, x, t_x, T) -> "ParetoNBD":
+    def fit(self, x, t_x, T, warm: "ParetoNBD | None" = None) -> "ParetoNBD":
+        """Maximum likelihood; ``warm``: a fit on similar data (e.g. the previous cutoff) to start from."""
         x, t_x, T = _sample(x, t_x, T)
         scale = max(T.max(), 1e-9) / 10
 
         def nll(lp):
-            if np.any(np.abs(lp) > 12):
+            # s above S_MAX: dropout rates nearly alike; the likelihood then runs along a ridge in s and
+            # β that changes nothing measurable while hyp2f1 slows down by orders of magnitude
+            if np.any(np.abs(lp) > 12) or lp[2] > np.log(S_MAX):
                 return np.inf
             ll = self.log_likelihood(np.exp(lp), x, t_x / scale, T / scale)
             return -ll.sum() if np.all(np.isfinite(ll)) else np.inf
 
         # the likelihood has regions where hyp2f1 fails: a simplex search steps around them
-        r, alpha, s, beta = _fit(nll, 4, "Nelder-Mead", starts=1)
+        r, alpha, s, beta = _fit(nll, 4, "Nelder-Mead", starts=1, warm=None if warm is None else (
+            warm.r, warm.alpha / scale, warm.s, warm.beta / scale))
         self.r, self.alpha, self.s, self.beta = r, alpha * scale, s, beta * scale
         return self
 

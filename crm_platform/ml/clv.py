@@ -81,12 +81,17 @@ class Btyd:
     gg: GammaGamma = field(default_factory=GammaGamma)
     returns: float = 0.0
 
-    def fit(self, h: pd.DataFrame, returns: float) -> "Btyd":
+    def fit(self, h: pd.DataFrame, returns: float, warm: "Btyd | None" = None,
+            kinds: tuple[str, ...] = tuple(COUNT_MODELS)) -> "Btyd":
+        """``warm``: the fit of a neighbouring cutoff, where the search starts; ``kinds``: the
+        count models to fit (BG/NBD always: its outlook is a model feature)."""
         if len(h) < MIN_HISTORIES or (h["repeat_days"] > 0).sum() < MIN_HISTORIES // 2:
             raise NotEnoughData(f"BG/NBD needs at least {MIN_HISTORIES} purchase histories, {MIN_HISTORIES // 2} "
                                 f"of them with a repeat purchase; there are {len(h)} and "
                                 f"{int((h['repeat_days'] > 0).sum())}")
-        self.counts = {k: M().fit(h["repeat_days"], h["t_x_days"], h["age_days"]) for k, M in COUNT_MODELS.items()}
+        self.counts = {k: M().fit(h["repeat_days"], h["t_x_days"], h["age_days"],
+                                  warm=warm.counts.get(k) if warm else None)
+                       for k, M in COUNT_MODELS.items() if k in kinds or k == "bg_nbd"}
         self.gg = GammaGamma().fit(h["repeat_days"], h["repeat_value_avg"])
         self.returns = returns
         return self
@@ -119,19 +124,23 @@ def days_to_next_order(model, x, t_x, T) -> np.ndarray:
     return days
 
 
-def _frame(con, fcfg: FeatureConfig, cutoffs, events: str, with_label: bool) -> pd.DataFrame:
-    """Snapshot features + purchase history + BTYD columns (fitted per cutoff) [+ the label]."""
-    parts = []
+def _frame(con, fcfg: FeatureConfig, cutoffs, events: str, with_label: bool,
+           warm: Btyd | None = None) -> tuple[pd.DataFrame, Btyd]:
+    """Snapshot features + purchase history + BTYD columns (fitted per cutoff, each fit starting
+    from the one before) [+ the label]; and the last fit. Only the last cutoff gets every count
+    model: the others need the BG/NBD features alone (Pareto/NBD is slow to fit and no input)."""
+    parts, b = [], warm
     for c in cutoffs:
         label_sql = (lambda c_: labels.clv_sql(c_, events)) if with_label else \
             (lambda c_: f"SELECT customer_id, DATE '{c_.isoformat()}' AS cutoff FROM ({history_sql(c_, events)})")
         ex = examples(con, fcfg, [c], label_sql, events)
         h = con.sql(history_sql(c, events)).df()
-        b = Btyd().fit(h, return_share(con, c, events))
+        b = Btyd().fit(h, return_share(con, c, events), warm=b,
+                       kinds=tuple(COUNT_MODELS) if c == cutoffs[-1] else ("bg_nbd",))
         ex = ex.merge(h[["customer_id", "historic_12m"]], on="customer_id").merge(
             b.describe(h), on="customer_id")
         parts.append(ex)
-    return pd.concat(parts, ignore_index=True)
+    return pd.concat(parts, ignore_index=True), b
 
 
 def regression_metrics(y, pred) -> dict[str, float]:
@@ -190,8 +199,8 @@ def _outlook_columns(frame: pd.DataFrame) -> set[str]:
 def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str = "core.customer_events"):
     first, last = data_window(con, events)
     plan = default_plan(cfg, fcfg, first, last, label_days=labels.CLV_DAYS)
-    train_set = _frame(con, fcfg, plan.train, events, True)
-    test_set = _frame(con, fcfg, [plan.test], events, True)
+    train_set, fitted = _frame(con, fcfg, plan.train, events, True)
+    test_set, _ = _frame(con, fcfg, [plan.test], events, True, warm=fitted)
     require(train_set, None, cfg, "CLV training set")
     require(test_set, None, cfg, "CLV test set")
     columns = feature_columns(train_set, {LABEL} | _outlook_columns(train_set))
@@ -243,7 +252,7 @@ def eligible(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def scoring_frame(con, fcfg: FeatureConfig, day: date, events: str = "core.customer_events") -> pd.DataFrame:
-    return _frame(con, fcfg, [day], events, False)
+    return _frame(con, fcfg, [day], events, False)[0]
 
 
 def score(model: ClvModel, card: dict, frame: pd.DataFrame, cfg: ModelConfig) -> pd.DataFrame:
