@@ -1,0 +1,165 @@
+"""Delivering alerts exactly once through pluggable sinks.
+
+Every alert carries a deterministic ``alert_id`` (the same alert computed again, by a rerun or a
+backfill, gets the same id). The outbox ledger under ``CRM_PLATFORM_HOME/outbox/ledger.jsonl``
+records each (alert, sink) pair once it was delivered; a later delivery sends each sink only what
+it has not acknowledged yet. A sink that fails (a webhook that stays down) is retried with
+back-off, reported, and left out of the ledger, so the next run sends it again: nothing is lost
+and nothing is sent twice.
+
+Sinks: a JSON-lines file, a CSV for CRM import (cells that a spreadsheet would run as a formula
+are neutralized), an HTTP webhook (JSON POST).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def alert_id(kind: str, subject: str, key: str, day: str) -> str:
+    """The id of an alert: the same kind, subject (customer or KPI), key (e.g. the model version
+    or the stage) and day always give the same id."""
+    return hashlib.sha256("|".join((kind, subject, key, day)).encode()).hexdigest()[:24]
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize(value) -> str:
+    """A cell a spreadsheet shows as text: one starting like a formula gets a leading apostrophe."""
+    s = "" if value is None else str(value)
+    return "'" + s if s.startswith(FORMULA_START) else s
+
+
+class Sink:
+    name: str
+
+    def send(self, alerts: list[dict]) -> set[str]:
+        """Deliver ``alerts``; return the ids delivered."""
+        raise NotImplementedError
+
+
+@dataclass
+class JsonlSink(Sink):
+    path: Path
+    name: str = "jsonl"
+
+    def send(self, alerts: list[dict]) -> set[str]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            for a in alerts:
+                f.write(json.dumps(a, default=str, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return {a["alert_id"] for a in alerts}
+
+
+@dataclass
+class CsvSink(Sink):
+    path: Path
+    columns: tuple[str, ...]
+    name: str = "csv"
+
+    def send(self, alerts: list[dict]) -> set[str]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
+        with self.path.open("a", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(self.columns)
+            for a in alerts:
+                w.writerow([neutralize(a.get(c)) for c in self.columns])
+        return {a["alert_id"] for a in alerts}
+
+
+@dataclass
+class WebhookSink(Sink):
+    url: str
+    retries: int = 3
+    backoff_seconds: float = 0.5
+    timeout_seconds: float = 5.0
+    batch_size: int = 100
+    name: str = "webhook"
+    errors: list[str] = field(default_factory=list)
+
+    def send(self, alerts: list[dict]) -> set[str]:
+        """POST batches as JSON arrays; a batch counts as delivered on a 2xx answer. Each batch is
+        tried ``1 + retries`` times with doubling back-off; what still fails is reported in
+        ``errors`` and left undelivered."""
+        done: set[str] = set()
+        for i in range(0, len(alerts), self.batch_size):
+            batch = alerts[i:i + self.batch_size]
+            body = json.dumps(batch, default=str).encode()
+            for attempt in range(self.retries + 1):
+                try:
+                    req = urllib.request.Request(self.url, data=body, method="POST",
+                                                 headers={"Content-Type": "application/json"})
+                    with urllib.request.urlopen(req, timeout=self.timeout_seconds) as resp:
+                        if 200 <= resp.status < 300:
+                            done |= {a["alert_id"] for a in batch}
+                            break
+                except (urllib.error.URLError, OSError) as e:   # HTTPError is a URLError
+                    if attempt == self.retries:
+                        self.errors.append(f"{len(batch)} alert(s) to {self.url}: {e} "
+                                           f"after {self.retries + 1} attempts")
+                        break
+                time.sleep(self.backoff_seconds * 2 ** attempt)
+        return done
+
+
+@dataclass
+class DeliveryReport:
+    sent: dict[str, int]          # sink -> alerts delivered now
+    already: dict[str, int]       # sink -> alerts the ledger says were delivered before
+    failed: dict[str, int]        # sink -> alerts not delivered (sent again next time)
+    errors: list[str]
+
+
+class Outbox:
+    """The ledger of what each sink has acknowledged."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.ledger = self.root / "ledger.jsonl"
+
+    def delivered(self, sink: str) -> set[str]:
+        if not self.ledger.exists():
+            return set()
+        out = set()
+        for line in self.ledger.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                if entry["sink"] == sink:
+                    out.add(entry["alert_id"])
+        return out
+
+    def deliver(self, alerts: list[dict], sinks: list[Sink]) -> DeliveryReport:
+        """Send every sink the alerts it has not acknowledged; record what it acknowledged."""
+        ids = [a["alert_id"] for a in alerts]
+        if len(set(ids)) != len(ids):
+            raise ValueError("alert ids are not unique within one delivery")
+        self.root.mkdir(parents=True, exist_ok=True)
+        sent, already, failed, errors = {}, {}, {}, []
+        for sink in sinks:
+            done_before = self.delivered(sink.name)
+            todo = [a for a in alerts if a["alert_id"] not in done_before]
+            done = sink.send(todo) if todo else set()
+            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            with self.ledger.open("a", encoding="utf-8") as f:
+                for a in todo:
+                    if a["alert_id"] in done:
+                        f.write(json.dumps({"alert_id": a["alert_id"], "sink": sink.name, "at": now}) + "\n")
+            sent[sink.name] = len(done)
+            already[sink.name] = len(alerts) - len(todo)
+            failed[sink.name] = len(todo) - len(done)
+            errors += getattr(sink, "errors", [])
+        return DeliveryReport(sent, already, failed, errors)

@@ -1,0 +1,91 @@
+"""Alert delivery: exactly once per sink across reruns, a webhook retried against a local server,
+spreadsheet formulas neutralized in the CRM export."""
+
+import csv
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from crm_platform.alerts.delivery import CsvSink, JsonlSink, Outbox, WebhookSink, alert_id, neutralize
+
+
+def _alerts(n=3, day="2026-09-30"):
+    return [{"alert_id": alert_id("churn_risk", f"C{i:09d}", "v0001", day), "customer_id": f"C{i:09d}",
+             "kind": "churn_risk", "reason": f"churn probability 0.{70 + i}"} for i in range(n)]
+
+
+class _Server:
+    """A local HTTP server that answers each POST with the next status of ``statuses`` (then 200)."""
+
+    def __init__(self, statuses):
+        self.statuses, self.bodies = list(statuses), []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                status = outer.statuses.pop(0) if outer.statuses else 200
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_ids_are_deterministic():
+    assert alert_id("churn_risk", "C000000001", "v0001", "2026-09-30") == \
+        alert_id("churn_risk", "C000000001", "v0001", "2026-09-30")
+    assert alert_id("churn_risk", "C000000001", "v0001", "2026-09-30") != \
+        alert_id("churn_risk", "C000000001", "v0001", "2026-10-01")
+
+
+def test_rerun_and_backfill_deliver_nothing_twice(tmp_path):
+    out = Outbox(tmp_path / "outbox")
+    sink = JsonlSink(tmp_path / "outbox" / "alerts.jsonl")
+    first = out.deliver(_alerts(3), [sink])
+    again = out.deliver(_alerts(3), [sink])                    # the same run materialized again
+    more = out.deliver(_alerts(5), [sink])                     # a backfill that adds two
+    lines = (tmp_path / "outbox" / "alerts.jsonl").read_text().splitlines()
+    assert (first.sent, again.sent, again.already, more.sent) == ({"jsonl": 3}, {"jsonl": 0}, {"jsonl": 3},
+                                                                  {"jsonl": 2})
+    assert len(lines) == 5 and len({json.loads(x)["alert_id"] for x in lines}) == 5
+    with pytest.raises(ValueError, match="not unique"):
+        out.deliver(_alerts(2) * 2, [sink])
+
+
+def test_csv_export_neutralizes_formulas(tmp_path):
+    assert neutralize("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert neutralize("+49 30 1234") == "'+49 30 1234" and neutralize("Anna") == "Anna"
+    alerts = _alerts(1)
+    alerts[0]["reason"] = "=cmd|' /C calc'!A0"
+    Outbox(tmp_path / "outbox").deliver(alerts, [CsvSink(tmp_path / "crm.csv", ("alert_id", "customer_id", "reason"))])
+    rows = list(csv.reader((tmp_path / "crm.csv").open()))
+    assert rows[0] == ["alert_id", "customer_id", "reason"] and rows[1][2].startswith("'=")
+
+
+def test_webhook_is_retried_and_a_failure_is_sent_again_later(tmp_path):
+    server = _Server([500, 503])                       # down twice, then up
+    try:
+        out = Outbox(tmp_path / "outbox")
+        report = out.deliver(_alerts(3), [WebhookSink(server.url, retries=3, backoff_seconds=0.01)])
+        assert report.sent == {"webhook": 3} and report.failed == {"webhook": 0}
+        assert len(server.bodies) == 3 and [a["customer_id"] for a in server.bodies[-1]] == \
+            [a["customer_id"] for a in _alerts(3)]
+        server.statuses = [500] * 10                  # down for good
+        down = out.deliver(_alerts(4), [WebhookSink(server.url, retries=2, backoff_seconds=0.01)])
+        assert down.sent == {"webhook": 0} and down.failed == {"webhook": 1} and "after 3 attempts" in down.errors[0]
+        server.statuses = []                          # back up: only the lost alert goes out
+        up = out.deliver(_alerts(4), [WebhookSink(server.url, retries=2, backoff_seconds=0.01)])
+        assert up.sent == {"webhook": 1} and len(server.bodies[-1]) == 1
+    finally:
+        server.close()
