@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import yaml
-
-from crm_platform.settings import DEFAULT_FEATURES
+from crm_platform.settings import DEFAULT_FEATURES, read_config
 from crm_platform.warehouse import replace_partition
 
 TABLE = "features.customer_features"
@@ -43,15 +41,11 @@ class FeatureConfig:
 
 
 def load_config(path: str | Path = DEFAULT_FEATURES) -> FeatureConfig:
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    try:
-        cfg = FeatureConfig(
-            partitions_start=date.fromisoformat(str(raw["partitions_start"])),
-            windows=tuple(int(w) for w in raw["windows"]),
-            activity_window_days=int(raw["activity_window_days"]),
-            engagement_weights={str(k): float(v) for k, v in raw["engagement_weights"].items()})
-    except (KeyError, TypeError, ValueError) as e:
-        raise FeatureConfigError(f"{path}: {type(e).__name__}: {e}") from e
+    cfg = read_config(path, lambda raw: FeatureConfig(
+        partitions_start=date.fromisoformat(str(raw["partitions_start"])),
+        windows=tuple(int(w) for w in raw["windows"]),
+        activity_window_days=int(raw["activity_window_days"]),
+        engagement_weights={str(k): float(v) for k, v in raw["engagement_weights"].items()}), FeatureConfigError)
     if not cfg.windows or min(cfg.windows) < 1 or cfg.activity_window_days < 1:
         raise FeatureConfigError(f"{path}: windows and activity_window_days must be positive days")
     return cfg

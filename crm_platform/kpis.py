@@ -14,12 +14,10 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import yaml
-
 from crm_platform import segments
 from crm_platform.attribution import attribution_sql
 from crm_platform.features import TABLE, day_end
-from crm_platform.settings import DEFAULT_SEGMENTS
+from crm_platform.settings import DEFAULT_SEGMENTS, read_config
 from crm_platform.warehouse import replace_partition, table_exists
 
 # KPI -> (unit, is a share in [0, 1])
@@ -44,13 +42,10 @@ class KpiConfig:
 
 
 def load_config(path: str | Path = DEFAULT_SEGMENTS) -> KpiConfig:
-    raw = (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("kpis")
-    try:
-        cfg = KpiConfig(int(raw["window_days"]), float(raw["support_cost_per_ticket"]),
-                        float(raw["support_cost_per_escalation"]), int(raw["min_base"]), int(raw["min_cohort"]),
-                        int(raw.get("attribution_lookback_days", 30)), int(raw.get("min_channel_customers", 10)))
-    except (KeyError, TypeError, ValueError) as e:
-        raise segments.SegmentConfigError(f"{path}: kpis: {type(e).__name__}: {e}") from e
+    cfg = read_config(path, lambda raw: KpiConfig(
+        int(raw["window_days"]), float(raw["support_cost_per_ticket"]), float(raw["support_cost_per_escalation"]),
+        int(raw["min_base"]), int(raw["min_cohort"]), int(raw.get("attribution_lookback_days", 30)),
+        int(raw.get("min_channel_customers", 10))), segments.SegmentConfigError, section="kpis")
     if cfg.window_days < 1 or cfg.min_base < 1 or cfg.min_cohort < 1:
         raise segments.SegmentConfigError(f"{path}: kpis: window and minimum sizes must be positive")
     return cfg

@@ -21,10 +21,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import yaml
-
 from crm_platform.features import day_end, population_sql
-from crm_platform.settings import DEFAULT_SEGMENTS
+from crm_platform.settings import DEFAULT_SEGMENTS, read_config
 from crm_platform.warehouse import replace_partition
 
 STAGES = ("lead", "first_time_buyer", "repeat_buyer", "loyal", "at_risk", "churned")
@@ -61,13 +59,10 @@ class SegmentConfig:
 
 
 def load_config(path: str | Path = DEFAULT_SEGMENTS) -> SegmentConfig:
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    try:
-        lc, rfm = raw["lifecycle"], raw["rfm"]
-        cfg = SegmentConfig(int(lc["at_risk_days"]), int(lc["churn_days"]), int(lc["loyal_min_orders"]),
-                            int(lc["loyal_window_days"]), int(rfm["window_days"]), int(rfm["min_customers"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise SegmentConfigError(f"{path}: {type(e).__name__}: {e}") from e
+    cfg = read_config(path, lambda raw: SegmentConfig(
+        int(raw["lifecycle"]["at_risk_days"]), int(raw["lifecycle"]["churn_days"]),
+        int(raw["lifecycle"]["loyal_min_orders"]), int(raw["lifecycle"]["loyal_window_days"]),
+        int(raw["rfm"]["window_days"]), int(raw["rfm"]["min_customers"])), SegmentConfigError)
     if not 0 < cfg.at_risk_days < cfg.churn_days:
         raise SegmentConfigError(f"{path}: lifecycle needs 0 < at_risk_days < churn_days")
     if cfg.loyal_min_orders < 2 or cfg.loyal_window_days < 1 or cfg.rfm_window_days < 1:

@@ -8,8 +8,14 @@ One environment variable, ``CRM_PLATFORM_HOME`` (default ``./data``), holds ever
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+import yaml
+
+T = TypeVar("T")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SOURCES = PACKAGE_DIR / "config" / "sources.yaml"
@@ -18,6 +24,7 @@ DEFAULT_SURVIVORSHIP = PACKAGE_DIR / "config" / "survivorship.yaml"
 DEFAULT_FEATURES = PACKAGE_DIR / "config" / "features.yaml"
 DEFAULT_SEGMENTS = PACKAGE_DIR / "config" / "segments.yaml"
 DEFAULT_MODELS = PACKAGE_DIR / "config" / "models.yaml"
+DEFAULT_ALERTS = PACKAGE_DIR / "config" / "alerts.yaml"
 
 
 @dataclass(frozen=True)
@@ -88,3 +95,18 @@ def segments_file() -> Path:
 
 def models_file() -> Path:
     return Path(os.environ.get("CRM_PLATFORM_MODELS", DEFAULT_MODELS)).resolve()
+
+
+def alerts_file() -> Path:
+    return Path(os.environ.get("CRM_PLATFORM_ALERTS", DEFAULT_ALERTS)).resolve()
+
+
+def read_config(path: str | Path, build: Callable[[dict], T], error: type[Exception], section: str | None = None) -> T:
+    """A YAML settings file (or one ``section`` of it) turned into a config object by ``build``;
+    a missing key or a wrong type becomes ``error`` naming the file and the problem."""
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    where = f"{path}: {section}" if section else str(path)
+    try:
+        return build(raw[section] if section else raw)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise error(f"{where}: {type(e).__name__}: {e}") from e

@@ -8,9 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from crm_platform.settings import DEFAULT_MODELS
+from crm_platform.settings import DEFAULT_MODELS, read_config
 
 
 class ModelConfigError(ValueError):
@@ -37,17 +35,13 @@ class ModelConfig:
 
 
 def load_config(path: str | Path = DEFAULT_MODELS) -> ModelConfig:
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    try:
-        cfg = ModelConfig(
-            horizon_days=int(raw["horizon_days"]), train_cutoffs=int(raw["train_cutoffs"]),
-            cutoff_spacing_days=int(raw["cutoff_spacing_days"]), min_examples=int(raw["min_examples"]),
-            min_positives=int(raw["min_positives"]), risk_medium=float(raw["risk_bands"]["medium"]),
-            risk_high=float(raw["risk_bands"]["high"]), gate_margin=float(raw["gate"]["margin"]),
-            gate_tolerance=float(raw["gate"]["tolerance"]), drift_psi_warn=float(raw["drift_psi_warn"]),
-            random_state=int(raw.get("random_state", 42)))
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelConfigError(f"{path}: {type(e).__name__}: {e}") from e
+    cfg = read_config(path, lambda raw: ModelConfig(
+        horizon_days=int(raw["horizon_days"]), train_cutoffs=int(raw["train_cutoffs"]),
+        cutoff_spacing_days=int(raw["cutoff_spacing_days"]), min_examples=int(raw["min_examples"]),
+        min_positives=int(raw["min_positives"]), risk_medium=float(raw["risk_bands"]["medium"]),
+        risk_high=float(raw["risk_bands"]["high"]), gate_margin=float(raw["gate"]["margin"]),
+        gate_tolerance=float(raw["gate"]["tolerance"]), drift_psi_warn=float(raw["drift_psi_warn"]),
+        random_state=int(raw.get("random_state", 42))), ModelConfigError)
     if cfg.horizon_days < 1 or cfg.train_cutoffs < 1 or cfg.cutoff_spacing_days < 1:
         raise ModelConfigError(f"{path}: horizon, cutoffs and spacing must be positive")
     if not 0 < cfg.risk_medium < cfg.risk_high < 1:
