@@ -57,7 +57,8 @@ def test_only_consenting_valuable_customers_and_clean_offers(con):
     assert got == {("C000000001", "churn_risk"), ("C000000008", "lifecycle"), ("C000000007", "next_best_offer")}
     a = _alerts(con).set_index(["customer_id", "kind"])
     assert "0.81" in a.loc[("C000000001", "churn_risk"), "reason"] and "1200" in a.loc[("C000000001", "churn_risk"), "reason"]
-    assert a.loc[("C000000001", "churn_risk"), "model_version"] == "v0003+v0002"
+    assert a.loc[("C000000001", "churn_risk"), "model_version"] == "churn v0003, clv v0002"
+    assert a.loc[("C000000007", "next_best_offer"), "model_version"] == "next_best_offer v0001"
     assert a.loc[("C000000008", "lifecycle"), "reason"].startswith("became at_risk")
     assert a.loc[("C000000007", "next_best_offer"), "reason"].startswith("offer books")
 

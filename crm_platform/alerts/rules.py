@@ -78,7 +78,7 @@ def candidates_sql(day: date, cfg: AlertConfig) -> str:
     d = f"DATE '{day.isoformat()}'"
     stages = ", ".join(f"'{s}'" for s in cfg.lifecycle_stages) or "NULL"
     return f"""
-SELECT c.customer_id, 'churn_risk' AS kind, c.model_version || '+' || v.model_version AS model_version,
+SELECT c.customer_id, 'churn_risk' AS kind, 'churn ' || c.model_version || ', clv ' || v.model_version AS model_version,
        printf('churn probability %.2f (%s risk) with a predicted 12-month value of %.0f EUR',
               c.churn_probability, c.risk_band, v.clv_12m) AS reason, c.model_version AS key
 FROM ml.churn_scores c JOIN ml.clv_scores v USING (snapshot_date, customer_id)
@@ -93,7 +93,7 @@ WHERE transition_at >= {d} AND transition_at < {day_end(day)}
   AND (to_stage IN ({stages}) {"OR is_reactivation" if cfg.lifecycle_reactivations else ""})
 QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY transition_at DESC) = 1
 UNION ALL
-SELECT customer_id, 'next_best_offer', model_version,
+SELECT customer_id, 'next_best_offer', 'next_best_offer ' || model_version,
        printf('offer %s: probability %.2f of buying it next', category, offer_probability), category
 FROM ml.next_best_offer
 WHERE snapshot_date = {d} AND offer_rank = 1 AND offer_probability >= {cfg.offer_min_probability}"""
