@@ -193,6 +193,7 @@ BLOCKING = {"contacts", "orders", "order_items"}
 # --- identity and core ---------------------------------------------------------------------------
 
 CUSTOMER_ID = r"^C\d{9}$"
+MODEL_VERSION = r"^v\d{4}$"   # a registry version (crm_platform/ml/registry.py)
 PAIR_DECISIONS = list(DECISIONS)
 
 
@@ -666,7 +667,7 @@ class ChurnScores(pa.DataFrameModel):
     customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
     churn_probability: Series[float] = pa.Field(in_range={"min_value": 0, "max_value": 1})
     risk_band: Series[str] = pa.Field(isin=["low", "medium", "high"])
-    model_version: Series[str] = pa.Field(str_matches=r"^v\d{4}$")
+    model_version: Series[str] = pa.Field(str_matches=MODEL_VERSION)
 
     @pa.dataframe_check(error="one model version per snapshot")
     def one_version(cls, df: pd.DataFrame) -> Series[bool]:
@@ -691,7 +692,7 @@ class ClvScores(pa.DataFrameModel):
     clv_12m_low: Series[float]
     clv_12m_high: Series[float]
     expected_next_order_date: Series[pd.Timestamp] = pa.Field(nullable=True)
-    model_version: Series[str] = pa.Field(str_matches=r"^v\d{4}$")
+    model_version: Series[str] = pa.Field(str_matches=MODEL_VERSION)
 
     @pa.dataframe_check(error="the interval holds the prediction")
     def interval(cls, df: pd.DataFrame) -> Series[bool]:
@@ -722,7 +723,7 @@ class NextBestOffer(pa.DataFrameModel):
     category: Series[str] = pa.Field(str_length={"min_value": 1})
     offer_probability: Series[float] = pa.Field(in_range={"min_value": 0, "max_value": 1})
     suppressed_categories: Series[str] = pa.Field(nullable=True)
-    model_version: Series[str] = pa.Field(str_matches=r"^v\d{4}$")
+    model_version: Series[str] = pa.Field(str_matches=MODEL_VERSION)
 
     @pa.dataframe_check(error="ranks of a customer run 1, 2, 3 by falling probability")
     def ranked(cls, df: pd.DataFrame) -> Series[bool]:
@@ -750,7 +751,7 @@ class LeadScores(pa.DataFrameModel):
     customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
     conversion_probability: Series[float] = pa.Field(in_range={"min_value": 0, "max_value": 1})
     top_reasons: Series[str] = pa.Field(str_length={"min_value": 3})
-    model_version: Series[str] = pa.Field(str_matches=r"^v\d{4}$")
+    model_version: Series[str] = pa.Field(str_matches=MODEL_VERSION)
 
     class Config:
         coerce = True

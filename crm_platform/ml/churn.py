@@ -23,7 +23,7 @@ from crm_platform.ml import ModelConfig, labels
 from crm_platform.ml.evaluate import (calibration_table, classification_metrics, decile_table, reference_bins,
                                       top_predictors)
 from crm_platform.ml.training import (data_hash, data_window, default_plan, design, examples, feature_columns,
-                                      preprocessor, require, snapshot)
+                                      has_ordered, preprocessor, require, simple_params, snapshot)
 
 TASK = "churn"
 SCORE = "churn_probability"
@@ -73,9 +73,10 @@ def risk_band(p, cfg: ModelConfig) -> np.ndarray:
 
 
 def _params(model) -> dict:
+    """The learned model's parameters and, for the calibrated one, how it was calibrated."""
     inner = getattr(model, "estimator", model)
-    return {k: v for k, v in inner.get_params().items()
-            if isinstance(v, (int, float, str, bool, type(None))) and "__" in k or k in ("method", "cv")}
+    calibration = {k: v for k, v in model.get_params(deep=False).items() if k in ("method", "cv")}
+    return {**simple_params(inner), **calibration}
 
 
 def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str = "core.customer_events"):
@@ -129,9 +130,7 @@ def scoring_frame(con, fcfg: FeatureConfig, day, events: str = "core.customer_ev
     return con.sql(f"SELECT * FROM {snapshot(con, fcfg, day, events)}").df()
 
 
-def eligible(frame: pd.DataFrame) -> pd.DataFrame:
-    """The customers a churn score is for: those with an order by the snapshot day."""
-    return frame[frame["orders_total"] > 0]
+eligible = has_ordered
 
 
 def score(model, card: dict, frame: pd.DataFrame, cfg: ModelConfig) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from crm_platform.ml import ModelConfig, NotEnoughData, labels
 from crm_platform.ml.btyd import BetaGeo, GammaGamma, ParetoNBD
 from crm_platform.ml.evaluate import reference_bins, top_predictors
 from crm_platform.ml.training import (DERIVED, data_hash, data_window, default_plan, design, examples,
-                                      feature_columns, preprocessor, require)
+                                      feature_columns, has_ordered, preprocessor, require, simple_params)
 
 TASK = "clv"
 SCORE = "clv_12m"
@@ -233,7 +233,7 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
         "main_metric": MAIN_METRIC, "baseline": BASELINE,
         "train_cutoffs": [c.isoformat() for c in plan.train], "test_cutoff": plan.test.isoformat(),
         "horizon_days": labels.CLV_DAYS, "features": columns,
-        "params": {k: v for k, v in reg[-1].get_params().items() if isinstance(v, (int, float, str, type(None)))},
+        "params": simple_params(reg[-1]),
         "train_examples": int(len(train_set)), "test_examples": int(len(test_set)),
         "data_hash": data_hash(train_set[["customer_id", "cutoff", LABEL, *(c for c in columns if c not in DERIVED)]]),
         "metrics": metrics, "challenger_metric": metrics[best][MAIN_METRIC],
@@ -247,8 +247,7 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
     return model, card
 
 
-def eligible(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["orders_total"] > 0]
+eligible = has_ordered
 
 
 def scoring_frame(con, fcfg: FeatureConfig, day: date, events: str = "core.customer_events") -> pd.DataFrame:

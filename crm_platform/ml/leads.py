@@ -23,7 +23,7 @@ from crm_platform.features import FeatureConfig
 from crm_platform.ml import ModelConfig, NotEnoughData, labels
 from crm_platform.ml.evaluate import (calibration_table, classification_metrics, decile_table, reference_bins,
                                       top_predictors)
-from crm_platform.ml.training import data_hash, data_window, design, preprocessor, require, snapshot
+from crm_platform.ml.training import data_hash, data_window, design, preprocessor, require, simple_params, snapshot
 
 TASK = "lead_scoring"
 SCORE = "conversion_probability"
@@ -123,7 +123,7 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
         "main_metric": MAIN_METRIC, "baseline": BASELINE,
         "train_cutoffs": [c.isoformat() for c in train_cutoffs], "test_cutoff": test_cutoffs[0].isoformat(),
         "test_cutoffs": [c.isoformat() for c in test_cutoffs], "horizon_days": cfg.horizon_days, "features": cols,
-        "params": {k: v for k, v in model[-1].get_params().items() if isinstance(v, (int, float, str, type(None)))},
+        "params": simple_params(model[-1]),
         "coefficients": dict(zip(model[0].get_feature_names_out().tolist(), model[-1].coef_[0].round(4).tolist())),
         "train_examples": int(len(train_set)), "test_examples": int(len(test_set)), "data_hash": data_hash(train_set),
         "metrics": metrics, "challenger_metric": metrics["logistic_regression"][MAIN_METRIC],

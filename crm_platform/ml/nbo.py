@@ -26,7 +26,7 @@ from crm_platform.features import FeatureConfig, day_end
 from crm_platform.ml import ModelConfig, NotEnoughData
 from crm_platform.ml.evaluate import reference_bins, top_predictors
 from crm_platform.ml.training import (data_hash, data_window, default_plan, design, preprocessor, require,
-                                      snapshot)
+                                      simple_params, snapshot)
 
 TASK = "next_best_offer"
 SCORE = "offer_probability"
@@ -162,7 +162,7 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
         "main_metric": MAIN_METRIC, "baseline": BASELINE, "categories": categories_of(train_set),
         "train_cutoffs": [c.isoformat() for c in plan.train], "test_cutoff": plan.test.isoformat(),
         "horizon_days": cfg.horizon_days, "features": cols, "suppress_days": SUPPRESS_DAYS,
-        "params": {k: v for k, v in model[-1].get_params().items() if isinstance(v, (int, float, str, type(None)))},
+        "params": simple_params(model[-1]),
         "train_examples": int(len(train_set)), "test_examples": int(len(test_set)), "data_hash": data_hash(train_set),
         "metrics": metrics, "challenger_metric": metrics["gradient_boosting"][MAIN_METRIC],
         "baseline_metric": metrics[BASELINE][MAIN_METRIC], "champion_metric": champion_metric,

@@ -119,6 +119,17 @@ def data_hash(frame: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
+def simple_params(estimator) -> dict:
+    """The parameters of an estimator (nested ones of a pipeline included) that a model card can
+    show as plain values."""
+    return {k: v for k, v in estimator.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))}
+
+
+def has_ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of customers with an order by the snapshot day: whom churn and CLV scores are for."""
+    return frame[frame["orders_total"] > 0]
+
+
 def require(frame: pd.DataFrame, label: str | None, cfg: ModelConfig, what: str) -> None:
     """Raise NotEnoughData unless ``frame`` has ``min_examples`` rows and (for a binary label)
     ``min_positives`` of each class."""
