@@ -13,7 +13,10 @@ from crm_platform import features, settings
 from crm_platform.schemas import CustomerFeatures
 
 CONFIG = features.load_config(settings.features_file())
+# one start date for every daily asset (features, segments, KPIs, scores, alerts)
 PARTITIONS = dg.DailyPartitionsDefinition(start_date=CONFIG.partitions_start.isoformat())
+# a backfill of a range is one run: every daily asset loops over its days in one connection
+SINGLE_RUN = dg.BackfillPolicy.single_run()
 KEY = dg.AssetKey(["features", "customer_features"])
 
 
@@ -22,7 +25,7 @@ def _partition(day: str) -> str:
 
 
 @dg.asset(
-    key=KEY, partitions_def=PARTITIONS, group_name="features", kinds={"duckdb", "sql"},
+    key=KEY, partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN, group_name="features", kinds={"duckdb", "sql"},
     owners=["team:data"], tags={"layer": "features"}, pool="duckdb",
     deps=[dg.AssetKey(["core", "customer_events"]), dg.AssetKey(["identity", "crosswalk"]),
           dg.AssetKey(["staging", "contacts"])],

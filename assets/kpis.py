@@ -6,7 +6,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from assets.checks import partition_check, partition_check_spec
-from assets.features import PARTITIONS
+from assets.features import PARTITIONS, SINGLE_RUN
 from assets.metadata import markdown_table, table_metadata, table_spec
 from assets.segments import CONFIG as SEGMENT_CONFIG
 from assets.segments import DEPS
@@ -33,7 +33,7 @@ def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
         _spec(COHORTS, "Acquisition-month cohorts x months since acquisition: cohort size, customers ordering "
               "in that month, retention and revenue, as known at the end of the partition's day."),
     ],
-    partitions_def=PARTITIONS,
+    partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN,
     check_specs=[partition_check_spec(KpiDaily, KPI), partition_check_spec(CohortRetention, COHORTS)],
     pool="duckdb",
 )
@@ -69,7 +69,7 @@ ATTRIBUTION = dg.AssetKey(["marts", "channel_attribution"])
 
 
 @dg.asset(
-    key=ATTRIBUTION, partitions_def=PARTITIONS, group_name="kpis", kinds={"duckdb", "sql"},
+    key=ATTRIBUTION, partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN, group_name="kpis", kinds={"duckdb", "sql"},
     owners=["team:data"], tags={"layer": "marts"}, pool="duckdb", deps=DEPS,
     check_specs=[partition_check_spec(ChannelAttribution, ATTRIBUTION)],
 )

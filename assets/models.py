@@ -15,7 +15,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from assets.checks import partition_check, partition_check_spec
-from assets.features import CONFIG as FEATURES, KEY as FEATURES_KEY, PARTITIONS
+from assets.features import CONFIG as FEATURES, KEY as FEATURES_KEY, PARTITIONS, SINGLE_RUN
 from assets.metadata import image, markdown_table, table_metadata
 from crm_platform import settings
 from crm_platform.ml import NotEnoughData, churn, clv, leads, load_config, nbo
@@ -116,7 +116,7 @@ def scores_asset(task: ModuleType, table: str, schema, description: str):
     model_key = dg.AssetKey(["ml", f"{task.TASK}_model"])
 
     @dg.asset(key=key, group_name="ml", kinds={"duckdb", "scikit-learn"}, owners=["team:data"],
-              tags={"layer": "ml"}, deps=[FEATURES_KEY, model_key], partitions_def=PARTITIONS,
+              tags={"layer": "ml"}, deps=[FEATURES_KEY, model_key], partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN,
               description=description, pool="duckdb",
               check_specs=[partition_check_spec(schema, key),
                            dg.AssetCheckSpec("every_eligible_customer_scored", asset=key, blocking=True,
@@ -143,7 +143,7 @@ def scores_asset(task: ModuleType, table: str, schema, description: str):
             model, card = registry.load(task.TASK, version)
             counts, missing = {}, {}
             for day in days:
-                frame = task.scoring_frame(con, FEATURES, date.fromisoformat(day))
+                frame = task.scoring_frame(con, FEATURES, date.fromisoformat(day), model=model)
                 out = task.score(model, card, frame, CONFIG)
                 out.insert(0, "snapshot_date", pd.Timestamp(day))
                 out["model_version"] = version

@@ -7,7 +7,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from assets.checks import partition_check, partition_check_spec
-from assets.features import PARTITIONS
+from assets.features import PARTITIONS, SINGLE_RUN
 from assets.metadata import markdown_table, table_metadata, table_spec
 from crm_platform import clusters, segments, settings
 from crm_platform.schemas import (BehaviourClusterProfiles, BehaviourClusters, CustomerSegments,
@@ -33,7 +33,7 @@ def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
               "potential loyalists, new, promising, need attention, about to sleep, at risk, can't lose, "
               "hibernating, lost) at the end of the partition's day; rfm_note says why a customer has none."),
     ],
-    partitions_def=PARTITIONS,
+    partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN,
     check_specs=[partition_check_spec(LifecycleTransitions, TRANSITIONS),
                  partition_check_spec(CustomerSegments, SEGMENTS)],
     pool="duckdb",
@@ -87,7 +87,7 @@ FEATURES = dg.AssetKey(["features", "customer_features"])
         table_spec(PROFILES, "Per behaviour cluster: size, share, mean features, label, chosen k and silhouette.",
                    [FEATURES], "segments"),
     ],
-    partitions_def=PARTITIONS,
+    partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN,
     check_specs=[partition_check_spec(BehaviourClusters, BEHAVIOUR),
                  partition_check_spec(BehaviourClusterProfiles, PROFILES)],
     pool="duckdb",
@@ -117,7 +117,7 @@ LOOKALIKE_CONFIG = clusters.load_lookalike_config(settings.segments_file())
 
 
 @dg.asset(
-    key=LOOKALIKES, partitions_def=PARTITIONS, group_name="segments", kinds={"duckdb", "sql"},
+    key=LOOKALIKES, partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN, group_name="segments", kinds={"duckdb", "sql"},
     owners=["team:data"], tags={"layer": "marts"}, pool="duckdb", deps=[FEATURES, SEGMENTS],
     check_specs=[partition_check_spec(Lookalikes, LOOKALIKES)],
 )

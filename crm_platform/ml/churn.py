@@ -125,7 +125,8 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
     return model, card
 
 
-def scoring_frame(con, fcfg: FeatureConfig, day, events: str = "core.customer_events") -> pd.DataFrame:
+def scoring_frame(con, fcfg: FeatureConfig, day, events: str = "core.customer_events",
+                  model=None) -> pd.DataFrame:
     """The feature snapshot of the scoring day."""
     return con.sql(f"SELECT * FROM {snapshot(con, fcfg, day, events)}").df()
 

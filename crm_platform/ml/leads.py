@@ -138,7 +138,8 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
     return model, card
 
 
-def scoring_frame(con, fcfg: FeatureConfig, day: date, events: str = "core.customer_events") -> pd.DataFrame:
+def scoring_frame(con, fcfg: FeatureConfig, day: date, events: str = "core.customer_events",
+                  model=None) -> pd.DataFrame:
     return frame(con, fcfg, day, 1, events)
 
 

@@ -181,7 +181,8 @@ def _offers(model, rows: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     return ranked[ranked["rank"] <= TOP]
 
 
-def scoring_frame(con, fcfg: FeatureConfig, day: date, events: str = "core.customer_events") -> pd.DataFrame:
+def scoring_frame(con, fcfg: FeatureConfig, day: date, events: str = "core.customer_events",
+                  model=None) -> pd.DataFrame:
     return frame(con, fcfg, day, 1, events)
 
 
