@@ -757,3 +757,146 @@ class LeadScores(pa.DataFrameModel):
         coerce = True
         strict = True
         unique = ["snapshot_date", "lead_id"]
+
+
+ALERT_ID = r"^[0-9a-f]{24}$"
+CUSTOMER_ALERT_KINDS = ["churn_risk", "lifecycle", "next_best_offer"]
+
+
+class CustomerAlerts(pa.DataFrameModel):
+    """The alerts raised about customers on a day, after consent, suppression and upsell rules;
+    control-group alerts are kept (flagged) for the uplift measurement and never delivered."""
+
+    alert_id: Series[str] = pa.Field(str_matches=ALERT_ID)
+    alert_date: Series[pd.Timestamp]
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+    kind: Series[str] = pa.Field(isin=CUSTOMER_ALERT_KINDS)
+    reason: Series[str] = pa.Field(str_length={"min_value": 10})
+    model_version: Series[str] = pa.Field(str_length={"min_value": 3})
+    is_control: Series[bool]
+
+    @pa.dataframe_check(error="a model-based alert names the model version behind it")
+    def names_its_model(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df["kind"] == "lifecycle") | df["model_version"].str.contains(r"v\d{4}", regex=True)
+
+    class Config:
+        coerce = True
+        strict = True
+        unique = ["alert_date", "alert_id"]
+
+
+class KpiAlerts(pa.DataFrameModel):
+    """KPIs of the whole base that left their expected band on a day, and data-quality alerts for
+    failed checks."""
+
+    alert_id: Series[str] = pa.Field(str_matches=ALERT_ID)
+    alert_date: Series[pd.Timestamp]
+    kind: Series[str] = pa.Field(isin=["kpi_band", "data_quality"])
+    subject: Series[str] = pa.Field(str_length={"min_value": 2})
+    reason: Series[str] = pa.Field(str_length={"min_value": 10})
+    value: Series[float] = pa.Field(nullable=True)
+    expected_low: Series[float] = pa.Field(nullable=True)
+    expected_high: Series[float] = pa.Field(nullable=True)
+    history_days: Series[float] = pa.Field(nullable=True, ge=0)
+
+    @pa.dataframe_check(error="a KPI alert's value lies outside its band, with the band and its history")
+    def outside_band(cls, df: pd.DataFrame) -> Series[bool]:
+        kpi = df["kind"] == "kpi_band"
+        return ~kpi | ((df["value"] < df["expected_low"]) | (df["value"] > df["expected_high"])) & df["history_days"].ge(2)
+
+    class Config:
+        coerce = True
+        strict = True
+        unique = ["alert_date", "alert_id"]
+
+
+class DeliveryLog(pa.DataFrameModel):
+    """What each sink took of the alerts of a day: sent now, already delivered before, failed
+    (sent again on the next delivery), or the reason a sink was left out."""
+
+    alert_date: Series[pd.Timestamp]
+    sink: Series[str] = pa.Field(str_length={"min_value": 1})
+    alerts: Series[int] = pa.Field(ge=0)
+    sent: Series[int] = pa.Field(ge=0)
+    already_delivered: Series[int] = pa.Field(ge=0)
+    failed: Series[int] = pa.Field(ge=0)
+    note: Series[str] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(error="every alert of the day is sent, already delivered or failed, per sink")
+    def reconciles(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["note"].notna() | (df["sent"] + df["already_delivered"] + df["failed"] == df["alerts"])
+
+    class Config:
+        coerce = True
+        strict = True
+        unique = ["alert_date", "sink"]
+
+
+class ActionUplift(pa.DataFrameModel):
+    """Treated vs control outcomes per alert kind, as of the snapshot day, over alerts whose
+    follow-up window has passed; the uplift is null (with a note) when a group is too small."""
+
+    snapshot_date: Series[pd.Timestamp]
+    kind: Series[str] = pa.Field(isin=CUSTOMER_ALERT_KINDS)
+    window_days: Series[int] = pa.Field(ge=1)
+    treated_alerts: Series[int] = pa.Field(ge=0)
+    control_alerts: Series[int] = pa.Field(ge=0)
+    treated_order_rate: Series[float] = pa.Field(nullable=True, in_range={"min_value": 0, "max_value": 1})
+    control_order_rate: Series[float] = pa.Field(nullable=True, in_range={"min_value": 0, "max_value": 1})
+    treated_revenue: Series[float] = pa.Field(nullable=True)
+    control_revenue: Series[float] = pa.Field(nullable=True)
+    order_rate_uplift: Series[float] = pa.Field(nullable=True, in_range={"min_value": -1, "max_value": 1})
+    order_rate_uplift_margin: Series[float] = pa.Field(nullable=True, ge=0)
+    revenue_uplift: Series[float] = pa.Field(nullable=True)
+    revenue_uplift_margin: Series[float] = pa.Field(nullable=True, ge=0)
+    note: Series[str] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(error="an uplift is reported, or the note says why not")
+    def reported_or_explained(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["order_rate_uplift"].notna() != df["note"].notna()
+
+    class Config:
+        coerce = True
+        strict = True
+        unique = ["snapshot_date", "kind"]
+
+
+class ContactSuppression(pa.DataFrameModel):
+    """People nobody may contact: salted hashes of their normalized e-mail or customer id (no
+    plain identifier is kept), and the customer they resolve to today."""
+
+    identifier_hash: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{64}$")
+    identifier_type: Series[str] = pa.Field(isin=["email", "customer_id"])
+    reason: Series[str] = pa.Field(nullable=True)
+    source_file: Series[str]
+    customer_id: Series[str] = pa.Field(nullable=True, str_matches=CUSTOMER_ID)
+
+    class Config:
+        coerce = True
+        strict = True
+        unique = ["identifier_hash", "customer_id"]
+
+
+class GovernanceRequests(pa.DataFrameModel):
+    """Erasure and export requests received as files: pending until carried out, or invalid with
+    the reason."""
+
+    request_id: Series[str] = pa.Field(str_matches=ALERT_ID, unique=True)
+    source_file: Series[str]
+    request_type: Series[str] = pa.Field(nullable=True)
+    identifier_type: Series[str] = pa.Field(nullable=True, isin=["email", "customer_id"])
+    identifier: Series[str] = pa.Field(nullable=True)
+    requested_by: Series[str] = pa.Field(nullable=True)
+    received_at: Series[pd.Timestamp]
+    status: Series[str] = pa.Field(isin=["pending", "invalid", "done", "failed"])
+    reason: Series[str] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(error="an invalid request says why; a pending one has a type and an identifier")
+    def explained(cls, df: pd.DataFrame) -> Series[bool]:
+        pending = df["status"] == "pending"
+        return (~pending | (df["request_type"].isin(["erase", "export"]) & df["identifier"].notna())) & (
+            (df["status"] != "invalid") | df["reason"].notna())
+
+    class Config:
+        coerce = True
+        strict = True

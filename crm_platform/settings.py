@@ -60,6 +60,30 @@ class Paths:
         return self.home / "reports"
 
     @property
+    def suppression(self) -> Path:
+        """CSV files of people nobody may contact (crm_platform/alerts/suppression.py)."""
+        return self.home / "suppression"
+
+    @property
+    def requests(self) -> Path:
+        """Erasure and export requests dropped as files (picked up by the requests sensor)."""
+        return self.home / "requests"
+
+    @property
+    def salt_file(self) -> Path:
+        return self.home / "secrets" / "hash_salt"
+
+    def hash_salt(self) -> str:
+        """The installation's secret salt for hashed identifiers, created on first use."""
+        if not self.salt_file.exists():
+            import secrets
+
+            self.salt_file.parent.mkdir(parents=True, exist_ok=True)
+            self.salt_file.write_text(secrets.token_hex(16))
+            self.salt_file.chmod(0o600)
+        return self.salt_file.read_text().strip()
+
+    @property
     def review(self) -> Path:
         """Review queue exports and the reviewers' decisions file."""
         return self.home / "review"

@@ -15,6 +15,7 @@ from dagster_duckdb import DuckDBResource
 
 from crm_platform import settings
 from crm_platform.sources import SourceConfig, load_sources
+from resources.alerts import alerting_resource
 from resources.identity import identity_resource
 from resources.models import model_store
 
@@ -53,6 +54,7 @@ def read_only(warehouse: DuckDBResource):
 
 def build_resources() -> dict:
     return {
+        "alerting": alerting_resource(),
         "identity": identity_resource(),
         "models": model_store(),
         "warehouse": warehouse_resource(),

@@ -163,3 +163,27 @@ class Outbox:
             failed[sink.name] = len(todo) - len(done)
             errors += getattr(sink, "errors", [])
         return DeliveryReport(sent, already, failed, errors)
+
+
+def build_sinks(specs, root: Path, env=None) -> tuple[list[Sink], list[str]]:
+    """The sinks of the settings (``sinks:`` in alerts.yaml), files under ``root``; a webhook whose
+    ``url_env`` variable is unset is left out, and the second list says so."""
+    env = os.environ if env is None else env
+    sinks, skipped = [], []
+    for spec in specs:
+        kind, name = spec["type"], spec["name"]
+        if kind == "jsonl":
+            sinks.append(JsonlSink(root / spec["path"], name=name))
+        elif kind == "csv":
+            sinks.append(CsvSink(root / spec["path"], tuple(spec["columns"]), name=name))
+        elif kind == "webhook":
+            url = spec.get("url") or env.get(spec.get("url_env", ""), "")
+            if not url:
+                skipped.append(f"{name}: no URL (set {spec.get('url_env', 'url')})")
+                continue
+            sinks.append(WebhookSink(url, retries=int(spec.get("retries", 3)),
+                                     backoff_seconds=float(spec.get("backoff_seconds", 0.5)),
+                                     timeout_seconds=float(spec.get("timeout_seconds", 5)), name=name))
+        else:
+            raise ValueError(f"sink {name}: unknown type {kind!r}")
+    return sinks, skipped

@@ -1,0 +1,1 @@
+"""Data governance: subject requests (erasure and export) and what carries them out."""

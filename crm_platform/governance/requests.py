@@ -1,0 +1,95 @@
+"""Subject requests dropped as files into ``CRM_PLATFORM_HOME/requests/``.
+
+One JSON object per file: ``{"type": "erase" | "export", "email": "..."}`` or with
+``"customer_id"`` instead of ``"email"``, optionally ``"requested_by"``. Each file is registered
+once in ``governance.requests`` (its id is the hash of its content, so the same request dropped
+twice is one request) as ``pending``, or as ``invalid`` with the reason; the governance steps
+(erasure, export) take the pending ones from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from crm_platform.schemas import CUSTOMER_ID, EMAIL
+from crm_platform.standardize import email_std
+
+TABLE = "governance.requests"
+TYPES = ("erase", "export")
+COLUMNS = ["request_id", "source_file", "request_type", "identifier_type", "identifier", "requested_by",
+           "received_at", "status", "reason"]
+DDL = f"""CREATE TABLE IF NOT EXISTS {TABLE} (
+    request_id VARCHAR NOT NULL, source_file VARCHAR NOT NULL, request_type VARCHAR, identifier_type VARCHAR,
+    identifier VARCHAR, requested_by VARCHAR, received_at TIMESTAMP NOT NULL, status VARCHAR NOT NULL,
+    reason VARCHAR)"""
+
+
+def request_files(folder: Path) -> list[Path]:
+    """The request files of a folder (``*.json``, not hidden, not partial)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.glob("*.json") if p.is_file() and not p.name.startswith(".")) \
+        if folder.exists() else []
+
+
+def parse(path: Path) -> dict:
+    """One request file as a row of ``governance.requests`` (``invalid`` with a reason if bad)."""
+    data = path.read_bytes()
+    row = dict.fromkeys(COLUMNS)
+    row.update(request_id=hashlib.sha256(data).hexdigest()[:24], source_file=path.name,
+               received_at=datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(tzinfo=None),
+               status="pending")
+
+    def invalid(reason: str) -> dict:
+        row.update(status="invalid", reason=reason, identifier=None)
+        return row
+
+    try:
+        req = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return invalid(f"not a UTF-8 JSON document: {str(e)[:120]}")
+    if not isinstance(req, dict):
+        return invalid("not a JSON object")
+    row["request_type"] = str(req.get("type", "")).strip().lower() or None
+    row["requested_by"] = str(req["requested_by"])[:120] if req.get("requested_by") else None
+    if row["request_type"] not in TYPES:
+        return invalid(f"type must be one of {', '.join(TYPES)}")
+    email, cid = req.get("email"), req.get("customer_id")
+    if email and cid:
+        return invalid("give either email or customer_id, not both")
+    if email:
+        email = email_std(str(email))
+        if not email or not re.match(EMAIL, email):
+            return invalid("email is not a valid e-mail address")
+        row.update(identifier_type="email", identifier=email)
+    elif cid:
+        if not re.match(CUSTOMER_ID, str(cid).strip()):
+            return invalid("customer_id is not a customer id (C + 9 digits)")
+        row.update(identifier_type="customer_id", identifier=str(cid).strip())
+    else:
+        return invalid("no email or customer_id")
+    return row
+
+
+def register(con, folder: Path) -> dict:
+    """Add the request files not registered yet; returns counts."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS governance")
+    con.execute(DDL)
+    known = {r[0] for r in con.execute(f"SELECT request_id FROM {TABLE}").fetchall()}
+    rows, seen = [], set()
+    for path in request_files(folder):
+        row = parse(path)
+        if row["request_id"] not in known and row["request_id"] not in seen:
+            rows.append(row)
+            seen.add(row["request_id"])
+    if rows:
+        con.register("_requests", pd.DataFrame(rows, columns=COLUMNS))
+        con.execute(f"INSERT INTO {TABLE} BY NAME SELECT * FROM _requests")
+        con.unregister("_requests")
+    return {"new": len(rows), "new_invalid": sum(r["status"] == "invalid" for r in rows),
+            "pending": con.execute(f"SELECT count(*) FROM {TABLE} WHERE status = 'pending'").fetchall()[0][0]}
