@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -28,17 +28,29 @@ def _generate(args) -> None:
 
 
 def prepare_dagster_home(home: Path) -> None:
-    """A project-local DAGSTER_HOME with the instance settings the platform relies on."""
+    """A project-local DAGSTER_HOME with the instance settings the platform relies on, and the
+    ``duckdb`` pool created at its limit before any run (two runs starting at once would each
+    create it otherwise)."""
+    import dagster as dg
+
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     if not target.exists():
         target.write_text((settings.PACKAGE_DIR / "config" / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        if storage.supports_global_concurrency_limits and "duckdb" not in storage.get_concurrency_keys():
+            storage.initialize_concurrency_limit_to_default("duckdb")
 
 
-def materialize(raise_on_error: bool = False):
-    """Materialize every asset and run every check, recording the run in DAGSTER_HOME."""
+def materialize(raise_on_error: bool = False, history_days: int = 14):
+    """Run the platform the way its schedules do, recording the runs in DAGSTER_HOME: the core
+    refresh, the models, then the daily partitions of the last day with data and the
+    ``history_days`` before it as one backfill (so the KPI alerts have a baseline), and one day a full uplift window
+    earlier (so marts/action_uplift has alerts whose outcome is known)."""
     import dagster as dg
 
+    from crm_platform.alerts.rules import load_config
     from crm_platform.definitions import defs
 
     home = os.environ.get("DAGSTER_HOME")
@@ -49,13 +61,22 @@ def materialize(raise_on_error: bool = False):
         instance = dg.DagsterInstance.ephemeral()
     # Step-by-step logs stay in the run history (make ui); the terminal shows warnings and the summary.
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    results = [defs.resolve_job_def("full_refresh").execute_in_process(
-        run_config=quiet, instance=instance, raise_on_error=raise_on_error)]
+
+    def run(job: str, **kw):
+        return defs.resolve_job_def(job).execute_in_process(run_config=quiet, instance=instance,
+                                                            raise_on_error=raise_on_error, **kw)
+
+    results = [run("refresh_core")]
     day = latest_data_day()
-    if results[0].success and day:
-        # the daily assets for the last day with data (backfill more days from the UI)
-        results.append(defs.resolve_job_def("daily_snapshots").execute_in_process(
-            run_config=quiet, instance=instance, raise_on_error=raise_on_error, partition_key=day))
+    if not (results[0].success and day):
+        return results
+    results.append(run("retrain_models"))
+    last = date.fromisoformat(day)
+    earlier = last - timedelta(days=load_config(settings.alerts_file()).uplift_window_days + 1)
+    results.append(run("daily_snapshots", partition_key=earlier.isoformat()))
+    first = last - timedelta(days=max(history_days, 0))
+    results.append(run("daily_snapshots", tags={"dagster/asset_partition_range_start": first.isoformat(),
+                                                "dagster/asset_partition_range_end": day}))
     return results
 
 
@@ -83,8 +104,7 @@ def summary_lines(results=()) -> list[str]:
     for result in results:
         failed = [ev for ev in result.get_asset_check_evaluations() if not ev.passed]
         errors = [ev for ev in failed if ev.severity == dg.AssetCheckSeverity.ERROR]
-        lines.append(f"run {result.dagster_run.job_name}"
-                     f"{' [' + result.dagster_run.tags['dagster/partition'] + ']' if 'dagster/partition' in result.dagster_run.tags else ''}"
+        lines.append(f"run {result.dagster_run.job_name}{_partitions(result.dagster_run.tags)}"
                      f" {'succeeded' if result.success else 'FAILED'}; {len(errors)} failed check(s), "
                      f"{len(failed) - len(errors)} warning(s)")
         for ev in failed:
@@ -142,11 +162,51 @@ def summary_lines(results=()) -> list[str]:
                          f"{fmt(k.get('revenue'), ',.0f')} EUR")
             lines.append("  stages: " + ", ".join(f"{s} {n:,}" for s, n in stages))
         lines += _model_lines(con, p)
+        lines += _alert_lines(con, p)
     finally:
         con.close()
     lines += [f"warehouse:  {p.warehouse}", f"quarantine: {p.quarantine}",
               f"truth:      {p.truth} (never read by the pipeline)",
               "Dagster UI: make ui  (then open http://127.0.0.1:3000)"]
+    return lines
+
+
+def _partitions(tags) -> str:
+    if "dagster/partition" in tags:
+        return f" [{tags['dagster/partition']}]"
+    if "dagster/asset_partition_range_start" in tags:
+        return f" [{tags['dagster/asset_partition_range_start']} .. {tags['dagster/asset_partition_range_end']}]"
+    return ""
+
+
+def _alert_lines(con, p: settings.Paths) -> list[str]:
+    """Alerts raised, where they went, and the uplift so far."""
+    from crm_platform import warehouse
+
+    if not warehouse.table_exists(con, "alerts.delivery_log"):
+        return []
+    lines = []
+    for kind, treated, control, days in con.execute(
+            "SELECT kind, count(*) FILTER (WHERE NOT is_control), count(*) FILTER (WHERE is_control), "
+            "count(DISTINCT alert_date) FROM alerts.customer_alerts GROUP BY 1 ORDER BY 1").fetchall():
+        lines.append(f"alerts {kind}: {treated:,} to deliver, {control:,} held back (control group) over {days} day(s)")
+    for kind, n, days in con.execute("SELECT kind, count(*), count(DISTINCT alert_date) FROM alerts.kpi_alerts "
+                                     "GROUP BY 1 ORDER BY 1").fetchall():
+        lines.append(f"alerts {kind}: {n:,} over {days} day(s)")
+    lines.append("where the alerts went:")
+    for sink, sent, failed, note in con.execute(
+            "SELECT sink, sum(sent), sum(failed), any_value(note) FROM alerts.delivery_log "
+            "GROUP BY 1 ORDER BY 1").fetchall():
+        lines.append(f"  {sink}: left out ({note})" if note else
+                     f"  {sink}: {sent:,} alerts delivered" + (f", {failed:,} failed (sent again next time)" if failed else ""))
+    lines.append(f"  outbox: {p.outbox}")
+    if warehouse.table_exists(con, "marts.action_uplift"):
+        for kind, t, c, up, margin, note in con.execute(
+                "SELECT kind, treated_alerts, control_alerts, order_rate_uplift, order_rate_uplift_margin, note "
+                "FROM marts.action_uplift WHERE snapshot_date = (SELECT max(snapshot_date) FROM marts.action_uplift) "
+                "ORDER BY 1").fetchall():
+            lines.append(f"  uplift {kind}: " + (note if up is None else
+                         f"order rate {up:+.3f} ± {margin:.3f} (treated {t:,}, control {c:,})"))
     return lines
 
 
@@ -191,6 +251,29 @@ def _materialize(args) -> int:
     return 0 if all(r.success for r in results) else 1
 
 
+def _backfill(args) -> int:
+    """One run over a range of days (every daily asset has a single-run backfill policy)."""
+    import dagster as dg
+
+    from crm_platform.definitions import defs
+
+    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    if end < start:
+        print(f"--to {end} is before --from {start}", file=sys.stderr)
+        return 2
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        prepare_dagster_home(Path(home))
+    instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def(args.job).execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        tags={"dagster/asset_partition_range_start": start.isoformat(),
+              "dagster/asset_partition_range_end": end.isoformat()})
+    print("\n".join(summary_lines([result])))
+    return 0 if result.success else 1
+
+
 def _explain(args) -> int:
     from crm_platform import warehouse
     from crm_platform.identity.resolve import explain
@@ -223,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(fn=fn)
     m = sub.add_parser("materialize", help="materialize every asset and run every check")
     m.set_defaults(fn=_materialize)
+    b = sub.add_parser("backfill", help="materialize the daily assets of a range of days in one run")
+    b.add_argument("--from", dest="start", required=True, help="first day, e.g. 2026-09-01")
+    b.add_argument("--to", dest="end", required=True, help="last day, e.g. 2026-09-30")
+    b.add_argument("--job", default="daily_snapshots", help="a day-partitioned job (default daily_snapshots)")
+    b.set_defaults(fn=_backfill)
     e = sub.add_parser("explain", help="why two contact records are (not) the same customer")
     e.add_argument("left", help="contact key, e.g. shop:K00000123")
     e.add_argument("right", help="contact key, e.g. newsletter:NL-0000456")

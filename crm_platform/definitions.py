@@ -1,24 +1,45 @@
-"""The Dagster code location: every asset, check, resource and job of the platform.
+"""The Dagster code location: every asset, check, resource, job, schedule and sensor of the platform.
 
 Loaded by ``workspace.yaml`` (``dagster dev -w workspace.yaml``). The source declaration is read
 here, so a broken ``sources.yaml`` stops the code location from loading with a message that says
 where and why.
 """
 
+from datetime import timedelta
+
 import dagster as dg
 
-from assets import (customer360_assets, customer360_checks, feature_assets, identity_assets, identity_checks,
-                    kpi_assets, model_assets, raw_assets, segment_assets, staging_assets, staging_checks)
+from assets import (alert_assets, customer360_assets, customer360_checks, feature_assets, governance_assets,
+                    identity_assets, identity_checks, kpi_assets, model_assets, raw_assets, segment_assets,
+                    staging_assets, staging_checks)
 from crm_platform import settings
 from crm_platform.sources import load_sources
 from resources import build_resources
-from sensors import jobs, schedules, sensors
+from sensors import FOLLOW_PARENTS, RETRAIN, jobs, schedules, sensors
 
 _sources = load_sources(settings.sources_file())
 
+# What the business reads every morning: stale after a day and a bit, failed after two.
+FRESH = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=48), warn_window=timedelta(hours=26))
+BUSINESS = {("marts", "kpi_daily"), ("marts", "customer_segments"), ("ml", "churn_scores"), ("ml", "clv_scores"),
+            ("alerts", "customer_alerts"), ("alerts", "kpi_alerts"), ("alerts", "outbox")}
+# Started by their own triggers, not by their parents: ingestion (landing sensor, schedule), the
+# models (weekly schedule, drift sensor) and the request register (requests sensor).
+OWN_TRIGGER = {tuple(m) for m in RETRAIN.values()} | {("governance", "requests")}
+
+
+def automate(spec: dg.AssetSpec) -> dg.AssetSpec:
+    key = tuple(spec.key.path)
+    own = key in OWN_TRIGGER or key[0] == "raw"
+    return spec.replace_attributes(automation_condition=None if own else FOLLOW_PARENTS,
+                                   freshness_policy=FRESH if key in BUSINESS else spec.freshness_policy)
+
+
 defs = dg.Definitions(
-    assets=[*raw_assets(_sources), *staging_assets(_sources), *identity_assets(), *customer360_assets(),
-            *feature_assets(), *segment_assets(), *kpi_assets(), *model_assets()],
+    assets=dg.map_asset_specs(automate, [
+        *raw_assets(_sources), *staging_assets(_sources), *identity_assets(), *customer360_assets(),
+        *feature_assets(), *segment_assets(), *kpi_assets(), *model_assets(), *alert_assets(),
+        *governance_assets()]),
     asset_checks=[*staging_checks(), *identity_checks(), *customer360_checks()],
     resources=build_resources(),
     jobs=jobs,

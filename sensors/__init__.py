@@ -1,31 +1,86 @@
-"""Jobs, schedules and sensors.
+"""Jobs, schedules and sensors: how the platform runs by itself.
 
-`full_refresh` rebuilds every table that is not partitioned; `daily_snapshots` builds the
-feature snapshot, the segments and the KPIs of a day (or a backfilled range). The alerts and automation
-issue adds the daily schedule, the landing-folder sensor and the run-failure sensor here.
+* ``daily_refresh`` runs the whole chain for one day: ingestion, identity, golden records, timeline
+  and the suppression list, then that day's features, segments, KPIs, scores, alerts, delivery
+  and uplift. Its schedule runs it every morning for yesterday.
+* ``refresh_core`` is the part not partitioned by day; the ``landing_files`` sensor runs it when a
+  source drops a file, and the ``follow_parents`` automation sensor then brings the latest day's
+  partitions up to date (each asset's AutomationCondition, see ``FOLLOW_PARENTS``).
+* ``daily_snapshots`` is the day-partitioned part, for backfills of a range of days (one run per
+  backfill: every daily asset loops over its days in one connection).
+* ``retrain_models`` trains the four models behind their quality gates: weekly by schedule, and
+  for one model when the ``drift_retraining`` sensor sees its scores drift.
+* ``governance_requests`` registers erasure/export request files (``subject_requests`` sensor).
+* ``run_failures`` turns a failed run into a data-quality alert.
 """
 
 import dagster as dg
 
-# every asset partitioned by day
-DAILY = dg.AssetSelection.assets(dg.AssetKey(["features", "customer_features"]),
-                                 dg.AssetKey(["marts", "lifecycle_transitions"]),
-                                 dg.AssetKey(["marts", "customer_segments"]),
-                                 dg.AssetKey(["marts", "kpi_daily"]), dg.AssetKey(["marts", "cohort_retention"]),
-                                 dg.AssetKey(["marts", "behaviour_clusters"]),
-                                 dg.AssetKey(["marts", "behaviour_cluster_profiles"]),
-                                 dg.AssetKey(["marts", "lookalikes"]), dg.AssetKey(["marts", "channel_attribution"]),
-                                 dg.AssetKey(["ml", "churn_scores"]), dg.AssetKey(["ml", "clv_scores"]),
-                                 dg.AssetKey(["ml", "next_best_offer"]), dg.AssetKey(["ml", "lead_scores"]))
+from sensors.folders import landing_sensor, requests_sensor
+from sensors.runs import RETRAIN, drift_sensor, run_failures
 
-full_refresh_job = dg.define_asset_job(
-    "full_refresh", selection=dg.AssetSelection.all() - DAILY,
-    description="Ingest every new landing file and rebuild every derived table that is not partitioned by day.")
+MODELS = dg.AssetSelection.assets(*[dg.AssetKey(list(m)) for m in RETRAIN.values()])
+REQUESTS = dg.AssetSelection.assets(dg.AssetKey(["governance", "requests"]))
+# every asset partitioned by day
+DAILY = dg.AssetSelection.all() & dg.AssetSelection.assets(
+    dg.AssetKey(["features", "customer_features"]), dg.AssetKey(["marts", "lifecycle_transitions"]),
+    dg.AssetKey(["marts", "customer_segments"]), dg.AssetKey(["marts", "kpi_daily"]),
+    dg.AssetKey(["marts", "cohort_retention"]), dg.AssetKey(["marts", "behaviour_clusters"]),
+    dg.AssetKey(["marts", "behaviour_cluster_profiles"]), dg.AssetKey(["marts", "lookalikes"]),
+    dg.AssetKey(["marts", "channel_attribution"]), *[dg.AssetKey(list(s)) for s in RETRAIN],
+    dg.AssetKey(["alerts", "customer_alerts"]), dg.AssetKey(["alerts", "kpi_alerts"]),
+    dg.AssetKey(["alerts", "outbox"]), dg.AssetKey(["marts", "action_uplift"]))
+
+CHAIN = dg.AssetSelection.all() - MODELS - REQUESTS
+
+# Follow the parents: materialize (the latest day's partition) when a parent was updated since this
+# asset was last requested or updated, none is missing and nothing is running. Unlike ``eager()``,
+# a new empty day does not trigger on its own: the day's data arrives with the nightly refresh.
+FOLLOW_PARENTS = (dg.AutomationCondition.in_latest_time_window()
+                  & dg.AutomationCondition.any_deps_updated().since_last_handled()
+                  & ~dg.AutomationCondition.any_deps_missing()
+                  & ~dg.AutomationCondition.any_deps_in_progress()
+                  & ~dg.AutomationCondition.in_progress()).with_label("follow_parents")
+
+chain_job = dg.define_asset_job(
+    "daily_refresh", selection=CHAIN,
+    description="The whole chain for one day: ingest new landing files, resolve identities, rebuild the golden "
+                "records and the timeline, then the day's features, segments, KPIs, scores, alerts and delivery.")
+
+refresh_job = dg.define_asset_job(
+    "refresh_core", selection=dg.AssetSelection.all() - DAILY - MODELS - REQUESTS,
+    description="Ingest every new landing file and rebuild every table that is not partitioned by day: "
+                "staging, identity resolution, golden records, the timeline, the contact suppression list.")
 
 daily_job = dg.define_asset_job(
     "daily_snapshots", selection=DAILY,
-    description="The point-in-time features, segments and KPIs of one day (or a backfilled range of days).")
+    description="The point-in-time features, segments, KPIs, scores and alerts of one day (or a backfilled "
+                "range of days, in one run), with the delivery of that day's alerts.")
 
-jobs = [full_refresh_job, daily_job]
-schedules: list = []
-sensors: list = []
+retrain_job = dg.define_asset_job(
+    "retrain_models", selection=MODELS,
+    description="Train the churn, CLV, next-best-offer and lead-scoring models; each quality gate decides "
+                "whether the challenger becomes champion.")
+
+requests_job = dg.define_asset_job("governance_requests", selection=REQUESTS,
+                                   description="Register the erasure and export request files.")
+
+jobs = [chain_job, refresh_job, daily_job, retrain_job, requests_job]
+
+schedules = [
+    dg.build_schedule_from_partitioned_job(
+        chain_job, name="daily_refresh_schedule", hour_of_day=2, minute_of_hour=30,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every night at 02:30 (UTC): the whole chain for yesterday's partition."),
+    dg.ScheduleDefinition(name="weekly_retraining", job=retrain_job, cron_schedule="0 3 * * 0",
+                          execution_timezone="Europe/Berlin", default_status=dg.DefaultScheduleStatus.RUNNING,
+                          description="Sundays at 03:00: retrain every model behind its quality gate."),
+]
+
+automation = dg.AutomationConditionSensorDefinition(
+    "follow_parents", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Evaluates each asset's AutomationCondition: derived tables and the latest day's partitions "
+                "follow their parents without a hand-written job.")
+
+sensors = [landing_sensor(refresh_job), requests_sensor(requests_job), run_failures, drift_sensor(retrain_job),
+           automation]

@@ -16,6 +16,11 @@ QUERY = """{ assetNodes { assetKey { path } groupName kinds description
   assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }"""
 
 
+AUTOMATION = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
+  schedules { name pipelineName scheduleState { status } }
+  sensors { name targets { pipelineName } sensorState { status } } } } } }"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -67,10 +72,22 @@ def test_webserver_serves_every_asset_and_check(tmp_path):
                   for c in n["assetChecksOrError"].get("checks", [])}
         assert checks == expected_checks
         for n in nodes:
-            assert n["groupName"] in {"ingestion", "staging", "identity", "core", "features", "segments", "kpis", "ml"}
+            assert n["groupName"] in {"ingestion", "staging", "identity", "core", "features", "segments", "kpis", "ml",
+                                      "alerts", "governance"}
             assert n["kinds"] and n["description"]
         blocking = {c["name"] for n in nodes for c in n["assetChecksOrError"]["checks"] if c["blocking"]}
         assert {"pandera_Contacts", "pandera_Orders", "pandera_OrderItems"} <= blocking
+        # the schedules and sensors that run the platform, with their targets, running by default
+        repo = _post(url, AUTOMATION)["data"]["repositoriesOrError"]["nodes"][0]
+        schedules = {x["name"]: (x["pipelineName"], x["scheduleState"]["status"]) for x in repo["schedules"]}
+        assert schedules == {"daily_refresh_schedule": ("daily_refresh", "RUNNING"),
+                             "weekly_retraining": ("retrain_models", "RUNNING")}
+        sensors = {x["name"]: ({t["pipelineName"] for t in x["targets"] or []}, x["sensorState"]["status"])
+                   for x in repo["sensors"]}
+        assert sensors["landing_files"] == ({"refresh_core"}, "RUNNING")
+        assert sensors["subject_requests"] == ({"governance_requests"}, "RUNNING")
+        assert sensors["drift_retraining"] == ({"retrain_models"}, "RUNNING")
+        assert {"run_failures", "follow_parents"} <= set(sensors)
     finally:
         server.terminate()
         try:

@@ -1,0 +1,67 @@
+"""Sensors on runs and checks: a failed run becomes a data-quality alert; a drift warning on the
+scores requests retraining of the model behind them."""
+
+import json
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from crm_platform.alerts.delivery import alert_id
+from resources.alerts import Alerting
+
+# scores asset -> the model asset that is retrained when its drift check warns
+RETRAIN = {("ml", "churn_scores"): ("ml", "churn_model"), ("ml", "clv_scores"): ("ml", "clv_model"),
+           ("ml", "next_best_offer"): ("ml", "next_best_offer_model"),
+           ("ml", "lead_scores"): ("ml", "lead_scoring_model")}
+
+
+def failure_alert(job: str, run_id: str, message: str, day: str) -> dict:
+    return {"alert_id": alert_id("data_quality", f"run:{job}", run_id, ""), "alert_date": day,
+            "kind": "data_quality", "customer_id": None, "subject": f"run:{job}",
+            "reason": f"run {run_id[:8]} of {job} failed: {message}"[:500], "model_version": None}
+
+
+@dg.run_failure_sensor(name="run_failures", default_status=dg.DefaultSensorStatus.RUNNING,
+                       description="Delivers a data-quality alert through the configured sinks when a run "
+                                   "of this code location fails (once per run: the outbox ledger).")
+def run_failures(context: dg.RunFailureSensorContext, alerting: Alerting):
+    run = context.dagster_run
+    steps = [e.step_key for e in context.get_step_failure_events()]
+    message = (context.failure_event.message or "failed").splitlines()[0]
+    if steps:
+        message = f"step(s) {', '.join(steps)} failed; {message}"
+    when = datetime.now(timezone.utc).date().isoformat()
+    sinks, skipped = alerting.sinks()
+    report = alerting.outbox().deliver([failure_alert(run.job_name, run.run_id, message, when)], sinks)
+    context.log.info(f"data-quality alert for run {run.run_id}: sent {report.sent}, failed {report.failed}"
+                     + (f", left out: {skipped}" if skipped else ""))
+
+
+def drift_sensor(job) -> dg.SensorDefinition:
+    @dg.sensor(name="drift_retraining", job=job, minimum_interval_seconds=300,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Requests retraining of a model when the latest drift check of its scores warns "
+                           "(PSI above the threshold of config/models.yaml); once per warning.")
+    def drift_retraining(context: dg.SensorEvaluationContext):
+        keys = [dg.AssetCheckKey(dg.AssetKey(list(k)), "drift") for k in RETRAIN]
+        records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+        seen = json.loads(context.cursor) if context.cursor else {}
+        models, handled = [], dict(seen)
+        for key, rec in records.items():
+            name = key.asset_key.to_user_string()
+            if rec.id <= seen.get(name, 0):
+                continue
+            handled[name] = rec.id
+            event = rec.event.dagster_event if rec.event is not None else None
+            ev = event.event_specific_data if event is not None else None
+            if ev is not None and getattr(ev, "passed", True) is False:
+                models.append(dg.AssetKey(list(RETRAIN[tuple(key.asset_key.path)])))
+        if not models:
+            return dg.SensorResult(skip_reason=dg.SkipReason("no new drift warning"), cursor=json.dumps(handled))
+        run_key = "drift:" + ",".join(f"{k}={v}" for k, v in sorted(handled.items()))
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=run_key, asset_selection=sorted(models, key=str),
+                                        tags={"crm_platform/trigger": "drift"})],
+            cursor=json.dumps(handled, sort_keys=True))
+
+    return drift_retraining
