@@ -190,16 +190,23 @@ def _alert_lines(con, p: settings.Paths) -> list[str]:
             "SELECT kind, count(*) FILTER (WHERE NOT is_control), count(*) FILTER (WHERE is_control), "
             "count(DISTINCT alert_date) FROM alerts.customer_alerts GROUP BY 1 ORDER BY 1").fetchall():
         lines.append(f"alerts {kind}: {treated:,} to deliver, {control:,} held back (control group) over {days} day(s)")
-    for kind, n, days in con.execute("SELECT kind, count(*), count(DISTINCT alert_date) FROM alerts.kpi_alerts "
-                                     "GROUP BY 1 ORDER BY 1").fetchall():
-        lines.append(f"alerts {kind}: {n:,} over {days} day(s)")
+    kpi = dict((kind, (n, days)) for kind, n, days in con.execute(
+        "SELECT kind, count(*), count(DISTINCT alert_date) FROM alerts.kpi_alerts GROUP BY 1").fetchall())
+    for kind in ("kpi_band", "data_quality"):
+        n, days = kpi.get(kind, (0, 0))
+        lines.append(f"alerts {kind}: {n:,}" + (f" over {days} day(s)" if n else ""))
     lines.append("where the alerts went:")
-    for sink, sent, failed, note in con.execute(
-            "SELECT sink, sum(sent), sum(failed), any_value(note) FROM alerts.delivery_log "
-            "GROUP BY 1 ORDER BY 1").fetchall():
+    from crm_platform.alerts.delivery import Outbox
+
+    ledger = Outbox(p.outbox)
+    # the ledger counts what each sink ever acknowledged; the log of each day's latest delivery
+    # says what is still failing and which sinks were left out
+    for sink, failed, note in con.execute(
+            "SELECT sink, sum(failed), any_value(note) FROM alerts.delivery_log GROUP BY 1 ORDER BY 1").fetchall():
         lines.append(f"  {sink}: left out ({note})" if note else
-                     f"  {sink}: {sent:,} alerts delivered" + (f", {failed:,} failed (sent again next time)" if failed else ""))
-    lines.append(f"  outbox: {p.outbox}")
+                     f"  {sink}: {len(ledger.delivered(sink)):,} alerts delivered"
+                     + (f", {failed:,} failed (sent again next time)" if failed else ""))
+    lines.append(f"  files and ledger: {p.outbox}")
     if warehouse.table_exists(con, "marts.action_uplift"):
         for kind, t, c, up, margin, note in con.execute(
                 "SELECT kind, treated_alerts, control_alerts, order_rate_uplift, order_rate_uplift_margin, note "
