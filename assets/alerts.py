@@ -12,11 +12,11 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from assets.checks import partition_check, partition_check_spec
+from assets.checks import failed_evaluation, partition_check, partition_check_spec
 from assets.features import KEY as FEATURES_KEY, PARTITIONS, SINGLE_RUN
 from assets.metadata import markdown_table, table_metadata
 from crm_platform.alerts import kpi, rules, suppression, uplift
-from crm_platform.alerts.rules import SOURCES, in_control_group
+from crm_platform.alerts.rules import SOURCES, in_control_group, window_days_sql
 from crm_platform.schemas import ActionUplift, ContactSuppression, CustomerAlerts, DeliveryLog, KpiAlerts
 from crm_platform.validation import validate_table
 from crm_platform.warehouse import replace_partition, table_exists
@@ -129,7 +129,6 @@ def customer_alerts(context: dg.AssetExecutionContext, warehouse: DuckDBResource
 
 def _violations_sql(table: str, days: list[str], cfg: rules.AlertConfig, blocked: str | None) -> str:
     in_days = ", ".join(f"DATE '{d}'" for d in days)
-    windows = " ".join(f"WHEN '{k}' THEN {int(v)}" for k, v in cfg.suppression_days.items())
     return f"""
 SELECT a.alert_id, a.alert_date, a.customer_id, a.kind, 'no e-mail consent' AS rule
 FROM {table} a JOIN core.customers c USING (customer_id)
@@ -140,7 +139,7 @@ FROM {table} a WHERE a.alert_date IN ({in_days}) AND {f"a.customer_id IN {blocke
 UNION ALL
 SELECT a.alert_id, a.alert_date, a.customer_id, a.kind, 'within the suppression window of ' || p.alert_date
 FROM {table} a JOIN {table} p ON p.customer_id = a.customer_id AND p.kind = a.kind AND p.alert_date < a.alert_date
- AND p.alert_date >= a.alert_date - (CASE a.kind {windows} END) * INTERVAL 1 DAY
+ AND p.alert_date >= a.alert_date - {window_days_sql('a.kind', cfg)} * INTERVAL 1 DAY
 WHERE a.alert_date IN ({in_days})
 UNION ALL
 SELECT a.alert_id, a.alert_date, a.customer_id, a.kind, 'control flag differs from the hash rule'
@@ -154,9 +153,8 @@ def failed_checks(context: dg.AssetExecutionContext) -> list[kpi.FailedCheck]:
     records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
     out = []
     for key, rec in records.items():
-        event = rec.event.dagster_event if rec.event is not None else None
-        ev = event.event_specific_data if event is not None else None
-        if ev is None or not hasattr(ev, "passed") or ev.passed:
+        ev = failed_evaluation(rec)
+        if ev is None:
             continue
         out.append(kpi.FailedCheck(key.asset_key.to_user_string(), key.name, ev.severity.value, rec.run_id,
                                    ev.description or ""))

@@ -75,3 +75,11 @@ def partition_check_spec(model: type[pa.DataFrameModel], asset_key: dg.AssetKey)
     return dg.AssetCheckSpec(f"pandera_{model.__name__}", asset=asset_key, blocking=True,
                              description=f"Validates the day(s) just written against the Pandera model "
                                          f"{model.__name__}: {(model.__doc__ or '').strip()}")
+
+
+def failed_evaluation(record):
+    """The evaluation of a check execution record (from the event log) if it failed, else None
+    (passed, still running, or skipped)."""
+    event = record.event.dagster_event if record.event is not None else None
+    ev = event.event_specific_data if event is not None else None
+    return ev if ev is not None and getattr(ev, "passed", True) is False else None

@@ -43,29 +43,40 @@ def prepare_dagster_home(home: Path) -> None:
             storage.initialize_concurrency_limit_to_default("duckdb")
 
 
-def materialize(raise_on_error: bool = False, history_days: int = 14):
-    """Run the platform the way its schedules do, recording the runs in DAGSTER_HOME: the core
-    refresh, the models, then the daily partitions of the last day with data and the
-    ``history_days`` before it as one backfill (so the KPI alerts have a baseline), and one day a full uplift window
-    earlier (so marts/action_uplift has alerts whose outcome is known)."""
+def job_runner(raise_on_error: bool = False):
+    """A function that runs a job of the code location in this process, recorded in DAGSTER_HOME
+    when set (prepared first), in a throwaway instance otherwise."""
     import dagster as dg
 
-    from crm_platform.alerts.rules import load_config
     from crm_platform.definitions import defs
 
     home = os.environ.get("DAGSTER_HOME")
     if home:
         prepare_dagster_home(Path(home))
-        instance = dg.DagsterInstance.get()
-    else:
-        instance = dg.DagsterInstance.ephemeral()
+    instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
     # Step-by-step logs stay in the run history (make ui); the terminal shows warnings and the summary.
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
     def run(job: str, **kw):
         return defs.resolve_job_def(job).execute_in_process(run_config=quiet, instance=instance,
                                                             raise_on_error=raise_on_error, **kw)
+    return run
 
+
+def range_tags(start: date, end: date) -> dict:
+    """The run tags of a single-run backfill of the days ``start`` .. ``end``."""
+    return {"dagster/asset_partition_range_start": start.isoformat(),
+            "dagster/asset_partition_range_end": end.isoformat()}
+
+
+def materialize(raise_on_error: bool = False, history_days: int = 14):
+    """Run the platform the way its schedules do, recording the runs in DAGSTER_HOME: the core
+    refresh, the models, then the daily partitions of the last day with data and the
+    ``history_days`` before it as one backfill (so the KPI alerts have a baseline), and one day a full uplift window
+    earlier (so marts/action_uplift has alerts whose outcome is known)."""
+    from crm_platform.alerts.rules import load_config
+
+    run = job_runner(raise_on_error)
     results = [run("refresh_core")]
     day = latest_data_day()
     if not (results[0].success and day):
@@ -75,8 +86,7 @@ def materialize(raise_on_error: bool = False, history_days: int = 14):
     earlier = last - timedelta(days=load_config(settings.alerts_file()).uplift_window_days + 1)
     results.append(run("daily_snapshots", partition_key=earlier.isoformat()))
     first = last - timedelta(days=max(history_days, 0))
-    results.append(run("daily_snapshots", tags={"dagster/asset_partition_range_start": first.isoformat(),
-                                                "dagster/asset_partition_range_end": day}))
+    results.append(run("daily_snapshots", tags=range_tags(first, last)))
     return results
 
 
@@ -260,23 +270,11 @@ def _materialize(args) -> int:
 
 def _backfill(args) -> int:
     """One run over a range of days (every daily asset has a single-run backfill policy)."""
-    import dagster as dg
-
-    from crm_platform.definitions import defs
-
     start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
     if end < start:
         print(f"--to {end} is before --from {start}", file=sys.stderr)
         return 2
-    home = os.environ.get("DAGSTER_HOME")
-    if home:
-        prepare_dagster_home(Path(home))
-    instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
-    result = defs.resolve_job_def(args.job).execute_in_process(
-        instance=instance, raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        tags={"dagster/asset_partition_range_start": start.isoformat(),
-              "dagster/asset_partition_range_end": end.isoformat()})
+    result = job_runner()(args.job, tags=range_tags(start, end))
     print("\n".join(summary_lines([result])))
     return 0 if result.success else 1
 

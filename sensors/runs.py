@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from assets.checks import failed_evaluation
 from crm_platform.alerts.delivery import alert_id
 from resources.alerts import Alerting
 
@@ -52,9 +53,7 @@ def drift_sensor(job) -> dg.SensorDefinition:
             if rec.id <= seen.get(name, 0):
                 continue
             handled[name] = rec.id
-            event = rec.event.dagster_event if rec.event is not None else None
-            ev = event.event_specific_data if event is not None else None
-            if ev is not None and getattr(ev, "passed", True) is False:
+            if failed_evaluation(rec) is not None:
                 models.append(dg.AssetKey(list(RETRAIN[tuple(key.asset_key.path)])))
         if not models:
             return dg.SensorResult(skip_reason=dg.SkipReason("no new drift warning"), cursor=json.dumps(handled))

@@ -151,16 +151,21 @@ WHERE snapshot_date = {d} AND offer_rank = 1 AND offer_probability >= {cfg.offer
     return "\nUNION ALL\n".join(chosen)
 
 
+def window_days_sql(kind: str, cfg: AlertConfig) -> str:
+    """SQL: the suppression window in days of the alert kind ``kind``."""
+    cases = " ".join(f"WHEN '{k}' THEN {int(v)}" for k, v in cfg.suppression_days.items())
+    return f"(CASE {kind} {cases} END)"
+
+
 def alerts_sql(day: date, cfg: AlertConfig, previous: str | None, kinds=tuple(SOURCES),
                suppression_list: str | None = None) -> str:
     """The day's alerts after consent, the suppression list, the suppression window and the upsell
     rules, with id and control flag. ``suppression_list`` is a table of customer ids nobody may
     contact (None: no list)."""
     d = f"DATE '{day.isoformat()}'"
-    windows = " ".join(f"WHEN '{k}' THEN {int(v)}" for k, v in cfg.suppression_days.items())
     suppressed = f"""AND NOT EXISTS (SELECT 1 FROM {previous} p WHERE p.customer_id = a.customer_id
         AND p.kind = a.kind AND p.alert_date < {d}
-        AND p.alert_date >= {d} - (CASE a.kind {windows} END) * INTERVAL 1 DAY)""" if previous else ""
+        AND p.alert_date >= {d} - {window_days_sql('a.kind', cfg)} * INTERVAL 1 DAY)""" if previous else ""
     return f"""
 WITH a AS ({candidates_sql(day, cfg, kinds)})
 SELECT substr(sha256(a.kind || '|' || a.customer_id || '|' || a.key || '|' || {d}::VARCHAR), 1, 24) AS alert_id,
