@@ -16,6 +16,7 @@ from assets.checks import failed_evaluation, partition_check, partition_check_sp
 from assets.features import KEY as FEATURES_KEY, PARTITIONS, SINGLE_RUN
 from assets.metadata import markdown_table, table_metadata
 from crm_platform.alerts import kpi, rules, suppression, uplift
+from crm_platform.alerts.delivery import CONTACT_FIELDS
 from crm_platform.alerts.rules import SOURCES, in_control_group, window_days_sql
 from crm_platform.schemas import ActionUplift, ContactSuppression, CustomerAlerts, DeliveryLog, KpiAlerts
 from crm_platform.validation import validate_table
@@ -214,12 +215,21 @@ PAYLOAD = {
 }
 
 
-def payload_sql(tables: list[str], start: date, day: date) -> str:
+def payload_sql(tables: list[str], start: date, day: date, contact_fields: tuple[str, ...] = (),
+                suppression: bool = False) -> str:
     """The alerts of ``start`` .. ``day`` in the tables that exist, each alert once (a data-quality
-    alert can be carried by several days)."""
+    alert can be carried by several days). A customer alert goes out only while the customer's
+    golden record still has e-mail consent and they are not on the suppression list (a withdrawal
+    after the alert was raised stops a delivery still pending); ``contact_fields`` of the golden
+    record are added for sinks that name them."""
     parts = [f"{PAYLOAD[t]} AND alert_date BETWEEN DATE '{start}' AND DATE '{day}'" for t in tables]
-    return (f"SELECT * FROM ({' UNION ALL '.join(parts)}) "
-            "QUALIFY row_number() OVER (PARTITION BY alert_id ORDER BY alert_date) = 1 ORDER BY alert_date, kind, alert_id")
+    extra = "".join(f", c.{f}" for f in contact_fields)
+    blocked = ("SELECT customer_id FROM governance.contact_suppression WHERE customer_id IS NOT NULL"
+               if suppression else "SELECT NULL::VARCHAR WHERE false")
+    return (f"SELECT a.*{extra} FROM ({' UNION ALL '.join(parts)}) a LEFT JOIN core.customers c USING (customer_id) "
+            f"WHERE a.customer_id IS NULL OR (coalesce(c.consent_email, false) AND a.customer_id NOT IN ({blocked})) "
+            "QUALIFY row_number() OVER (PARTITION BY alert_id ORDER BY alert_date) = 1 "
+            "ORDER BY alert_date, kind, alert_id")
 
 
 @_daily(OUTBOX, "alerts", [CUSTOMER_ALERTS, KPI_ALERTS],
@@ -240,10 +250,12 @@ def outbox(context: dg.AssetExecutionContext, warehouse: DuckDBResource, alertin
     log, errors, offered = [], [], 0
     with warehouse.get_connection() as con:
         have = [t for t in PAYLOAD if table_exists(con, t)]
+        contact = tuple(f for f in CONTACT_FIELDS if any(f in getattr(k, "fields", ()) for k in sinks))
+        suppressed = table_exists(con, "governance.contact_suppression")
         for day in days:
             d = date.fromisoformat(day)
             start = d - timedelta(days=cfg.retry_days)
-            alerts = con.sql(payload_sql(have, start, d)).df() if have else pd.DataFrame()
+            alerts = con.sql(payload_sql(have, start, d, contact, suppressed)).df() if have else pd.DataFrame()
             records = alerts.astype(object).where(alerts.notna(), None).to_dict("records")
             report = box.deliver(records, sinks)
             offered += len(records)

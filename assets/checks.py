@@ -6,6 +6,7 @@ import pandera.pandas as pa
 from dagster_duckdb import DuckDBResource
 
 from assets.metadata import markdown_table
+from crm_platform.governance import pii
 from crm_platform.schemas import (BLOCKING, CUSTOMER360_BLOCKING, CUSTOMER360_SCHEMAS, IDENTITY_BLOCKING,
                                   IDENTITY_SCHEMAS, MAY_BE_EMPTY, STAGING_SCHEMAS)
 from crm_platform.validation import validate_table
@@ -34,11 +35,20 @@ def pandera_check(table_key: list[str], model: type[pa.DataFrameModel],
             description=result.summary(),
             metadata={"rows_validated": result.rows, "failure_count": result.failure_count,
                       "failure_cases": dg.MetadataValue.md(
-                          markdown_table(result.failures[["column", "check", "failure_case", "index"]]
-                                         if len(result.failures) else result.failures, 20, 60))},
+                          markdown_table(_masked(result.failures), 20, 60))},
         )
 
     return pandera_contract
+
+
+def _masked(failures):
+    """Pandera failure cases with the value hidden where the column holds personal data."""
+    if not len(failures):
+        return failures
+    out = failures[["column", "check", "failure_case", "index"]].copy()
+    personal = out["column"].astype(str).map(lambda c: pii.kind(c) is not None)
+    out["failure_case"] = out["failure_case"].astype(object).where(~personal, "(personal data)")
+    return out.rename(columns={"failure_case": "failing_value"})
 
 
 def staging_checks() -> list[dg.AssetChecksDefinition]:

@@ -1,14 +1,23 @@
-"""Governance assets: the register of erasure and export requests (domain code in
+"""Governance assets: the register of erasure and export requests, carrying them out, the audit log
+and the checks that keep personal data out of the analytical layers (domain code in
 crm_platform/governance)."""
 
+from pathlib import Path
+
 import dagster as dg
+import duckdb
+import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from assets.metadata import markdown_table, table_metadata
-from crm_platform.governance import requests
-from crm_platform.schemas import GovernanceRequests
+from crm_platform import settings
+from crm_platform.governance import audit, pii, requests
+from crm_platform.governance.erasure import LIST_TABLE, list_path, sync_list_table
+from crm_platform.schemas import AuditLog, ErasedIdentifiers, GovernanceRequests
 from crm_platform.validation import validate_table
+from crm_platform.warehouse import table_exists
 from resources.alerts import Alerting
+from resources.warehouse import LandingZone, read_only
 
 REQUESTS = dg.AssetKey(["governance", "requests"])
 
@@ -43,5 +52,90 @@ def request_register(context: dg.AssetExecutionContext, warehouse: DuckDBResourc
                                           f"{counts['pending']} pending")
 
 
+SUBJECT_REQUESTS = dg.AssetKey(["governance", "subject_requests"])
+AUDIT = "governance.audit_log"
+
+
+@dg.asset(key=SUBJECT_REQUESTS, group_name="governance", deps=[REQUESTS], kinds={"duckdb", "python"},
+          owners=["team:data"], tags={"layer": "governance", "pii": "none"}, pool="duckdb",
+          check_specs=[
+              dg.AssetCheckSpec("erasures_verified", asset=SUBJECT_REQUESTS, description=(
+                  "Every erasure carried out left no trace: a scan of every table and file under the home found "
+                  "none of the person's identifiers.")),
+              dg.AssetCheckSpec(f"pandera_{AuditLog.__name__}", asset=SUBJECT_REQUESTS,
+                                description=(AuditLog.__doc__ or "").strip()),
+              dg.AssetCheckSpec(f"pandera_{ErasedIdentifiers.__name__}", asset=SUBJECT_REQUESTS,
+                                description=(ErasedIdentifiers.__doc__ or "").strip())])
+def subject_requests(context: dg.AssetExecutionContext, warehouse: DuckDBResource, landing: LandingZone):
+    """Carries out the pending erasure and export requests of ``governance.requests``: an erasure
+    removes the person from every table and file, puts their hashed identifiers on the erasure list
+    and writes a receipt under ``governance/receipts/``; an export writes ``exports/<request id>.json``.
+    Each is recorded in ``governance.audit_log``. Only request ids, counts and outcomes are shown here."""
+    paths = settings.Paths(Path(landing.home))
+    results = requests.carry_out(lambda: duckdb.connect(warehouse.database), paths, landing.sources())
+    with warehouse.get_connection() as con:
+        audit.ensure(con)
+        sync_list_table(con, paths)
+        checks = [validate_table(con, AUDIT, AuditLog, allow_empty=True),
+                  validate_table(con, LIST_TABLE, ErasedIdentifiers, allow_empty=not list_path(paths).exists())]
+        recent = con.sql(f"SELECT logged_at, action, actor, subject, outcome FROM {AUDIT} "
+                         "ORDER BY logged_at DESC LIMIT 20").df()
+        listed = con.execute(f"SELECT count(*) FROM {LIST_TABLE}").fetchall()[0][0]
+    frame = pd.DataFrame(results, columns=["request_id", "request_type", "status", "verified", "rows_removed", "reason"])
+    yield dg.MaterializeResult(metadata={
+        "requests_carried_out": len(results), "erasure_list_entries": int(listed),
+        "this_run": dg.MetadataValue.md(markdown_table(frame, 50, 80)),
+        "audit_log_latest": dg.MetadataValue.md(markdown_table(recent, 20, 60))})
+    erasures = [r for r in results if r["request_type"] == "erase" and r["verified"] is not None]
+    failed = [r["request_id"] for r in erasures if not r["verified"]]
+    yield dg.AssetCheckResult(check_name="erasures_verified", passed=not failed, severity=dg.AssetCheckSeverity.ERROR,
+                              description=(f"{len(erasures)} erasure(s) this run, all verified" if erasures else
+                                           "no erasure this run") if not failed else
+                              f"traces left after erasure {', '.join(failed)}: see the receipts")
+    for model, result in zip((AuditLog, ErasedIdentifiers), checks):
+        yield dg.AssetCheckResult(check_name=f"pandera_{model.__name__}", passed=result.passed,
+                                  description=result.summary())
+
+
+def pii_check(key: dg.AssetKey, table: str) -> dg.AssetChecksDefinition:
+    """Fails when ``table`` (written by an analytical asset) holds a column of direct personal data,
+    or text that looks like an e-mail address or a phone number."""
+
+    @dg.asset_check(asset=key, name="no_direct_pii", pool="duckdb", description=(
+        f"{table} carries the customer_id only: no column of direct personal data (names, e-mail, phone, "
+        "address, birth date, free text) and no value that looks like an e-mail address or phone number."))
+    def no_direct_pii(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        with read_only(warehouse) as con:
+            if not table_exists(con, table):
+                return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                                           description=f"{table} does not exist")
+            cols = con.execute(f"SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name || '.' || "
+                               f"table_name = '{table}'").fetchall()
+            named = pii.direct_columns([c for c, _ in cols])
+            text = [c for c, t in cols if "VARCHAR" in t]
+            content = [(c, n) for c, n in con.execute(pii.content_violations_sql(table, text)).fetchall() if n]
+            rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        problems = [f"column {c} is personal data" for c in named] + \
+                   [f"{n} value(s) of {c} look like an e-mail address or phone number" for c, n in content]
+        return dg.AssetCheckResult(
+            passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
+            description="; ".join(problems) if problems else
+            f"{len(cols)} columns, {len(text)} text columns over {rows:,} rows: no personal data",
+            metadata={"columns": len(cols), "text_columns_scanned": len(text), "rows": int(rows),
+                      "pii_columns": dg.MetadataValue.json(named)})
+
+    return no_direct_pii
+
+
+# the table of an analytical asset whose key is not its table's name
+TABLE_OF = {("alerts", "outbox"): "alerts.delivery_log"}
+
+
+def pii_checks(keys) -> list[dg.AssetChecksDefinition]:
+    """A ``no_direct_pii`` check on every asset of the analytical layers."""
+    return [pii_check(k, TABLE_OF.get(tuple(k.path), ".".join(k.path))) for k in sorted(keys, key=str)
+            if k.path[0] in pii.ANALYTICAL_LAYERS and not k.path[-1].endswith("_model")]  # models are registry files
+
+
 def governance_assets() -> list:
-    return [request_register]
+    return [request_register, subject_requests]

@@ -3,11 +3,16 @@
 Thin over ``crm_platform.identity``; the match spec (YAML) decides what is compared and how.
 """
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from assets.metadata import markdown_table, table_metadata, table_spec
+from crm_platform import settings
+from crm_platform.alerts.suppression import identifier_hash
+from crm_platform.governance import audit
 from crm_platform.identity import evaluate, golden, guards, resolve, review
 from resources.identity import IdentityResolution
 from resources.warehouse import read_only
@@ -47,6 +52,14 @@ def match_contacts(warehouse: DuckDBResource, identity: IdentityResolution):
     decisions, bad_rows = review.load_decisions(identity.review_dir)
     with warehouse.get_connection() as con:
         rep = resolve.match(con, spec, decisions)
+        salt = settings.Paths(Path(identity.home)).hash_salt()
+        audit.record_many(con, [
+            {"action": "review_decision", "actor": "reviewer (review/decisions.csv)",
+             # the pair by a salted hash: the audit log names no record of a person
+             "subject": "pair " + identifier_hash("review_pair", "|".join(sorted((d.left_id, d.right_id))), salt)[:24],
+             "outcome": "match" if d.label == 1 else "no_match", "details": {"applied_as": "must_link" if d.label == 1
+                                                                              else "cannot_link"}}
+            for d in decisions.itertuples(index=False)])
         weights = con.sql("SELECT comparison, level, round(m_probability, 4) AS m, round(u_probability, 6) AS u, "
                           "round(weight_bits, 2) AS weight_bits FROM identity.match_weights "
                           "ORDER BY comparison, gamma DESC").df()

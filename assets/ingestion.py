@@ -31,7 +31,8 @@ def build_raw_asset(ds: Dataset) -> dg.AssetsDefinition:
             f"Raw {ds.entity} records from the {ds.system} system ({ds.description or ds.system}): "
             f"files matching `{ds.path}`, mapped to canonical column names and types, one row per "
             "accepted record with its file, version and line. Each file is loaded once; rows that "
-            "break a rule go to raw.quarantine_rows with the reason."),
+            "break a rule go to raw.quarantine_rows with the reason; rows of people on the erasure list "
+            "are kept out (counted there, without the record)."),
         metadata={"source_system": ds.system, "path_glob": ds.path, "format": ds.format,
                   "trust_rank": ds.trust_rank, "entity": ds.entity},
         check_specs=[
@@ -45,7 +46,7 @@ def build_raw_asset(ds: Dataset) -> dg.AssetsDefinition:
                     landing: LandingZone) -> dg.MaterializeResult:
         """Load new or changed landing files of one dataset; see crm_platform.ingest."""
         with warehouse.get_connection() as con:
-            report = ingest_dataset(con, ds, landing.landing, landing.quarantine)
+            report = ingest_dataset(con, ds, landing.landing, landing.quarantine, erased=landing.erased())
             files = con.execute(
                 "SELECT source_file, version, status, rows_read, rows_loaded, rows_quarantined, "
                 "reason FROM raw.ingest_manifest WHERE dataset = ? ORDER BY loaded_at, source_file",

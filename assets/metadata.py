@@ -7,16 +7,23 @@ import base64
 import dagster as dg
 import pandas as pd
 
+from crm_platform.governance import pii
 
-def markdown_table(df: pd.DataFrame, max_rows: int = 10, max_width: int = 40) -> str:
-    """A small markdown table (no extra dependency), long values cut."""
+
+def markdown_table(df: pd.DataFrame, max_rows: int = 10, max_width: int = 40, table: str | None = None) -> str:
+    """A small markdown table (no extra dependency), long values cut. Columns holding personal data
+    are left out (crm_platform.governance.pii: the run history keeps metadata for ever, out of reach
+    of an erasure); a note names them."""
     if df.empty:
         return "_no rows_"
-    df = df.head(max_rows)
+    df, hidden = pii.redact(df.head(max_rows), table)
+    note = f"\n\n_personal columns not shown: {', '.join(map(str, hidden))}_" if hidden else ""
+    if df.columns.empty:
+        return "_only personal columns_" + note
     cells = [[_cell(v, max_width) for v in row] for row in df.itertuples(index=False)]
     header = "| " + " | ".join(map(str, df.columns)) + " |"
     rule = "|" + "---|" * len(df.columns)
-    return "\n".join([header, rule] + ["| " + " | ".join(r) + " |" for r in cells])
+    return "\n".join([header, rule] + ["| " + " | ".join(r) + " |" for r in cells]) + note
 
 
 def _cell(v, width: int) -> str:
@@ -36,9 +43,9 @@ def table_metadata(con, table: str, preview_rows: int = 10, where: str | None = 
     return {
         "dagster/row_count": dg.MetadataValue.int(int(rows)),
         "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name=c[0], type=str(c[1])) for c in cols]),
+            columns=[dg.TableColumn(name=c[0], type=str(c[1]), tags=pii.column_tags(c[0])) for c in cols]),
         "dagster/table_name": table,
-        "preview": dg.MetadataValue.md(markdown_table(preview)),
+        "preview": dg.MetadataValue.md(markdown_table(preview, table=table)),
     }
 
 

@@ -18,6 +18,7 @@ from assets.checks import partition_check, partition_check_spec
 from assets.features import CONFIG as FEATURES, KEY as FEATURES_KEY, PARTITIONS, SINGLE_RUN
 from assets.metadata import image, markdown_table, table_metadata
 from crm_platform import settings
+from crm_platform.governance import audit
 from crm_platform.ml import NotEnoughData, churn, clv, leads, load_config, nbo
 from crm_platform.ml.evaluate import psi
 from crm_platform.ml.gate import decide
@@ -100,6 +101,11 @@ def model_asset(task: ModuleType, description: str):
         registry.record_decision(task.TASK, version, decision.passed, decision.reasons,
                                  {"challenger": decision.challenger, "baseline": decision.baseline,
                                   "champion": decision.champion})
+        with warehouse.get_connection() as con:
+            audit.record(con, "model_promotion", f"dagster run {context.run_id}", f"{task.TASK} {version}",
+                         "promoted" if decision.passed else "refused",
+                         {"metric": decision.metric, "challenger": decision.challenger, "baseline": decision.baseline,
+                          "champion": decision.champion, "previous_champion": current, "reasons": decision.reasons})
         yield dg.AssetCheckResult(
             check_name="quality_gate", passed=decision.passed, severity=dg.AssetCheckSeverity.ERROR,
             description=decision.summary(),

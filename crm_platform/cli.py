@@ -173,6 +173,10 @@ def summary_lines(results=()) -> list[str]:
             lines.append("  stages: " + ", ".join(f"{s} {n:,}" for s, n in stages))
         lines += _model_lines(con, p)
         lines += _alert_lines(con, p)
+        if warehouse.table_exists(con, "governance.audit_log"):
+            counts = dict(con.execute("SELECT action, count(*) FROM governance.audit_log GROUP BY 1").fetchall())
+            lines.append("audit log: " + ", ".join(f"{counts.get(a, 0):,} {a.replace('_', ' ')}(s)" for a in
+                                                   ("erasure", "export", "review_decision", "model_promotion")))
     finally:
         con.close()
     lines += [f"warehouse:  {p.warehouse}", f"quarantine: {p.quarantine}",
@@ -291,6 +295,74 @@ def _explain(args) -> int:
     return 0
 
 
+def _subject(args) -> tuple[str, str]:
+    return ("email", args.email) if args.email else ("customer_id", args.customer_id)
+
+
+def _erase(args) -> int:
+    """Erase a person now; prints the receipt's counts (never the identifier)."""
+    from crm_platform.governance import audit, erasure, requests
+    from crm_platform.governance.subject import SubjectNotFound
+    from crm_platform.sources import load_sources
+
+    p, rid, actor = settings.paths(), erasure.new_request_id(), audit.default_actor()
+    itype, ident = _subject(args)
+    connect = lambda: _writer(p)  # noqa: E731
+    try:
+        receipt = erasure.erase(connect, p, load_sources(settings.sources_file()), itype, ident,
+                                request_id=rid, actor=actor, compact_warehouse=not args.no_compact)
+    except SubjectNotFound as e:
+        print(f"nothing to erase: {e}")
+        return 3
+    v = receipt["verification"]
+    con = connect()
+    try:
+        requests.record(con, rid, "erase", itype, "done" if v["passed"] else "failed",
+                        f"receipt governance/receipts/{rid}.json", actor)
+    finally:
+        con.close()
+    print(f"erasure {rid}: {receipt['customers_erased']} customer(s), {receipt['source_records_erased']} source "
+          f"record(s) in {', '.join(receipt['source_systems']) or 'no system'}; {receipt['rows_removed_total']:,} rows "
+          f"removed from {len(receipt['rows_removed'])} tables, {len(receipt['files_changed'])} file(s) changed")
+    print(f"verification: {v['tables_scanned']} tables ({v['text_columns_scanned']} text columns) and "
+          f"{v['files_scanned']} files scanned for {v['identifiers_scanned_for']} identifiers: "
+          + ("no trace left" if v["passed"] else f"{v['occurrences']} trace(s) left in "
+             + ", ".join(f["where"] for f in v["found"][:10])))
+    print(f"receipt: {erasure.receipts_dir(p) / (rid + '.json')}")
+    return 0 if v["passed"] else 1
+
+
+def _export(args) -> int:
+    from crm_platform.governance import audit, erasure, export, requests
+    from crm_platform.governance.subject import SubjectNotFound
+    from crm_platform.sources import load_sources
+
+    p, rid, actor = settings.paths(), erasure.new_request_id(), audit.default_actor()
+    itype, ident = _subject(args)
+    con = _writer(p)
+    try:
+        path = export.export(con, p, load_sources(settings.sources_file()), itype, ident, request_id=rid, actor=actor)
+        requests.record(con, rid, "export", itype, "done", f"export {path.relative_to(p.home).as_posix()}", actor)
+    except SubjectNotFound as e:
+        print(f"nothing to export: {e}")
+        return 3
+    finally:
+        con.close()
+    print(f"export {rid}: {path}")
+    return 0
+
+
+def _writer(p: settings.Paths):
+    from crm_platform import warehouse
+
+    try:
+        return warehouse.connect(p.warehouse)
+    except duckdb.IOException as e:
+        raise SystemExit(f"the warehouse is in use by a running job ({str(e).splitlines()[0][:120]}); "
+                         "try again when it has finished, or drop a request file into "
+                         f"{p.requests} for the subject_requests sensor") from None
+
+
 def _demo(args) -> int:
     _generate(args)
     return _materialize(args)
@@ -320,6 +392,16 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("left", help="contact key, e.g. shop:K00000123")
     e.add_argument("right", help="contact key, e.g. newsletter:NL-0000456")
     e.set_defaults(fn=_explain)
+    for name, fn, help_ in (("erase", _erase, "erase a person from every table and file, verify, write a receipt"),
+                            ("export", _export, "write everything held about a person as one JSON document")):
+        g = sub.add_parser(name, help=help_)
+        who = g.add_mutually_exclusive_group(required=True)
+        who.add_argument("--email")
+        who.add_argument("--customer-id")
+        if name == "erase":
+            g.add_argument("--no-compact", action="store_true",
+                           help="skip rewriting the warehouse file (deleted values may linger in free blocks)")
+        g.set_defaults(fn=fn)
     args = parser.parse_args(argv)
     if getattr(args, "home", None):
         os.environ["CRM_PLATFORM_HOME"] = str(Path(args.home).resolve())

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from assets.governance import pii_checks
 from assets import (alert_assets, customer360_assets, customer360_checks, feature_assets, governance_assets,
                     identity_assets, identity_checks, kpi_assets, model_assets, raw_assets, segment_assets,
                     staging_assets, staging_checks)
@@ -25,22 +26,34 @@ BUSINESS = {("marts", "kpi_daily"), ("marts", "customer_segments"), ("ml", "chur
             ("alerts", "customer_alerts"), ("alerts", "kpi_alerts"), ("alerts", "outbox")}
 # Started by their own triggers, not by their parents: ingestion (landing sensor, schedule), the
 # models (weekly schedule, drift sensor) and the request register (requests sensor).
-OWN_TRIGGER = {tuple(m) for m in RETRAIN.values()} | {("governance", "requests")}
+OWN_TRIGGER = {tuple(m) for m in RETRAIN.values()} | {("governance", "requests"), ("governance", "subject_requests")}
+
+
+# Personal data by layer (crm_platform/governance/pii.py): the source layers hold it, the analytical
+# layers carry the customer id only (their no_direct_pii checks), governance keeps hashes.
+PII_BY_LAYER = {"raw": "direct", "staging": "direct", "identity": "direct", "core": "direct",
+                "features": "pseudonymous", "ml": "pseudonymous", "marts": "pseudonymous", "alerts": "pseudonymous"}
 
 
 def automate(spec: dg.AssetSpec) -> dg.AssetSpec:
     key = tuple(spec.key.path)
     own = key in OWN_TRIGGER or key[0] == "raw"
-    return spec.replace_attributes(automation_condition=None if own else FOLLOW_PARENTS,
+    tags = dict(spec.tags)
+    if "pii" not in tags and key[0] in PII_BY_LAYER:
+        tags["pii"] = PII_BY_LAYER[key[0]]
+    return spec.replace_attributes(automation_condition=None if own else FOLLOW_PARENTS, tags=tags,
                                    freshness_policy=FRESH if key in BUSINESS else spec.freshness_policy)
 
 
+_assets = dg.map_asset_specs(automate, [
+    *raw_assets(_sources), *staging_assets(_sources), *identity_assets(), *customer360_assets(),
+    *feature_assets(), *segment_assets(), *kpi_assets(), *model_assets(), *alert_assets(),
+    *governance_assets()])
+
 defs = dg.Definitions(
-    assets=dg.map_asset_specs(automate, [
-        *raw_assets(_sources), *staging_assets(_sources), *identity_assets(), *customer360_assets(),
-        *feature_assets(), *segment_assets(), *kpi_assets(), *model_assets(), *alert_assets(),
-        *governance_assets()]),
-    asset_checks=[*staging_checks(), *identity_checks(), *customer360_checks()],
+    assets=_assets,
+    asset_checks=[*staging_checks(), *identity_checks(), *customer360_checks(),
+                  *pii_checks({k for a in _assets for k in a.keys})],
     resources=build_resources(),
     jobs=jobs,
     schedules=schedules,

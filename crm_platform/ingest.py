@@ -22,6 +22,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -92,10 +93,16 @@ def fingerprint(path: Path) -> tuple[int, str]:
 
 
 def ingest_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, landing: Path,
-                   quarantine: Path, as_of: datetime | None = None) -> IngestReport:
-    """Load every new or changed file of one dataset; see the module docstring."""
+                   quarantine: Path, as_of: datetime | None = None,
+                   erased: tuple[list[str], str] | None = None) -> IngestReport:
+    """Load every new or changed file of one dataset; see the module docstring. ``erased``: the
+    salted identifier hashes of the erasure list and the salt; rows of an erased person are kept
+    out (counted as quarantined, with the reason and without the record)."""
     warehouse.ensure_layers(con)
     warehouse.ensure_raw_table(con, ds)
+    con.register("_erased_list", pa.table({"h": pa.array(list(erased[0]) if erased else [], pa.string())}))
+    con.execute("CREATE OR REPLACE TEMP TABLE _erased AS SELECT h FROM _erased_list")
+    con.unregister("_erased_list")
     as_of = (as_of or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
     report = IngestReport(ds.key)
     for path in sorted(p for p in landing.glob(ds.path) if p.is_file()):
@@ -111,7 +118,8 @@ def ingest_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, landing: Path,
         version = seen[1] + 1
         loaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
         try:
-            result = _load_file(con, ds, path, rel, version, loaded_at, as_of, size, digest)
+            result = _load_file(con, ds, path, rel, version, loaded_at, as_of, size, digest,
+                                erased[1] if erased and erased[0] else None)
         except UnreadableFile as e:
             result = _quarantine_file(ds, path, rel, version, digest, quarantine, str(e))
             _record_manifest(con, ds, result, size, digest, loaded_at)
@@ -119,15 +127,18 @@ def ingest_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, landing: Path,
             for t in ("_in", "_v", "_rejects", "_raw", "_rej_errors", "_rej_scans"):
                 con.execute(f"DROP TABLE IF EXISTS {t}")
         report.files.append(result)
+    con.execute("DROP TABLE IF EXISTS _erased")
     return report
 
 
 def _load_file(con, ds: Dataset, path: Path, rel: str, version: int, loaded_at: datetime,
-               as_of: datetime, size: int, digest: str) -> FileResult:
+               as_of: datetime, size: int, digest: str, salt: str | None = None) -> FileResult:
     reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[ds.format]
     reader(con, ds, path)
     ent = entity(ds.entity)
     con.execute(_validation_sql(ds, ent), [as_of])
+    if salt is not None:
+        _keep_out_erased(con, ds, salt)
     table = f"raw.{ds.key}"
     canon = ", ".join(ent.column_names)
     lineage = [ds.system, ds.key, rel, version, loaded_at]
@@ -153,6 +164,27 @@ def _load_file(con, ds: Dataset, path: Path, rel: str, version: int, loaded_at: 
         con.execute("ROLLBACK")
         raise
     return result
+
+
+ERASED_REASON = "erased person: on the erasure list (record not kept)"
+
+
+def _keep_out_erased(con, ds: Dataset, salt: str) -> None:
+    """Rows of erased people become quarantine rows without their record; so do malformed lines
+    carrying an erased e-mail address."""
+    from crm_platform.governance.subject import match_sql
+    from crm_platform.alerts.suppression import identifier_hash
+
+    pred = match_sql(ds, "_erased", salt)
+    if pred:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _v AS SELECT * REPLACE ("
+                    f"CASE WHEN {pred} THEN '{ERASED_REASON}' ELSE _reason END AS _reason, "
+                    f"CASE WHEN {pred} THEN NULL ELSE _record END AS _record) FROM _v")
+    hashes = {h for (h,) in con.execute("SELECT h FROM _erased").fetchall()}
+    for line, record in con.execute("SELECT line, record FROM _rejects").fetchall():
+        emails = re.findall(r"[^@\s,;\"'<>()]+@[^@\s,;\"'<>()]+", record or "")
+        if any(identifier_hash("email", e.strip().lower(), salt) in hashes for e in emails):
+            con.execute("UPDATE _rejects SET reason = ?, record = NULL WHERE line = ?", [ERASED_REASON, line])
 
 
 def _record_manifest(con, ds: Dataset, r: FileResult, size: int, digest: str,
@@ -424,7 +456,8 @@ def _parse_expr(col: Column, text: str, ds: Dataset) -> str:
 
 def _row_rules(col: Column) -> list[str]:
     n, t = col.name, f"_t_{col.name}"
-    shown = f"'''' || left({t}, 60) || ''''"
+    # a reason names the bad value, unless it is personal data (the record column keeps it for repair)
+    shown = "'(value hidden: personal data)'" if col.pii else f"'''' || left({t}, 60) || ''''"
     rules = []
     if col.required:
         rules.append(f"CASE WHEN {t} IS NULL THEN '{n}: missing required value' END")

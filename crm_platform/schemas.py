@@ -900,3 +900,54 @@ class GovernanceRequests(pa.DataFrameModel):
     class Config:
         coerce = True
         strict = True
+
+
+class ErasedIdentifiers(pa.DataFrameModel):
+    """The erasure list: salted SHA-256 hashes of the identifiers of erased people (never the
+    identifiers), the request that erased them and the fingerprint of the salt used."""
+
+    identifier_hash: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{64}$", unique=True)
+    identifier_type: Series[str] = pa.Field(isin=["email", "contact_key", "shop_customer_no", "visitor_id", "order_id"])
+    request_id: Series[str] = pa.Field(str_matches=ALERT_ID)
+    erased_at: Series[pd.Timestamp]
+    salt_id: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{12}$")
+
+    @pa.dataframe_check(error="one list is hashed with one salt")
+    def one_salt(cls, df: pd.DataFrame) -> bool:
+        return df["salt_id"].nunique() <= 1
+
+    class Config:
+        coerce = True
+        strict = True
+
+
+class AuditLog(pa.DataFrameModel):
+    """Every erasure, export, review decision and model promotion: when, who, what, outcome; the
+    subject is a request id, a hash or a model version, never personal data."""
+
+    logged_at: Series[pd.Timestamp]
+    action: Series[str] = pa.Field(isin=["erasure", "export", "review_decision", "model_promotion"])
+    actor: Series[str] = pa.Field(str_length={"min_value": 1})
+    subject: Series[str] = pa.Field(str_length={"min_value": 1})
+    outcome: Series[str] = pa.Field(str_length={"min_value": 1})
+    details: Series[str] = pa.Field(nullable=True)
+
+    @pa.check("details", error="details hold no e-mail address")
+    def no_email(cls, s: Series[str]) -> Series[bool]:
+        return ~s.fillna("").str.contains(r"[^@\s\"]+@[^@\s\"]+\.[A-Za-z]{2,}", regex=True)
+
+    class Config:
+        coerce = True
+        strict = True
+
+
+class IdWatermark(pa.DataFrameModel):
+    """The highest customer id ever minted, kept when an erased customer's id leaves the registry
+    (ids are never reused)."""
+
+    last_minted: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
+
+    class Config:
+        coerce = True
+        strict = True
+        unique = ["last_minted"]

@@ -37,6 +37,13 @@ class LandingZone(dg.ConfigurableResource):
     def sources(self) -> SourceConfig:
         return load_sources(self.sources_path)
 
+    def erased(self) -> tuple[list[str], str] | None:
+        """The erasure list's hashes and salt (crm_platform.governance.erasure), None if empty."""
+        from crm_platform.governance.erasure import load_list
+
+        loaded = load_list(settings.Paths(Path(self.home)))
+        return (loaded[0]["identifier_hash"].tolist(), loaded[1]) if loaded else None
+
 
 def warehouse_resource() -> DuckDBResource:
     return DuckDBResource(database=str(settings.paths().warehouse))

@@ -10,7 +10,7 @@
   backfill: every daily asset loops over its days in one connection).
 * ``retrain_models`` trains the four models behind their quality gates: weekly by schedule, and
   for one model when the ``drift_retraining`` sensor sees its scores drift.
-* ``governance_requests`` registers erasure/export request files (``subject_requests`` sensor).
+* ``governance_requests`` registers erasure/export request files and carries them out (``subject_requests`` sensor).
 * ``run_failures`` turns a failed run into a data-quality alert.
 """
 
@@ -20,7 +20,8 @@ from sensors.folders import landing_sensor, requests_sensor
 from sensors.runs import RETRAIN, drift_sensor, run_failures
 
 MODELS = dg.AssetSelection.assets(*[dg.AssetKey(list(m)) for m in RETRAIN.values()])
-REQUESTS = dg.AssetSelection.assets(dg.AssetKey(["governance", "requests"]))
+REQUESTS = dg.AssetSelection.assets(dg.AssetKey(["governance", "requests"]),
+                                    dg.AssetKey(["governance", "subject_requests"]))
 # every asset partitioned by day
 DAILY = dg.AssetSelection.all() & dg.AssetSelection.assets(
     dg.AssetKey(["features", "customer_features"]), dg.AssetKey(["marts", "lifecycle_transitions"]),
@@ -63,7 +64,7 @@ retrain_job = dg.define_asset_job(
                 "whether the challenger becomes champion.")
 
 requests_job = dg.define_asset_job("governance_requests", selection=REQUESTS,
-                                   description="Register the erasure and export request files.")
+                                   description="Register the erasure and export request files and carry out the pending ones.")
 
 jobs = [chain_job, refresh_job, daily_job, retrain_job, requests_job]
 

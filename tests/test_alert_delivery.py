@@ -89,3 +89,20 @@ def test_webhook_is_retried_and_a_failure_is_sent_again_later(tmp_path):
         assert up.sent == {"webhook": 1} and len(server.bodies[-1]) == 1
     finally:
         server.close()
+
+
+def test_each_sink_gets_only_its_fields(tmp_path):
+    """Contact details travel only to a sink whose settings name them."""
+    from crm_platform.alerts.delivery import build_sinks
+
+    alerts = [{**a, "email": f"person{i}@example.de"} for i, a in enumerate(_alerts(2))]
+    sinks, _ = build_sinks([{"name": "lean", "type": "jsonl", "path": "lean.jsonl"},
+                            {"name": "mailer", "type": "jsonl", "path": "mailer.jsonl",
+                             "fields": ["alert_id", "customer_id", "email"]}], tmp_path)
+    Outbox(tmp_path).deliver(alerts, sinks)
+    lean = [json.loads(x) for x in (tmp_path / "lean.jsonl").read_text().splitlines()]
+    mailer = [json.loads(x) for x in (tmp_path / "mailer.jsonl").read_text().splitlines()]
+    assert all("email" not in a for a in lean) and lean[0]["reason"] == "churn probability 0.70"
+    assert [set(a) for a in mailer] == [{"alert_id", "customer_id", "email"}] * 2
+    with pytest.raises(ValueError, match="unknown field.*birth_date"):
+        build_sinks([{"name": "x", "type": "jsonl", "path": "x.jsonl", "fields": ["alert_id", "birth_date"]}], tmp_path)

@@ -8,7 +8,9 @@ back-off, reported, and left out of the ledger, so the next run sends it again: 
 and nothing is sent twice.
 
 Sinks: a JSON-lines file, a CSV for CRM import (cells that a spreadsheet would run as a formula
-are neutralized), an HTTP webhook (JSON POST).
+are neutralized), an HTTP webhook (JSON POST). Each receives only the fields its settings name
+(``fields``/``columns``): by default the alert and the customer id, never contact details unless a
+sink that must reach the person asks for them.
 """
 
 from __future__ import annotations
@@ -48,16 +50,29 @@ class Sink:
         raise NotImplementedError
 
 
+# what a sink may be given of an alert: the alert itself, and the contact details of the golden
+# record for a sink that must reach the person (only if its settings name them)
+ALERT_FIELDS = ("alert_id", "alert_date", "kind", "customer_id", "subject", "reason", "model_version")
+CONTACT_FIELDS = ("email", "first_name", "last_name", "phone")
+DEFAULT_FIELDS = ALERT_FIELDS
+
+
+def payload(alert: dict, fields: tuple[str, ...]) -> dict:
+    """The part of an alert a sink receives."""
+    return {f: alert.get(f) for f in fields}
+
+
 @dataclass
 class JsonlSink(Sink):
     path: Path
     name: str = "jsonl"
+    fields: tuple[str, ...] = DEFAULT_FIELDS
 
     def send(self, alerts: list[dict]) -> set[str]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as f:
             for a in alerts:
-                f.write(json.dumps(a, default=str, ensure_ascii=False) + "\n")
+                f.write(json.dumps(payload(a, self.fields), default=str, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
         return {a["alert_id"] for a in alerts}
@@ -68,6 +83,10 @@ class CsvSink(Sink):
     path: Path
     columns: tuple[str, ...]
     name: str = "csv"
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.columns
 
     def send(self, alerts: list[dict]) -> set[str]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +109,7 @@ class WebhookSink(Sink):
     batch_size: int = 100
     name: str = "webhook"
     errors: list[str] = field(default_factory=list)
+    fields: tuple[str, ...] = DEFAULT_FIELDS
 
     def send(self, alerts: list[dict]) -> set[str]:
         """POST batches as JSON arrays; a batch counts as delivered on a 2xx answer. Each batch is
@@ -98,7 +118,7 @@ class WebhookSink(Sink):
         done: set[str] = set()
         for i in range(0, len(alerts), self.batch_size):
             batch = alerts[i:i + self.batch_size]
-            body = json.dumps(batch, default=str).encode()
+            body = json.dumps([payload(a, self.fields) for a in batch], default=str).encode()
             for attempt in range(self.retries + 1):
                 try:
                     req = urllib.request.Request(self.url, data=body, method="POST",
@@ -165,6 +185,17 @@ class Outbox:
         return DeliveryReport(sent, already, failed, errors)
 
 
+def sink_fields(spec: dict) -> tuple[str, ...]:
+    """The fields a sink's settings give it (``fields``, or ``columns`` for a CSV); contact details
+    only when named. An unknown field is an error naming the sink."""
+    fields = tuple(spec.get("fields") or spec.get("columns") or DEFAULT_FIELDS)
+    unknown = [f for f in fields if f not in ALERT_FIELDS + CONTACT_FIELDS]
+    if unknown:
+        raise ValueError(f"sink {spec.get('name')}: unknown field(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(ALERT_FIELDS + CONTACT_FIELDS)}")
+    return fields
+
+
 def build_sinks(specs, root: Path, env=None) -> tuple[list[Sink], list[str]]:
     """The sinks of the settings (``sinks:`` in alerts.yaml), files under ``root``; a webhook whose
     ``url_env`` variable is unset is left out, and the second list says so."""
@@ -172,10 +203,11 @@ def build_sinks(specs, root: Path, env=None) -> tuple[list[Sink], list[str]]:
     sinks, skipped = [], []
     for spec in specs:
         kind, name = spec["type"], spec["name"]
+        fields = sink_fields(spec)
         if kind == "jsonl":
-            sinks.append(JsonlSink(root / spec["path"], name=name))
+            sinks.append(JsonlSink(root / spec["path"], name=name, fields=fields))
         elif kind == "csv":
-            sinks.append(CsvSink(root / spec["path"], tuple(spec["columns"]), name=name))
+            sinks.append(CsvSink(root / spec["path"], fields, name=name))
         elif kind == "webhook":
             url = spec.get("url") or env.get(spec.get("url_env", ""), "")
             if not url:
@@ -183,7 +215,8 @@ def build_sinks(specs, root: Path, env=None) -> tuple[list[Sink], list[str]]:
                 continue
             sinks.append(WebhookSink(url, retries=int(spec.get("retries", 3)),
                                      backoff_seconds=float(spec.get("backoff_seconds", 0.5)),
-                                     timeout_seconds=float(spec.get("timeout_seconds", 5)), name=name))
+                                     timeout_seconds=float(spec.get("timeout_seconds", 5)), name=name,
+                                     fields=fields))
         else:
             raise ValueError(f"sink {name}: unknown type {kind!r}")
     return sinks, skipped

@@ -93,3 +93,69 @@ def register(con, folder: Path) -> dict:
         con.unregister("_requests")
     return {"new": len(rows), "new_invalid": sum(r["status"] == "invalid" for r in rows),
             "pending": con.execute(f"SELECT count(*) FROM {TABLE} WHERE status = 'pending'").fetchall()[0][0]}
+
+
+def record(con, request_id: str, request_type: str, identifier_type: str, status: str, reason: str | None,
+           requested_by: str | None, source_file: str = "cli") -> None:
+    """A request made on the command line, registered as carried out (without the identifier)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS governance")
+    con.execute(DDL)
+    con.execute(f"INSERT INTO {TABLE} BY NAME SELECT ? AS request_id, ? AS source_file, ? AS request_type, "
+                "? AS identifier_type, NULL AS identifier, ? AS requested_by, now()::TIMESTAMP AS received_at, "
+                "? AS status, ? AS reason", [request_id, source_file, request_type, identifier_type, requested_by,
+                                             status, reason])
+
+
+def carry_out(connect, paths, cfg, compact: bool = True) -> list[dict]:
+    """Carry out every pending request of ``governance.requests``, oldest first: an erasure (with
+    its receipt) or an export. Each ends ``done`` (or ``failed`` with the reason), its identifier
+    blanked and its file removed from the requests folder (it names the person)."""
+    from crm_platform.governance import erasure, export
+    from crm_platform.governance.subject import SubjectNotFound
+
+    con = connect()
+    try:
+        con.execute("CREATE SCHEMA IF NOT EXISTS governance")
+        con.execute(DDL)
+        pending = con.execute(f"SELECT request_id, request_type, identifier_type, identifier, requested_by, source_file "
+                              f"FROM {TABLE} WHERE status = 'pending' ORDER BY received_at, request_id").fetchall()
+    finally:
+        con.close()
+    results = []
+    for rid, rtype, itype, ident, by, src in pending:
+        actor = f"request:{by}" if by else f"request file {src}"
+        result = {"request_id": rid, "request_type": rtype, "status": "done", "verified": None,
+                  "rows_removed": None, "reason": None}
+        try:
+            if rtype == "erase":
+                receipt = erasure.erase(connect, paths, cfg, itype, ident, request_id=rid, actor=actor,
+                                        compact_warehouse=compact)
+                passed = receipt["verification"]["passed"]
+                result.update(verified=passed, rows_removed=receipt["rows_removed_total"],
+                              status="done" if passed else "failed",
+                              reason=f"receipt governance/receipts/{rid}.json"
+                                     + ("" if passed else f": {receipt['verification']['occurrences']} trace(s) left"))
+            else:
+                con = connect()
+                try:
+                    path = export.export(con, paths, cfg, itype, ident, request_id=rid, actor=actor)
+                finally:
+                    con.close()
+                result["reason"] = f"export {path.relative_to(paths.home).as_posix()}"
+        except SubjectNotFound as e:
+            result["reason"] = f"no data held: {e}"
+        except Exception as e:  # noqa: BLE001 - recorded as failed with the reason, the others go on
+            # the identifier stays so the request can be retried (set it back to pending)
+            result.update(status="failed", reason=f"{type(e).__name__}: {str(e)[:300]}", error=True)
+        finished = not result.pop("error", False)
+        con = connect()
+        try:
+            con.execute(f"UPDATE {TABLE} SET status = ?, reason = ?, identifier = CASE WHEN ? THEN NULL "
+                        "ELSE identifier END WHERE request_id = ?", [result["status"], result["reason"], finished, rid])
+        finally:
+            con.close()
+        for path in request_files(paths.requests) if finished else []:
+            if hashlib.sha256(path.read_bytes()).hexdigest()[:24] == rid:
+                path.unlink()
+        results.append(result)
+    return results

@@ -93,6 +93,8 @@ def resolve(con, spec: MatchSpec, now: datetime | None = None) -> ResolveReport:
         previous = con.execute(f"SELECT {uid} AS record_id, customer_id FROM {SCHEMA}.crosswalk").df()
     if table_exists(con, f"{SCHEMA}.id_registry"):      # ids are zero-padded: the text max is the last
         last = ids.last_minted(pd.Series(con.execute(f"SELECT max(customer_id) FROM {SCHEMA}.id_registry").fetchall()[0]))
+    if table_exists(con, f"{SCHEMA}.id_watermark"):     # ids of erased customers are gone but not free
+        last = max(last, ids.last_minted(pd.Series(con.execute(f"SELECT max(last_minted) FROM {SCHEMA}.id_watermark").fetchall()[0])))
     last = max(last, ids.last_minted(previous["customer_id"]))
     accepted = edges[edges.outcome == ACCEPTED]
     crosswalk, changes = ids.assign(labels, previous, last, accepted)

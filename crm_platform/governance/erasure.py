@@ -1,0 +1,433 @@
+"""Erasure (GDPR Art. 17): remove a person from every table and file, prove it, keep them out.
+
+:func:`erase` carries out one request, in this order:
+
+1. **Resolve** the person through the identity graph (crm_platform.governance.subject).
+2. **Erasure list first.** Salted SHA-256 hashes of the person's identifiers (e-mail, contact keys,
+   shop number, web cookie, order ids) are appended to ``governance/erased_identifiers.csv`` under
+   ``CRM_PLATFORM_HOME`` (and mirrored in ``governance.erased_identifiers``). Ingestion keeps every
+   row matching a hash out of the raw layer, so a re-delivered old export cannot bring the person
+   back, even if the warehouse is rebuilt from scratch. Plain identifiers are never stored.
+3. **Warehouse**, in one transaction: the person's raw rows (every file version) and quarantined
+   rows; every row of every other table keyed by one of their customer ids, contact keys, order ids,
+   cookies or alert ids - staging, identity (records, pairs, links, review queue, crosswalk, id
+   registry, id history), core, features, model scores, segments, alerts. Aggregates (KPIs) keep
+   their counts. The ingest manifest's counts are reduced by the rows removed.
+4. **Files**: lines naming the person are cut from landing files, quarantined copies, outbox files
+   and ledger, review files and the generator's truth; Parquet files are rewritten without their
+   rows; other documents naming them (exports, request files, reports) are deleted. A landing file
+   rewritten this way keeps its place in the manifest (its new fingerprint is recorded), so it is
+   not loaded again.
+5. **Compaction**: DuckDB keeps deleted values in free blocks until they are reused, so the
+   warehouse is copied into a fresh file which replaces it.
+6. **Verification**: every text column of every table and every file under ``CRM_PLATFORM_HOME``
+   (the orchestrator's run history included) is scanned for the person's identifiers; the erasure
+   receipt ``governance/receipts/<request id>.json`` records the request id, times, what was removed
+   where, and the verification result - counts and names of tables and files, never the
+   identifiers.
+
+What is scanned for: customer ids, contact keys and source record ids, shop numbers, cookies,
+order/ticket/lead/response ids, alert ids, and the e-mail addresses and phone numbers no other
+customer holds (a shared family address stays with the other person). Names are not scanned for:
+other people share them; they leave with the records that hold them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from crm_platform import warehouse
+from crm_platform.governance import audit
+from crm_platform.governance.subject import Subject, _q, match_sql, resolve
+from crm_platform.settings import Paths
+from crm_platform.sources import SourceConfig
+
+LIST_TABLE = "governance.erased_identifiers"
+LIST_COLUMNS = ["identifier_hash", "identifier_type", "request_id", "erased_at", "salt_id"]
+LINE_FILES = {".csv", ".jsonl", ".ndjson", ".txt", ".log", ".tsv"}
+BINARY_FILES = {".joblib", ".pkl", ".db", ".sqlite", ".sqlite3", ".png", ".duckdb", ".wal"}
+BOUNDARY = "[^a-z0-9._%+@-]"
+# columns that key a row to the person, by what they hold
+KEY_COLUMNS = {
+    "customer_id": "customer_ids", "old_customer_id": "customer_ids", "new_customer_id": "customer_ids",
+    "retired_into": "customer_ids", "contact_key": "contact_keys", "source_contact_key": "contact_keys",
+    "left_id": "contact_keys", "right_id": "contact_keys", "order_id": "order_ids", "visitor_id": "visitor_ids",
+    "alert_id": "alert_ids", "ticket_id": "other_ids", "lead_id": "other_ids", "response_id": "other_ids"}
+
+
+class ErasureListError(RuntimeError):
+    """The erasure list cannot be applied (its salt is missing or changed)."""
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:24]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def list_path(paths: Paths) -> Path:
+    return paths.home / "governance" / "erased_identifiers.csv"
+
+
+def receipts_dir(paths: Paths) -> Path:
+    return paths.home / "governance" / "receipts"
+
+
+def salt_id(salt: str) -> str:
+    """A fingerprint of the salt (not the salt): tells whether a list was hashed with it."""
+    return hashlib.sha256(f"salt-id|{salt}".encode()).hexdigest()[:12]
+
+
+def load_list(paths: Paths) -> tuple[pd.DataFrame, str] | None:
+    """(hashes, salt) of the erasure list, None if nobody was ever erased. A list without its salt
+    cannot keep anyone out, so that is an error, not a silent pass."""
+    path = list_path(paths)
+    if not path.exists():
+        return None
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not paths.salt_file.exists():
+        raise ErasureListError(f"{path} exists but the salt {paths.salt_file} is missing: restore it from "
+                               "the backup, or erased people could be loaded again")
+    salt = paths.hash_salt()
+    if len(df) and set(df["salt_id"]) != {salt_id(salt)}:
+        raise ErasureListError(f"{path} was hashed with another salt than {paths.salt_file}: restore the "
+                               "salt the list was made with")
+    return df, salt
+
+
+def _append_list(paths: Paths, hashes: list[tuple[str, str]], request_id: str, salt: str) -> int:
+    path = list_path(paths)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = pd.read_csv(path, dtype=str, keep_default_na=False) if path.exists() else pd.DataFrame(columns=LIST_COLUMNS)
+    new = pd.DataFrame([{"identifier_hash": h, "identifier_type": k, "request_id": request_id,
+                         "erased_at": _now().isoformat(timespec="seconds"), "salt_id": salt_id(salt)}
+                        for h, k in hashes if h not in set(old["identifier_hash"])], columns=LIST_COLUMNS)
+    tmp = path.with_suffix(".csv.tmp")
+    pd.concat([old, new]).to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return len(new)
+
+
+def sync_list_table(con, paths: Paths) -> int:
+    """Mirror the erasure list file in ``governance.erased_identifiers``."""
+    loaded = load_list(paths)
+    df = loaded[0] if loaded else pd.DataFrame(columns=LIST_COLUMNS)
+    con.execute("CREATE SCHEMA IF NOT EXISTS governance")
+    con.register("_erased_list", df.astype(str))
+    con.execute(f"CREATE OR REPLACE TABLE {LIST_TABLE} AS SELECT identifier_hash, identifier_type, request_id, "
+                "erased_at::TIMESTAMP AS erased_at, salt_id FROM _erased_list")
+    con.unregister("_erased_list")
+    return len(df)
+
+
+# --- the warehouse ---------------------------------------------------------------------------
+
+def _tables(con) -> list[tuple[str, str]]:
+    return [(s, t) for s, t in con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY 1, 2").fetchall()]
+
+
+def _delete_raw(con, cfg: SourceConfig, salt: str, s: Subject) -> dict[str, int]:
+    """The person's rows in every raw dataset (all file versions) and in the row quarantine; the
+    manifest's row counts follow."""
+    removed = {}
+    for ds in cfg.datasets:
+        table = f"raw.{ds.key}"
+        pred = match_sql(ds, "_person_hashes", salt)
+        if pred is None or not warehouse.table_exists(con, table):
+            continue
+        counts = con.execute(f"SELECT _source_file, _file_version, count(*) FROM {table} WHERE {pred} GROUP BY 1, 2").fetchall()
+        for f, v, n in counts:
+            con.execute("UPDATE raw.ingest_manifest SET rows_read = rows_read - ?, rows_loaded = rows_loaded - ? "
+                        "WHERE dataset = ? AND source_file = ? AND version = ?", [n, n, ds.key, f, v])
+        n = con.execute(f"DELETE FROM {table} WHERE {pred}").fetchall()[0][0]
+        if n:
+            removed[table] = int(n)
+    if warehouse.table_exists(con, "raw.quarantine_rows"):
+        rx = token_regex(s.tokens())
+        hit = f"regexp_matches(lower(coalesce(record, '') || ' ' || reason), '{rx}')"
+        for d, f, v, n in con.execute(f"SELECT dataset, source_file, file_version, count(*) FROM raw.quarantine_rows "
+                                      f"WHERE {hit} GROUP BY ALL").fetchall():
+            con.execute("UPDATE raw.ingest_manifest SET rows_read = rows_read - ?, rows_quarantined = rows_quarantined - ? "
+                        "WHERE dataset = ? AND source_file = ? AND version = ?", [n, n, d, f, v])
+        n = con.execute(f"DELETE FROM raw.quarantine_rows WHERE {hit}").fetchall()[0][0]
+        if n:
+            removed["raw.quarantine_rows"] = int(n)
+    return removed
+
+
+def _delete_keyed(con, s: Subject) -> dict[str, int]:
+    """Every row of a non-raw table keyed to the person by one of its columns."""
+    removed = {}
+    for schema, name in _tables(con):
+        table = f"{schema}.{name}"
+        if schema == "raw" or table in (LIST_TABLE, audit.TABLE):
+            continue
+        cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+        conds = [f'"{c}" IN {_q(getattr(s, KEY_COLUMNS[c]))}' for c in cols
+                 if c in KEY_COLUMNS and getattr(s, KEY_COLUMNS[c])]
+        if table == "identity.id_registry":
+            _keep_watermark(con)
+        if table == "governance.requests":     # the request stays; who asked leaves
+            n = con.execute(f"UPDATE {table} SET identifier = NULL WHERE identifier IN "
+                            f"{_q(s.emails | s.customer_ids | {s.identifier})}").fetchall()[0][0]
+            if n:
+                removed[f"{table} (identifier blanked)"] = int(n)
+            continue
+        if conds:
+            n = con.execute(f"DELETE FROM {table} WHERE {' OR '.join(conds)}").fetchall()[0][0]
+            if n:
+                removed[table] = int(n)
+    return removed
+
+
+def _keep_watermark(con) -> None:
+    """Ids are never reused: remember the highest id minted before an erased one is removed."""
+    con.execute("CREATE TABLE IF NOT EXISTS identity.id_watermark (last_minted VARCHAR NOT NULL)")
+    top = con.execute("SELECT greatest((SELECT max(customer_id) FROM identity.id_registry), "
+                      "(SELECT max(last_minted) FROM identity.id_watermark))").fetchall()[0][0]
+    if top:
+        con.execute("DELETE FROM identity.id_watermark")
+        con.execute("INSERT INTO identity.id_watermark VALUES (?)", [top])
+
+
+# --- files -----------------------------------------------------------------------------------
+
+def token_regex(tokens: list[str]) -> str:
+    """An RE2 pattern (for lower-cased text) matching any token as a whole word, SQL-quoted."""
+    alts = "|".join(re.escape(t.lower()) for t in tokens) or "(?!x)x"
+    return f"(^|{BOUNDARY})({alts})($|{BOUNDARY})".replace("'", "''")
+
+
+def _hits(data: bytes, tokens: list[bytes]) -> list[int]:
+    """Offsets in ``data`` (lower-cased) where a token starts as a whole word."""
+    low = data.lower()
+    out = []
+    bad = set(b"abcdefghijklmnopqrstuvwxyz0123456789._%+@-")
+    for tok in tokens:
+        i = low.find(tok)
+        while i >= 0:
+            end = i + len(tok)
+            if (i == 0 or low[i - 1] not in bad) and (end >= len(low) or low[end] not in bad):
+                out.append(i)
+            i = low.find(tok, i + 1)
+    return sorted(out)
+
+
+def _without_lines(data: bytes, offsets: list[int]) -> tuple[bytes, int]:
+    spans, last = [], -1
+    for off in offsets:
+        start = data.rfind(b"\n", 0, off) + 1
+        if start <= last:
+            continue
+        end = data.find(b"\n", off)
+        end = len(data) if end < 0 else end + 1
+        spans.append((start, end))
+        last = end - 1
+    out, pos = [], 0
+    for a, b in spans:
+        out.append(data[pos:a])
+        pos = b
+    out.append(data[pos:])
+    return b"".join(out), len(spans)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.erasure.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _parquet_hits(con, path: Path, rx: str) -> tuple[int, str]:
+    cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{_sq(str(path))}')").fetchall()]
+    text = "lower(concat_ws(' ', " + ", ".join(f'"{c}"::VARCHAR' for c in cols) + "))"
+    cond = f"regexp_matches({text}, '{rx}')"
+    n = con.execute(f"SELECT count(*) FROM read_parquet('{_sq(str(path))}') WHERE {cond}").fetchall()[0][0]
+    return int(n), cond
+
+
+def _sq(s: str) -> str:
+    return s.replace("'", "''")
+
+
+def _files(paths: Paths):
+    skip = {paths.warehouse, paths.warehouse.with_name(paths.warehouse.name + ".wal"), paths.salt_file}
+    for p in sorted(paths.home.rglob("*")):
+        if p.is_file() and p not in skip and not p.name.endswith(".erasure.tmp"):
+            yield p
+
+
+def scrub_files(con, paths: Paths, tokens: list[str]) -> dict[str, str]:
+    """Remove the person from every file under the home (the orchestrator's history is only
+    scanned); returns {relative path: what was done}."""
+    btoks = [t.lower().encode() for t in tokens]
+    rx = token_regex(tokens)
+    done = {}
+    dagster_home = paths.home / "dagster_home"
+    for path in _files(paths):
+        rel = path.relative_to(paths.home).as_posix()
+        if path.is_relative_to(dagster_home) or path.suffix.lower() in BINARY_FILES \
+                or path.is_relative_to(list_path(paths).parent):
+            continue
+        if path.suffix.lower() == ".parquet":
+            n, cond = _parquet_hits(con, path, rx)
+            if n:
+                tmp = path.with_name(f".{path.name}.erasure.tmp")
+                con.execute(f"COPY (SELECT * FROM read_parquet('{_sq(str(path))}') WHERE NOT {cond}) "
+                            f"TO '{_sq(str(tmp))}' (FORMAT parquet)")
+                old = _fingerprint(path)
+                os.replace(tmp, path)
+                _manifest_follow(con, paths, path, old)
+                done[rel] = f"{n} row(s) removed"
+            continue
+        data = path.read_bytes()
+        hits = _hits(data, btoks)
+        if not hits:
+            continue
+        if path.suffix.lower() in LINE_FILES:
+            old = _fingerprint(path)
+            clean, lines = _without_lines(data, hits)
+            _write_atomic(path, clean)
+            _manifest_follow(con, paths, path, old)
+            done[rel] = f"{lines} line(s) removed"
+        else:
+            path.unlink()
+            done[rel] = "deleted (a document about the person)"
+    return done
+
+
+def _fingerprint(path: Path) -> tuple[int, str]:
+    from crm_platform.ingest import fingerprint
+    return fingerprint(path)
+
+
+def _manifest_follow(con, paths: Paths, path: Path, old: tuple[int, str]) -> None:
+    """A landing file loaded as it was: the manifest takes its new fingerprint, so the rewrite is
+    not mistaken for a new delivery."""
+    if not path.is_relative_to(paths.landing) or not warehouse.table_exists(con, "raw.ingest_manifest"):
+        return
+    size, digest = _fingerprint(path)
+    con.execute("UPDATE raw.ingest_manifest SET size_bytes = ?, sha256 = ? WHERE source_file = ? AND sha256 = ?",
+                [size, digest, path.relative_to(paths.landing).as_posix(), old[1]])
+
+
+# --- compaction and verification ---------------------------------------------------------------
+
+def compact(database: Path) -> None:
+    """Copy the warehouse into a fresh file and swap it in: deleted values do not survive in free
+    blocks. Needs the only connection to the file."""
+    database = Path(database)
+    tmp = database.with_name(f".{database.stem}.compact.duckdb")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(database))
+    try:
+        con.execute("SET enable_progress_bar = false")
+        name = con.execute("SELECT current_database()").fetchall()[0][0]
+        con.execute(f"ATTACH '{_sq(str(tmp))}' AS _fresh")
+        con.execute(f'COPY FROM DATABASE "{name}" TO _fresh')
+        con.execute("DETACH _fresh")
+    finally:
+        con.close()
+    os.replace(tmp, database)
+    Path(str(tmp) + ".wal").unlink(missing_ok=True)
+
+
+def verify(con, paths: Paths, tokens: list[str]) -> dict:
+    """Occurrences of the person's identifiers in every table and file (names and counts only)."""
+    rx = token_regex(tokens)
+    found, columns = [], 0
+    for schema, name in _tables(con):
+        table = f"{schema}.{name}"
+        cols = [c for c, t in con.execute(f"SELECT column_name, data_type FROM duckdb_columns() WHERE "
+                                          f"schema_name = ? AND table_name = ?", [schema, name]).fetchall()
+                if "VARCHAR" in t or "[]" in t or t.startswith(("STRUCT", "MAP", "JSON"))]
+        if not cols:
+            continue
+        columns += len(cols)
+        counts = con.execute("SELECT " + ", ".join(
+            f"count(*) FILTER (WHERE regexp_matches(lower(\"{c}\"::VARCHAR), '{rx}'))" for c in cols)
+            + f" FROM {table}").fetchall()[0]
+        found += [{"where": f"{table}.{c}", "occurrences": int(n)} for c, n in zip(cols, counts) if n]
+    btoks = [t.lower().encode() for t in tokens]
+    files = 0
+    for path in _files(paths):
+        files += 1
+        rel = path.relative_to(paths.home).as_posix()
+        n = _parquet_hits(con, path, rx)[0] if path.suffix.lower() == ".parquet" else len(_hits(path.read_bytes(), btoks))
+        if n:
+            found.append({"where": rel, "occurrences": n})
+    return {"tables_scanned": len(_tables(con)), "text_columns_scanned": columns, "files_scanned": files,
+            "identifiers_scanned_for": len(tokens), "occurrences": sum(f["occurrences"] for f in found),
+            "found": found, "passed": not found}
+
+
+# --- the whole erasure -----------------------------------------------------------------------
+
+def erase(connect, paths: Paths, cfg: SourceConfig, identifier_type: str, identifier: str, *, request_id: str,
+          actor: str, compact_warehouse: bool = True) -> dict:
+    """Carry out one erasure request and return its receipt (also written to
+    ``governance/receipts/<request_id>.json``). ``connect()`` opens a read-write connection to the
+    warehouse; the only one while the erasure runs, so it can be compacted."""
+    started = _now()
+    con = connect()
+    try:
+        subject = resolve(con, cfg, identifier_type, identifier)
+        salt = paths.hash_salt()
+        hashes = subject.hashes(salt)
+        tokens = subject.tokens()
+        listed = _append_list(paths, hashes, request_id, salt)
+        con.register("_person_hashes_df", pd.DataFrame({"h": [h for h, _ in hashes]}))
+        con.execute("CREATE OR REPLACE TEMP TABLE _person_hashes AS SELECT h FROM _person_hashes_df")
+        con.unregister("_person_hashes_df")
+        con.execute("BEGIN TRANSACTION")
+        try:
+            removed = _delete_raw(con, cfg, salt, subject)
+            removed.update(_delete_keyed(con, subject))
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        sync_list_table(con, paths)
+        files = scrub_files(con, paths, tokens)
+    finally:
+        con.close()
+    if compact_warehouse:
+        compact(paths.warehouse)
+    con = connect()
+    try:
+        check = verify(con, paths, tokens)
+        receipt = {
+            "request_id": request_id, "request_type": "erase", "identifier_type": identifier_type,
+            "requested_by": actor, "started_at": started.isoformat(timespec="seconds"),
+            "completed_at": _now().isoformat(timespec="seconds"),
+            "customers_erased": len(subject.customer_ids), "source_records_erased": len(subject.contact_keys),
+            "source_systems": sorted({k.split(":", 1)[0] for k in subject.contact_keys}),
+            "rows_removed": dict(sorted(removed.items())), "rows_removed_total": sum(removed.values()),
+            "files_changed": files, "erasure_list_entries_added": listed,
+            "shared_identifiers_kept": subject.shared_emails,
+            "warehouse_compacted": compact_warehouse,
+            "kept": ["aggregates (marts.kpi_daily, cohort and cluster profiles) keep their counts",
+                     "trained models hold no rows of the person; the next retraining leaves them out",
+                     "the source systems listed must erase at their end too (Art. 19); their re-deliveries are kept out"],
+            "verification": check,
+        }
+        out = receipts_dir(paths)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{request_id}.json").write_text(json.dumps(receipt, indent=2, default=str), encoding="utf-8")
+        audit.record(con, "erasure", actor, request_id, "verified" if check["passed"] else "traces_remaining",
+                     {"customers": receipt["customers_erased"], "rows_removed": receipt["rows_removed_total"],
+                      "files_changed": len(files), "occurrences_left": check["occurrences"]})
+    finally:
+        con.close()
+    return receipt
