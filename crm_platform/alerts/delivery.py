@@ -151,16 +151,18 @@ class Outbox:
         self.root = Path(root)
         self.ledger = self.root / "ledger.jsonl"
 
-    def delivered(self, sink: str) -> set[str]:
-        if not self.ledger.exists():
-            return set()
-        out = set()
-        for line in self.ledger.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                entry = json.loads(line)
-                if entry["sink"] == sink:
-                    out.add(entry["alert_id"])
+    def by_sink(self) -> dict[str, set[str]]:
+        """The alert ids each sink has acknowledged."""
+        out: dict[str, set[str]] = {}
+        if self.ledger.exists():
+            for line in self.ledger.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    entry = json.loads(line)
+                    out.setdefault(entry["sink"], set()).add(entry["alert_id"])
         return out
+
+    def delivered(self, sink: str) -> set[str]:
+        return self.by_sink().get(sink, set())
 
     def deliver(self, alerts: list[dict], sinks: list[Sink]) -> DeliveryReport:
         """Send every sink the alerts it has not acknowledged; record what it acknowledged."""

@@ -47,7 +47,8 @@ import pandas as pd
 
 from crm_platform import warehouse
 from crm_platform.governance import audit
-from crm_platform.governance.subject import Subject, _q, match_sql, resolve
+from crm_platform.governance.subject import Subject, _q, match_sql, register_hashes, resolve
+from crm_platform.ingest import fingerprint
 from crm_platform.settings import Paths
 from crm_platform.sources import SourceConfig
 
@@ -286,7 +287,7 @@ def scrub_files(con, paths: Paths, tokens: list[str]) -> dict[str, str]:
                 tmp = path.with_name(f".{path.name}.erasure.tmp")
                 con.execute(f"COPY (SELECT * FROM read_parquet('{_sq(str(path))}') WHERE NOT {cond}) "
                             f"TO '{_sq(str(tmp))}' (FORMAT parquet)")
-                old = _fingerprint(path)
+                old = fingerprint(path)
                 os.replace(tmp, path)
                 _manifest_follow(con, paths, path, old)
                 done[rel] = f"{n} row(s) removed"
@@ -296,7 +297,7 @@ def scrub_files(con, paths: Paths, tokens: list[str]) -> dict[str, str]:
         if not hits:
             continue
         if path.suffix.lower() in LINE_FILES:
-            old = _fingerprint(path)
+            old = fingerprint(path)
             clean, lines = _without_lines(data, hits)
             _write_atomic(path, clean)
             _manifest_follow(con, paths, path, old)
@@ -307,17 +308,12 @@ def scrub_files(con, paths: Paths, tokens: list[str]) -> dict[str, str]:
     return done
 
 
-def _fingerprint(path: Path) -> tuple[int, str]:
-    from crm_platform.ingest import fingerprint
-    return fingerprint(path)
-
-
 def _manifest_follow(con, paths: Paths, path: Path, old: tuple[int, str]) -> None:
     """A landing file loaded as it was: the manifest takes its new fingerprint, so the rewrite is
     not mistaken for a new delivery."""
     if not path.is_relative_to(paths.landing) or not warehouse.table_exists(con, "raw.ingest_manifest"):
         return
-    size, digest = _fingerprint(path)
+    size, digest = fingerprint(path)
     con.execute("UPDATE raw.ingest_manifest SET size_bytes = ?, sha256 = ? WHERE source_file = ? AND sha256 = ?",
                 [size, digest, path.relative_to(paths.landing).as_posix(), old[1]])
 
@@ -346,8 +342,8 @@ def compact(database: Path) -> None:
 def verify(con, paths: Paths, tokens: list[str]) -> dict:
     """Occurrences of the person's identifiers in every table and file (names and counts only)."""
     rx = token_regex(tokens)
-    found, columns = [], 0
-    for schema, name in _tables(con):
+    found, columns, tables = [], 0, _tables(con)
+    for schema, name in tables:
         table = f"{schema}.{name}"
         cols = [c for c, t in con.execute(f"SELECT column_name, data_type FROM duckdb_columns() WHERE "
                                           f"schema_name = ? AND table_name = ?", [schema, name]).fetchall()
@@ -367,7 +363,7 @@ def verify(con, paths: Paths, tokens: list[str]) -> dict:
         n = _parquet_hits(con, path, rx)[0] if path.suffix.lower() == ".parquet" else len(_hits(path.read_bytes(), btoks))
         if n:
             found.append({"where": rel, "occurrences": n})
-    return {"tables_scanned": len(_tables(con)), "text_columns_scanned": columns, "files_scanned": files,
+    return {"tables_scanned": len(tables), "text_columns_scanned": columns, "files_scanned": files,
             "identifiers_scanned_for": len(tokens), "occurrences": sum(f["occurrences"] for f in found),
             "found": found, "passed": not found}
 
@@ -384,12 +380,9 @@ def erase(connect, paths: Paths, cfg: SourceConfig, identifier_type: str, identi
     try:
         subject = resolve(con, cfg, identifier_type, identifier)
         salt = paths.hash_salt()
-        hashes = subject.hashes(salt)
+        hashes = register_hashes(con, "_person_hashes", subject, salt)
         tokens = subject.tokens()
         listed = _append_list(paths, hashes, request_id, salt)
-        con.register("_person_hashes_df", pd.DataFrame({"h": [h for h, _ in hashes]}))
-        con.execute("CREATE OR REPLACE TEMP TABLE _person_hashes AS SELECT h FROM _person_hashes_df")
-        con.unregister("_person_hashes_df")
         con.execute("BEGIN TRANSACTION")
         try:
             removed = _delete_raw(con, cfg, salt, subject)

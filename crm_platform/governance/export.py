@@ -14,13 +14,11 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
-
 from crm_platform import warehouse
 from crm_platform.alerts.delivery import Outbox
 from crm_platform.governance import audit
 from crm_platform.governance.erasure import token_regex
-from crm_platform.governance.subject import _q, match_sql, resolve
+from crm_platform.governance.subject import _q, match_sql, register_hashes, resolve
 from crm_platform.ml.registry import Registry, RegistryError
 from crm_platform.settings import Paths
 from crm_platform.sources import SourceConfig
@@ -56,9 +54,7 @@ def build(con, paths: Paths, cfg: SourceConfig, identifier_type: str, identifier
     have = lambda t: warehouse.table_exists(con, t)  # noqa: E731
     ids = _q(s.customer_ids)
     salt = paths.hash_salt()
-    con.register("_export_hashes_df", pd.DataFrame({"h": [h for h, _ in s.hashes(salt)]}))
-    con.execute("CREATE OR REPLACE TEMP TABLE _export_hashes AS SELECT h FROM _export_hashes_df")
-    con.unregister("_export_hashes_df")
+    register_hashes(con, "_export_hashes", s, salt)
     doc: dict = {"format": FORMAT, "request_id": request_id,
                  "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                  "requested_for": {"identifier_type": s.identifier_type, "identifier": s.identifier},
@@ -105,23 +101,12 @@ def build(con, paths: Paths, cfg: SourceConfig, identifier_type: str, identifier
     doc["models"] = _model_cards(paths, versions)
     if have("alerts.customer_alerts"):
         alerts = _rows(con, f"SELECT * FROM alerts.customer_alerts WHERE customer_id IN {ids} ORDER BY alert_date, kind")
-        box = Outbox(paths.outbox)
-        sinks = _ledger_sinks(box)
+        sinks = Outbox(paths.outbox).by_sink()
         for a in alerts:
             a["delivered_to"] = sorted(sink for sink, done in sinks.items() if a["alert_id"] in done)
         doc["alerts"] = alerts
     con.execute("DROP TABLE IF EXISTS _export_hashes")
     return doc
-
-
-def _ledger_sinks(box: Outbox) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    if box.ledger.exists():
-        for line in box.ledger.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                e = json.loads(line)
-                out.setdefault(e["sink"], set()).add(e["alert_id"])
-    return out
 
 
 def _model_cards(paths: Paths, versions: set[tuple[str, str]]) -> dict:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 from crm_platform import warehouse
 from crm_platform.alerts.suppression import hash_sql, identifier_hash
 from crm_platform.model import entity
@@ -66,6 +68,16 @@ class Subject:
 def _q(values) -> str:
     vals = sorted({str(v) for v in values if v is not None})
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in vals) + ")" if vals else "(NULL)"
+
+
+def register_hashes(con, name: str, subject: "Subject", salt: str) -> list[tuple[str, str]]:
+    """The person's salted identifier hashes as the one-column temp table ``name`` (for
+    :func:`match_sql`); returns the (hash, kind) pairs."""
+    hashes = subject.hashes(salt)
+    con.register(f"{name}_df", pd.DataFrame({"h": [h for h, _ in hashes]}, dtype=str))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT h FROM {name}_df")
+    con.unregister(f"{name}_df")
+    return hashes
 
 
 def match_sql(ds: Dataset, hashes: str, salt: str) -> str | None:
