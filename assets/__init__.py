@@ -11,6 +11,7 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 from assets.alerts import alert_assets
 from assets.checks import customer360_checks, identity_checks, staging_checks
 from assets.customer360 import customer360_assets
+from assets.dashboard import dashboard_assets
 from assets.features import feature_assets
 from assets.governance import governance_assets
 from assets.identity import identity_assets
@@ -20,5 +21,5 @@ from assets.models import model_assets
 from assets.segments import segment_assets
 from assets.staging import staging_assets
 
-__all__ = ["alert_assets", "customer360_assets", "customer360_checks", "feature_assets", "governance_assets", "identity_assets", "identity_checks", "kpi_assets", "model_assets", "raw_assets",
+__all__ = ["alert_assets", "customer360_assets", "customer360_checks", "dashboard_assets", "feature_assets", "governance_assets", "identity_assets", "identity_checks", "kpi_assets", "model_assets", "raw_assets",
            "segment_assets", "staging_assets", "staging_checks"]

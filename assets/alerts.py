@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from assets.checks import failed_evaluation, partition_check, partition_check_spec
+from assets.checks import latest_evaluations, partition_check, partition_check_spec
 from assets.features import KEY as FEATURES_KEY, PARTITIONS, SINGLE_RUN
 from assets.metadata import markdown_table, table_metadata
 from crm_platform.alerts import kpi, rules, suppression, uplift
@@ -148,18 +148,9 @@ FROM {table} a WHERE a.alert_date IN ({in_days}) AND a.is_control != {in_control
 
 
 def failed_checks(context: dg.AssetExecutionContext) -> list[kpi.FailedCheck]:
-    """Every asset check of the asset graph the run was built from (the code location's, for its
-    jobs) whose latest evaluation failed."""
-    keys = list(context.job_def.asset_layer.asset_graph.asset_check_keys)
-    records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
-    out = []
-    for key, rec in records.items():
-        ev = failed_evaluation(rec)
-        if ev is None:
-            continue
-        out.append(kpi.FailedCheck(key.asset_key.to_user_string(), key.name, ev.severity.value, rec.run_id,
-                                   ev.description or ""))
-    return sorted(out, key=lambda f: (f.asset, f.check))
+    """Every asset check of the run's asset graph whose latest evaluation failed."""
+    return [kpi.FailedCheck(key.asset_key.to_user_string(), key.name, ev.severity.value, run_id, ev.description or "")
+            for key, run_id, ev in latest_evaluations(context) if not ev.passed]
 
 
 @_daily(KPI_ALERTS, "alerts", [dg.AssetKey(["marts", "kpi_daily"])],
@@ -303,7 +294,9 @@ def action_uplift(context: dg.AssetExecutionContext, warehouse: DuckDBResource, 
             d = date.fromisoformat(day)
             _temp(con, "_uplift", uplift.uplift_sql(d, cfg))
             replace_partition(con, "marts.action_uplift", "_uplift", "snapshot_date", d)
-        alerted = con.execute("SELECT count(*) FROM alerts.customer_alerts").fetchall()[0][0]
+        # a day before the first alert has nothing to measure
+        alerted = con.execute("SELECT count(*) FROM alerts.customer_alerts WHERE alert_date <= ?",
+                              [date.fromisoformat(days[0])]).fetchall()[0][0]
         check = partition_check(con, "marts.action_uplift", "snapshot_date", days, ActionUplift, UPLIFT,
                                 allow_empty=alerted == 0)
         meta = table_metadata(con, "marts.action_uplift", where=f"snapshot_date = DATE '{days[-1]}'")

@@ -2,6 +2,7 @@
 
 
 import dagster as dg
+from dagster._check import CheckError
 import pandera.pandas as pa
 from dagster_duckdb import DuckDBResource
 
@@ -10,6 +11,7 @@ from crm_platform.governance import pii
 from crm_platform.schemas import (BLOCKING, CUSTOMER360_BLOCKING, CUSTOMER360_SCHEMAS, IDENTITY_BLOCKING,
                                   IDENTITY_SCHEMAS, MAY_BE_EMPTY, STAGING_SCHEMAS)
 from crm_platform.validation import validate_table
+from crm_platform.warehouse import table_exists
 from resources.warehouse import read_only
 
 
@@ -69,7 +71,13 @@ def customer360_checks() -> list[dg.AssetChecksDefinition]:
 def partition_check(con, table: str, day_column: str, days: list[str], model: type[pa.DataFrameModel],
                     asset_key: dg.AssetKey, allow_empty: bool = False) -> dg.AssetCheckResult:
     """The Pandera check of a daily-partitioned table, over the days just written only (the whole
-    history is validated when it was written)."""
+    history is validated when it was written). A table never created (nothing to record yet, e.g.
+    too few customers to cluster) is an empty one."""
+    if not table_exists(con, table):
+        return dg.AssetCheckResult(
+            asset_key=asset_key, check_name=f"pandera_{model.__name__}", passed=allow_empty,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"{table} does not exist" + (" (allowed: nothing to record yet)" if allow_empty else ""))
     results = [validate_table(con, f"(SELECT * FROM {table} WHERE {day_column} = DATE '{day}')", model,
                               allow_empty=allow_empty) for day in days]
     failed = [r for r in results if not r.passed]
@@ -87,9 +95,34 @@ def partition_check_spec(model: type[pa.DataFrameModel], asset_key: dg.AssetKey)
                                          f"{model.__name__}: {(model.__doc__ or '').strip()}")
 
 
-def failed_evaluation(record):
-    """The evaluation of a check execution record (from the event log) if it failed, else None
-    (passed, still running, or skipped)."""
+def evaluation(record):
+    """The evaluation of a check execution record (from the event log), None while it runs or
+    when it was skipped."""
     event = record.event.dagster_event if record.event is not None else None
     ev = event.event_specific_data if event is not None else None
-    return ev if ev is not None and getattr(ev, "passed", True) is False else None
+    return ev if ev is not None and hasattr(ev, "passed") else None
+
+
+def failed_evaluation(record):
+    """The evaluation of a check execution record if it failed, else None (passed, still running,
+    or skipped)."""
+    ev = evaluation(record)
+    return ev if ev is not None and ev.passed is False else None
+
+
+def latest_evaluations(context: dg.AssetExecutionContext, whole_location: bool = False) -> list:
+    """(check key, run id, evaluation) of the latest evaluation of every asset check of the asset
+    graph the run was built from (for a job: the job's), or with ``whole_location`` of every check
+    of the code location, sorted by asset and check."""
+    keys = set(context.job_def.asset_layer.asset_graph.asset_check_keys)
+    if whole_location:
+        try:
+            keys |= set(context.repository_def.asset_graph.asset_check_keys)
+        except CheckError:
+            # a run executed in process (the CLI, tests) carries no repository: this code location's
+            from crm_platform.definitions import defs
+
+            keys |= set(defs.resolve_asset_graph().asset_check_keys)
+    records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(list(keys))
+    out = [(key, rec.run_id, ev) for key, rec in records.items() if (ev := evaluation(rec)) is not None]
+    return sorted(out, key=lambda r: (r[0].asset_key.to_user_string(), r[0].name))

@@ -7,14 +7,18 @@ from dagster_duckdb import DuckDBResource
 
 from assets.checks import partition_check, partition_check_spec
 from assets.features import PARTITIONS, SINGLE_RUN
-from assets.metadata import markdown_table, table_metadata, table_spec
+from assets.metadata import image, markdown_table, table_metadata, table_spec
 from assets.segments import CONFIG as SEGMENT_CONFIG
 from assets.segments import DEPS
 from crm_platform import attribution, kpis, settings
+from crm_platform.plots import trend_plot
 from crm_platform.schemas import ChannelAttribution, CohortRetention, KpiDaily
 
 CONFIG = kpis.load_config(settings.segments_file())
 KPI = dg.AssetKey(["marts", "kpi_daily"])
+# the KPIs plotted over time in the asset's metadata
+TREND = ("active_customers", "churn_rate", "revenue", "repeat_purchase_rate", "nps")
+SHARES = frozenset(k for k in TREND if kpis.KPIS[k][1])
 COHORTS = dg.AssetKey(["marts", "cohort_retention"])
 
 
@@ -53,12 +57,16 @@ def kpi_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
             ON m USING first(retention) ORDER BY cohort DESC""").df()
         checks = [partition_check(con, "marts.kpi_daily", "kpi_date", days, KpiDaily, KPI),
                   partition_check(con, "marts.cohort_retention", "snapshot_date", days, CohortRetention, COHORTS)]
+        history = con.sql(f"""PIVOT (SELECT kpi_date, kpi, value FROM marts.kpi_daily WHERE channel IS NULL
+                AND kpi IN {TREND} AND kpi_date BETWEEN DATE '{last}' - INTERVAL 90 DAY AND DATE '{last}')
+            ON kpi IN {TREND} USING first(value) ORDER BY kpi_date""").df().set_index("kpi_date")
         meta_k = table_metadata(con, "marts.kpi_daily", where=f"kpi_date = DATE '{last}'", preview_rows=20)
         meta_c = table_metadata(con, "marts.cohort_retention", where=f"snapshot_date = DATE '{last}'")
     values = out[last]["kpis"]
     yield dg.MaterializeResult(asset_key=KPI, metadata={
         **meta_k, "kpis": dg.MetadataValue.md(markdown_table(trend, 20, 80)),
         "not_reported": dg.MetadataValue.json(out[last]["not_reported"]),
+        "kpi_trend": image(trend_plot(history, f"KPIs up to {last} (30-day windows)", SHARES), "KPI trend"),
         **{f"kpi/{k}": float(v) for k, v in values.items() if v is not None}})
     yield dg.MaterializeResult(asset_key=COHORTS, metadata={
         **meta_c, "retention_first_6_months": dg.MetadataValue.md(markdown_table(grid, 40))})

@@ -22,7 +22,7 @@ from crm_platform.governance import audit
 from crm_platform.ml import NotEnoughData, churn, clv, leads, load_config, nbo
 from crm_platform.ml.evaluate import psi
 from crm_platform.ml.gate import decide
-from crm_platform.ml.plots import calibration_plot, decile_plot, histogram_plot
+from crm_platform.plots import calibration_plot, decile_plot, histogram_plot
 from crm_platform.schemas import ChurnScores, ClvScores, LeadScores, NextBestOffer
 from crm_platform.warehouse import replace_partition
 from resources.models import ModelStore

@@ -8,8 +8,10 @@ from dagster_duckdb import DuckDBResource
 
 from assets.checks import partition_check, partition_check_spec
 from assets.features import PARTITIONS, SINGLE_RUN
-from assets.metadata import markdown_table, table_metadata, table_spec
+from assets.metadata import image, markdown_table, table_metadata, table_spec
 from crm_platform import clusters, segments, settings
+from crm_platform.plots import bar_plot
+from crm_platform.warehouse import table_exists
 from crm_platform.schemas import (BehaviourClusterProfiles, BehaviourClusters, CustomerSegments,
                                   LifecycleTransitions, Lookalikes)
 
@@ -22,6 +24,10 @@ DEPS = [dg.AssetKey(["core", "customer_events"]), dg.AssetKey(["identity", "cros
 
 def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
     return table_spec(key, description, DEPS, "segments")
+
+
+def _sorted(counts: dict) -> list[tuple]:
+    return sorted(counts.items(), key=lambda kv: -kv[1])
 
 
 @dg.multi_asset(
@@ -70,7 +76,11 @@ def customer_segments(context: dg.AssetExecutionContext, warehouse: DuckDBResour
         **meta_s, "lifecycle_stages": dg.MetadataValue.json(o["stages"]),
         "rfm_segments": dg.MetadataValue.json(o["rfm_segments"]),
         "rfm_computed": o["rfm_computed"], "rfm_buyers": o["rfm_buyers"],
-        "rfm_grid_r_by_fm": dg.MetadataValue.md(markdown_table(grid, 5))})
+        "rfm_grid_r_by_fm": dg.MetadataValue.md(markdown_table(grid, 5)),
+        "segment_sizes": image(bar_plot(*zip(*_sorted(o["rfm_segments"])), f"RFM segments on {last}", "customers"),
+                               "RFM segment sizes") if o["rfm_segments"] else "no RFM segments",
+        "stage_sizes": image(bar_plot(list(segments.STAGES), [o["stages"].get(s, 0) for s in segments.STAGES],
+                                      f"Lifecycle stages on {last}", "customers"), "lifecycle stage sizes")})
     yield from checks
 
 
@@ -102,7 +112,8 @@ def behaviour_clusters(context: dg.AssetExecutionContext, warehouse: DuckDBResou
                                   BehaviourClusterProfiles, PROFILES, allow_empty=True)]
         last = days[-1]
         meta_b = table_metadata(con, "marts.behaviour_clusters", where=f"snapshot_date = DATE '{last}'")
-        meta_p = table_metadata(con, "marts.behaviour_cluster_profiles", where=f"snapshot_date = DATE '{last}'")
+        meta_p = table_metadata(con, "marts.behaviour_cluster_profiles", where=f"snapshot_date = DATE '{last}'") \
+            if table_exists(con, "marts.behaviour_cluster_profiles") else {}
     res = results[last]
     yield dg.MaterializeResult(asset_key=BEHAVIOUR, metadata={
         **meta_b, "k": res.k or 0, "note": res.note or "",

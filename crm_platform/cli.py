@@ -78,8 +78,8 @@ def materialize(raise_on_error: bool = False, history_days: int = 14):
 
     run = job_runner(raise_on_error)
     results = [run("refresh_core")]
-    day = latest_data_day()
-    if not (results[0].success and day):
+    day = latest_data_day() if results[0].success else None
+    if day is None:
         return results
     results.append(run("retrain_models"))
     last = date.fromisoformat(day)
@@ -179,6 +179,9 @@ def summary_lines(results=()) -> list[str]:
                                                    ("erasure", "export", "review_decision", "model_promotion")))
     finally:
         con.close()
+    board = p.reports / "dashboard.html"
+    if board.exists():
+        lines.append(f"dashboard:  {board}  (one file: open it in a browser, no server needed)")
     lines += [f"warehouse:  {p.warehouse}", f"quarantine: {p.quarantine}",
               f"truth:      {p.truth} (never read by the pipeline)",
               "Dagster UI: make ui  (then open http://127.0.0.1:3000)"]

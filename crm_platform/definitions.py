@@ -10,7 +10,8 @@ from datetime import timedelta
 import dagster as dg
 
 from assets.governance import pii_checks
-from assets import (alert_assets, customer360_assets, customer360_checks, feature_assets, governance_assets,
+from assets import (alert_assets, customer360_assets, customer360_checks, dashboard_assets, feature_assets,
+                    governance_assets,
                     identity_assets, identity_checks, kpi_assets, model_assets, raw_assets, segment_assets,
                     staging_assets, staging_checks)
 from crm_platform import settings
@@ -23,7 +24,7 @@ _sources = load_sources(settings.sources_file())
 # What the business reads every morning: stale after a day and a bit, failed after two.
 FRESH = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=48), warn_window=timedelta(hours=26))
 BUSINESS = {("marts", "kpi_daily"), ("marts", "customer_segments"), ("ml", "churn_scores"), ("ml", "clv_scores"),
-            ("alerts", "customer_alerts"), ("alerts", "kpi_alerts"), ("alerts", "outbox")}
+            ("alerts", "customer_alerts"), ("alerts", "kpi_alerts"), ("alerts", "outbox"), ("marts", "dashboard")}
 # Started by their own triggers, not by their parents: ingestion (landing sensor, schedule), the
 # models (weekly schedule, drift sensor) and the request register (requests sensor).
 OWN_TRIGGER = {tuple(m) for m in RETRAIN.values()} | {("governance", "requests"), ("governance", "subject_requests")}
@@ -48,7 +49,7 @@ def automate(spec: dg.AssetSpec) -> dg.AssetSpec:
 _assets = dg.map_asset_specs(automate, [
     *raw_assets(_sources), *staging_assets(_sources), *identity_assets(), *customer360_assets(),
     *feature_assets(), *segment_assets(), *kpi_assets(), *model_assets(), *alert_assets(),
-    *governance_assets()])
+    *dashboard_assets(), *governance_assets()])
 
 defs = dg.Definitions(
     assets=_assets,

@@ -759,6 +759,33 @@ class LeadScores(pa.DataFrameModel):
         unique = ["snapshot_date", "lead_id"]
 
 
+class AtRiskCustomers(pa.DataFrameModel):
+    """The dashboard's top at-risk high-value customers: ids and scores only, highest value at risk
+    first, each customer once."""
+
+    customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID, unique=True)
+    churn_probability: Series[float] = pa.Field(in_range={"min_value": 0, "max_value": 1})
+    risk_band: Series[str] = pa.Field(isin=["medium", "high"])
+    predicted_clv_12m: Series[float] = pa.Field(gt=0)
+    value_at_risk: Series[float] = pa.Field(ge=0)
+    lifecycle_stage: Series[str] = pa.Field(nullable=True, isin=list(STAGES))
+    rfm_segment: Series[str] = pa.Field(nullable=True, isin=list(RFM_SEGMENTS))
+    next_best_offer: Series[str] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(error="ordered by value at risk, highest first")
+    def ordered(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["value_at_risk"].diff().fillna(0) <= 1e-9
+
+    @pa.dataframe_check(error="value at risk is churn probability x predicted value")
+    def product(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df["value_at_risk"] - df["churn_probability"] * df["predicted_clv_12m"]).abs() \
+            <= 0.01 + 0.001 * df["predicted_clv_12m"]
+
+    class Config:
+        coerce = True
+        strict = True
+
+
 ALERT_ID = r"^[0-9a-f]{24}$"
 CUSTOMER_ALERT_KINDS = ["churn_risk", "lifecycle", "next_best_offer"]
 

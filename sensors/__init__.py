@@ -30,7 +30,7 @@ DAILY = dg.AssetSelection.all() & dg.AssetSelection.assets(
     dg.AssetKey(["marts", "behaviour_cluster_profiles"]), dg.AssetKey(["marts", "lookalikes"]),
     dg.AssetKey(["marts", "channel_attribution"]), *[dg.AssetKey(list(s)) for s in RETRAIN],
     dg.AssetKey(["alerts", "customer_alerts"]), dg.AssetKey(["alerts", "kpi_alerts"]),
-    dg.AssetKey(["alerts", "outbox"]), dg.AssetKey(["marts", "action_uplift"]))
+    dg.AssetKey(["alerts", "outbox"]), dg.AssetKey(["marts", "action_uplift"]), dg.AssetKey(["marts", "dashboard"]))
 
 CHAIN = dg.AssetSelection.all() - MODELS - REQUESTS
 

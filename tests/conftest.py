@@ -1,5 +1,11 @@
-"""Shared fixtures: a small generated world, ingested once per session."""
+"""Shared fixtures: a small generated world, ingested once per session, and the same world run
+like production once per session."""
 
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import duckdb
@@ -12,6 +18,7 @@ from crm_platform.settings import DEFAULT_SOURCES
 from crm_platform.sources import load_sources
 
 SMALL = GeneratorConfig(customers=1500, seed=7)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +72,31 @@ def timeline_world(loaded_world, tmp_path_factory) -> Path:
     timeline.build(con)
     con.close()
     return db
+
+
+def run_python(home: Path, code: str) -> str:
+    """Run ``code`` in a fresh interpreter with ``home`` as CRM_PLATFORM_HOME (its run history in
+    ``home/dagster_home``), like the CLI does; fails the test with the output when it fails."""
+    env = {**os.environ, "CRM_PLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.fixture(scope="session")
+def production_run(world, tmp_path_factory) -> Path:
+    """The generated world run like the schedules do (core refresh, models, the daily partitions
+    of the last day and the one before, and one day an uplift window earlier), the run history in
+    its own DAGSTER_HOME; returns the home. Copy it before changing anything."""
+    home = tmp_path_factory.mktemp("production") / "home"
+    shutil.copytree(world / "landing", home / "landing")
+    shutil.copytree(world / "truth", home / "truth")
+    run_python(home, """
+        from crm_platform.cli import materialize
+        results = materialize(history_days=1)
+        # at this size a model may miss its quality gate (the retraining run fails its check); the
+        # refresh and the daily runs must succeed
+        assert results[0].success and results[-1].success and len(results) == 4, [r.success for r in results]
+        """)
+    return home

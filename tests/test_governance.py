@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import dagster as dg
@@ -22,16 +21,9 @@ from assets.metadata import markdown_table
 from crm_platform import settings
 from crm_platform.governance import erasure
 from crm_platform.ingest import ERASED_REASON
+from tests.conftest import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _python(home: Path, code: str) -> str:
-    env = {**os.environ, "CRM_PLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=900)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out.stdout
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -56,18 +48,10 @@ assert result.success, [e.message for e in result.all_events if e.is_failure]
 
 
 @pytest.fixture(scope="module")
-def production(world, tmp_path_factory):
-    """The generated world run like the schedules do: core refresh, models, two daily partitions."""
+def production(production_run, tmp_path_factory):
+    """A copy of the platform run like production (the session's run stays untouched)."""
     home = tmp_path_factory.mktemp("gdpr") / "home"
-    shutil.copytree(world / "landing", home / "landing")
-    shutil.copytree(world / "truth", home / "truth")
-    _python(home, """
-        from crm_platform.cli import materialize
-        results = materialize(history_days=1)
-        # at this size a model may miss its quality gate (the retraining run fails its check); the
-        # refresh and the daily runs must succeed
-        assert results[0].success and results[-1].success and len(results) == 4, [r.success for r in results]
-        """)
+    shutil.copytree(production_run, home)
     return home
 
 
@@ -156,7 +140,7 @@ def test_export_erasure_and_redelivery(production, world, tmp_path):
     other = _query(home, "SELECT customer_id FROM core.customers WHERE customer_id <> ? ORDER BY customer_id LIMIT 1",
                    [person["customer_id"]])[0][0]
     (home / "requests" / "export-0002.json").write_text(json.dumps({"type": "export", "customer_id": other}))
-    _python(home, RUN_JOB.format(job="governance_requests", extra=""))
+    run_python(home, RUN_JOB.format(job="governance_requests", extra=""))
     done = dict(_query(home, "SELECT source_file, reason FROM governance.requests WHERE status = 'done'"))
     exported_other = json.loads((home / done["export-0002.json"].split(" ", 1)[1]).read_text())
     assert [c["customer_id"] for c in exported_other["customers"]] == [other]
@@ -183,7 +167,7 @@ def test_export_erasure_and_redelivery(production, world, tmp_path):
     for f in (home / "landing").rglob("*"):
         if f.is_file():
             f.touch()
-    _python(home, RUN_JOB.format(job="refresh_core", extra=""))
+    run_python(home, RUN_JOB.format(job="refresh_core", extra=""))
     kept_out = _query(home, "SELECT count(*), count(record) FROM raw.quarantine_rows WHERE reason = ?", [ERASED_REASON])[0]
     assert kept_out[0] > 0 and kept_out[1] == 0
     leftovers = _traces(home, needles)
@@ -207,9 +191,9 @@ def test_consent_withdrawal_stops_alerts(production):
     assert (df.customer_no == shop_no).sum() == 1
     df.loc[df.customer_no == shop_no, "newsletter_optin"] = "0"
     df.to_csv(path, index=False, quoting=1)
-    _python(home, RUN_JOB.format(job="refresh_core", extra=""))
+    run_python(home, RUN_JOB.format(job="refresh_core", extra=""))
     assert _query(home, "SELECT consent_email FROM core.customers WHERE customer_id = ?", [cid]) == [(False,)]
-    _python(home, RUN_JOB.format(job="daily_snapshots", extra=f", partition_key='{day}'"))
+    run_python(home, RUN_JOB.format(job="daily_snapshots", extra=f", partition_key='{day}'"))
     assert _query(home, "SELECT count(*) FROM alerts.customer_alerts WHERE customer_id = ? AND alert_date = ?",
                   [cid, day]) == [(0,)]
     assert _query(home, "SELECT count(*) FROM alerts.customer_alerts WHERE alert_date = ?", [day])[0][0] > 0

@@ -73,7 +73,7 @@ def test_webserver_serves_every_asset_and_check(tmp_path):
         assert checks == expected_checks
         for n in nodes:
             assert n["groupName"] in {"ingestion", "staging", "identity", "core", "features", "segments", "kpis", "ml",
-                                      "alerts", "governance"}
+                                      "alerts", "reports", "governance"}
             assert n["kinds"] and n["description"]
         blocking = {c["name"] for n in nodes for c in n["assetChecksOrError"]["checks"] if c["blocking"]}
         assert {"pandera_Contacts", "pandera_Orders", "pandera_OrderItems"} <= blocking

@@ -247,6 +247,9 @@ def _involved(comp, keys: tuple[str, ...], spec: MatchSpec) -> bool:
     return False
 
 
+MIN_SESSION_PAIRS = 50
+
+
 def train_m(spec: MatchSpec, patterns: pd.DataFrame, u: dict) -> tuple[dict, list[dict]]:
     """m probabilities: one EM session per training blocking rule (all rules unless the spec names
     them), averaged per comparison weighted by each session's expected matches. Rules whose pairs are mostly look-alike non-matches, such as
@@ -254,25 +257,35 @@ def train_m(spec: MatchSpec, patterns: pd.DataFrame, u: dict) -> tuple[dict, lis
     sums = {c.name: np.zeros(len(c.levels) + 1) for c in spec.comparisons}
     seen = {c.name: 0 for c in spec.comparisons}
     sessions = []
-    for i, rule in enumerate(spec.blocking):
-        if spec.training_rules and rule.name not in spec.training_rules:
-            continue
-        sub = patterns[(patterns["rule_mask"].to_numpy() >> i) & 1 == 1]
-        train = [c for c in spec.comparisons if not _involved(c, rule.keys, spec)]
-        if sub["n"].sum() < 50 or not train:
-            continue
-        sub = sub.groupby(spec.gammas, as_index=False)["n"].sum()
-        m, lam, it = em_session(spec, sub, u, train)
-        matches = lam * float(sub["n"].sum())          # a session counts by its expected matches
-        for c in train:
-            sums[c.name] += matches * m[c.name]
-            seen[c.name] += matches
-        sessions.append({"blocking_rule": rule.name, "pairs": int(sub["n"].sum()), "iterations": it,
-                         "match_share": round(lam, 4), "trained": [c.name for c in train]})
+    rules = [(i, r) for i, r in enumerate(spec.blocking) if not spec.training_rules or r.name in spec.training_rules]
+    # sessions of fewer than MIN_SESSION_PAIRS pairs are noisy: they only teach a comparison that no
+    # larger session could (a small customer base)
+    for min_pairs in (MIN_SESSION_PAIRS, 1):
+        for i, rule in rules:
+            sub = patterns[(patterns["rule_mask"].to_numpy() >> i) & 1 == 1]
+            train = [c for c in spec.comparisons if not _involved(c, rule.keys, spec)
+                     and (min_pairs == MIN_SESSION_PAIRS or not seen[c.name])]
+            if sub["n"].sum() < min_pairs or not train:
+                continue
+            sub = sub.groupby(spec.gammas, as_index=False)["n"].sum()
+            m, lam, it = em_session(spec, sub, u, train)
+            matches = lam * float(sub["n"].sum())          # a session counts by its expected matches
+            for c in train:
+                sums[c.name] += matches * m[c.name]
+                seen[c.name] += matches
+            sessions.append({"blocking_rule": rule.name, "pairs": int(sub["n"].sum()), "iterations": it,
+                             "match_share": round(lam, 4), "trained": [c.name for c in train]})
+        if all(seen.values()):
+            break
     untrained = [k for k, v in seen.items() if not v]
     if untrained:
-        raise ValueError(f"{spec.name}: no blocking rule leaves comparisons {untrained} free to train; "
-                         "add a blocking rule on other fields")
+        free = [r.name for _, r in rules if any(not _involved(c, r.keys, spec) for c in spec.comparisons
+                                                if c.name in untrained)]
+        raise ValueError(
+            f"{spec.name}: nothing to learn comparisons {untrained} from: " +
+            (f"the blocking rules that leave them free ({', '.join(free)}) proposed no pair with a match "
+             "(too few records to learn from)" if free else
+             "no blocking rule leaves them free to train; add a blocking rule on other fields"))
     return {k: sums[k] / seen[k] for k in sums}, sessions
 
 

@@ -1,4 +1,5 @@
-"""Model-card plots as PNG bytes (matplotlib, no display needed)."""
+"""Plots for the Dagster UI as PNG bytes (matplotlib, no display needed): model cards, score
+distributions, segment sizes, KPI trends."""
 
 from __future__ import annotations
 
@@ -44,4 +45,27 @@ def histogram_plot(values, title: str, xlabel: str, bins: int = 20) -> bytes:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.hist(pd.Series(values, dtype=float).dropna(), bins=bins, color="#55a868")
     ax.set(xlabel=xlabel, ylabel="customers", title=title)
+    return _png(fig)
+
+
+def bar_plot(labels, values, title: str, xlabel: str) -> bytes:
+    """Horizontal bars, largest at the top (segment sizes)."""
+    fig, ax = plt.subplots(figsize=(5.2, 0.3 * len(labels) + 1.2))
+    ax.barh(list(map(str, labels))[::-1], list(values)[::-1], color="#4c72b0")
+    ax.set(xlabel=xlabel, title=title)
+    return _png(fig)
+
+
+def trend_plot(frame: pd.DataFrame, title: str, shares: frozenset = frozenset()) -> bytes:
+    """One small line plot per column of ``frame`` (indexed by day); ``shares`` are shown in %."""
+    cols = list(frame.columns)
+    fig, axes = plt.subplots(len(cols), 1, figsize=(5.2, 1.5 * len(cols) + 0.6), sharex=True, squeeze=False)
+    for ax, col in zip(axes[:, 0], cols):
+        s = frame[col] * (100 if col in shares else 1)
+        ax.plot(frame.index, s, marker=".", color="#4c72b0")
+        ax.set_ylabel(col.replace("_", " ") + (" %" if col in shares else ""), fontsize=8)
+        if s.notna().sum() == 0:
+            ax.text(0.5, 0.5, "not reported", transform=ax.transAxes, ha="center", color="grey")
+    axes[0, 0].set_title(title)
+    fig.autofmt_xdate()
     return _png(fig)
