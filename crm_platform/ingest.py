@@ -40,6 +40,9 @@ TRUE_WORDS = ("1", "true", "t", "yes", "y", "ja", "j", "x", "opt-in", "optin", "
 FALSE_WORDS = ("0", "false", "f", "no", "n", "nein", "opt-out", "optout", "unsubscribed")
 # A timestamp a little ahead of the load time is clock skew between systems, not bad data.
 FUTURE_TOLERANCE = "INTERVAL 1 HOUR"
+# No date a CRM holds (orders, events, sign-ups, birthdays) lies before this: earlier is a typo or a
+# placeholder (0001-01-01, 1899-12-30 from spreadsheets).
+EARLIEST = "1900-01-01"
 
 
 class UnreadableFile(Exception):
@@ -473,6 +476,8 @@ def _row_rules(col: Column) -> list[str]:
         rules.append(f"CASE WHEN {n} < {col.min} THEN '{n}: ' || {n} || ' is below {col.min:g}' END")
     if col.max is not None:
         rules.append(f"CASE WHEN {n} > {col.max} THEN '{n}: ' || {n} || ' is above {col.max:g}' END")
+    if col.type in ("date", "timestamp"):
+        rules.append(f"CASE WHEN {n} < DATE '{EARLIEST}' THEN '{n}: ' || {n} || ' is before {EARLIEST}' END")
     if col.not_future:
         limit = f"_as_of + {FUTURE_TOLERANCE}" if col.type == "timestamp" else "_as_of::DATE"
         rules.append(f"CASE WHEN {n} > {limit} THEN '{n}: ' || {n} || ' is in the future' END")

@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from crm_platform.alerts.delivery import CsvSink, JsonlSink, Outbox, WebhookSink, alert_id, neutralize
+from crm_platform.alerts.delivery import CsvSink, JsonlSink, Outbox, WebhookSink, alert_id
+from crm_platform.spreadsheet import neutralize
 
 
 def _alerts(n=3, day="2026-09-30"):
@@ -66,6 +67,9 @@ def test_rerun_and_backfill_deliver_nothing_twice(tmp_path):
 def test_csv_export_neutralizes_formulas(tmp_path):
     assert neutralize("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
     assert neutralize("+49 30 1234") == "'+49 30 1234" and neutralize("Anna") == "Anna"
+    for hostile in ("-2+3", "@SUM(A1)", "\t=1", "\r=1", "  =cmd|' /C calc'!A0", "|calc"):
+        assert neutralize(hostile) == "'" + hostile
+    assert neutralize(None) is None and neutralize(12.5) == 12.5 and neutralize("Müller-Lüdenscheidt") == "Müller-Lüdenscheidt"
     alerts = _alerts(1)
     alerts[0]["reason"] = "=cmd|' /C calc'!A0"
     Outbox(tmp_path / "outbox").deliver(alerts, [CsvSink(tmp_path / "crm.csv", ("alert_id", "customer_id", "reason"))])

@@ -26,20 +26,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from crm_platform.spreadsheet import neutralize
+
 
 def alert_id(kind: str, subject: str, key: str, day: str) -> str:
     """The id of an alert: the same kind, subject (customer or KPI), key (e.g. the model version
     or the stage) and day always give the same id."""
     return hashlib.sha256("|".join((kind, subject, key, day)).encode()).hexdigest()[:24]
-
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralize(value) -> str:
-    """A cell a spreadsheet shows as text: one starting like a formula gets a leading apostrophe."""
-    s = "" if value is None else str(value)
-    return "'" + s if s.startswith(FORMULA_START) else s
 
 
 class Sink:

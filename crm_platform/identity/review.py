@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from crm_platform.spreadsheet import neutralize
+
 DECISION_FILE = "decisions.csv"
 QUEUE_FILE = "queue.csv"
 LABELS = {"match": 1, "same": 1, "yes": 1, "1": 1, "no_match": 0, "different": 0, "no": 0, "0": 0}
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def load_decisions(review_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -42,20 +43,13 @@ def load_decisions(review_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return ok[["left_id", "right_id", "label"]].astype({"label": int}).reset_index(drop=True), rejected
 
 
-def spreadsheet_safe(value):
-    """Neutralize text a spreadsheet would run as a formula (CSV injection)."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def export_queue(queue: pd.DataFrame, review_dir: Path) -> Path:
     review_dir.mkdir(parents=True, exist_ok=True)
     path = review_dir / QUEUE_FILE
     safe = queue.copy()
     for col in safe.columns:
         if safe[col].dtype == object:
-            safe[col] = safe[col].map(spreadsheet_safe)
+            safe[col] = safe[col].map(neutralize)
     tmp = path.with_suffix(".csv.tmp")
     safe.to_csv(tmp, index=False)
     tmp.replace(path)
