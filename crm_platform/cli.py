@@ -43,9 +43,16 @@ def prepare_dagster_home(home: Path) -> None:
             storage.initialize_concurrency_limit_to_default("duckdb")
 
 
-def job_runner(raise_on_error: bool = False):
+# who runs a run started by job_runner: a run whose process is gone (killed, power cut) is found by these
+RUN_PID, RUN_HOST = "crm_platform/pid", "crm_platform/host"
+
+
+def job_runner(raise_on_error: bool = False, log_level: str = "WARNING"):
     """A function that runs a job of the code location in this process, recorded in DAGSTER_HOME
-    when set (prepared first), in a throwaway instance otherwise."""
+    when set (prepared first), in a throwaway instance otherwise. Before each run, runs this
+    machine started whose process died are released (``release_dead_runs``)."""
+    import socket
+
     import dagster as dg
 
     from crm_platform.definitions import defs
@@ -55,12 +62,54 @@ def job_runner(raise_on_error: bool = False):
         prepare_dagster_home(Path(home))
     instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
     # Step-by-step logs stay in the run history (make ui); the terminal shows warnings and the summary.
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    owner = {RUN_PID: str(os.getpid()), RUN_HOST: socket.gethostname()}
 
-    def run(job: str, **kw):
-        return defs.resolve_job_def(job).execute_in_process(run_config=quiet, instance=instance,
-                                                            raise_on_error=raise_on_error, **kw)
+    def run(job: str, tags: dict | None = None, **kw):
+        release_dead_runs(instance)
+        return defs.resolve_job_def(job).execute_in_process(run_config=config, instance=instance,
+                                                            raise_on_error=raise_on_error,
+                                                            tags={**(tags or {}), **owner}, **kw)
     return run
+
+
+def release_dead_runs(instance) -> list[str]:
+    """Runs started on this machine by ``job_runner`` whose process no longer exists: each is
+    marked failed and its slots of the ``duckdb`` pool are freed. Without this, a run killed in
+    the middle (SIGKILL, out of memory, power cut) would keep its slot and every later run would
+    wait for it for ever. Returns the released run ids."""
+    import socket
+
+    import dagster as dg
+
+    here = socket.gethostname()
+    holding = instance.event_log_storage.get_concurrency_run_ids() \
+        if instance.event_log_storage.supports_global_concurrency_limits else set()
+    open_runs = {r.run_id: r for r in instance.get_runs(filters=dg.RunsFilter(statuses=[
+        dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.NOT_STARTED]))}
+    released = []
+    for run_id in set(open_runs) | holding:
+        run = open_runs.get(run_id) or instance.get_run_by_id(run_id)
+        if run is None or run.tags.get(RUN_HOST) != here or _alive(int(run.tags.get(RUN_PID, 0))):
+            continue
+        if not run.is_finished:
+            instance.report_run_failed(run, f"its process ({run.tags[RUN_PID]}) is gone: killed or crashed")
+        if run_id in holding:
+            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+        released.append(run_id)
+    return released
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:          # someone else's process
+        return True
+    return True
 
 
 def range_tags(start: date, end: date) -> dict:

@@ -8,9 +8,9 @@ For each file matched by a dataset's glob:
    every record came from. A file that cannot be read at all - wrong encoding, required columns
    missing, truncated, not the declared format - is copied to ``quarantine/`` with a reason record
    and marked quarantined in the manifest; its rows are never half-loaded.
-3. Parse the mapped columns into the canonical types and apply the entity's row rules. Rows that
-   break one go to ``raw.quarantine_rows`` with every reason, the file and line; the rest are
-   appended to ``raw.<system>_<dataset>``.
+3. Parse the mapped columns into the canonical types and apply the entity's row rules (and, for
+   every date, not before 1900). Rows that break one go to ``raw.quarantine_rows`` with every
+   reason, the file and line; the rest are appended to ``raw.<system>_<dataset>``.
 
 The append, the quarantine rows and the manifest entry are written in one transaction, so a crash
 leaves either the whole file loaded or nothing. Rows read = rows loaded + rows quarantined.

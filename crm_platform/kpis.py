@@ -20,6 +20,8 @@ from crm_platform.features import TABLE, day_end
 from crm_platform.settings import DEFAULT_SEGMENTS, read_config
 from crm_platform.warehouse import replace_partition, table_exists
 
+# decimals KPI values are stored with (far below any business meaning, far above float noise)
+DIGITS = 6
 # KPI -> (unit, is a share in [0, 1])
 KPIS = {
     "active_customers": ("customers", False), "churn_rate": ("share", True), "retention_rate": ("share", True),
@@ -172,7 +174,7 @@ months AS (
     FROM sizes),
 activity AS (
     SELECT f.cohort_month, date_diff('month', f.cohort_month, date_trunc('month', o.event_at)::DATE) AS months_since_acquisition,
-           count(DISTINCT o.customer_id) AS active_customers, sum(o.value) AS revenue
+           count(DISTINCT o.customer_id) AS active_customers, round(sum(o.value), 2) AS revenue
     FROM o JOIN first_ f USING (customer_id) GROUP BY 1, 2)
 SELECT DATE '{day.isoformat()}' AS snapshot_date, m.cohort_month, m.months_since_acquisition, m.cohort_size,
        coalesce(a.active_customers, 0) AS active_customers,
@@ -190,6 +192,10 @@ def build_day(con, seg_cfg: segments.SegmentConfig, cfg: KpiConfig, day: date) -
     con.execute(f"CREATE OR REPLACE TEMP TABLE _kpi AS SELECT * FROM ({kpi_sql(cfg, day)}) "
                 f"UNION ALL BY NAME SELECT * FROM ({channel_kpi_sql(cfg, day)}) "
                 f"UNION ALL BY NAME SELECT * FROM ({engagement_sql(con, cfg, day)})")
+    # sums of doubles come out in the last bits as the threads happened to add them: a rerun of the
+    # day must write the same values
+    con.execute(f"UPDATE _kpi SET value = round(value, {DIGITS}), numerator = round(numerator, {DIGITS}), "
+                f"denominator = round(denominator, {DIGITS})")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _cohorts AS {cohort_sql(cfg, day)}")
     replace_partition(con, "marts.kpi_daily", "_kpi", "kpi_date", day)
     replace_partition(con, "marts.cohort_retention", "_cohorts", "snapshot_date", day)

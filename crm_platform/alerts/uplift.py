@@ -28,7 +28,7 @@ WITH done AS (
 outcome AS (
     SELECT a.kind, a.is_control, a.alert_id,
            count(e.event_type) FILTER (WHERE e.event_type = 'order') > 0 AS ordered,
-           coalesce(sum(CASE e.event_type WHEN 'order' THEN e.value WHEN 'return' THEN -e.value END), 0) AS revenue
+           round(coalesce(sum(CASE e.event_type WHEN 'order' THEN e.value WHEN 'return' THEN -e.value END), 0), 2) AS revenue
     FROM done a LEFT JOIN core.customer_events e
       ON e.customer_id = a.customer_id AND e.event_type IN ('order', 'return')
      AND e.event_at >= a.alert_date + INTERVAL 1 DAY AND e.event_at < a.alert_date + INTERVAL {w + 1} DAY
@@ -38,12 +38,12 @@ groups AS (
     SELECT kind,
            count(*) FILTER (WHERE NOT is_control) AS treated_alerts,
            count(*) FILTER (WHERE is_control) AS control_alerts,
-           avg(ordered::INT) FILTER (WHERE NOT is_control) AS treated_order_rate,
-           avg(ordered::INT) FILTER (WHERE is_control) AS control_order_rate,
-           avg(revenue) FILTER (WHERE NOT is_control) AS treated_revenue,
-           avg(revenue) FILTER (WHERE is_control) AS control_revenue,
-           var_samp(revenue) FILTER (WHERE NOT is_control) AS treated_revenue_var,
-           var_samp(revenue) FILTER (WHERE is_control) AS control_revenue_var
+           round(avg(ordered::INT) FILTER (WHERE NOT is_control), 6) AS treated_order_rate,
+           round(avg(ordered::INT) FILTER (WHERE is_control), 6) AS control_order_rate,
+           round(avg(revenue) FILTER (WHERE NOT is_control), 6) AS treated_revenue,
+           round(avg(revenue) FILTER (WHERE is_control), 6) AS control_revenue,
+           round(var_samp(revenue) FILTER (WHERE NOT is_control), 6) AS treated_revenue_var,
+           round(var_samp(revenue) FILTER (WHERE is_control), 6) AS control_revenue_var
     FROM outcome GROUP BY kind),
 kinds AS (SELECT DISTINCT kind FROM {alerts} WHERE alert_date <= {d})
 SELECT {d} AS snapshot_date, k.kind, {w} AS window_days,
