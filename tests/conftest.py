@@ -100,3 +100,17 @@ def production_run(world, tmp_path_factory) -> Path:
         assert results[0].success and results[-1].success and len(results) == 4, [r.success for r in results]
         """)
     return home
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A world of 150 customers over six months run like production: too little for the models,
+    the cohorts and most rates. Copy it before changing anything."""
+    home = tmp_path_factory.mktemp("tiny") / "home"
+    generate(GeneratorConfig(customers=150, seed=3, months=6), home)
+    run_python(home, """
+        from crm_platform.cli import materialize
+        results = materialize(history_days=1)
+        assert results[0].success and results[-1].success, [r.success for r in results]
+        """)
+    return home

@@ -15,10 +15,8 @@ import pytest
 
 from crm_platform import dashboard, kpis, settings
 from crm_platform.dashboard.page import NOT_ENOUGH, Chart, Section, Table, Tile, personal_data, render, withhold_invalid
-from crm_platform.generator import GeneratorConfig, generate
 from crm_platform.governance.pii import EMAIL_RE, PHONE_RE
 from crm_platform.schemas import AtRiskCustomers
-from tests.conftest import run_python
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_browser = pytest.mark.skipif(
@@ -134,20 +132,6 @@ def test_dashboard_of_the_daily_run_draws_every_chart(production_run, tmp_path):
     assert not emails & {e.lower() for e in re.findall(EMAIL_RE, html)}
     shown = " ".join(c["text"] for c in state["charts"]) + str(state["tables"])
     assert not [n for n in names if re.search(rf"\b{re.escape(n)}\b", shown)]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """A world of 150 customers over six months run like production: too little for the models,
-    the cohorts and most rates."""
-    home = tmp_path_factory.mktemp("tiny") / "home"
-    generate(GeneratorConfig(customers=150, seed=3, months=6), home)
-    run_python(home, """
-        from crm_platform.cli import materialize
-        results = materialize(history_days=1)
-        assert results[0].success and results[-1].success, [r.success for r in results]
-        """)
-    return home
 
 
 @needs_browser
