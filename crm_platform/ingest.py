@@ -152,9 +152,10 @@ def _load_file(con, ds: Dataset, path: Path, rel: str, version: int, loaded_at: 
             f"FROM _v WHERE _reason = '' ORDER BY _source_line", lineage)
         con.execute(
             "INSERT INTO raw.quarantine_rows SELECT ?, ?, ?, ?, _source_line, _reason, _record, ? "
-            "FROM (SELECT _source_line, _reason, _record FROM _v WHERE _reason <> '' "
+            "FROM (SELECT _v._source_line, _reason, CASE WHEN _reason <> ? THEN "
+            f"       {_record_sql(ds)} END AS _record FROM _v JOIN _in USING (_source_line) WHERE _reason <> '' "
             "      UNION ALL SELECT line, reason, record FROM _rejects) ORDER BY _source_line",
-            [ds.key, ds.system, rel, version, loaded_at])
+            [ds.key, ds.system, rel, version, loaded_at, ERASED_REASON])
         loaded, bad = con.execute(
             "SELECT count(*) FILTER (WHERE _reason = ''), count(*) FILTER (WHERE _reason <> '') "
             "FROM _v").fetchall()[0]
@@ -181,8 +182,7 @@ def _keep_out_erased(con, ds: Dataset, salt: str) -> None:
     pred = match_sql(ds, "_erased", salt)
     if pred:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _v AS SELECT * REPLACE ("
-                    f"CASE WHEN {pred} THEN '{ERASED_REASON}' ELSE _reason END AS _reason, "
-                    f"CASE WHEN {pred} THEN NULL ELSE _record END AS _record) FROM _v")
+                    f"CASE WHEN {pred} THEN '{ERASED_REASON}' ELSE _reason END AS _reason) FROM _v")
     hashes = {h for (h,) in con.execute("SELECT h FROM _erased").fetchall()}
     for line, record in con.execute("SELECT line, record FROM _rejects").fetchall():
         emails = re.findall(r"[^@\s,;\"'<>()]+@[^@\s,;\"'<>()]+", record or "")
@@ -392,9 +392,12 @@ def _read_parquet(con, ds: Dataset, path: Path) -> None:
 # --- parsing and row rules, as one SQL statement over _in ---
 
 def _validation_sql(ds: Dataset, ent) -> str:
-    """SQL creating _v: parsed canonical columns, the record as delivered and its reasons."""
+    """SQL creating _v: the parsed canonical columns, the line and the reasons a row is bad.
+
+    Only what is loaded is kept; the raw text of a bad row is read back from _in when it is
+    quarantined. Duplicate keys are found by an aggregate over the key columns alone."""
     raw_cols = set(ds.source_columns)
-    exprs, reasons = [], []
+    parsed, texts, reasons = {}, [], []
     for col in ent.columns:
         if col.name in ds.columns:
             src = ds.columns[col.name]
@@ -404,31 +407,36 @@ def _validation_sql(ds: Dataset, ent) -> str:
         else:
             raw = "NULL::VARCHAR"
         text = f"nullif(trim({raw}), '')"
-        parsed = _parse_expr(col, text, ds)
-        exprs.append(f"{parsed} AS {col.name}")
-        exprs.append(f"{text} AS _t_{col.name}")
+        parsed[col.name] = _parse_expr(col, text, ds)
+        texts.append(f"{text} AS _t_{col.name}")
         reasons.extend(_row_rules(col))
     if ent.any_of:
         present = [c for c in ent.any_of]
         reasons.append(f"CASE WHEN coalesce({', '.join(present)}) IS NULL THEN "
                        f"'no identifying field: all of {', '.join(present)} are empty' END")
-    key_null = " OR ".join(f"{k} IS NULL" for k in ent.key)
     keys = ", ".join(ent.key)
     reasons.append(
-        f"CASE WHEN NOT ({key_null}) AND _first_line <> _source_line THEN "
+        f"CASE WHEN _first_line IS NOT NULL AND _first_line <> _source_line THEN "
         f"'duplicate key ({keys}) in file: first seen at line ' || _first_line END")
-    record = "to_json(struct_pack(" + ", ".join(
-        f'"{_dq(c)}" := "{_dq(c)}"' for c in ds.source_columns) + "))::VARCHAR"
+    key_exprs = ", ".join(f"{parsed[k]} AS {k}" for k in ent.key)
+    key_set = " AND ".join(f"{k} IS NOT NULL" for k in ent.key)
     return f"""
         CREATE OR REPLACE TEMP TABLE _v AS
         WITH parsed AS (
-            SELECT _source_line, {', '.join(exprs)}, {record} AS _record FROM _in
-        ), keyed AS (
-            SELECT *, min(_source_line) OVER (PARTITION BY {keys}) AS _first_line FROM parsed
+            SELECT _source_line, {', '.join(f"{e} AS {n}" for n, e in parsed.items())}, {', '.join(texts)} FROM _in
+        ), dups AS (
+            SELECT * FROM (SELECT {key_exprs}, min(_source_line) AS _first_line, count(*) AS _n
+                           FROM _in GROUP BY ALL) WHERE _n > 1 AND {key_set}
         )
-        SELECT * EXCLUDE (_first_line), concat_ws('; ', {', '.join(reasons)}) AS _reason
-        FROM keyed, (SELECT ?::TIMESTAMP AS _as_of)
+        SELECT {', '.join(ent.column_names)}, _source_line, concat_ws('; ', {', '.join(reasons)}) AS _reason
+        FROM parsed LEFT JOIN dups USING ({keys}), (SELECT ?::TIMESTAMP AS _as_of)
     """
+
+
+def _record_sql(ds: Dataset) -> str:
+    """The delivered text of a row of _in, as JSON (what a quarantine row keeps for repair)."""
+    return "to_json(struct_pack(" + ", ".join(
+        f'"{_dq(c)}" := _in."{_dq(c)}"' for c in ds.source_columns) + "))::VARCHAR"
 
 
 def _parse_expr(col: Column, text: str, ds: Dataset) -> str:
