@@ -35,7 +35,8 @@ def pandera_check(table_key: list[str], model: type[pa.DataFrameModel],
             passed=result.passed,
             severity=dg.AssetCheckSeverity.ERROR,
             description=result.summary(),
-            metadata={"rows_validated": result.rows, "failure_count": result.failure_count,
+            metadata={"rows_validated": result.rows, "rows_checked_row_by_row": result.sampled or result.rows,
+                      "failure_count": result.failure_count,
                       "failure_cases": dg.MetadataValue.md(
                           markdown_table(_masked(result.failures), 20, 60))},
         )

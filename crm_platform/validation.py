@@ -4,6 +4,10 @@ The table is streamed in chunks of Arrow record batches; each chunk is validated
 failure is collected, not only the first. Keys in the model's ``Config.unique`` are checked over the
 whole table in SQL, because a chunk only sees part of it. An empty table fails: a check that passes
 on no data proves nothing.
+
+Tables over ``MAX_ROWS`` rows (the timeline of a million customers holds tens of millions) are
+validated row by row on a seeded random sample of about ``MAX_ROWS`` rows; their unique keys and the
+columns that must not be empty are still checked on every row, in SQL. The result says so.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pandera.pandas as pa
 import pyarrow
 
 MAX_FAILURE_ROWS = 20
+MAX_ROWS = 1_000_000
 
 
 @dataclass
@@ -27,6 +32,12 @@ class ValidationResult:
     failures: pd.DataFrame = field(default_factory=pd.DataFrame)
     messages: list[str] = field(default_factory=list)
     allow_empty: bool = False
+    sampled: int = 0                  # rows validated row by row when not all of them were
+
+    @property
+    def scope(self) -> str:
+        return (f" (row checks on a random sample of {self.sampled:,}; unique keys and required values on "
+                f"all rows)") if self.sampled else ""
 
     @property
     def passed(self) -> bool:
@@ -36,11 +47,11 @@ class ValidationResult:
         if self.rows == 0:
             return f"{self.table} is empty" + (" (allowed: nothing to record this run)" if self.allow_empty else "")
         if self.passed:
-            return f"{self.table}: {self.rows} rows pass"
+            return f"{self.table}: {self.rows} rows pass{self.scope}"
         by_check = (self.failures.groupby(["column", "check"], dropna=False).size()
                     .sort_values(ascending=False).head(5).to_dict()) if len(self.failures) else {}
         parts = [f"{c or 'table'}: {k} ({n})" for (c, k), n in by_check.items()] + self.messages
-        return f"{self.table}: {self.failure_count} failures - " + "; ".join(parts)
+        return f"{self.table}: {self.failure_count} failures{self.scope} - " + "; ".join(parts)
 
 
 def validate_frame(df: pd.DataFrame, model: type[pa.DataFrameModel]) -> pd.DataFrame:
@@ -53,10 +64,12 @@ def validate_frame(df: pd.DataFrame, model: type[pa.DataFrameModel]) -> pd.DataF
                                  "failure_case", "index"])
 
 
-def _chunks(con, table: str, chunk_rows: int):
-    """DataFrames of about ``chunk_rows`` rows each, streamed from DuckDB through Arrow."""
+def _chunks(con, table: str, chunk_rows: int, share: float = 1.0):
+    """DataFrames of about ``chunk_rows`` rows each, streamed from DuckDB through Arrow; of a
+    seeded random sample of that ``share`` of the rows when below 1 (each row drawn on its own)."""
     pending, size = [], 0
-    for batch in con.sql(f"SELECT * FROM {table}").to_arrow_reader(chunk_rows):
+    where = f" USING SAMPLE {share * 100:.6f}% (bernoulli, 42)" if share < 1 else ""
+    for batch in con.sql(f"SELECT * FROM {table}{where}").to_arrow_reader(chunk_rows):
         pending.append(batch)
         size += batch.num_rows
         if size >= chunk_rows:
@@ -67,7 +80,8 @@ def _chunks(con, table: str, chunk_rows: int):
 
 
 def validate_table(con: duckdb.DuckDBPyConnection, table: str, model: type[pa.DataFrameModel],
-                   chunk_rows: int = 1_000_000, allow_empty: bool = False) -> ValidationResult:
+                   chunk_rows: int = 1_000_000, allow_empty: bool = False,
+                   max_rows: int = MAX_ROWS) -> ValidationResult:
     """``allow_empty`` is for tables that rightly hold nothing some runs (a review queue)."""
     rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     result = ValidationResult(table, rows, allow_empty=allow_empty)
@@ -77,13 +91,18 @@ def validate_table(con: duckdb.DuckDBPyConnection, table: str, model: type[pa.Da
         return result
     frames = []
     offset = 0
-    for df in _chunks(con, table, chunk_rows):
+    share = min(1.0, max_rows / rows)
+    required = _required_values(con, table, model, result) if share < 1 else pd.DataFrame()
+    if len(required):
+        frames.append(required)
+    for df in _chunks(con, table, chunk_rows, share):
         df.index = pd.RangeIndex(offset, offset + len(df))
         offset += len(df)
         fails = validate_frame(df, model)
         if len(fails):
             result.failure_count += len(fails)
             frames.append(fails.head(MAX_FAILURE_ROWS))
+    result.sampled = offset if share < 1 else 0
     unique = getattr(model.Config, "unique", None)
     if unique:
         cols = ", ".join(unique)
@@ -100,3 +119,18 @@ def validate_table(con: duckdb.DuckDBPyConnection, table: str, model: type[pa.Da
     if frames:
         result.failures = pd.concat(frames, ignore_index=True).head(MAX_FAILURE_ROWS * 5)
     return result
+
+
+def _required_values(con, table: str, model: type[pa.DataFrameModel], result: ValidationResult) -> pd.DataFrame:
+    """Empty values in the model's non-nullable columns, counted over every row of the table (the
+    row-by-row validation of a large table sees a sample only)."""
+    present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()}
+    required = [n for n, c in model.to_schema().columns.items() if not c.nullable and n in present]
+    if not required:
+        return pd.DataFrame()
+    counts = con.execute("SELECT " + ", ".join(f'count(*) FILTER (WHERE "{c}" IS NULL)' for c in required)
+                         + f" FROM {table}").fetchall()[0]
+    empty = {c: n for c, n in zip(required, counts) if n}
+    result.failure_count += sum(empty.values())
+    return pd.DataFrame({"schema_context": "Column", "column": list(empty), "check": "not_nullable",
+                         "failure_case": [f"{n:,} empty values" for n in empty.values()], "index": None})

@@ -95,6 +95,23 @@ def test_duplicate_keys_fail_over_the_whole_table(loaded_world, tmp_path):
     assert not result.passed and "unique" in result.summary()
 
 
+def test_a_large_table_is_validated_on_a_sample_and_its_keys_and_required_values_in_full(loaded_world, tmp_path):
+    con = duckdb.connect(str(tmp_path / "copy.duckdb"))
+    con.execute(f"ATTACH '{loaded_world}' AS src (READ_ONLY)")
+    con.execute("CREATE SCHEMA staging")
+    con.execute("CREATE TABLE staging.orders AS SELECT * FROM src.staging.orders")
+    n = con.execute("SELECT count(*) FROM staging.orders").fetchall()[0][0]
+    clean = validate_table(con, "staging.orders", STAGING_SCHEMAS["orders"], max_rows=n // 10)
+    assert clean.passed and 0.07 * n < clean.sampled < 0.13 * n and "random sample of" in clean.summary()
+    # one duplicated order and one order without a customer: too rare for a sample to be sure to
+    # see, found in full
+    con.execute("INSERT INTO staging.orders SELECT * FROM staging.orders LIMIT 1")
+    con.execute("UPDATE staging.orders SET customer_ref = NULL WHERE order_id = (SELECT max(order_id) FROM staging.orders)")
+    result = validate_table(con, "staging.orders", STAGING_SCHEMAS["orders"], max_rows=n // 10)
+    assert not result.passed and 0 < result.sampled < 0.13 * n
+    assert "unique" in result.summary() and "customer_ref: not_nullable" in result.summary()
+
+
 def test_empty_table_fails(tmp_path):
     con = duckdb.connect()
     con.execute("CREATE SCHEMA staging; CREATE TABLE staging.leads (lead_id VARCHAR)")
