@@ -22,6 +22,7 @@ from crm_platform.governance import audit
 from crm_platform.ml import NotEnoughData, churn, clv, leads, load_config, nbo
 from crm_platform.ml.evaluate import psi
 from crm_platform.ml.gate import decide
+from crm_platform.ml.training import training_sample
 from crm_platform.plots import calibration_plot, decile_plot, histogram_plot
 from crm_platform.schemas import ChurnScores, ClvScores, LeadScores, NextBestOffer
 from crm_platform.warehouse import replace_partition
@@ -49,6 +50,8 @@ def card_metadata(card: dict) -> dict:
         "top_predictors": dg.MetadataValue.md(markdown_table(pd.DataFrame(card["importance"]), 10, 60)),
         "features": dg.MetadataValue.json(card["features"]),
     }
+    if "training_sample" in card:
+        meta["training_sample"] = dg.MetadataValue.json(card["training_sample"])
     if "calibration" in card:
         meta["calibration_curve"] = image(calibration_plot(pd.DataFrame(card["calibration"]),
                                                            f"{card['task']}: calibration on the test cutoff"),
@@ -78,7 +81,9 @@ def model_asset(task: ModuleType, description: str):
         champion = registry.load(task.TASK, current) if current else None
         with read_only(warehouse) as con:
             try:
-                model, card = task.train(con, CONFIG, FEATURES, champion)
+                sample = training_sample(con, CONFIG)
+                model, card = task.train(con, CONFIG, FEATURES, champion, events=sample.events)
+                card["training_sample"] = sample.describe()
             except NotEnoughData as e:
                 registry.record_attempt(task.TASK, None, f"not enough data: {e}")
                 context.log.warning(f"{task.TASK}: not enough data: {e}")

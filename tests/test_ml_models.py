@@ -19,6 +19,7 @@ from crm_platform.ml import NotEnoughData, churn, load_config
 from crm_platform.ml.evaluate import psi, reference_bins
 from crm_platform.ml.gate import decide
 from crm_platform.ml.registry import Registry, RegistryError
+from crm_platform.ml.training import training_sample
 from resources.models import ModelStore
 
 CFG = load_config()
@@ -58,6 +59,21 @@ def test_scores_every_eligible_customer(trained):
     assert out["churn_probability"].between(0, 1).all()
     assert (out.loc[out["churn_probability"] >= CFG.risk_high, "risk_band"] == "high").all()
     assert set(out["risk_band"]) == {"low", "medium", "high"}
+
+
+def test_a_large_customer_base_trains_on_a_stable_sample_of_customers(trained):
+    con, _, full = trained
+    whole = training_sample(con, CFG)
+    assert whole.events == "core.customer_events" and whole.sampled == whole.customers
+    cfg = dataclasses.replace(CFG, max_train_customers=whole.customers // 2)
+    sample = training_sample(con, cfg)
+    assert sample == training_sample(con, cfg)          # the same customers on every retrain
+    assert 0.4 < sample.sampled / whole.customers < 0.6
+    model, card = churn.train(con, cfg, FCFG, events=sample.events)
+    assert 0.35 < card["train_examples"] / full["train_examples"] < 0.65
+    assert 0.35 < card["test_examples"] / full["test_examples"] < 0.65
+    m = card["metrics"]
+    assert m[card["model"]]["roc_auc"] > m["recency_rule"]["roc_auc"]
 
 
 def test_gate_refuses_worse_models():

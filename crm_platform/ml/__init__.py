@@ -32,6 +32,8 @@ class ModelConfig:
     gate_tolerance: float
     drift_psi_warn: float
     random_state: int
+    # above this many customers on the timeline, models learn from a seeded sample of them
+    max_train_customers: int = 50_000
 
 
 def load_config(path: str | Path = DEFAULT_MODELS) -> ModelConfig:
@@ -41,9 +43,10 @@ def load_config(path: str | Path = DEFAULT_MODELS) -> ModelConfig:
         min_positives=int(raw["min_positives"]), risk_medium=float(raw["risk_bands"]["medium"]),
         risk_high=float(raw["risk_bands"]["high"]), gate_margin=float(raw["gate"]["margin"]),
         gate_tolerance=float(raw["gate"]["tolerance"]), drift_psi_warn=float(raw["drift_psi_warn"]),
-        random_state=int(raw.get("random_state", 42))), ModelConfigError)
-    if cfg.horizon_days < 1 or cfg.train_cutoffs < 1 or cfg.cutoff_spacing_days < 1:
-        raise ModelConfigError(f"{path}: horizon, cutoffs and spacing must be positive")
+        random_state=int(raw.get("random_state", 42)),
+        max_train_customers=int(raw.get("max_train_customers", 50_000))), ModelConfigError)
+    if min(cfg.horizon_days, cfg.train_cutoffs, cfg.cutoff_spacing_days, cfg.max_train_customers) < 1:
+        raise ModelConfigError(f"{path}: horizon, cutoffs, spacing and max_train_customers must be positive")
     if not 0 < cfg.risk_medium < cfg.risk_high < 1:
         raise ModelConfigError(f"{path}: risk bands need 0 < medium < high < 1")
     return cfg

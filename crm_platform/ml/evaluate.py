@@ -45,14 +45,14 @@ def decile_table(y, p) -> pd.DataFrame:
     return t
 
 
-def top_predictors(model, X: pd.DataFrame, y, scoring: str, seed: int, max_rows: int = 4000,
+def top_predictors(model, X: pd.DataFrame, y, scoring: str, seed: int, max_rows: int = 2000,
                    top: int = 10) -> pd.DataFrame:
     """Permutation importance on (a sample of) the test set: how much the score drops when a
     feature's values are shuffled."""
     if len(X) > max_rows:
         idx = np.random.default_rng(seed).choice(len(X), max_rows, replace=False)
         X, y = X.iloc[idx], np.asarray(y)[idx]
-    r = permutation_importance(model, X, y, scoring=scoring, n_repeats=3, random_state=seed, n_jobs=1)
+    r = permutation_importance(model, X, y, scoring=scoring, n_repeats=2, random_state=seed, n_jobs=1)
     t = pd.DataFrame({"feature": X.columns, "importance": r.importances_mean, "std": r.importances_std})
     return t.sort_values("importance", ascending=False).head(top).round(5).reset_index(drop=True)
 

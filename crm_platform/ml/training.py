@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
@@ -51,6 +52,34 @@ def default_plan(cfg: ModelConfig, fcfg: FeatureConfig, first: date, last: date,
         raise NotEnoughData(f"data from {first} to {last} is too short for a {span}-day label window: a training "
                             f"cutoff would have to lie between {earliest} and {newest}")
     return plan_cutoffs(train, test, cfg.horizon_days, last, label_days)
+
+
+@dataclass(frozen=True)
+class TrainingSample:
+    """The events models learn from: the whole timeline, or the timeline of a seeded sample of
+    customers when there are more than ``max_train_customers``."""
+
+    events: str
+    customers: int
+    sampled: int
+
+    def describe(self) -> dict:
+        return {"customers": self.customers, "sampled_customers": self.sampled,
+                "share": round(self.sampled / self.customers, 4) if self.customers else 0.0}
+
+
+def training_sample(con, cfg: ModelConfig, events: str = "core.customer_events") -> TrainingSample:
+    """A customer is in the sample when the hash of its id and the seed falls below the share to
+    keep: stable from run to run and independent of row order, so a retrain on the same data
+    learns from the same customers."""
+    total = con.execute(f"SELECT count(DISTINCT customer_id) FROM {events}").fetchall()[0][0]
+    if total <= cfg.max_train_customers:
+        return TrainingSample(events, total, total)
+    buckets = 1_000_000
+    keep = int(buckets * cfg.max_train_customers / total)
+    where = f"hash(customer_id || ':{cfg.random_state}') % {buckets} < {keep}"
+    sampled = con.execute(f"SELECT count(DISTINCT customer_id) FROM {events} WHERE {where}").fetchall()[0][0]
+    return TrainingSample(f"(SELECT * FROM {events} WHERE {where})", total, sampled)
 
 
 def snapshot(con, fcfg: FeatureConfig, day: date, events: str = "core.customer_events") -> str:
