@@ -9,15 +9,12 @@ to benchmarks/results.md with the date, the machine and the command.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import resource
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from _runner import append_results, run_stage
+from _runner import append_results, machine_header, run_stage
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work"
@@ -72,11 +69,8 @@ def main(argv: list[str]) -> None:
         print(json.dumps(stage(argv[1], int(argv[2]))))
         return
     sizes = [int(a) for a in argv] or [100_000]
-    lines = [f"\n## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC - {platform.node() and 'this machine'}: "
-             f"{os.cpu_count()} cores, {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, "
-             f"Python {platform.python_version()}",
-             f"command: `.venv/bin/python benchmarks/throughput.py {' '.join(map(str, sizes))}`", "",
-             "| customers | stage | rows | seconds | rows/s | peak RSS MB | detail |", "|---|---|---|---|---|---|---|"]
+    lines = machine_header("Generator and ingestion+staging", f"benchmarks/throughput.py {' '.join(map(str, sizes))}") + [
+             "", "| customers | stage | rows | seconds | rows/s | peak RSS MB | detail |", "|---|---|---|---|---|---|---|"]
     for n in sizes:
         for name in ("generate", "ingest+staging"):
             r = run_stage(__file__, name, n)
