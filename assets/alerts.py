@@ -161,7 +161,7 @@ def kpi_alerts(context: dg.AssetExecutionContext, warehouse: DuckDBResource, ale
     """KPIs of the whole base that left their expected band on the partition's day (the median of
     their own trailing values ± robust spread; direction per KPI in config/alerts.yaml), and, on the
     last day of the run, a data-quality alert for every asset check whose latest evaluation failed
-    (one alert per failure: its id comes from the check and the failing run)."""
+    (one alert per failure: its id comes from the check and what it found)."""
     cfg = alerting.config()
     table = "alerts.kpi_alerts"
     days = sorted(context.partition_keys)

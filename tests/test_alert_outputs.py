@@ -56,6 +56,11 @@ def test_data_quality_alerts_are_one_per_failure():
     assert [r["subject"] for r in rows] == ["staging/orders:pandera_Orders"]
     assert rows[0]["alert_id"] == kpi.data_quality_alerts(DAY + timedelta(days=1), failed, "ERROR")[0]["alert_id"]
     assert len(kpi.data_quality_alerts(DAY, failed, "WARN")) == 2
+    # a rerun finding the same is the same alert; finding something else is a new one
+    rerun = [dataclasses.replace(f, run_id="run-2") for f in failed]
+    assert kpi.data_quality_alerts(DAY, rerun, "ERROR")[0]["alert_id"] == rows[0]["alert_id"]
+    worse = [dataclasses.replace(failed[0], run_id="run-3", description="4 failures")]
+    assert kpi.data_quality_alerts(DAY, worse, "ERROR")[0]["alert_id"] != rows[0]["alert_id"]
 
 
 def test_uplift_compares_treated_and_control_after_the_window():

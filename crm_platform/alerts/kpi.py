@@ -72,11 +72,13 @@ class FailedCheck:
 
 def data_quality_alerts(day: date, failed: list[FailedCheck], min_severity: str) -> list[dict]:
     """Alert rows for failed checks of at least ``min_severity``. The id comes from the check and
-    the run that failed it, not the day: the same failure is one alert however often it is seen."""
+    what it found (its description: counts, failing values), not the day or the run: the same
+    failure is one alert however often it is seen, a rerun on the same data included; a failure
+    that changes is a new alert."""
     from crm_platform.alerts.delivery import alert_id
 
     keep = ("ERROR",) if min_severity == "ERROR" else ("WARN", "ERROR")
-    return [{"alert_id": alert_id("data_quality", f"{f.asset}:{f.check}", f.run_id, ""),
+    return [{"alert_id": alert_id("data_quality", f"{f.asset}:{f.check}", f.description, ""),
              "alert_date": day, "kind": "data_quality", "subject": f"{f.asset}:{f.check}",
              "reason": f"check {f.check} on {f.asset} failed ({f.severity.lower()}): {f.description}"[:500],
              "value": None, "expected_low": None, "expected_high": None, "history_days": None}
