@@ -3,9 +3,9 @@ way") and Pareto/NBD (Schmittlein, Morrison & Colombo 1987, likelihood as in Fad
 "A note on deriving the Pareto/NBD model") for the number of repeat purchases, and Gamma-Gamma
 (Fader, Hardie & Lee 2005, "RFM and CLV") for their value, fitted by maximum likelihood with scipy.
 
-The parameters describe the population; above ``MAX_FIT_ROWS`` customers they are fitted on a
-fixed random sample of that size (the estimates are then as good as final), and every customer is
-scored.
+The parameters describe the population; above ``MAX_FIT_ROWS`` customers (``PARETO_FIT_ROWS`` for
+Pareto/NBD) they are fitted on a fixed random sample of that size (the estimates are then as good
+as final), and every customer is scored.
 
 Inputs per customer, in any time unit used consistently: ``x`` repeat purchases (purchases after
 the first, same-day purchases merged), ``t_x`` time of the last purchase and ``T`` age, both
@@ -21,15 +21,20 @@ from scipy.optimize import minimize
 from scipy.special import gammaln, hyp2f1, logsumexp
 
 MAX_FIT_ROWS = 50_000
+# Pareto/NBD's likelihood needs a hypergeometric function per customer and evaluation, and its
+# simplex search hundreds of evaluations: fitted on 10,000 customers (on the 100,000-customer world
+# its mean P(alive) and expected 90-day purchases move by 0.3 % against a 50,000-customer fit,
+# at a fifth of the time)
+PARETO_FIT_ROWS = 10_000
 S_MAX = 10.0
 
 
-def _sample(*arrays):
-    """The arrays as floats, cut to a fixed random sample of MAX_FIT_ROWS rows if longer."""
+def _sample(*arrays, rows: int = MAX_FIT_ROWS):
+    """The arrays as floats, cut to a fixed random sample of ``rows`` rows if longer."""
     arrays = [np.asarray(a, dtype=float) for a in arrays]
-    if len(arrays[0]) <= MAX_FIT_ROWS:
+    if len(arrays[0]) <= rows:
         return arrays
-    idx = np.random.default_rng(0).choice(len(arrays[0]), MAX_FIT_ROWS, replace=False)
+    idx = np.random.default_rng(0).choice(len(arrays[0]), rows, replace=False)
     return [a[idx] for a in arrays]
 
 
@@ -136,7 +141,7 @@ class ParetoNBD:
 
     def fit(self, x, t_x, T, warm: "ParetoNBD | None" = None) -> "ParetoNBD":
         """Maximum likelihood; ``warm``: a fit on similar data (e.g. the previous cutoff) to start from."""
-        x, t_x, T = _sample(x, t_x, T)
+        x, t_x, T = _sample(x, t_x, T, rows=PARETO_FIT_ROWS)
         scale = max(T.max(), 1e-9) / 10
 
         def nll(lp):
