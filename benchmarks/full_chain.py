@@ -1,7 +1,7 @@
 """The whole chain at N generated customers, run the way the schedules run it, with the time and
 peak memory of every step and of every stage (warehouse layer).
 
-    .venv/bin/python benchmarks/full_chain.py 10000 100000 1000000 [--record]
+    .venv/bin/python benchmarks/full_chain.py 10000 100000 1000000 [--record] [--reuse]
 
 A full refresh is: ``refresh_core`` (ingestion, staging, identity resolution, customer 360,
 governance), ``retrain_models`` and ``daily_snapshots`` of the last day with data (features,
@@ -9,7 +9,9 @@ scores, segments, KPIs, alerts, dashboard), on an empty warehouse and Dagster in
 landing files are generated once per size under ``benchmarks/_work/<N>`` (seed 42) and reused;
 generation is not part of the refresh. Each size runs in its own process; its memory is sampled
 every 0.2 s and attributed to the step running at that moment (the in-process executor runs one
-step at a time). With ``--record`` the tables are appended to benchmarks/results.md.
+step at a time). With ``--record`` the tables are appended to benchmarks/results.md. Each size's
+result is kept in ``benchmarks/_work/full_chain_<N>.json``; ``--reuse`` takes it from there instead
+of running that size again (to put sizes measured one after another into one table).
 """
 
 from __future__ import annotations
@@ -151,11 +153,16 @@ def main(argv: list[str]) -> None:
     if argv and argv[0] == "--stage":
         print(json.dumps(stage(int(argv[2]))))
         return
-    record = "--record" in argv
-    sizes = [int(a) for a in argv if a != "--record"] or [10_000]
+    record, reuse = "--record" in argv, "--reuse" in argv
+    sizes = [int(a) for a in argv if not a.startswith("--")] or [10_000]
     runs = {}
     for n in sizes:
-        runs[n] = run_stage(__file__, "chain", n)
+        saved = WORK / f"full_chain_{n}.json"
+        if reuse and saved.exists():
+            runs[n] = json.loads(saved.read_text())
+        else:
+            runs[n] = run_stage(__file__, "chain", n)
+            saved.write_text(json.dumps(runs[n], indent=1))
         print(f"{n:,}: {runs[n]['seconds']} s, peak {runs[n]['peak_rss_mb']:,} MB, {runs[n]['jobs']}", flush=True)
     stages = {n: by_stage(r["steps"]) for n, r in runs.items()}
     order = sorted({s for st in stages.values() for s in st}, key=lambda s: -stages[sizes[-1]].get(s, {}).get("seconds", 0))
@@ -174,7 +181,6 @@ def main(argv: list[str]) -> None:
     for s in sorted(runs[sizes[-1]]["steps"], key=lambda s: -s["seconds"])[:15]:
         lines.append(f"| {s['step']} | {s['seconds']} | {s['peak_rss_mb']:,} |")
     print("\n".join(lines))
-    (WORK / "full_chain_last.json").write_text(json.dumps(runs, indent=1))
     if record:
         append_results(lines)
 
