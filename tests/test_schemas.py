@@ -112,6 +112,24 @@ def test_a_large_table_is_validated_on_a_sample_and_its_keys_and_required_values
     assert "unique" in result.summary() and "customer_ref: not_nullable" in result.summary()
 
 
+def test_a_sample_keeps_whole_customers_so_checks_across_their_rows_hold():
+    from crm_platform.schemas import NextBestOffer
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA ml")
+    con.execute("""CREATE TABLE ml.next_best_offer AS
+        SELECT DATE '2026-10-01' AS snapshot_date, printf('C%09d', c) AS customer_id, r AS offer_rank,
+               'cat' || r AS category, 0.9 - r / 10 AS offer_probability, NULL::VARCHAR AS suppressed_categories,
+               'v0001' AS model_version
+        FROM range(10000) a(c), range(1, 4) b(r)""")
+    result = validate_table(con, "ml.next_best_offer", NextBestOffer, max_rows=3000)
+    assert result.passed and 0 < result.sampled < 4500, result.summary()
+    # a customer whose second offer is missing fails, sample or not
+    con.execute("DELETE FROM ml.next_best_offer WHERE offer_rank = 2 AND customer_id IN "
+                "(SELECT customer_id FROM ml.next_best_offer WHERE hash(customer_id) % 1000000 < 100000)")
+    assert not validate_table(con, "ml.next_best_offer", NextBestOffer, max_rows=3000).passed
+
+
 def test_empty_table_fails(tmp_path):
     con = duckdb.connect()
     con.execute("CREATE SCHEMA staging; CREATE TABLE staging.leads (lead_id VARCHAR)")
