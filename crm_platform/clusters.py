@@ -155,6 +155,9 @@ class LookalikeConfig:
     seed_segment: str = "champions"
     neighbours: int = 10
     min_seed: int = 20
+    # a larger seed is represented by a fixed random sample of this many members (the nearest
+    # neighbours of a million customers among a hundred thousand champions take minutes)
+    max_seed: int = 20_000
 
 
 def lookalike_scores(features: pd.DataFrame, seed: pd.Series, cfg: LookalikeConfig = LookalikeConfig()
@@ -163,7 +166,8 @@ def lookalike_scores(features: pd.DataFrame, seed: pd.Series, cfg: LookalikeConf
 
     ``features``: one feature snapshot; ``seed``: True for seed members. The score is the
     percentile of 1 / (1 + mean distance to the ``neighbours`` nearest seed members) in
-    standardized behaviour space (1 = most alike). Returns (customer_id, distance, score, rank)
+    standardized behaviour space (1 = most alike); of a seed over ``max_seed`` members, a fixed
+    random sample of that many. Returns (customer_id, distance, score, rank)
     for the non-seed customers, or an empty frame and the reason."""
     seed = np.asarray(seed, dtype=bool)
     if seed.sum() < cfg.min_seed:
@@ -173,7 +177,10 @@ def lookalike_scores(features: pd.DataFrame, seed: pd.Series, cfg: LookalikeConf
     for c in ("avg_order_value", "category_breadth", "web_sessions_90d", "tickets_total", "engagement_score"):
         x[c] = np.log1p(x[c].clip(lower=0))
     z = StandardScaler().fit_transform(x.to_numpy())
-    nn = NearestNeighbors(n_neighbors=min(cfg.neighbours, int(seed.sum()))).fit(z[seed])
+    members = z[seed]
+    if len(members) > cfg.max_seed:
+        members = members[np.sort(np.random.default_rng(0).choice(len(members), cfg.max_seed, replace=False))]
+    nn = NearestNeighbors(n_neighbors=min(cfg.neighbours, len(members)), n_jobs=-1).fit(members)
     dist, _ = nn.kneighbors(z[~seed])
     d = dist.mean(axis=1)
     out = pd.DataFrame({"customer_id": features["customer_id"].to_numpy()[~seed], "distance": d.round(4)})
@@ -185,7 +192,8 @@ def lookalike_scores(features: pd.DataFrame, seed: pd.Series, cfg: LookalikeConf
 def load_lookalike_config(path) -> LookalikeConfig:
     raw = (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("lookalikes") or {}
     try:
-        return LookalikeConfig(str(raw["seed_segment"]), int(raw["neighbours"]), int(raw["min_seed"]))
+        return LookalikeConfig(str(raw["seed_segment"]), int(raw["neighbours"]), int(raw["min_seed"]),
+                               int(raw.get("max_seed", LookalikeConfig.max_seed)))
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: lookalikes: {type(e).__name__}: {e}") from e
 
