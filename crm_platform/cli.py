@@ -289,7 +289,7 @@ def _model_lines(con, p: settings.Paths) -> list[str]:
     from crm_platform.ml.registry import Registry
 
     reg, lines = Registry(p.models), []
-    for task in sorted(d.name for d in p.models.iterdir() if d.is_dir()) if p.models.exists() else []:
+    for task in reg.tasks():
         champion, attempt = reg.champion(task), reg.last_attempt(task) or {}
         if champion is None:
             lines.append(f"model {task}: no champion ({attempt.get('status', 'never trained')})")

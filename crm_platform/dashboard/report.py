@@ -39,8 +39,7 @@ class Rendered:
 def champion_cards(registry) -> dict:
     """The model card of each task's champion (task -> card with its version)."""
     out = {}
-    root = Path(registry.root)
-    for task in sorted(d.name for d in root.iterdir() if d.is_dir()) if root.exists() else []:
+    for task in registry.tasks():
         version = registry.champion(task)
         if version:
             out[task] = {**registry.card(task, version), "version": version}

@@ -41,6 +41,10 @@ class Registry:
     def _task(self, task: str) -> Path:
         return self.root / task
 
+    def tasks(self) -> list[str]:
+        """The tasks anything was ever registered or attempted for."""
+        return sorted(d.name for d in self.root.iterdir() if d.is_dir()) if self.root.exists() else []
+
     def versions(self, task: str) -> list[str]:
         d = self._task(task)
         return sorted(p.name for p in d.iterdir() if p.is_dir() and (p / "card.json").exists()) if d.exists() else []
