@@ -14,10 +14,11 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results.md"
 
 
-def run_stage(script: str, name: str, customers: int) -> dict:
+def run_stage(script: str, name: str, customers: int, extra: list[str] | None = None) -> dict:
     """Run ``script --stage name customers`` in a fresh interpreter; its last stdout line is the
     stage's JSON result. A failing stage stops the benchmark with its error."""
-    res = subprocess.run([sys.executable, script, "--stage", name, str(customers)], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, script, "--stage", name, str(customers), *(extra or [])],
+                         capture_output=True, text=True)
     if res.returncode:
         print(res.stderr[-3000:], file=sys.stderr)
         raise SystemExit(f"{name} failed at {customers}")

@@ -1,7 +1,7 @@
 """The whole chain at N generated customers, run the way the schedules run it, with the time and
 peak memory of every step and of every stage (warehouse layer).
 
-    .venv/bin/python benchmarks/full_chain.py 10000 100000 1000000 [--record] [--reuse]
+    .venv/bin/python benchmarks/full_chain.py 10000 100000 1000000 [--record] [--reuse] [--again]
 
 A full refresh is: ``refresh_core`` (ingestion, staging, identity resolution, customer 360,
 governance), ``retrain_models`` and ``daily_snapshots`` of the last day with data (features,
@@ -11,7 +11,8 @@ generation is not part of the refresh. Each size runs in its own process; its me
 every 0.2 s and attributed to the step running at that moment (the in-process executor runs one
 step at a time). With ``--record`` the tables are appended to benchmarks/results.md. Each size's
 result is kept in ``benchmarks/_work/full_chain_<N>.json``; ``--reuse`` takes it from there instead
-of running that size again (to put sizes measured one after another into one table).
+of running that size again (to put sizes measured one after another into one table). ``--again``
+then runs ``refresh_core`` and the last day once more with no new landing file.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def step_times(instance, run_id: str) -> list[tuple[str, float, float]]:
     return out
 
 
-def stage(customers: int) -> dict:
+def stage(customers: int, again: bool = False) -> dict:
     home = fresh_home(customers)
     os.environ["CRM_PLATFORM_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
@@ -109,6 +110,15 @@ def stage(customers: int) -> dict:
         for key, start, end in step_times(dg.DagsterInstance.get(), result.run_id):
             steps.append({"job": job, "step": key, "seconds": round(end - start, 2),
                           "peak_rss_mb": sampler.peak(start, end)})
+    rerun = {}
+    if again:
+        # the refresh and the day once more with no new landing file: what a day without new data
+        # costs today (the incremental refresh is measured against this)
+        for job in ("refresh_core", "daily_snapshots"):
+            kw = {"partition_key": latest_data_day()} if job == "daily_snapshots" else {}
+            t0 = time.time()
+            result = run(job, **kw)
+            rerun[job] = {"seconds": round(time.time() - t0, 1), "success": result.success}
     sampler.done.set()
     groups = step_groups()
     for s in steps:
@@ -119,7 +129,7 @@ def stage(customers: int) -> dict:
     counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in (
         "staging.contacts", "staging.orders", "core.customers", "core.customer_events")}
     con.close()
-    return {"customers": customers, "jobs": jobs, "steps": steps, "rows": counts,
+    return {"customers": customers, "jobs": jobs, "steps": steps, "rows": counts, "rerun_no_new_data": rerun,
             "seconds": round(sum(j["seconds"] for j in jobs.values()), 1),
             "peak_rss_mb": max(j["peak_rss_mb"] for j in jobs.values())}
 
@@ -151,7 +161,7 @@ def by_stage(steps: list[dict]) -> dict[str, dict]:
 
 def main(argv: list[str]) -> None:
     if argv and argv[0] == "--stage":
-        print(json.dumps(stage(int(argv[2]))))
+        print(json.dumps(stage(int(argv[2]), "--again" in argv)))
         return
     record, reuse = "--record" in argv, "--reuse" in argv
     sizes = [int(a) for a in argv if not a.startswith("--")] or [10_000]
@@ -161,7 +171,7 @@ def main(argv: list[str]) -> None:
         if reuse and saved.exists():
             runs[n] = json.loads(saved.read_text())
         else:
-            runs[n] = run_stage(__file__, "chain", n)
+            runs[n] = run_stage(__file__, "chain", n, ["--again"] if "--again" in argv else [])
             saved.write_text(json.dumps(runs[n], indent=1))
         print(f"{n:,}: {runs[n]['seconds']} s, peak {runs[n]['peak_rss_mb']:,} MB, {runs[n]['jobs']}", flush=True)
     stages = {n: by_stage(r["steps"]) for n, r in runs.items()}
@@ -177,6 +187,10 @@ def main(argv: list[str]) -> None:
     lines += ["", "Per job (seconds / peak MB): " + "; ".join(
         f"{n:,}: " + ", ".join(f"{j} {v['seconds']} s / {v['peak_rss_mb']:,} MB" for j, v in runs[n]["jobs"].items())
         for n in sizes), "", "Rows: " + "; ".join(f"{n:,}: {json.dumps(runs[n]['rows'])}" for n in sizes), "",
+        *([("Refresh and last day again with no new landing file (seconds): " + "; ".join(
+            f"{n:,}: " + ", ".join(f"{j} {v['seconds']}" for j, v in runs[n]["rerun_no_new_data"].items())
+            for n in sizes if runs[n].get("rerun_no_new_data"))), ""] if any(
+            runs[n].get("rerun_no_new_data") for n in sizes) else []),
         f"Slowest steps at {sizes[-1]:,}:", "", "| step | seconds | peak MB |", "|---|---|---|"]
     for s in sorted(runs[sizes[-1]]["steps"], key=lambda s: -s["seconds"])[:15]:
         lines.append(f"| {s['step']} | {s['seconds']} | {s['peak_rss_mb']:,} |")
