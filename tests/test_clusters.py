@@ -86,3 +86,6 @@ def test_lookalikes_rank_the_seeds_twins_first():
     assert mean[0] > mean[2] and mean[0] > mean[3]
     few, why = clusters.lookalike_scores(snap, snap.index < 5)
     assert few.empty and "fewer than 20" in why
+    # a seed larger than max_seed is represented by a sample of it: the same twins still come first
+    sampled, _ = clusters.lookalike_scores(snap, seed, clusters.LookalikeConfig(max_seed=30))
+    assert len(sampled) == len(scores) and (sampled.head(75).customer_id.map(truth) == 0).all()
