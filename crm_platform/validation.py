@@ -21,6 +21,8 @@ import pandera.errors
 import pandera.pandas as pa
 import pyarrow
 
+from crm_platform.warehouse import hash_sample
+
 MAX_FAILURE_ROWS = 20
 MAX_ROWS = 1_000_000
 
@@ -91,7 +93,7 @@ def _sample_clause(con, table: str, share: float) -> str:
     key = next((k for k in GROUP_KEYS if k in present), None)
     if key is None:
         return f"USING SAMPLE {share * 100:.6f}% (bernoulli, 42)"
-    return f"WHERE hash({key}) % 1000000 < {max(1, int(share * 1_000_000))}"
+    return f"WHERE {hash_sample(key, share)}"
 
 
 def validate_table(con: duckdb.DuckDBPyConnection, table: str, model: type[pa.DataFrameModel],

@@ -103,3 +103,10 @@ def replace_partition(con: duckdb.DuckDBPyConnection, table: str, src: str, day_
     except Exception:
         con.execute("ROLLBACK")
         raise
+
+
+def hash_sample(column: str, share: float, salt: str = "") -> str:
+    """A predicate keeping about ``share`` of the distinct values of ``column`` (and every row of
+    each): the same values in every run and in any row order, so a sample of customers is stable."""
+    value = f"{column} || '{salt}'" if salt else column
+    return f"hash({value}) % 1000000 < {max(1, int(share * 1_000_000))}"

@@ -75,9 +75,7 @@ def training_sample(con, cfg: ModelConfig, events: str = "core.customer_events")
     total = con.execute(f"SELECT count(DISTINCT customer_id) FROM {events}").fetchall()[0][0]
     if total <= cfg.max_train_customers:
         return TrainingSample(events, total, total)
-    buckets = 1_000_000
-    keep = int(buckets * cfg.max_train_customers / total)
-    where = f"hash(customer_id || ':{cfg.random_state}') % {buckets} < {keep}"
+    where = warehouse.hash_sample("customer_id", cfg.max_train_customers / total, f":{cfg.random_state}")
     sampled = con.execute(f"SELECT count(DISTINCT customer_id) FROM {events} WHERE {where}").fetchall()[0][0]
     return TrainingSample(f"(SELECT * FROM {events} WHERE {where})", total, sampled)
 
