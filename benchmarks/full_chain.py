@@ -1,5 +1,5 @@
 """The whole chain at N generated customers, run the way the schedules run it, with the time and
-peak memory of every step and of every stage (warehouse layer).
+peak memory of every step and of every stage (asset group).
 
     .venv/bin/python benchmarks/full_chain.py 10000 100000 1000000 [--record] [--reuse] [--again]
 
