@@ -18,6 +18,7 @@ leaves either the whole file loaded or nothing. Rows read = rows loaded + rows q
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -224,8 +225,14 @@ def _empty_rejects(con) -> None:
     con.execute("CREATE OR REPLACE TEMP TABLE _rejects (line BIGINT, reason VARCHAR, record VARCHAR)")
 
 
-def _check_required(ds: Dataset, present: list[str]) -> None:
+def _check_columns(ds: Dataset, present: list[str], all_mapped: bool = True) -> None:
+    """A file without a column of a required value is unreadable. A CSV header or Parquet schema
+    must also have every other mapped column: one missing is a changed export layout, and loading
+    it would quietly empty that column for every row (JSON records may leave optional fields out)."""
     missing = [c for c in ds.required_source_columns if c not in present]
+    kind = "required"
+    if not missing and all_mapped:
+        missing, kind = [c for c in ds.source_columns if c not in present], "mapped"
     if missing:
         hint = ""
         if len(present) == 1 and ds.format == "csv":
@@ -233,7 +240,9 @@ def _check_required(ds: Dataset, present: list[str]) -> None:
                 if d != ds.delimiter and d in present[0]:
                     hint = f" - the header splits on {d!r}, not the declared delimiter {ds.delimiter!r}"
                     break
-        raise UnreadableFile(f"missing required columns: {', '.join(missing)} "
+        if kind == "mapped" and not hint:
+            hint = f" - the export changed its layout? Map the new column names in sources.yaml ({ds.key})"
+        raise UnreadableFile(f"missing {kind} columns: {', '.join(missing)} "
                              f"(found: {', '.join(present)[:300]}){hint}")
 
 
@@ -255,9 +264,9 @@ def _as_utf8(path: Path, ds: Dataset) -> Path:
                 try:
                     line.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    raise UnreadableFile(f"not valid UTF-8 (declared encoding {ds.encoding}): "
-                                         f"line {n}, byte {e.start}") from None
+                    raise UnreadableFile(_bad_bytes(ds, n, e)) from None
         return path
+    _not_utf8(path, ds)
     out = path.with_name(f".{path.name}.utf8.tmp")
     try:
         with path.open("r", encoding=enc, newline="") as src, \
@@ -269,11 +278,38 @@ def _as_utf8(path: Path, ds: Dataset) -> Path:
     return out
 
 
+def _bad_bytes(ds: Dataset, line: int, e: Exception) -> str:
+    where = f"line {line}, byte {e.start}" if isinstance(e, UnicodeDecodeError) else f"line {line}"
+    if ds.encoding.replace("_", "-").lower() in ("utf-8", "utf8", "utf-8-sig"):
+        return f"not valid UTF-8 (declared encoding {ds.encoding}): {where}"
+    return f"cannot decode as {ds.encoding}: {where}"
+
+
+def _not_utf8(path: Path, ds: Dataset) -> None:
+    """A file declared in a single-byte encoding (cp1252, latin-1) decodes whatever its bytes are:
+    catch the two deliveries that would load as garbage - NUL bytes (UTF-16 or binary) and a
+    UTF-8 file (a re-export would turn every 'ü' into 'Ã¼')."""
+    data = path.read_bytes()
+    if data.startswith(codecs.BOM_UTF8):
+        raise UnreadableFile(f"the file starts with a UTF-8 byte-order mark, not the declared {ds.encoding}: "
+                             f"re-export it as {ds.encoding} or declare encoding utf-8 in sources.yaml")
+    if b"\0" in data:
+        raise UnreadableFile(f"not a {ds.encoding} text file: contains NUL bytes (UTF-16 or binary?)")
+    if data.isascii():
+        return
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    raise UnreadableFile(f"the file is UTF-8, not the declared {ds.encoding} (its non-ASCII characters would "
+                         f"load garbled): re-export it as {ds.encoding} or declare encoding utf-8 in sources.yaml")
+
+
 def _read_csv(con, ds: Dataset, path: Path) -> None:
     readable = _as_utf8(path, ds)
     try:
         header = _csv_header(readable, ds)
-        _check_required(ds, header)
+        _check_columns(ds, header)
         names = _unique(header)
         columns = "{" + ", ".join(f"'{_sq(n)}': 'VARCHAR'" for n in names) + "}"
         quote = _sq(ds.quote)
@@ -332,6 +368,8 @@ def _read_jsonl(con, ds: Dataset, path: Path) -> None:
     enc = "utf-8" if ds.encoding in ("utf8", "utf-8-sig") else ds.encoding
     with path.open("rb") as fh:
         data = fh.read()
+    if enc == "utf-8" and data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
     if not data.strip():
         raise UnreadableFile("empty file: no records")
     chunks = data.split(b"\n")
@@ -341,8 +379,8 @@ def _read_jsonl(con, ds: Dataset, path: Path) -> None:
             continue
         try:
             text = raw.decode(enc)
-        except (UnicodeDecodeError, LookupError):
-            raise UnreadableFile(f"invalid {ds.encoding} byte sequence at line {n}") from None
+        except (UnicodeDecodeError, LookupError) as e:
+            raise UnreadableFile(_bad_bytes(ds, n, e)) from None
         try:
             obj = json.loads(text)
             if not isinstance(obj, dict):
@@ -358,8 +396,9 @@ def _read_jsonl(con, ds: Dataset, path: Path) -> None:
                                                    else str(v)))
         seen_keys.update(_flat_keys(obj))
         lines.append(n)
-    if lines:
-        _check_required(ds, sorted(k for k in wanted if k in seen_keys))
+    if not lines:
+        raise UnreadableFile(f"not JSON lines: none of its {len(rejects)} lines holds a JSON object")
+    _check_columns(ds, sorted(k for k in wanted if k in seen_keys), all_mapped=False)
     table = pa.table({**{c: pa.array(rows[c], pa.string()) for c in wanted},
                       "_source_line": pa.array(lines, pa.int64())})
     con.register("_jsonl_arrow", table)
@@ -377,7 +416,7 @@ def _read_parquet(con, ds: Dataset, path: Path) -> None:
             f"DESCRIBE SELECT * FROM read_parquet('{p}')").fetchall()]
     except duckdb.Error as e:
         raise UnreadableFile(f"not readable as Parquet: {str(e).splitlines()[0]}") from None
-    _check_required(ds, present)
+    _check_columns(ds, present)
     cols = ", ".join(
         (f'CAST("{_dq(c)}" AS VARCHAR) AS "{_dq(c)}"' if c in present else f'NULL::VARCHAR AS "{_dq(c)}"')
         for c in ds.source_columns)
@@ -442,8 +481,8 @@ def _record_sql(ds: Dataset) -> str:
 def _parse_expr(col: Column, text: str, ds: Dataset) -> str:
     if col.type in ("str", "email"):
         return text
-    if col.type == "int":
-        return f"TRY_CAST({text} AS BIGINT)"
+    if col.type == "int":   # '4.0' is 4; '4.5' is not a whole number, not 5 (as a plain cast would round it)
+        return f"CASE WHEN regexp_full_match({text}, '[+-]?[0-9]+(\\.0*)?') THEN TRY_CAST({text} AS BIGINT) END"
     if col.type == "decimal":
         cleaned = f"regexp_replace({text}, '[€\\s]|EUR', '', 'g')"
         if ds.decimal_comma:
@@ -460,7 +499,8 @@ def _parse_expr(col: Column, text: str, ds: Dataset) -> str:
         aware = _fmt_list([f for f in ds.timestamp_formats if "%z" in f])
         naive = _fmt_list([f for f in ds.timestamp_formats + ds.date_formats if "%z" not in f])
         tz = _sq(ds.timezone)
-        return (f"coalesce(timezone('UTC', try_strptime({text}, {aware})), "
+        zulu = f"regexp_replace({text}, '([0-9])[zZ]$', '\\1+00:00')"     # ISO 8601 'Z' is UTC
+        return (f"coalesce(timezone('UTC', try_strptime({zulu}, {aware})), "
                 f"timezone('UTC', timezone('{tz}', try_strptime({text}, {naive}))))")
     raise ValueError(col.type)
 

@@ -17,7 +17,7 @@ import yaml
 from crm_platform.model import entity
 
 FORMATS = {"csv", "jsonl", "parquet"}
-DEFAULT_TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S",
+DEFAULT_TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S",
                              "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 DEFAULT_DATE_FORMATS = ("%Y-%m-%d",)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
