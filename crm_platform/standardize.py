@@ -65,14 +65,44 @@ def phone_e164(value: str | None, region: str = "DE") -> str | None:
     """A phone number in E.164 (+4917012345678), or None when it is not a possible number."""
     if value is None or not value.strip():
         return None
-    try:
-        num = phonenumbers.parse(value.replace("(0)", ""), region or "DE")
-    except phonenumbers.NumberParseException:
-        return None
+    value, region = value.replace("(0)", ""), region or "DE"
+    num = _phone_direct(value, region)
+    if num is None:
+        try:
+            num = phonenumbers.parse(value, region)
+        except phonenumbers.NumberParseException:
+            return None
     # German numbers may be short in theory; below six digits it is a typo, not a phone number.
     if not phonenumbers.is_possible_number(num) or len(str(num.national_number)) < 6:
         return None
     return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+# phonenumbers.parse takes about 70 µs a number: most of staging's time on a large contact base.
+# Digits and separators only, in German or Austrian national format or dialled to Germany or
+# Austria with + or 00, are read directly - the same number parse gives (tests/test_standardize.py
+# compares both on random digit strings); anything else goes through parse.
+_DIRECT_REGIONS = {"DE": "49", "AT": "43"}
+_PHONE_SEPARATORS = re.compile(r"[\s/.\-()]+")
+_PHONE_DIGITS = re.compile(r"(\+|00)?([0-9]+)")
+
+
+def _phone_direct(value: str, region: str) -> phonenumbers.PhoneNumber | None:
+    m = _PHONE_DIGITS.fullmatch(_PHONE_SEPARATORS.sub("", value))
+    if m is None or region not in _DIRECT_REGIONS:
+        return None
+    international, digits = m.groups()
+    if international:
+        code, national = digits[:2], digits[2:]
+        if code not in _DIRECT_REGIONS.values():
+            return None
+    else:
+        code, national = _DIRECT_REGIONS[region], digits[1:]
+        if digits[:1] != "0":
+            return None
+    if not national or national[0] == "0":      # trunk or international prefix left: parse decides
+        return None
+    return phonenumbers.PhoneNumber(country_code=int(code), national_number=int(national))
 
 
 @lru_cache(maxsize=200_000)

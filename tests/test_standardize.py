@@ -1,5 +1,8 @@
 """Standardization for matching: the forms a matcher compares."""
 
+import random
+
+import phonenumbers
 import pytest
 
 from crm_platform.standardize import (country_std, name_key, name_std, phone_e164, postcode_std,
@@ -21,6 +24,30 @@ def test_transliteration_key_joins_plain_vowel_spelling():
                                  "0170/1234567", "01701234567", "+49 (0)170 1234567", "+49-170-1234567"])
 def test_phone_formats_give_one_e164(raw):
     assert phone_e164(raw) == "+491701234567"
+
+
+def _parsed_e164(raw: str, region: str) -> str | None:
+    """The reference: phonenumbers.parse for every number."""
+    try:
+        num = phonenumbers.parse(raw.replace("(0)", ""), region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(num) or len(str(num.national_number)) < 6:
+        return None
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+def test_phones_read_directly_equal_what_phonenumbers_parses():
+    rng = random.Random(11)
+    digits = lambda: "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 15)))  # noqa: E731
+    prefixes = ["", "0", "00", "+", "+49", "0049", "+43", "0043", "+41", "+1", "+4", "+49 (0)", "049"]
+    raws = [rng.choice(prefixes) + digits() for _ in range(12_000)]
+    raws += [" ".join([r[:4], r[4:8], r[8:]]) for r in raws[:2000]] + [r[:5] + "/" + r[5:] for r in raws[2000:4000]]
+    raws += ["030 1234567 ext 12", "0800-FLOWERS", "++49 170 1234567", "+49", "0", "(030) 1234567"]
+    differ = [(raw, region) for raw in raws for region in ("DE", "AT", "CH", "US")
+              if phone_e164(raw, region) != _parsed_e164(raw, region)]
+    assert not differ, differ[:10]
+    assert sum(phone_e164(raw, "DE") is not None for raw in raws) > 3000    # many were possible numbers
 
 
 def test_impossible_phone_is_none():
