@@ -498,10 +498,14 @@ def _parse_expr(col: Column, text: str, ds: Dataset) -> str:
     if col.type == "timestamp":
         aware = _fmt_list([f for f in ds.timestamp_formats if "%z" in f])
         naive = _fmt_list([f for f in ds.timestamp_formats + ds.date_formats if "%z" not in f])
-        tz = _sq(ds.timezone)
-        zulu = f"regexp_replace({text}, '([0-9])[zZ]$', '\\1+00:00')"     # ISO 8601 'Z' is UTC
-        return (f"coalesce(timezone('UTC', try_strptime({zulu}, {aware})), "
-                f"timezone('UTC', timezone('{tz}', try_strptime({text}, {naive}))))")
+        # A text matches formats of one kind only, so the order is free: the usual kind first, and
+        # the rewriting of ISO 8601 'Z' (UTC) last, for what nothing else read.
+        local = f"try_strptime({text}, {naive})"
+        if ds.timezone != "UTC":
+            local = f"timezone('UTC', timezone('{_sq(ds.timezone)}', {local}))"
+        zulu = f"regexp_replace({text}, '([0-9])[zZ]$', '\\1+00:00')"
+        return (f"coalesce({local}, timezone('UTC', try_strptime({text}, {aware})), "
+                f"timezone('UTC', try_strptime({zulu}, {aware})))")
     raise ValueError(col.type)
 
 
