@@ -84,3 +84,21 @@ def test_pareto_nbd_recovers_a_simulated_population_and_its_future():
     # the probabilities alive passed in give the same expectation
     assert np.allclose(m.expected_purchases(10, x, t_x, Ts, alive=m.probability_alive(x, t_x, Ts)),
                        m.expected_purchases(10, x, t_x, Ts))
+
+
+def test_days_to_next_order_is_the_first_grid_day_reaching_one_half():
+    """The binary search over the grid finds, customer by customer, the day a scan of every grid day
+    finds; NaN where no day within the year reaches one expected half order."""
+    from crm_platform.ml.clv import NEXT_ORDER_GRID, days_to_next_order
+    rng = np.random.default_rng(2)
+    n = 4000
+    T = rng.integers(30, 1100, n).astype(float)                 # days since the first order
+    t_x = np.floor(T * rng.random(n))
+    x = np.where(t_x > 0, rng.integers(1, 40, n), 0).astype(float)
+    for model in (BetaGeo(r=0.4, alpha=60.0, a=0.9, b=4.0), ParetoNBD(r=0.7, alpha=80.0, s=0.6, beta=300.0)):
+        scan = np.full(n, np.nan)
+        for d in NEXT_ORDER_GRID[::-1]:
+            scan = np.where(model.expected_purchases(float(d), x, t_x, T) >= 0.5, d, scan)
+        found = days_to_next_order(model, x, t_x, T)
+        np.testing.assert_array_equal(found, scan)
+        assert 0.05 < np.isnan(found).mean() < 0.95 and len(np.unique(found[~np.isnan(found)])) > 20

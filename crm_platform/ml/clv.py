@@ -104,24 +104,34 @@ class Btyd:
         out = h[["customer_id", "repeat_days", "t_x_days", "age_days", "repeat_value_avg"]].copy()
         out["expected_value"] = self.gg.expected_value(x, h["repeat_value_avg"].to_numpy(float))
         for k, m in self.counts.items():
-            out[f"{k}_probability_alive"] = m.probability_alive(x, t_x, T)
-            out[f"{k}_expected_purchases_90d"] = m.expected_purchases(90, x, t_x, T)
-            out[f"{k}_expected_purchases_365d"] = m.expected_purchases(365, x, t_x, T)
+            out[f"{k}_probability_alive"] = alive = m.probability_alive(x, t_x, T)
+            kw = {"alive": alive} if isinstance(m, ParetoNBD) else {}     # its slow part, once
+            out[f"{k}_expected_purchases_90d"] = m.expected_purchases(90, x, t_x, T, **kw)
+            out[f"{k}_expected_purchases_365d"] = m.expected_purchases(365, x, t_x, T, **kw)
             out[f"{k}_clv_12m"] = out[f"{k}_expected_purchases_365d"] * out["expected_value"] * (1 - self.returns)
-            out[f"{k}_days_to_next_order"] = days_to_next_order(m, x, t_x, T)
+            out[f"{k}_days_to_next_order"] = days_to_next_order(m, x, t_x, T, **kw)
         for c in ("probability_alive", "expected_purchases_365d"):
             out[c] = out[f"bg_nbd_{c}"]
         return out
 
 
-def days_to_next_order(model, x, t_x, T) -> np.ndarray:
+def days_to_next_order(model, x, t_x, T, alive=None) -> np.ndarray:
     """The first day on which the expected purchases since the cutoff reach one half (an order is
-    then more likely than not, as far as the expectation goes); NaN when that is not within a year."""
-    kw = {"alive": model.probability_alive(x, t_x, T)} if isinstance(model, ParetoNBD) else {}
-    days = np.full(len(x), np.nan)
-    for d in NEXT_ORDER_GRID[::-1]:      # the earliest day that reaches one half wins
-        days = np.where(model.expected_purchases(float(d), x, t_x, T, **kw) >= 0.5, d, days)
-    return days
+    then more likely than not, as far as the expectation goes); NaN when that is not within a year.
+    ``alive``: a Pareto/NBD's probabilities alive, if already computed."""
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    if alive is None and isinstance(model, ParetoNBD):
+        alive = model.probability_alive(x, t_x, T)
+    # expected purchases grow with the horizon: a binary search over the grid finds the earliest
+    # day in about 7 evaluations per customer instead of one per grid day
+    lo, hi = np.zeros(len(x), dtype=int), np.full(len(x), len(NEXT_ORDER_GRID))
+    while (open_ := np.flatnonzero(lo < hi)).size:
+        mid = (lo[open_] + hi[open_]) // 2
+        kw = {} if alive is None else {"alive": alive[open_]}
+        reached = model.expected_purchases(NEXT_ORDER_GRID[mid].astype(float), x[open_], t_x[open_], T[open_], **kw) >= 0.5
+        hi[open_[reached]] = mid[reached]
+        lo[open_[~reached]] = mid[~reached] + 1
+    return np.where(lo < len(NEXT_ORDER_GRID), NEXT_ORDER_GRID[np.minimum(lo, len(NEXT_ORDER_GRID) - 1)], np.nan)
 
 
 def _frame(con, fcfg: FeatureConfig, cutoffs, events: str, with_label: bool,
