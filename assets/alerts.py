@@ -174,7 +174,7 @@ def kpi_alerts(context: dg.AssetExecutionContext, warehouse: DuckDBResource, ale
             dq = pd.DataFrame(kpi.data_quality_alerts(d, failed, cfg.data_quality_min_severity) if day == days[-1]
                               else [], columns=list(kpi.COLUMNS))
             con.register("_dq", dq)
-            _temp(con, "_kpi_alerts", f"""SELECT * FROM _kpi UNION ALL BY NAME
+            _temp(con, "_kpi_alerts", """SELECT * FROM _kpi UNION ALL BY NAME
                 SELECT alert_id::VARCHAR AS alert_id, alert_date::DATE AS alert_date, kind::VARCHAR AS kind,
                        subject::VARCHAR AS subject, reason::VARCHAR AS reason, value::DOUBLE AS value,
                        expected_low::DOUBLE AS expected_low, expected_high::DOUBLE AS expected_high,

@@ -15,7 +15,6 @@ from crm_platform.alerts.suppression import identifier_hash
 from crm_platform.governance import audit
 from crm_platform.identity import evaluate, golden, guards, resolve, review
 from resources.identity import IdentityResolution
-from resources.warehouse import read_only
 
 GROUP = "identity"
 CONTACTS = dg.AssetKey(["staging", "contacts"])

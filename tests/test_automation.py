@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from assets import alert_assets, feature_assets, kpi_assets, segment_assets
 from crm_platform import settings
 from crm_platform.alerts.delivery import Outbox
 from resources.alerts import Alerting
-from sensors import DAILY, chain_job, retrain_job
+from sensors import chain_job, retrain_job
 from sensors.folders import landing_sensor, requests_sensor
 from sensors.runs import drift_sensor, run_failures
 

@@ -345,8 +345,8 @@ def verify(con, paths: Paths, tokens: list[str]) -> dict:
     found, columns, tables = [], 0, _tables(con)
     for schema, name in tables:
         table = f"{schema}.{name}"
-        cols = [c for c, t in con.execute(f"SELECT column_name, data_type FROM duckdb_columns() WHERE "
-                                          f"schema_name = ? AND table_name = ?", [schema, name]).fetchall()
+        cols = [c for c, t in con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE "
+                                          "schema_name = ? AND table_name = ?", [schema, name]).fetchall()
                 if "VARCHAR" in t or "[]" in t or t.startswith(("STRUCT", "MAP", "JSON"))]
         if not cols:
             continue

@@ -17,7 +17,7 @@ expected purchases and the next-order date always come from BG/NBD, refitted on 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 import pandas as pd
