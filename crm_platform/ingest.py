@@ -140,7 +140,7 @@ def _load_file(con, ds: Dataset, path: Path, rel: str, version: int, loaded_at: 
     reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[ds.format]
     reader(con, ds, path)
     ent = entity(ds.entity)
-    con.execute(_validation_sql(ds, ent), [as_of])
+    con.execute(_validation_sql(ds, ent, _with_offset(con, ds, ent)), [as_of])
     if salt is not None:
         _keep_out_erased(con, ds, salt)
     table = f"raw.{ds.key}"
@@ -430,11 +430,30 @@ def _read_parquet(con, ds: Dataset, path: Path) -> None:
 
 # --- parsing and row rules, as one SQL statement over _in ---
 
-def _validation_sql(ds: Dataset, ent) -> str:
+_OFFSET = re.compile(r"([+-]\d\d:?\d\d|[zZ])$")
+
+
+def _with_offset(con, ds: Dataset, ent) -> set[str]:
+    """The timestamp columns whose first value in the file carries a UTC offset. Every format is
+    tried on every value either way; a failed format costs as much as a match, so the kind the
+    file writes is tried first."""
+    out = set()
+    for col in ent.columns:
+        src = ds.columns.get(col.name)
+        if col.type == "timestamp" and src in ds.source_columns:
+            first = con.execute(f'SELECT trim("{_dq(src)}") FROM _in WHERE nullif(trim("{_dq(src)}"), \'\') '
+                                "IS NOT NULL LIMIT 1").fetchall()
+            if first and _OFFSET.search(first[0][0]):
+                out.add(col.name)
+    return out
+
+
+def _validation_sql(ds: Dataset, ent, with_offset: set[str] = frozenset()) -> str:
     """SQL creating _v: the parsed canonical columns, the line and the reasons a row is bad.
 
     Only what is loaded is kept; the raw text of a bad row is read back from _in when it is
-    quarantined. Duplicate keys are found by an aggregate over the key columns alone."""
+    quarantined. Duplicate keys are found by an aggregate over the key columns alone.
+    ``with_offset``: timestamp columns to try the formats with a UTC offset on first."""
     raw_cols = set(ds.source_columns)
     parsed, texts, reasons = {}, [], []
     for col in ent.columns:
@@ -446,7 +465,7 @@ def _validation_sql(ds: Dataset, ent) -> str:
         else:
             raw = "NULL::VARCHAR"
         text = f"nullif(trim({raw}), '')"
-        parsed[col.name] = _parse_expr(col, text, ds)
+        parsed[col.name] = _parse_expr(col, text, ds, col.name in with_offset)
         texts.append(f"{text} AS _t_{col.name}")
         reasons.extend(_row_rules(col))
     if ent.any_of:
@@ -478,7 +497,7 @@ def _record_sql(ds: Dataset) -> str:
         f'"{_dq(c)}" := _in."{_dq(c)}"' for c in ds.source_columns) + "))::VARCHAR"
 
 
-def _parse_expr(col: Column, text: str, ds: Dataset) -> str:
+def _parse_expr(col: Column, text: str, ds: Dataset, offset_first: bool = False) -> str:
     if col.type in ("str", "email"):
         return text
     if col.type == "int":   # '4.0' is 4; '4.5' is not a whole number, not 5 (as a plain cast would round it)
@@ -498,14 +517,14 @@ def _parse_expr(col: Column, text: str, ds: Dataset) -> str:
     if col.type == "timestamp":
         aware = _fmt_list([f for f in ds.timestamp_formats if "%z" in f])
         naive = _fmt_list([f for f in ds.timestamp_formats + ds.date_formats if "%z" not in f])
-        # A text matches formats of one kind only, so the order is free: the usual kind first, and
-        # the rewriting of ISO 8601 'Z' (UTC) last, for what nothing else read.
+        # A text matches formats of one kind only, so the order of the kinds is free (see
+        # _with_offset); the rewriting of ISO 8601 'Z' (UTC) comes last, for what nothing else read.
         local = f"try_strptime({text}, {naive})"
         if ds.timezone != "UTC":
             local = f"timezone('UTC', timezone('{_sq(ds.timezone)}', {local}))"
-        zulu = f"regexp_replace({text}, '([0-9])[zZ]$', '\\1+00:00')"
-        return (f"coalesce({local}, timezone('UTC', try_strptime({text}, {aware})), "
-                f"timezone('UTC', try_strptime({zulu}, {aware})))")
+        offset = f"timezone('UTC', try_strptime({text}, {aware}))"
+        zulu = f"timezone('UTC', try_strptime(regexp_replace({text}, '([0-9])[zZ]$', '\\1+00:00'), {aware}))"
+        return f"coalesce({offset}, {local}, {zulu})" if offset_first else f"coalesce({local}, {offset}, {zulu})"
     raise ValueError(col.type)
 
 

@@ -252,3 +252,21 @@ def test_record_delivered_again_in_a_later_file_supersedes_the_earlier_row(home)
     report = staging.build(con, cfg, "orders")
     assert (report.rows, report.superseded) == (2, 1)
     assert con.execute("SELECT total_amount FROM staging.orders WHERE order_id = 'o1'").fetchall()[0][0] == 5
+
+
+@pytest.mark.parametrize("first", ["offset", "local"])
+def test_timestamps_of_every_kind_in_one_file_parse_whichever_comes_first(home, first):
+    """Local times (read in the dataset's zone), offsets and ISO 8601 'Z' may be mixed in a file;
+    the kind of the first value only decides which formats are tried first."""
+    cfg = parse_sources(CONTACTS_YAML)
+    values = {"o1": "2026-03-01T10:00:00+02:00", "o2": "2026-03-01 10:00:00", "o3": "2026-03-01T10:00:00Z",
+              "o4": "2026-03-01T10:00:00.250Z", "o5": "2026-03-01", "o6": "someday"}
+    order = list(values) if first == "offset" else ["o2", "o1", "o3", "o4", "o5", "o6"]
+    write(home / "landing/crm/orders.csv", "id,person,at,total\n" + "".join(
+        f"{k},p1,{values[k]},1.00\n" for k in order))
+    con = duckdb.connect()
+    load(con, cfg, "crm_orders", home)
+    assert dict(con.execute("SELECT order_id, ordered_at::VARCHAR FROM raw.crm_orders").fetchall()) == {
+        "o1": "2026-03-01 08:00:00", "o2": "2026-03-01 09:00:00", "o3": "2026-03-01 10:00:00",
+        "o4": "2026-03-01 10:00:00.25", "o5": "2026-02-28 23:00:00"}
+    assert "ordered_at: cannot parse 'someday'" in con.execute("SELECT reason FROM raw.quarantine_rows").fetchall()[0][0]
