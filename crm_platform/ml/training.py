@@ -76,8 +76,8 @@ def training_sample(con, cfg: ModelConfig, events: str = "core.customer_events")
     if total <= cfg.max_train_customers:
         return TrainingSample(events, total, total)
     where = warehouse.hash_sample("customer_id", cfg.max_train_customers / total, f":{cfg.random_state}")
-    # kept as a temporary table of the connection: a training reads it once per cutoff and query,
-    # and filtering the whole timeline by hash each time cost more than the models themselves
+    # kept as a temporary table of the connection: a training reads it once per cutoff and query
+    # (at 100k customers no faster than the hash filter on every read; not yet measured at 1M)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {SAMPLE_TABLE} AS SELECT * FROM {events} WHERE {where}")
     sampled = con.execute(f"SELECT count(DISTINCT customer_id) FROM {SAMPLE_TABLE}").fetchall()[0][0]
     return TrainingSample(SAMPLE_TABLE, total, sampled)
