@@ -19,7 +19,7 @@ def _generate(args) -> None:
     home = Path(args.home).resolve() if args.home else settings.home()
     cfg = GeneratorConfig(customers=args.customers, seed=args.seed,
                           end_date=date.fromisoformat(args.end_date),
-                          dirty_rate=args.dirty_rate)
+                          dirty_rate=args.dirty_rate, delivery_days=args.delivery_days)
     summary = generate(cfg, home)
     print(f"generated {args.customers} customers (seed {args.seed}) in {summary.seconds:.1f}s "
           f"under {home / 'landing'}")
@@ -431,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--end-date", default="2026-09-30", help="last day of generated activity")
         p.add_argument("--dirty-rate", type=float, default=0.002,
                        help="share of rows per file with an injected data error")
+        p.add_argument("--delivery-days", type=int, default=0,
+                       help="hold back what the last N days created as a delivery under deliveries/<end date>/")
         p.add_argument("--home", help="output folder (default: $CRM_PLATFORM_HOME)")
         p.set_defaults(fn=fn)
     m = sub.add_parser("materialize", help="materialize every asset and run every check")

@@ -144,3 +144,43 @@ def test_visits_carry_their_traffic_source_and_paid_campaigns_match_the_spend(wo
     assert paid_first.sum() > 20
     src = landing.set_index("session_id").utm_source
     assert (hit.session_id.map(src)[paid_first] == channel[paid_first]).mean() > 0.95
+
+
+def test_delivery_days_split_the_same_world_by_creation_time(world, tmp_path):
+    """With delivery_days the same rows are written, those of the last days to a delivery folder
+    in the landing layout; delivering it makes landing/ whole again."""
+    from datetime import date
+
+    import pyarrow.parquet as pq
+
+    from crm_platform.generator import deliver
+
+    home = tmp_path / "split"
+    summary = generate(GeneratorConfig(customers=SMALL.customers, seed=SMALL.seed, delivery_days=11), home)
+    landing, whole = home / "landing", world / "landing"
+    delivered = sorted(p.relative_to(home / "deliveries/2026-09-30").as_posix()
+                       for p in (home / "deliveries/2026-09-30").rglob("*") if p.is_file())
+    assert "shop/orders-2026-09-30.csv" in delivered and "support/tickets-2026-09-30.jsonl" in delivered
+    assert any(p.startswith("web/events_part-") for p in delivered)
+    orders = pd.read_csv(home / "deliveries/2026-09-30/shop/orders-2026-09-30.csv", dtype=str)
+    history = pd.read_csv(landing / "shop/orders.csv", dtype=str)
+    # (without the injected future dates of the dirt)
+    times = lambda df: pd.to_datetime(df.order_date, errors="coerce").pipe(lambda t: t[t.dt.year < 2030])  # noqa: E731
+    # shop times are Berlin local: the cutoff 2026-09-20 00:00 UTC is 02:00 there
+    assert times(orders).min() >= pd.Timestamp("2026-09-20 02:00:00")
+    assert times(history).max() < pd.Timestamp("2026-09-20 02:00:00")
+    share = summary.rows["delivery/shop_orders"] / (summary.rows["shop_orders"] + summary.rows["delivery/shop_orders"])
+    assert 0.005 < share < 0.02                                  # 11 of 1,096 days: about 1 %
+    deliver(home, date(2026, 9, 30))
+    for f in sorted(p for p in whole.rglob("*") if p.is_file()):
+        rel = f.relative_to(whole)
+        parts = sorted(landing.glob(f"{rel.parent.as_posix()}/{rel.stem}*{rel.suffix}"))
+        if f.suffix == ".parquet":
+            assert sum(pq.read_metadata(p).num_rows for p in parts) == pq.read_metadata(f).num_rows, rel
+            continue
+        enc = "cp1252" if "abonnenten" in f.name else "utf-8"
+        lines = lambda p: p.read_text(encoding=enc).splitlines()  # noqa: E731
+        header = [] if f.suffix == ".jsonl" else lines(f)[:1]
+        got = header + sorted(line for p in parts for line in lines(p)[len(header):])
+        assert got == header + sorted(lines(f)[len(header):]), rel
+        assert all(lines(p)[:len(header)] == header for p in parts), rel

@@ -7,7 +7,14 @@
   lines), sales CRM (leads CSV), web analytics (Parquet parts), NPS survey (CSV) and marketing spend
   (CSV);
 * ``truth/`` - what the pipeline never reads: the true person behind every source record, the
-  persons with household, twin and churn facts, and the data errors that were injected.
+  persons with household, twin and churn facts, and the data errors that were injected;
+* with ``delivery_days=N``: ``deliveries/<end date>/`` - what the systems created in the last N
+  days (contact records by their creation time, orders, items, events, tickets, responses and
+  spend by their own time), as a daily export would bring it: the same folders, formats and
+  encodings as ``landing/``, file names ending in the date (``shop/orders-2026-09-30.csv``).
+  ``landing/`` then holds the history before those days. Copying the delivery into ``landing/``
+  is the day's new data arriving. Records are routed by the time they were created: a record of
+  the history that changed during the delivery days is not delivered again.
 
 Persons are generated in chunks with one random stream per chunk, so output is deterministic by
 seed and memory stays bounded however many customers are asked for.
@@ -115,12 +122,16 @@ class _Dirt:
 def generate(cfg: GeneratorConfig, out: Path) -> GenerationSummary:
     t0 = datetime.now()
     out = Path(out)
-    landing, truth = out / "landing", out / "truth"
-    for d in (landing, truth):
+    landing, truth, deliveries = out / "landing", out / "truth", out / "deliveries"
+    for d in (landing, truth, deliveries):
         if d.exists():
             shutil.rmtree(d)
     bounds = month_bounds(cfg.end_date, cfg.months)
-    w = _Writers(landing, truth)
+    cutoff = None
+    if cfg.delivery_days:
+        first = date.fromordinal(cfg.end_date.toordinal() - cfg.delivery_days + 1)
+        cutoff = int(datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp())
+    w = _Writers(landing, truth, delivery_dir(out, cfg.end_date), cutoff)
     counters: dict[str, int] = {}
     spend = np.zeros((cfg.months * 31 + 31, len(CHANNEL_NAMES)))
     errors: list = []
@@ -142,6 +153,26 @@ def generate(cfg: GeneratorConfig, out: Path) -> GenerationSummary:
 LEAD_CHANNELS = np.array(["cold_call", "partner", "trade_fair", "webinar", "website_form"])
 LEAD_CHANNEL_P = np.array([0.2, 0.15, 0.25, 0.15, 0.25])
 LEAD_CHANNEL_ODDS = np.array([0.15, 0.9, 0.6, 1.1, 0.5])
+
+
+def delivery_dir(out: Path, day: date) -> Path:
+    """Where ``generate`` puts the files of the delivery ending on ``day``."""
+    return Path(out) / "deliveries" / day.isoformat()
+
+
+def deliver(out: Path, day: date) -> list[Path]:
+    """Copy the delivery of ``day`` into ``landing/`` (the day's exports arrive); returns the
+    landing paths written."""
+    src, landing = delivery_dir(out, day), Path(out) / "landing"
+    if not src.is_dir():
+        raise FileNotFoundError(f"no delivery for {day.isoformat()} under {src.parent}")
+    written = []
+    for f in sorted(p for p in src.rglob("*") if p.is_file()):
+        target = landing / f.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, target)
+        written.append(target)
+    return written
 
 
 def _next(counters: dict, name: str, n: int) -> int:
@@ -213,7 +244,7 @@ def _chunk(rng, cfg: GeneratorConfig, start: int, n: int, bounds, w: "_Writers",
         acct = np.where(use2, alt, acct)
     order_no = _ids("O", _next(counters, "order", len(acct)), len(acct), 9)
     w.orders(order_no, acc_no[acct], o, dirt)
-    w.items(order_no, b.items, dirt)
+    w.items(order_no, o["t"][b.items["order"]], b.items, dirt)
 
     # --- newsletter subscribers --------------------------------------------------------------
     subs = np.flatnonzero(b.subscribed_at >= 0)
@@ -395,8 +426,14 @@ def _spend_table(rng, acquired_per_day, bounds, cfg) -> pa.Table:
 
 
 class _Writers:
-    def __init__(self, landing: Path, truth: Path):
+    """The landing files; with a ``cutoff`` (epoch seconds), rows created at or after it go to the
+    same-named files of the delivery folder instead."""
+
+    def __init__(self, landing: Path, truth: Path, delivery: Path | None = None, cutoff: int | None = None):
         self.landing, self.truth = landing, truth
+        self.delivery, self.cutoff = delivery, cutoff
+        self.later: dict[str, _Csv] = {}
+        self.later_jsonl: dict[str, object] = {}
         self.emails_taken: set[str] = set()   # a mailbox belongs to one person
         self.work_email_owner: dict[str, str] = {}
         self.files = {
@@ -418,6 +455,41 @@ class _Writers:
         self.counts: dict[str, int] = {}
         self.web_rows = 0
 
+    def _delivered(self, path: Path) -> Path:
+        rel = path.relative_to(self.landing)
+        return self.delivery / rel.parent / f"{rel.stem}-{self.delivery.name}{rel.suffix}"
+
+    def _late(self, when) -> np.ndarray | None:
+        if self.cutoff is None:
+            return None
+        late = np.asarray(when, dtype=np.int64) >= self.cutoff
+        return late if late.any() else None
+
+    def _write(self, name: str, table: pa.Table, when) -> None:
+        """One landing CSV's rows: the history to ``landing/``, the delivery days to the delivery."""
+        late = self._late(when)
+        if late is None:
+            self.files[name].write(table)
+            return
+        self.files[name].write(table.filter(pa.array(~late)))
+        if name not in self.later:
+            base = self.files[name]
+            self.later[name] = _Csv(self._delivered(base.path), base.delimiter, base.encoding)
+        self.later[name].write(table.filter(pa.array(late)))
+
+    def _jsonl(self, name: str, when: int, record: dict) -> None:
+        """One JSON line to the landing file, or to the delivery's when created after the cutoff."""
+        if self.cutoff is None or when < self.cutoff:
+            fh = self.jsonl[name]
+        else:
+            if name not in self.later_jsonl:
+                path = self._delivered(Path(self.jsonl[name].name))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.later_jsonl[name] = path.open("w", encoding="utf-8")
+            fh, name = self.later_jsonl[name], f"delivery/{name}"
+        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.counts[name] = self.counts.get(name, 0) + 1
+
     def _table(self, rows: list[dict], ts_cols: dict[str, str]) -> pa.Table:
         if not rows:
             return None
@@ -435,7 +507,7 @@ class _Writers:
                 ("customer_no", "missing_required", ""), ("email", "malformed_email", "max.mustermann(at)web.de"),
                 ("birthday", "unparseable_date", "31.02.1985"), ("created_at", "future_timestamp", "2031-01-01 10:00:00"),
                 ("created_at", "unparseable_date", "gestern")])
-            self.files["shop_customers"].write(t)
+            self._write("shop_customers", t, [r["created_at"] for r in rows])
 
     def orders(self, order_no, customer_no, o, dirt):
         t = pa.table({"order_no": order_no, "customer_no": customer_no,
@@ -448,9 +520,9 @@ class _Writers:
         t = dirt.apply("shop_orders", t, "order_no", [
             ("total", "negative_amount", "-12.50"), ("order_date", "future_timestamp", "2031-05-01 10:00:00"),
             ("order_date", "unparseable_date", "32.13.2024"), ("customer_no", "missing_required", "")])
-        self.files["shop_orders"].write(t)
+        self._write("shop_orders", t, o["t"])
 
-    def items(self, order_no, it, dirt):
+    def items(self, order_no, ordered_at, it, dirt):
         t = pa.table({"order_no": order_no[it["order"]], "pos": it["line"].astype(str),
                       "sku": np.char.add(np.char.add(CATS[it["category"]], "-"),
                                          (np.round(it["price"]) % 97).astype(int).astype(str)),
@@ -461,7 +533,7 @@ class _Writers:
                       "returned_at": _fmt(it["returned_at"], "%Y-%m-%d %H:%M:%S")})
         t = dirt.apply("shop_order_items", t, "order_no", [
             ("qty", "below_minimum", "0"), ("unit_price", "unparseable_number", "zwölf")])
-        self.files["shop_order_items"].write(t)
+        self._write("shop_order_items", t, ordered_at)
 
     def subscribers(self, rows, dirt):
         t = self._table(rows, {"Angemeldet am": "%d.%m.%Y %H:%M", "Geändert am": "%d.%m.%Y %H:%M"})
@@ -469,7 +541,7 @@ class _Writers:
             t = dirt.apply("newsletter_subscribers", t, "Abonnent-ID", [
                 ("E-Mail", "malformed_email", "anna.schmidt@@gmx"), ("Geburtsdatum", "unparseable_date", "30.02.1980"),
                 ("Angemeldet am", "future_timestamp", "01.01.2031 10:00")])
-            self.files["newsletter_subscribers"].write(t)
+            self._write("newsletter_subscribers", t, [r["Angemeldet am"] for r in rows])
 
     def email_events(self, first_id, sub_ids, e, bounds, dirt):
         n = len(sub_ids)
@@ -480,23 +552,21 @@ class _Writers:
                       "timestamp": _fmt(e["t"], "%Y-%m-%dT%H:%M:%S+00:00", None)})
         t = dirt.apply("newsletter_email_events", t, "event_id", [
             ("event", "not_allowed", "geoeffnet"), ("timestamp", "unparseable_date", "n/a")])
-        self.files["newsletter_email_events"].write(t)
+        self._write("newsletter_email_events", t, e["t"])
 
     def requesters(self, rows, dirt):
-        fh = self.jsonl["support_requesters"]
         bad = set(dirt.rows(len(rows)).tolist())
         for i, r in enumerate(rows):
+            created = r["created_at"]
             r = dict(r)
             for k in ("created_at", "updated_at"):
                 r[k] = datetime.fromtimestamp(r[k], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ").replace("Z", "+00:00")
             if i in bad:
                 r["created_at"] = "unknown"
                 dirt.log.append(("support_requesters", r["id"], "created_at", "unparseable_date"))
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-        self.counts["support_requesters"] = self.counts.get("support_requesters", 0) + len(rows)
+            self._jsonl("support_requesters", created, r)
 
     def tickets(self, first_id, req_ids, shop_nos, t, end_ts, rng, dirt):
-        fh = self.jsonl["support_tickets"]
         bad = set(dirt.rows(len(req_ids)).tolist())
         iso = lambda s: datetime.fromtimestamp(int(s), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
         for i in range(len(req_ids)):
@@ -513,22 +583,21 @@ class _Writers:
             if i in bad:
                 rec["priority"] = "sofort"
                 dirt.log.append(("support_tickets", rec["id"], "priority", "not_allowed"))
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        self.counts["support_tickets"] = self.counts.get("support_tickets", 0) + len(req_ids)
+            self._jsonl("support_tickets", int(t["opened"][i]), rec)
 
     def leads(self, rows, dirt):
         t = self._table(rows, {"created_at": "%Y-%m-%d %H:%M:%S", "converted_at": "%Y-%m-%d %H:%M:%S"})
         if t is not None:
             t = dirt.apply("sales_leads", t, "lead_id", [
                 ("expected_value", "negative_amount", "-500.00"), ("stage", "not_allowed", "verloren")])
-            self.files["sales_leads"].write(t)
+            self._write("sales_leads", t, [r["created_at"] for r in rows])
 
     def nps(self, rows, dirt):
         t = self._table(rows, {"submitted_at": "%Y-%m-%d %H:%M:%S"})
         if t is not None:
             t = dirt.apply("nps_responses", t, "response_id", [
                 ("score", "above_maximum", "11"), ("score", "unparseable_number", "zehn")])
-            self.files["nps_responses"].write(t)
+            self._write("nps_responses", t, [r["submitted_at"] for r in rows])
 
     def web(self, chunk, first_id, visitors, cust_ref, wb, dirt):
         n = len(visitors)
@@ -547,12 +616,23 @@ class _Writers:
             "sku": np.where(wb["type"] >= 1, np.char.add(CATS[wb["category"]], "-1"), None),
             "category": CATS[wb["category"]],
             **_utm(wb["source"], ts)})
-        pq.write_table(t, self.landing / "web" / f"events_part-{chunk:05d}.parquet")
+        path = self.landing / "web" / f"events_part-{chunk:05d}.parquet"
+        late = self._late(wb["t"])
+        if late is None:
+            pq.write_table(t, path)
+        else:
+            pq.write_table(t.filter(pa.array(~late)), path)
+            later = self._delivered(path)
+            later.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(t.filter(pa.array(late)), later)
+            self.counts["delivery/web_events"] = self.counts.get("delivery/web_events", 0) + int(late.sum())
+            n -= int(late.sum())
         self.web_rows += n
 
     def spend(self, table, dirt):
         table = dirt.apply("marketing_spend", table, "campaign", [("amount_eur", "negative_amount", "-100.00")])
-        self.files["marketing_spend"].write(table)
+        day = pc.strptime(table.column("date"), format="%Y-%m-%d", unit="s")
+        self._write("marketing_spend", table, pc.cast(day, pa.int64()).to_numpy())
 
     def errors(self, errors):
         with (self.truth / "injected_errors.csv").open("w", newline="") as fh:
@@ -583,7 +663,10 @@ class _Writers:
         for name, f in self.files.items():
             f.close()
             self.counts[name] = f.rows
-        for fh in self.jsonl.values():
+        for name, f in self.later.items():
+            f.close()
+            self.counts[f"delivery/{name}"] = f.rows
+        for fh in [*self.jsonl.values(), *self.later_jsonl.values()]:
             fh.close()
         self.counts["web_events"] = self.web_rows
         return self.counts

@@ -69,6 +69,8 @@ class GeneratorConfig:
     p_shop_landline: float = 0.25
     # Share of rows per landing file with an injected data error (for the quarantine).
     dirty_rate: float = 0.002
+    # The last N days go to a delivery folder instead of landing/ (see generate); 0: none.
+    delivery_days: int = 0
 
 
 @dataclass
