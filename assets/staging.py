@@ -27,10 +27,12 @@ def build_staging_asset(entity_name: str, cfg: SourceConfig) -> dg.AssetsDefinit
         owners=["team:data"],
         tags={"layer": "staging"},
         description=(f"{ent.doc} Latest version of every loaded file from every system, one row "
-                     "per record and system, timestamps in UTC, with lineage columns."),
+                     "per record and system, timestamps in UTC, with lineage columns. Incremental: "
+                     "only files loaded since the last build are read and merged in."),
     )
     def staging_table(warehouse: DuckDBResource, landing: LandingZone) -> dg.MaterializeResult:
-        """Rebuild the staging table of one entity from the raw layer; see crm_platform.staging."""
+        """Bring the staging table of one entity up to date with the raw layer (new files merged
+        in, or a full rebuild); see crm_platform.staging."""
         with warehouse.get_connection() as con:
             report = staging.build(con, landing.sources(), entity_name)
             meta = table_metadata(con, report.table)
@@ -40,6 +42,8 @@ def build_staging_asset(entity_name: str, cfg: SourceConfig) -> dg.AssetsDefinit
                         f"round(100.0 * count({c}) / count(*), 1) AS {c}_pct" for c in MATCH_FIELDS)
                     + " FROM staging.contacts GROUP BY 1 ORDER BY 1").df()
                 meta["match_field_fill_rate"] = dg.MetadataValue.md(markdown_table(fill, 20, 20))
+        meta.update({"build_mode": report.mode, "build_mode_reason": report.reason,
+                     "file_versions_read": report.files_read, "rows_staged_this_run": report.rows_read})
         meta["rows_by_system"] = dg.MetadataValue.json(report.rows_by_system)
         meta["rows_superseded_by_later_delivery"] = report.superseded
         return dg.MaterializeResult(metadata=meta)

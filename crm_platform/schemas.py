@@ -181,6 +181,28 @@ class MarketingSpend(_Lineage):
         unique = ["source_system", "spend_date", "channel", "campaign"]
 
 
+class StagingBuildState(pa.DataFrameModel):
+    """Which file versions a staging table was built from (crm_platform.staging, incremental builds):
+    one row per entity and file, its version the one staged, one query fingerprint per entity."""
+
+    entity: Series[str] = pa.Field(isin=["contacts", "orders", "order_items", "email_events", "support_tickets",
+                                         "web_events", "nps_responses", "leads", "marketing_spend"])
+    dataset: Series[str] = pa.Field(str_matches=SYSTEM)
+    source_file: Series[str] = pa.Field(str_length={"min_value": 1})
+    version: Series[int] = pa.Field(ge=1)
+    query_hash: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{16}$")
+    built_at: Series[pd.Timestamp]
+
+    @pa.dataframe_check(error="one staging query per entity")
+    def one_query(cls, df: pd.DataFrame) -> Series[bool]:
+        return df.groupby("entity")["query_hash"].transform("nunique") == 1
+
+    class Config:
+        coerce = True
+        strict = True
+        unique = ["entity", "dataset", "source_file"]
+
+
 STAGING_SCHEMAS: dict[str, type[pa.DataFrameModel]] = {
     "contacts": Contacts, "orders": Orders, "order_items": OrderItems, "email_events": EmailEvents,
     "support_tickets": SupportTickets, "web_events": WebEvents, "nps_responses": NpsResponses,

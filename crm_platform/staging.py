@@ -4,16 +4,24 @@ Staging reads the latest loaded version of every raw file, keeps one row per nat
 (the most recently loaded wins when a record is delivered again in a later file), and adds what
 matching and analysis need: contact keys that point at a person record, and for contacts the
 standardized match forms beside the display values.
+
+Staging is incremental: ``staging.build_state`` remembers which file versions each table was built
+from. When the only change since is new files (the daily case), only their rows are read,
+standardized and merged in: rows of records they deliver again replace the staged ones, the rest
+are appended - the same rows a full rebuild gives. A new version of a file already staged, a change
+of the source declaration or of the staging query, or a missing state rebuilds the whole table.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import duckdb
 
 from crm_platform import standardize, warehouse
 from crm_platform.model import LINEAGE_COLUMNS, entity
+from crm_platform.schemas import StagingBuildState
 from crm_platform.sources import Dataset, SourceConfig
 
 LINEAGE = ", ".join(LINEAGE_COLUMNS)
@@ -25,16 +33,22 @@ class StagingReport:
     rows: int
     rows_by_system: dict[str, int]
     superseded: int  # rows replaced by a later delivery of the same record
+    mode: str = "full"         # or "incremental"
+    reason: str = ""           # why this mode
+    files_read: int = 0        # file versions whose rows were read this time
+    rows_read: int = 0         # rows staged this time (all of them in a full build)
+
+
+STATE = "staging.build_state"
+FILES = "_stage_files"      # the file versions a build reads (temporary)
 
 
 def _latest_rows(ds: Dataset) -> str:
-    """Rows of a raw table from the newest loaded version of each of its files."""
+    """Rows of a raw table from the file versions this build reads."""
     return f"""
         SELECT r.*, {ds.trust_rank} AS trust_rank, '{ds.contact_system}' AS contact_system
         FROM raw.{ds.key} r
-        JOIN (SELECT source_file, max(version) AS v FROM raw.ingest_manifest
-              WHERE dataset = '{ds.key}' AND status = 'loaded' GROUP BY source_file) m
-          ON r._source_file = m.source_file AND r._file_version = m.v"""
+        JOIN {FILES} m ON m.dataset = '{ds.key}' AND r._source_file = m.source_file AND r._file_version = m.version"""
 
 
 def _union(con, cfg: SourceConfig, entity_name: str) -> str:
@@ -107,14 +121,13 @@ ORDER BY contact_key
 """
 
 
-def build_contacts(con: duckdb.DuckDBPyConnection, cfg: SourceConfig) -> StagingReport:
+def contacts_sql(con: duckdb.DuckDBPyConnection, cfg: SourceConfig) -> str:
     standardize.register(con)
-    sql = CONTACTS_SQL.format(union=_union(con, cfg, "contacts"),
-                              dedupe=_dedupe(entity("contacts").key), lineage=LINEAGE)
-    return _materialize(con, cfg, "contacts", sql)
+    return CONTACTS_SQL.format(union=_union(con, cfg, "contacts"),
+                               dedupe=_dedupe(entity("contacts").key), lineage=LINEAGE)
 
 
-def build_events(con: duckdb.DuckDBPyConnection, cfg: SourceConfig, entity_name: str) -> StagingReport:
+def events_sql(con: duckdb.DuckDBPyConnection, cfg: SourceConfig, entity_name: str) -> str:
     """Stage an event entity: canonical columns, lowercased codes, the owner's contact key."""
     ent = entity(entity_name)
     cols = []
@@ -122,28 +135,95 @@ def build_events(con: duckdb.DuckDBPyConnection, cfg: SourceConfig, entity_name:
         cols.append(f"lower({c.name}) AS {c.name}" if c.allowed else c.name)
     owner = (f"CASE WHEN {ent.contact_ref} IS NOT NULL THEN contact_system || ':' || "
              f"{ent.contact_ref} END AS contact_key, " if ent.contact_ref else "")
-    sql = f"""
+    return f"""
         SELECT {owner}_source_system AS source_system, _dataset AS dataset, {', '.join(cols)}, {LINEAGE}
         FROM ({_union(con, cfg, entity_name)})
         {_dedupe(ent.key)}
         ORDER BY {', '.join(ent.key)}"""
-    return _materialize(con, cfg, entity_name, sql)
+
+
+def _latest_files(con, keys: list[str]) -> None:
+    """The newest loaded version of every file of the datasets, as the temporary FILES table."""
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE {FILES} AS
+        SELECT dataset, source_file, max(version) AS version FROM raw.ingest_manifest
+        WHERE status = 'loaded' AND list_contains(?, dataset) GROUP BY ALL""", [keys])
+
+
+def _why_full(con, table: str, entity_name: str, fingerprint: str) -> str | None:
+    """None when the table can be brought up to date from new files alone, else the reason not."""
+    if not warehouse.table_exists(con, table):
+        return "first build"
+    if not warehouse.table_exists(con, STATE):
+        return "no build state"
+    state = con.execute(f"SELECT count(*), count(*) FILTER (WHERE query_hash <> ?) FROM {STATE} "
+                        "WHERE entity = ?", [fingerprint, entity_name]).fetchall()[0]
+    if not state[0]:
+        return "no build state"
+    if state[1]:
+        return "the source declaration or the staging query changed"
+    stale = con.execute(f"""SELECT count(*) FROM {STATE} s LEFT JOIN {FILES} f USING (dataset, source_file)
+        WHERE s.entity = ? AND (f.version IS NULL OR f.version <> s.version)""", [entity_name]).fetchall()[0][0]
+    if stale:
+        return f"{stale} staged file(s) have a newer version"
+    if any(c.allowed for c in entity(entity_name).columns if c.name in entity(entity_name).key):
+        return "a key column is normalized"     # staged keys would not be the raw keys
+    return None
 
 
 def _materialize(con, cfg: SourceConfig, entity_name: str, sql: str) -> StagingReport:
     table = f"staging.{entity_name}"
-    con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}")
+    keys = [ds.key for ds in cfg.by_entity(entity_name)] or [""]
+    fingerprint = hashlib.sha256(sql.encode()).hexdigest()[:16]
+    _latest_files(con, keys)
+    reason = _why_full(con, table, entity_name, fingerprint)
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {STATE} (entity VARCHAR, dataset VARCHAR, source_file VARCHAR,
+        version INTEGER, query_hash VARCHAR, built_at TIMESTAMP)""")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if reason:
+            con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}")
+            con.execute(f"DELETE FROM {STATE} WHERE entity = ?", [entity_name])
+            files_read, rows_read = con.execute(f"SELECT (SELECT count(*) FROM {FILES}), count(*) FROM {table}").fetchall()[0]
+        else:
+            files_read, rows_read = _merge_new(con, table, entity_name, sql)
+        con.execute(f"INSERT INTO {STATE} SELECT ?, dataset, source_file, version, ?, now()::TIMESTAMP "
+                    f"FROM {FILES}", [entity_name, fingerprint])
+        StagingBuildState.validate(con.execute(f"SELECT * FROM {STATE} WHERE entity = ?", [entity_name]).df())
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {FILES}")
     by_system = dict(con.execute(
         f"SELECT source_system, count(*) FROM {table} GROUP BY 1 ORDER BY 1").fetchall())
     # Rows offered = rows loaded from the newest version of every file, as the manifest counted them.
-    keys = [ds.key for ds in cfg.by_entity(entity_name)] or [""]
     offered = con.execute(
         "SELECT coalesce(sum(rows_loaded), 0) FROM raw.ingest_manifest m WHERE dataset IN "
         f"({', '.join('?' for _ in keys)}) AND status = 'loaded' AND version = (SELECT max(version) "
         "FROM raw.ingest_manifest l WHERE l.dataset = m.dataset AND l.source_file = m.source_file "
         "AND l.status = 'loaded')", keys).fetchall()[0][0]
     rows = sum(by_system.values())
-    return StagingReport(table, rows, by_system, offered - rows)
+    return StagingReport(table, rows, by_system, offered - rows, "full" if reason else "incremental",
+                         reason or "only new files since the last build", int(files_read), int(rows_read))
+
+
+def _merge_new(con, table: str, entity_name: str, sql: str) -> tuple[int, int]:
+    """Stage the rows of the file versions not yet staged: they replace staged rows of the same
+    record (a later delivery wins, as in a full build) and the rest are appended. FILES is
+    narrowed to those versions."""
+    con.execute(f"""DELETE FROM {FILES} f WHERE EXISTS (SELECT 1 FROM {STATE} s WHERE s.entity = ?
+        AND s.dataset = f.dataset AND s.source_file = f.source_file AND s.version = f.version)""", [entity_name])
+    files = con.execute(f"SELECT count(*) FROM {FILES}").fetchall()[0][0]
+    if not files:
+        return 0, 0
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _staged_new AS {sql}")
+    same = " AND ".join(f"t.{c} IS NOT DISTINCT FROM n.{c}" for c in ("source_system", *entity(entity_name).key))
+    con.execute(f"DELETE FROM {table} t USING _staged_new n WHERE {same}")
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _staged_new")
+    n = con.execute("SELECT count(*) FROM _staged_new").fetchall()[0][0]
+    con.execute("DROP TABLE _staged_new")
+    return files, n
 
 
 STAGING_ENTITIES = ("contacts", "orders", "order_items", "email_events", "support_tickets",
@@ -152,6 +232,5 @@ STAGING_ENTITIES = ("contacts", "orders", "order_items", "email_events", "suppor
 
 def build(con: duckdb.DuckDBPyConnection, cfg: SourceConfig, entity_name: str) -> StagingReport:
     warehouse.ensure_layers(con)
-    if entity_name == "contacts":
-        return build_contacts(con, cfg)
-    return build_events(con, cfg, entity_name)
+    sql = contacts_sql(con, cfg) if entity_name == "contacts" else events_sql(con, cfg, entity_name)
+    return _materialize(con, cfg, entity_name, sql)
