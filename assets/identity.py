@@ -46,11 +46,13 @@ def _spec(key: dg.AssetKey, description: str, deps, group: str = GROUP) -> dg.As
     pool="duckdb",
 )
 def match_contacts(warehouse: DuckDBResource, identity: IdentityResolution):
-    """Block, compare and score staging.contacts; reviewer decisions join as labels."""
+    """Block, compare and score staging.contacts; reviewer decisions join as labels. Contacts new
+    or delivered again since the last run are matched against all, under the last model; a changed
+    spec or reviewer decisions, or many changed contacts, re-match everyone (resolve.match)."""
     spec = identity.spec()
     decisions, bad_rows = review.load_decisions(identity.review_dir)
     with warehouse.get_connection() as con:
-        rep = resolve.match(con, spec, decisions)
+        rep = resolve.match(con, spec, decisions, incremental=True)
         salt = settings.Paths(Path(identity.home)).hash_salt()
         audit.record_many(con, [
             {"action": "review_decision", "actor": "reviewer (review/decisions.csv)",
@@ -68,7 +70,9 @@ def match_contacts(warehouse: DuckDBResource, identity: IdentityResolution):
     yield dg.MaterializeResult(asset_key=K["candidate_pairs"], metadata={
         **meta["candidate_pairs"], "pairs_by_blocking_rule": dg.MetadataValue.json(rep.pairs_by_rule),
         "skipped_oversized_blocks": dg.MetadataValue.json(rep.skipped_blocks),
-        "records": rep.records, "seconds": dg.MetadataValue.json(rep.seconds)})
+        "records": rep.records, "seconds": dg.MetadataValue.json(rep.seconds),
+        "match_mode": rep.mode, "match_mode_reason": rep.reason,
+        "records_matched_this_run": rep.records_matched, "records_removed_this_run": rep.records_removed})
     yield dg.MaterializeResult(asset_key=K["match_weights"], metadata={
         **meta["match_weights"], "weights": dg.MetadataValue.md(markdown_table(weights, 60)),
         "em_sessions": dg.MetadataValue.md(markdown_table(pd.DataFrame(rep.sessions), 20, 80)),

@@ -250,6 +250,15 @@ class MatchWeights(pa.DataFrameModel):
     u_probability: Series[float] = pa.Field(nullable=True, gt=0, le=1)
     weight_bits: Series[float]
     prior_match_probability: Series[float] = pa.Field(gt=0, lt=1)
+    model: Series[str] = pa.Field(isin=["fellegi_sunter_em", "recordlinkage_logistic_regression"])
+    # what the model was trained under: an incremental match reuses it only while both hold
+    spec_hash: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{16}$")
+    decisions_hash: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{16}$")
+
+    @pa.dataframe_check(error="one model per table")
+    def one_model(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df[["prior_match_probability", "model", "spec_hash", "decisions_hash"]].nunique() <= 1).all() \
+            & pd.Series(True, index=df.index)
 
     @pa.dataframe_check(error="m and u probabilities of a comparison sum to 1")
     def distributions(cls, df: pd.DataFrame) -> Series[bool]:

@@ -20,6 +20,7 @@ Tables written to the output schema ``out``:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
@@ -48,28 +49,42 @@ class EngineReport:
     decisions: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
     rejected_labels: pd.DataFrame | None = None
+    mode: str = "full"                # or "incremental"
+    reason: str = ""                  # why this mode
+    records_matched: int = 0          # records blocked and compared this run (all in a full run)
+    records_removed: int = 0          # records gone from the input since the last run (incremental)
 
 
 def _rel(out: str, name: str) -> str:
     return f"{out}.{name}"
 
 
-def prepare(con: duckdb.DuckDBPyConnection, spec: MatchSpec, source_sql: str, out: str) -> int:
-    """Create ``out.records``: the input rows with the spec's derived columns."""
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {out}")
+def _prepared(con: duckdb.DuckDBPyConnection, spec: MatchSpec, source_sql: str) -> None:
+    """The temporary ``_prepared``: the input rows with the spec's derived columns."""
     for name, path in spec.lookups.items():
         con.execute(f"CREATE OR REPLACE TEMP TABLE lookup_{name} AS "
                     f"SELECT * FROM read_csv(?, header=true, all_varchar=true)", [str(path)])
     derived = "".join(f", {expr} AS {name}" for name, expr in spec.derive.items())
     con.execute(f"CREATE OR REPLACE TEMP TABLE _prepared AS SELECT *{derived} FROM ({source_sql}) s")
-    # share of records holding each value, for term-frequency adjusted weights (joins of small
-    # value tables are far cheaper than window partitions over the wide records)
+
+
+def _with_tf(spec: MatchSpec, population: str) -> str:
+    """``_prepared`` with the share of ``population`` records holding each value, for
+    term-frequency adjusted weights (joins of small value tables are far cheaper than window
+    partitions over the wide records)."""
     tf = [c for c in spec.comparisons if c.tf_column]
     cols = "".join(f", t{i}.tf AS {c.tf}" for i, c in enumerate(tf))
     joins = " ".join(
-        f"LEFT JOIN (SELECT {c.tf_column} AS v, count(*) / sum(count(*)) OVER () AS tf FROM _prepared "
+        f"LEFT JOIN (SELECT {c.tf_column} AS v, count(*) / sum(count(*)) OVER () AS tf FROM {population} "
         f"WHERE {c.tf_column} IS NOT NULL GROUP BY 1) t{i} ON t{i}.v = p.{c.tf_column}" for i, c in enumerate(tf))
-    con.execute(f"CREATE OR REPLACE TABLE {_rel(out, 'records')} AS SELECT p.*{cols} FROM _prepared p {joins} "
+    return f"SELECT p.*{cols} FROM _prepared p {joins}"
+
+
+def prepare(con: duckdb.DuckDBPyConnection, spec: MatchSpec, source_sql: str, out: str) -> int:
+    """Create ``out.records``: the input rows with the spec's derived columns."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {out}")
+    _prepared(con, spec, source_sql)
+    con.execute(f"CREATE OR REPLACE TABLE {_rel(out, 'records')} AS {_with_tf(spec, '_prepared')} "
                 f"ORDER BY p.{spec.unique_id}")
     con.execute("DROP TABLE _prepared")
     dup = con.execute(f"SELECT count(*) - count(DISTINCT {spec.unique_id}), count(*) FILTER "
@@ -80,11 +95,16 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: MatchSpec, source_sql: str, ou
     return con.execute(f"SELECT count(*) FROM {_rel(out, 'records')}").fetchall()[0][0]
 
 
-def block(con, spec: MatchSpec, out: str, extra_pairs: list[tuple[str, str]] | None = None) -> tuple[dict, dict]:
-    """Candidate pairs from the blocking rules, each proposed once, never a cross product.
+def block(con, spec: MatchSpec, out: str, extra_pairs: list[tuple[str, str]] | None = None,
+          new_only: bool = False) -> tuple[dict, dict]:
+    """Candidate pairs from the blocking rules, each proposed once, never a cross product, into
+    ``out.candidate_pairs``. With ``new_only``: into the temporary ``_new_pairs``, only the pairs
+    with a record of ``_delta`` (block sizes still counted over all records), and reviewed
+    ``extra_pairs`` only where they name one.
 
     Returns pairs per rule (newly proposed by it) and skipped oversized blocks per rule."""
     recs, uid, src = _rel(out, "records"), spec.unique_id, spec.source_column
+    is_new = "id IN (SELECT id FROM _delta)" if new_only else "false"
     parts, skipped = [], {}
     for i, rule in enumerate(spec.blocking):
         keys = [f"{k} AS k{j}" for j, k in enumerate(rule.keys)]
@@ -92,35 +112,46 @@ def block(con, spec: MatchSpec, out: str, extra_pairs: list[tuple[str, str]] | N
         nn = " AND ".join(f"({k}) IS NOT NULL" for k in rule.keys)
         # block sizes by GROUP BY and a join: far cheaper than a window partition over the records
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _blk AS
-            WITH k AS (SELECT {uid} AS id, {src} AS src, {', '.join(keys)} FROM {recs} WHERE {nn})
+            WITH k AS (SELECT {uid} AS id, {src} AS src, {', '.join(keys)}, {is_new} AS new FROM {recs} WHERE {nn})
             SELECT k.*, s.n FROM k JOIN (SELECT {part}, count(*) AS n FROM k GROUP BY ALL) s USING ({part})""")
         limit = rule.max_block_size or spec.max_block_size
-        sk = con.execute(f"SELECT count(*), count(DISTINCT ({part})) FROM _blk WHERE n > ?",
-                         [limit]).fetchall()[0]
+        sk = con.execute(f"SELECT count(*), count(DISTINCT ({part})) FROM _blk WHERE n > ? "
+                         f"{'AND new' if new_only else ''}", [limit]).fetchall()[0]
         if sk[0]:
             skipped[rule.name] = {"records": sk[0], "blocks": sk[1]}
         on = " AND ".join(f"l.k{j} = r.k{j}" for j in range(len(rule.keys)))
         filt = spec.pair_filter(uid="id", src="src")
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE _p{i} AS
-            SELECT l.id AS left_id, r.id AS right_id, {i}::SMALLINT AS rule_no
-            FROM _blk l JOIN _blk r ON {on} AND {filt}
-            WHERE l.n <= {limit} AND r.n <= {limit}""")
+        if new_only:
+            # a new record on either side (the pair filter orders the two)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _bn AS SELECT * FROM _blk WHERE new AND n <= {limit}")
+            pairs = f"""SELECT l.id AS left_id, r.id AS right_id, {i}::SMALLINT AS rule_no
+                FROM _bn l JOIN _blk r ON {on} AND {filt} WHERE r.n <= {limit}
+                UNION ALL
+                SELECT l.id, r.id, {i}::SMALLINT FROM _blk l JOIN _bn r ON {on} AND {filt}
+                WHERE l.n <= {limit} AND NOT l.new"""
+        else:
+            pairs = f"""SELECT l.id AS left_id, r.id AS right_id, {i}::SMALLINT AS rule_no
+                FROM _blk l JOIN _blk r ON {on} AND {filt}
+                WHERE l.n <= {limit} AND r.n <= {limit}"""
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _p{i} AS {pairs}")
         parts.append(f"SELECT * FROM _p{i}")
     con.execute("CREATE OR REPLACE TEMP TABLE _extra (left_id VARCHAR, right_id VARCHAR)")
     if extra_pairs:
         con.executemany("INSERT INTO _extra VALUES (?, ?)", [list(p) for p in extra_pairs])
     names = [r.name for r in spec.blocking] + ["review_decision"]
-    con.execute(f"""CREATE OR REPLACE TABLE {_rel(out, 'candidate_pairs')} AS
+    into = "TEMP TABLE _new_pairs" if new_only else f"TABLE {_rel(out, 'candidate_pairs')}"
+    extra_new = "WHERE e.left_id IN (SELECT id FROM _delta) OR e.right_id IN (SELECT id FROM _delta)" \
+        if new_only else ""
+    con.execute(f"""CREATE OR REPLACE {into} AS
         SELECT left_id, right_id, ({names!r})[min(rule_no) + 1] AS blocking_rule,
                bit_or(1::BIGINT << rule_no) AS rule_mask FROM (
             {' UNION ALL '.join(parts)}
             UNION ALL SELECT e.left_id, e.right_id, {len(spec.blocking)}::SMALLINT FROM _extra e
-              JOIN {recs} a ON a.{uid} = e.left_id JOIN {recs} b ON b.{uid} = e.right_id)
+              JOIN {recs} a ON a.{uid} = e.left_id JOIN {recs} b ON b.{uid} = e.right_id {extra_new})
         GROUP BY ALL""")
-    for i in range(len(spec.blocking)):
-        con.execute(f"DROP TABLE IF EXISTS _p{i}")
-    con.execute("DROP TABLE IF EXISTS _blk")
-    by_rule = dict(con.execute(f"SELECT blocking_rule, count(*) FROM {_rel(out, 'candidate_pairs')} "
+    for t in [f"_p{i}" for i in range(len(spec.blocking))] + ["_blk", "_bn"]:
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    by_rule = dict(con.execute(f"SELECT blocking_rule, count(*) FROM {into.split()[-1]} "
                                "GROUP BY 1 ORDER BY 2 DESC").fetchall())
     return by_rule, skipped
 
@@ -154,16 +185,16 @@ def rule_case(rules, label: str | None = None) -> str:
     return sql + (f" AS {label}" if label else "")
 
 
-def compare(con, spec: MatchSpec, out: str) -> None:
-    """The comparison vector of every candidate pair, computed in SQL."""
+def compare(con, spec: MatchSpec, out: str, pairs: str | None = None, into: str | None = None) -> None:
+    """The comparison vector of every candidate pair (of ``pairs``), computed in SQL."""
     recs, uid = _rel(out, "records"), spec.unique_id
     gammas = ", ".join(c.case_sql() for c in spec.comparisons)
-    con.execute(f"""CREATE OR REPLACE TABLE {_rel(out, 'comparisons')} AS
+    con.execute(f"""CREATE OR REPLACE TABLE {into or _rel(out, 'comparisons')} AS
         SELECT p.left_id, p.right_id, p.blocking_rule, p.rule_mask, {gammas},
                {''.join(f"greatest(l.{c.tf}, r.{c.tf}) AS {c.tf}, " for c in spec.comparisons if c.tf_column)}
                {rule_case(spec.deterministic, 'deterministic_rule')},
                {rule_case(spec.guards.cannot_link, 'cannot_link_rule')}
-        FROM {_rel(out, 'candidate_pairs')} p
+        FROM {pairs or _rel(out, 'candidate_pairs')} p
         JOIN {recs} l ON l.{uid} = p.left_id JOIN {recs} r ON r.{uid} = p.right_id""")
 
 
@@ -370,6 +401,24 @@ def supervised(spec: MatchSpec, patterns: pd.DataFrame, labelled: pd.DataFrame) 
     return proba, info
 
 
+def fingerprint(value) -> str:
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
+
+
+def decisions_fingerprint(decisions: pd.DataFrame | None) -> str:
+    if decisions is None or not len(decisions):
+        return fingerprint([])
+    return fingerprint(sorted(decisions[["left_id", "right_id", "label"]].astype(str).itertuples(index=False, name=None)))
+
+
+def _decisions_table(con, decisions: pd.DataFrame | None) -> None:
+    con.execute("CREATE OR REPLACE TEMP TABLE _decisions (left_id VARCHAR, right_id VARCHAR, label INTEGER)")
+    if decisions is not None and len(decisions):
+        con.register("_dec_df", decisions[["left_id", "right_id", "label"]])
+        con.execute("INSERT INTO _decisions SELECT left_id, right_id, label FROM _dec_df")
+        con.unregister("_dec_df")
+
+
 def score(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None = None) -> EngineReport:
     """EM weights, pattern scores and per-pair decisions; writes patterns, match_weights, scores."""
     rep = EngineReport()
@@ -383,11 +432,8 @@ def score(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None = None)
     pats = _score_patterns(spec, patterns, weights, lam)
     rep.patterns, rep.prior_match_probability = len(pats), lam
     rep.seconds["em"] = round(time.perf_counter() - t, 2)
-    con.execute("CREATE OR REPLACE TEMP TABLE _decisions (left_id VARCHAR, right_id VARCHAR, label INTEGER)")
+    _decisions_table(con, decisions)
     if decisions is not None and len(decisions):
-        con.register("_dec_df", decisions[["left_id", "right_id", "label"]])
-        con.execute("INSERT INTO _decisions SELECT left_id, right_id, label FROM _dec_df")
-        con.unregister("_dec_df")
         g = ", ".join(f"c.{x}" for x in spec.gammas)
         labelled = con.execute(f"SELECT d.left_id, d.right_id, d.label, {g} FROM _decisions d "
                                f"JOIN {_rel(out, 'comparisons')} c USING (left_id, right_id)").df()
@@ -399,9 +445,21 @@ def score(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None = None)
     con.execute(f"CREATE OR REPLACE TABLE {_rel(out, 'patterns')} AS SELECT * FROM _pats_df")
     con.unregister("_pats_df")
     con.register("_w_df", weights)
-    con.execute(f"CREATE OR REPLACE TABLE {_rel(out, 'match_weights')} AS SELECT *, ? AS prior_match_probability "
-                f"FROM _w_df", [lam])
+    con.execute(f"CREATE OR REPLACE TABLE {_rel(out, 'match_weights')} AS SELECT *, ? AS prior_match_probability, "
+                f"? AS model, ? AS spec_hash, ? AS decisions_hash FROM _w_df",
+                [lam, rep.model, fingerprint(spec), decisions_fingerprint(decisions)])
     con.unregister("_w_df")
+    con.execute(f"CREATE OR REPLACE TABLE {_rel(out, 'pair_scores')} AS "
+                f"{_pair_scores_sql(spec, out, _rel(out, 'comparisons'), weights, rep.model)}")
+    con.execute(f"DROP TABLE {_rel(out, 'comparisons')}")
+    rep.decisions = dict(con.execute(f"SELECT decision, count(*) FROM {_rel(out, 'pair_scores')} "
+                                     "GROUP BY 1 ORDER BY 1").fetchall())
+    return rep
+
+
+def _pair_scores_sql(spec: MatchSpec, out: str, comparisons: str, weights: pd.DataFrame, model: str) -> str:
+    """Per-field weights, total weight, probability and decision of the compared pairs, from the
+    scored patterns and the reviewers' ``_decisions``."""
     # a common value agreeing (Mueller, Berlin) is weaker evidence than a rare one: the strongest
     # level's u is replaced by the frequency of the value itself (Splink's term frequencies)
     adj = {c.name: (f"CASE WHEN c.{c.gamma} = {len(c.levels)} THEN log2({_u_top(weights, c)} / "
@@ -409,15 +467,15 @@ def score(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None = None)
     wcols = ", ".join(f"p.w_{c.name} + {adj[c.name]} AS w_{c.name}" if c.name in adj else f"p.w_{c.name}"
                       for c in spec.comparisons)
     total = "p.total_weight" + "".join(f" + {a}" for a in adj.values())
-    prob_sql = "pattern_probability" if rep.model != "fellegi_sunter_em" else \
+    prob_sql = "pattern_probability" if model != "fellegi_sunter_em" else \
         "1 / (1 + pow(2, -greatest(least(total_weight, 1000), -1000)))"
     using = ", ".join(spec.gammas)
-    con.execute(f"""CREATE OR REPLACE TABLE {_rel(out, 'pair_scores')} AS
+    return f"""
         WITH s AS (
             SELECT c.* EXCLUDE ({', '.join(c.tf for c in spec.comparisons if c.tf_column) or 'rule_mask'}),
                    {wcols}, {total} AS total_weight, p.match_probability AS pattern_probability,
                    d.label AS review_label
-            FROM {_rel(out, 'comparisons')} c JOIN {_rel(out, 'patterns')} p USING ({using})
+            FROM {comparisons} c JOIN {_rel(out, 'patterns')} p USING ({using})
             LEFT JOIN _decisions d USING (left_id, right_id))
         SELECT s.* EXCLUDE (pattern_probability), {prob_sql} AS match_probability,
           CASE WHEN review_label = 1 THEN 'must_link'
@@ -427,16 +485,151 @@ def score(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None = None)
                WHEN {prob_sql} >= {spec.link_threshold} THEN 'link'
                WHEN {prob_sql} >= {spec.review_threshold} THEN 'review'
                ELSE 'no_link' END AS decision
-        FROM s""")
-    con.execute(f"DROP TABLE {_rel(out, 'comparisons')}")
-    rep.decisions = dict(con.execute(f"SELECT decision, count(*) FROM {_rel(out, 'pair_scores')} "
-                                     "GROUP BY 1 ORDER BY 1").fetchall())
-    return rep
+        FROM s"""
 
 
 def run(con, spec: MatchSpec, source_sql: str, out: str,
-        decisions: pd.DataFrame | None = None) -> EngineReport:
-    """Prepare, block, compare and score ``source_sql`` under ``spec`` into schema ``out``."""
+        decisions: pd.DataFrame | None = None, incremental: bool = False) -> EngineReport:
+    """Prepare, block, compare and score ``source_sql`` under ``spec`` into schema ``out``; with
+    ``incremental``, only what changed since the last run when that is possible (see
+    ``run_incremental``)."""
+    reason = "full run asked for"
+    if incremental:
+        rep, reason = run_incremental(con, spec, source_sql, out, decisions)
+        if rep is not None:
+            return rep
+    rep = _run_full(con, spec, source_sql, out, decisions)
+    rep.reason = reason
+    return rep
+
+
+# An incremental run re-matches at most this share of the records; above it, a full run (fresh
+# weights and term frequencies) costs little more.
+MAX_INCREMENTAL_SHARE = 0.2
+
+
+def _changed_ids(con, spec: MatchSpec, source_sql: str, out: str) -> tuple[int, int, int]:
+    """Temporary ``_delta`` (input records new or delivered again since the last run) and
+    ``_gone`` (records no longer in the input); returns their sizes and the input size."""
+    uid, recs = spec.unique_id, _rel(out, "records")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _delta AS SELECT s.{uid} AS id FROM ({source_sql}) s
+        LEFT JOIN {recs} r ON r.{uid} = s.{uid}
+        WHERE r.{uid} IS NULL OR s._loaded_at IS DISTINCT FROM r._loaded_at
+           OR s._source_file IS DISTINCT FROM r._source_file OR s._source_line IS DISTINCT FROM r._source_line""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _gone AS SELECT r.{uid} AS id FROM {recs} r
+        ANTI JOIN ({source_sql}) s ON s.{uid} = r.{uid}""")
+    return con.execute(f"SELECT (SELECT count(*) FROM _delta), (SELECT count(*) FROM _gone), "
+                       f"(SELECT count(*) FROM ({source_sql}))").fetchall()[0]
+
+
+def _why_full(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None) -> str | None:
+    from crm_platform.warehouse import table_exists
+
+    if not all(table_exists(con, _rel(out, t)) for t in ("records", "candidate_pairs", "patterns",
+                                                          "match_weights", "pair_scores")):
+        return "no earlier run"
+    if spec.compare_backend != "duckdb":
+        return "the recordlinkage comparison backend runs in full"
+    cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {_rel(out, 'match_weights')})").fetchall()}
+    if not {"spec_hash", "decisions_hash", "model"} <= cols:
+        return "the model does not say what it was trained under"
+    cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {_rel(out, 'records')})").fetchall()}
+    if not {"_loaded_at", "_source_file", "_source_line"} <= cols:
+        return "the records carry no lineage to tell new ones by"
+    held = con.execute(f"SELECT any_value(spec_hash), any_value(decisions_hash) FROM {_rel(out, 'match_weights')}").fetchall()[0]
+    if held[0] != fingerprint(spec):
+        return "the match spec changed"
+    if held[1] != decisions_fingerprint(decisions):
+        return "reviewer decisions changed"
+    return None
+
+
+def run_incremental(con, spec: MatchSpec, source_sql: str, out: str,
+                    decisions: pd.DataFrame | None = None) -> tuple[EngineReport | None, str]:
+    """Match only the records that are new or were delivered again since the last run, against
+    every record, under the last run's model (weights, prior, term frequencies of the records
+    already matched): their old pairs are dropped, they are blocked against all records (block
+    sizes over all records), and the new pairs are compared, scored and appended.
+
+    Returns (None, reason) when a full run is needed instead: no earlier run, another spec or
+    other reviewer decisions, the recordlinkage backend, a supervised model meeting a comparison
+    vector it never scored, or more than MAX_INCREMENTAL_SHARE of the records changed."""
+    reason = _why_full(con, spec, out, decisions)
+    if reason:
+        return None, reason
+    t0 = time.perf_counter()
+    delta, gone, total = _changed_ids(con, spec, source_sql, out)
+    if delta > MAX_INCREMENTAL_SHARE * max(total, 1):
+        return None, f"{delta} of {total} records changed (more than {MAX_INCREMENTAL_SHARE:.0%})"
+    w = con.execute(f"SELECT * FROM {_rel(out, 'match_weights')}").df()
+    weights, lam, model = w.drop(columns=["prior_match_probability", "model", "spec_hash", "decisions_hash"]), \
+        float(w.prior_match_probability.iloc[0]), str(w.model.iloc[0])
+    rep = EngineReport(mode="incremental", model=model, prior_match_probability=lam,
+                       reason=f"{delta} new or changed and {gone} removed of {total} records")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        reason = _match_delta(con, spec, source_sql, out, decisions, weights, lam, model, rep, t0)
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    if reason:                                  # nothing was changed
+        con.execute("ROLLBACK")
+        return None, reason
+    con.execute("COMMIT")
+    for t in ("_new_pairs", "_new_comparisons", "_stale", "_delta", "_gone"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    rep.records, rep.records_matched, rep.records_removed = total, delta, gone
+    return rep, rep.reason
+
+
+def _match_delta(con, spec: MatchSpec, source_sql: str, out: str, decisions: pd.DataFrame, weights: pd.DataFrame,
+                 lam: float, model: str, rep: EngineReport, t0: float) -> str | None:
+    """The body of ``run_incremental``, inside its transaction; returns why a full run is needed
+    instead (the caller rolls back) or None."""
+    uid, recs = spec.unique_id, _rel(out, "records")
+    con.execute("CREATE OR REPLACE TEMP TABLE _stale AS SELECT id FROM _delta UNION SELECT id FROM _gone")
+    for t in ("pair_scores", "candidate_pairs"):
+        con.execute(f"DELETE FROM {_rel(out, t)} WHERE left_id IN (SELECT id FROM _stale) "
+                    "OR right_id IN (SELECT id FROM _stale)")
+    con.execute(f"DELETE FROM {recs} WHERE {uid} IN (SELECT id FROM _stale)")
+    _prepared(con, spec, f"SELECT s.* FROM ({source_sql}) s SEMI JOIN _delta d ON d.id = s.{uid}")
+    tf = ", ".join(sorted({c.tf_column for c in spec.comparisons if c.tf_column}))
+    population = f"(SELECT {tf} FROM {recs} UNION ALL SELECT {tf} FROM _prepared)" if tf else ""
+    con.execute(f"INSERT INTO {recs} BY NAME {_with_tf(spec, population)}")
+    con.execute("DROP TABLE _prepared")
+    decisions, rep.rejected_labels = orient(con, spec, out, decisions)
+    _decisions_table(con, decisions)
+    t1 = time.perf_counter()
+    extra = [(a, b) for a, b in decisions[["left_id", "right_id"]].itertuples(index=False, name=None)] \
+        if len(decisions) else []
+    rep.pairs_by_rule, rep.skipped_blocks = block(con, spec, out, extra, new_only=True)
+    t2 = time.perf_counter()
+    compare(con, spec, out, pairs="_new_pairs", into="_new_comparisons")
+    t3 = time.perf_counter()
+    gcols = ", ".join(spec.gammas)
+    unseen = con.execute(f"SELECT {gcols}, count(*) AS n FROM _new_comparisons ANTI JOIN {_rel(out, 'patterns')} "
+                         f"USING ({gcols}) GROUP BY ALL").df()
+    if len(unseen):
+        if model != "fellegi_sunter_em":
+            return f"{len(unseen)} comparison vectors the supervised model never scored"
+        pats = _score_patterns(spec, unseen, weights, lam)
+        con.register("_pats_df", pats)
+        con.execute(f"INSERT INTO {_rel(out, 'patterns')} BY NAME SELECT * FROM _pats_df")
+        con.unregister("_pats_df")
+    con.execute(f"INSERT INTO {_rel(out, 'pair_scores')} BY NAME "
+                f"{_pair_scores_sql(spec, out, '_new_comparisons', weights, model)}")
+    con.execute(f"INSERT INTO {_rel(out, 'candidate_pairs')} BY NAME SELECT * FROM _new_pairs")
+    rep.candidate_pairs = con.execute(f"SELECT count(*) FROM {_rel(out, 'candidate_pairs')}").fetchall()[0][0]
+    rep.patterns = con.execute(f"SELECT count(*) FROM {_rel(out, 'patterns')}").fetchall()[0][0]
+    rep.decisions = dict(con.execute(f"SELECT decision, count(*) FROM {_rel(out, 'pair_scores')} "
+                                     "GROUP BY 1 ORDER BY 1").fetchall())
+    rep.seconds.update(prepare=round(t1 - t0, 2), blocking=round(t2 - t1, 2), compare=round(t3 - t2, 2),
+                       score=round(time.perf_counter() - t3, 2))
+    return None
+
+
+def _run_full(con, spec: MatchSpec, source_sql: str, out: str,
+              decisions: pd.DataFrame | None = None) -> EngineReport:
     t0 = time.perf_counter()
     n = prepare(con, spec, source_sql, out)
     decisions, rejected = orient(con, spec, out, decisions)
@@ -453,6 +646,7 @@ def run(con, spec: MatchSpec, source_sql: str, out: str,
     t3 = time.perf_counter()
     rep = score(con, spec, out, decisions)
     rep.records, rep.pairs_by_rule, rep.skipped_blocks = n, by_rule, skipped
+    rep.records_matched = n
     rep.candidate_pairs = sum(by_rule.values())
     rep.rejected_labels = rejected
     rep.seconds.update(prepare=round(t1 - t0, 2), blocking=round(t2 - t1, 2), compare=round(t3 - t2, 2),

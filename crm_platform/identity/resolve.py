@@ -43,9 +43,12 @@ class ResolveReport:
     cluster_sizes: dict = field(default_factory=dict)
 
 
-def match(con, spec: MatchSpec, decisions: pd.DataFrame | None = None) -> engine.EngineReport:
-    """Block, compare and score the staged contacts under ``spec`` into the identity schema."""
-    return engine.run(con, spec, SOURCE_SQL, SCHEMA, decisions)
+def match(con, spec: MatchSpec, decisions: pd.DataFrame | None = None,
+          incremental: bool = False) -> engine.EngineReport:
+    """Block, compare and score the staged contacts under ``spec`` into the identity schema; with
+    ``incremental``, only contacts new or delivered again since the last match, against all of
+    them, under the last model (``engine.run_incremental``), when that is possible."""
+    return engine.run(con, spec, SOURCE_SQL, SCHEMA, decisions, incremental=incremental)
 
 
 def cluster_scored(con, spec: MatchSpec, schema: str) -> tuple[pd.DataFrame, pd.DataFrame, ClusterResult]:
