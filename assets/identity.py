@@ -109,10 +109,11 @@ def match_contacts(warehouse: DuckDBResource, identity: IdentityResolution):
     pool="duckdb",
 )
 def resolve_customers(warehouse: DuckDBResource, identity: IdentityResolution):
-    """Cluster accepted links with over-merge guards and map clusters onto stable customer ids."""
+    """Cluster accepted links with over-merge guards and map clusters onto stable customer ids;
+    daily, only the link components that new, changed or removed contacts touch (resolve.resolve)."""
     spec = identity.spec()
     with warehouse.get_connection() as con:
-        rep = resolve.resolve(con, spec)
+        rep = resolve.resolve(con, spec, incremental=True)
         queue = con.sql("SELECT * FROM identity.review_queue").df()
         review.export_queue(queue, identity.review_dir)
         meta = {k: table_metadata(con, ".".join(K[k].path)) for k in ("crosswalk", "links", "review_queue", "id_changes")}
@@ -125,7 +126,8 @@ def resolve_customers(warehouse: DuckDBResource, identity: IdentityResolution):
         **meta["crosswalk"], "customers": rep.customers, "records": rep.records,
         "merge_rate": round(1 - rep.customers / rep.records, 4) if rep.records else 0.0,
         "cluster_sizes": dg.MetadataValue.md(markdown_table(sizes, 30)),
-        "ids_minted": rep.minted, "id_changes": dg.MetadataValue.json(rep.id_changes)})
+        "ids_minted": rep.minted, "id_changes": dg.MetadataValue.json(rep.id_changes),
+        "resolve_mode": rep.mode, "resolve_mode_reason": rep.reason, "records_resolved_this_run": rep.records_resolved})
     yield dg.MaterializeResult(asset_key=K["links"], metadata={
         **meta["links"], "accepted": rep.links_accepted,
         "refused_by_guard": dg.MetadataValue.json(rep.refused)})

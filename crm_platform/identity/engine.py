@@ -446,7 +446,7 @@ def score(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None = None)
     con.unregister("_pats_df")
     con.register("_w_df", weights)
     con.execute(f"CREATE OR REPLACE TABLE {_rel(out, 'match_weights')} AS SELECT *, ? AS prior_match_probability, "
-                f"? AS model, ? AS spec_hash, ? AS decisions_hash FROM _w_df",
+                f"? AS model, ? AS spec_hash, ? AS decisions_hash, now()::TIMESTAMP AS trained_at FROM _w_df",
                 [lam, rep.model, fingerprint(spec), decisions_fingerprint(decisions)])
     con.unregister("_w_df")
     con.execute(f"CREATE OR REPLACE TABLE {_rel(out, 'pair_scores')} AS "
@@ -531,7 +531,7 @@ def _why_full(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None) ->
     if spec.compare_backend != "duckdb":
         return "the recordlinkage comparison backend runs in full"
     cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {_rel(out, 'match_weights')})").fetchall()}
-    if not {"spec_hash", "decisions_hash", "model"} <= cols:
+    if not {"spec_hash", "decisions_hash", "model", "trained_at"} <= cols:
         return "the model does not say what it was trained under"
     cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {_rel(out, 'records')})").fetchall()}
     if not {"_loaded_at", "_source_file", "_source_line"} <= cols:
@@ -562,7 +562,8 @@ def run_incremental(con, spec: MatchSpec, source_sql: str, out: str,
     if delta > MAX_INCREMENTAL_SHARE * max(total, 1):
         return None, f"{delta} of {total} records changed (more than {MAX_INCREMENTAL_SHARE:.0%})"
     w = con.execute(f"SELECT * FROM {_rel(out, 'match_weights')}").df()
-    weights, lam, model = w.drop(columns=["prior_match_probability", "model", "spec_hash", "decisions_hash"]), \
+    weights, lam, model = w.drop(columns=["prior_match_probability", "model", "spec_hash", "decisions_hash",
+                                          "trained_at"]), \
         float(w.prior_match_probability.iloc[0]), str(w.model.iloc[0])
     rep = EngineReport(mode="incremental", model=model, prior_match_probability=lam,
                        reason=f"{delta} new or changed and {gone} removed of {total} records")

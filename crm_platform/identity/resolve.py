@@ -9,6 +9,13 @@ customer ids, writing in one transaction:
 ``identity.crosswalk``     every staged contact record -> exactly one customer_id
 ``identity.id_changes``    history of merges, splits and moves (old id, new id, kind, evidence)
 ``identity.id_registry``   every customer id ever minted, active or retired
+
+Both run incrementally when asked (the daily run): ``match`` then compares only contacts new or
+delivered again (``engine.run_incremental``), and ``resolve`` re-clusters only the records of the
+link components such contacts touch - grown from them along every link-or-stronger pair and every
+earlier customer's records until closed - and leaves every other customer as it was. Components
+never interact in the clustering and every id a component held stays inside it, so the result is
+the one a full resolution of the same pair scores gives (a test holds them equal).
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ class ResolveReport:
     id_changes: dict = field(default_factory=dict)
     minted: int = 0
     cluster_sizes: dict = field(default_factory=dict)
+    mode: str = "full"             # or "incremental"
+    reason: str = ""
+    records_resolved: int = 0      # records re-clustered this run
 
 
 def match(con, spec: MatchSpec, decisions: pd.DataFrame | None = None,
@@ -51,15 +61,18 @@ def match(con, spec: MatchSpec, decisions: pd.DataFrame | None = None,
     return engine.run(con, spec, SOURCE_SQL, SCHEMA, decisions, incremental=incremental)
 
 
-def cluster_scored(con, spec: MatchSpec, schema: str) -> tuple[pd.DataFrame, pd.DataFrame, ClusterResult]:
-    """Cluster the scored pairs of ``schema`` under the spec's guards.
+def cluster_scored(con, spec: MatchSpec, schema: str, subset: str | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, ClusterResult]:
+    """Cluster the scored pairs of ``schema`` (of the records whose ids are in table ``subset``)
+    under the spec's guards.
 
     Returns the records (sorted by id), the links considered with their outcome, and the result."""
     uid, src = spec.unique_id, spec.source_column
     strong_cols = "".join(f", CAST(r.{c} AS VARCHAR) AS {c}" for c in spec.guards.conflicting_ids)
     # integer positions in SQL: mapping millions of string ids in pandas costs seconds
     con.execute(f"CREATE OR REPLACE TEMP TABLE _idx AS SELECT {uid} AS record_id, "
-                f"(row_number() OVER (ORDER BY {uid}) - 1)::BIGINT AS i FROM {schema}.records")
+                f"(row_number() OVER (ORDER BY {uid}) - 1)::BIGINT AS i FROM {schema}.records"
+                + (f" WHERE {uid} IN (SELECT id FROM {subset})" if subset else ""))
     recs = con.execute(f"SELECT x.record_id, CAST(r.{src} AS VARCHAR) AS _source{strong_cols} FROM _idx x "
                        f"JOIN {schema}.records r ON r.{uid} = x.record_id ORDER BY x.i").df()
     edges = con.execute(f"""SELECT s.left_id, s.right_id, s.decision, s.match_probability, a.i AS li, b.i AS ri
@@ -83,17 +96,77 @@ def cluster_scored(con, spec: MatchSpec, schema: str) -> tuple[pd.DataFrame, pd.
     return recs, edges, res
 
 
-def resolve(con, spec: MatchSpec, now: datetime | None = None) -> ResolveReport:
-    """Cluster the scored pairs and write crosswalk, id changes, links and review queue."""
+# A daily resolution re-clusters at most this share of the records; above it, all of them.
+MAX_INCREMENTAL_SHARE = 0.2
+LINKED = "('must_link', 'deterministic', 'link')"
+
+
+def _why_full(con, spec: MatchSpec) -> str | None:
+    if not (table_exists(con, f"{SCHEMA}.crosswalk") and table_exists(con, f"{SCHEMA}.links")):
+        return "no earlier resolution"
+    cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {SCHEMA}.records)").fetchall()}
+    if "_loaded_at" not in cols:
+        return "the records carry no lineage to tell new ones by"
+    cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {SCHEMA}.match_weights)").fetchall()}
+    if "trained_at" not in cols:
+        return "the match model does not say when it was trained"
+    retrained = con.execute(f"SELECT (SELECT max(trained_at) FROM {SCHEMA}.match_weights) > "
+                            f"(SELECT max(resolved_at) FROM {SCHEMA}.crosswalk)").fetchall()[0][0]
+    if retrained is not False:
+        return "the match model was trained after the last resolution: every pair may have moved"
+    return None
+
+
+def _touched(con, spec: MatchSpec) -> tuple[int, int]:
+    """Temporary ``_touched``: the ids of every record in a link component holding a record
+    loaded after the last resolution, new to it or gone from the records - grown along pairs of
+    link strength or more and along earlier customers until closed. Returns its size (records
+    still present) and the number of records."""
+    uid, x = spec.unique_id, f"{SCHEMA}.crosswalk"
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _touched AS
+        SELECT {uid} AS id FROM {SCHEMA}.records WHERE _loaded_at > (SELECT max(resolved_at) FROM {x})
+        UNION SELECT r.{uid} FROM {SCHEMA}.records r ANTI JOIN {x} c ON c.{uid} = r.{uid}
+        UNION SELECT c.{uid} FROM {x} c ANTI JOIN {SCHEMA}.records r ON r.{uid} = c.{uid}""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _edges_all AS
+        SELECT left_id AS a, right_id AS b FROM {SCHEMA}.pair_scores WHERE decision IN {LINKED}
+        UNION ALL SELECT right_id, left_id FROM {SCHEMA}.pair_scores WHERE decision IN {LINKED}""")
+    con.execute("CREATE OR REPLACE TEMP TABLE _front AS SELECT id FROM _touched")
+    while con.execute("SELECT count(*) FROM _front").fetchall()[0][0]:
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _front AS
+            SELECT e.b AS id FROM _edges_all e SEMI JOIN _front f ON f.id = e.a
+            UNION SELECT m.{uid} FROM {x} m WHERE m.customer_id IN
+                (SELECT c.customer_id FROM {x} c SEMI JOIN _front f ON f.id = c.{uid})
+            EXCEPT SELECT id FROM _touched""")
+        con.execute("INSERT INTO _touched SELECT id FROM _front")
+    con.execute("DROP TABLE _edges_all")
+    con.execute("DROP TABLE _front")
+    return con.execute(f"SELECT (SELECT count(*) FROM _touched SEMI JOIN {SCHEMA}.records r ON r.{uid} = _touched.id), "
+                       f"(SELECT count(*) FROM {SCHEMA}.records)").fetchall()[0]
+
+
+def resolve(con, spec: MatchSpec, now: datetime | None = None, incremental: bool = False) -> ResolveReport:
+    """Cluster the scored pairs and write crosswalk, id changes, links and review queue; with
+    ``incremental``, only the components new, changed or removed records touch (module doc)."""
     now = now or datetime.now(timezone.utc).replace(tzinfo=None)
     uid = spec.unique_id
-    recs, edges, res = cluster_scored(con, spec, SCHEMA)
+    mode, reason = "full", "full resolution asked for"
+    if incremental:
+        reason = _why_full(con, spec)
+        if reason is None:
+            touched, total = _touched(con, spec)
+            if touched > MAX_INCREMENTAL_SHARE * max(total, 1):
+                reason = f"{touched} of {total} records touched (more than {MAX_INCREMENTAL_SHARE:.0%})"
+            else:
+                mode, reason = "incremental", f"{touched} of {total} records in components with new, changed or removed records"
+    subset = "_touched" if mode == "incremental" else None
+    recs, edges, res = cluster_scored(con, spec, SCHEMA, subset)
     labels = pd.DataFrame({"record_id": recs["record_id"], "label": res.labels})
 
     previous = pd.DataFrame(columns=["record_id", "customer_id"])
     last = 0
     if table_exists(con, f"{SCHEMA}.crosswalk"):
-        previous = con.execute(f"SELECT {uid} AS record_id, customer_id FROM {SCHEMA}.crosswalk").df()
+        previous = con.execute(f"SELECT {uid} AS record_id, customer_id FROM {SCHEMA}.crosswalk"
+                               + (f" WHERE {uid} IN (SELECT id FROM {subset})" if subset else "")).df()
     if table_exists(con, f"{SCHEMA}.id_registry"):      # ids are zero-padded: the text max is the last
         last = ids.last_minted(pd.Series(con.execute(f"SELECT max(customer_id) FROM {SCHEMA}.id_registry").fetchall()[0]))
     if table_exists(con, f"{SCHEMA}.id_watermark"):     # ids of erased customers are gone but not free
@@ -103,18 +176,24 @@ def resolve(con, spec: MatchSpec, now: datetime | None = None) -> ResolveReport:
     crosswalk, changes = ids.assign(labels, previous, last, accepted)
 
     rep = ResolveReport(records=len(recs), customers=int(crosswalk.customer_id.nunique()),
-                        links_considered=len(edges), links_accepted=len(accepted), refused=res.refused)
+                        links_considered=len(edges), links_accepted=len(accepted), refused=res.refused,
+                        mode=mode, reason=reason, records_resolved=len(recs))
     rep.id_changes = changes["kind"].value_counts().to_dict() if len(changes) else {}
     minted = sorted(set(crosswalk.customer_id) - set(previous.customer_id))
     rep.minted = len(minted)
 
     con.execute("BEGIN TRANSACTION")
     try:
-        _write(con, spec, edges, crosswalk, changes, minted, now)
+        _write(con, spec, edges, crosswalk, changes, minted, now, subset)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
+    finally:
+        con.execute("DROP TABLE IF EXISTS _touched")
+    if subset:
+        rep.records, rep.customers = con.execute(f"SELECT count(*), count(DISTINCT customer_id) "
+                                                 f"FROM {SCHEMA}.crosswalk").fetchall()[0]
     rep.review_queue = con.execute(f"SELECT count(*) FROM {SCHEMA}.review_queue").fetchall()[0][0]
     sizes = con.execute(f"SELECT cluster_size, count(DISTINCT customer_id) FROM {SCHEMA}.crosswalk "
                         "GROUP BY 1 ORDER BY 1").fetchall()
@@ -123,20 +202,30 @@ def resolve(con, spec: MatchSpec, now: datetime | None = None) -> ResolveReport:
 
 
 def _write(con, spec: MatchSpec, edges: pd.DataFrame, crosswalk: pd.DataFrame, changes: pd.DataFrame,
-           minted: list[str], now: datetime) -> None:
+           minted: list[str], now: datetime, subset: str | None = None) -> None:
+    """Write the resolution; with ``subset``, replace only the links and crosswalk rows of the
+    records whose ids it holds (every link and every record of their customers lies inside)."""
     uid = spec.unique_id
+
+    def replace(table: str, select: str, params=(), rows_of: str = "") -> None:
+        if subset:
+            con.execute(f"DELETE FROM {SCHEMA}.{table} WHERE {rows_of}")
+            con.execute(f"INSERT INTO {SCHEMA}.{table} BY NAME {select}", list(params))
+        else:
+            con.execute(f"CREATE OR REPLACE TABLE {SCHEMA}.{table} AS {select}", list(params))
+
     con.register("_edges", edges[["left_id", "right_id", "outcome"]])
-    con.execute(f"""CREATE OR REPLACE TABLE {SCHEMA}.links AS
-        SELECT s.* EXCLUDE (review_label), e.outcome
+    replace("links", f"""SELECT s.* EXCLUDE (review_label), e.outcome
         FROM {SCHEMA}.pair_scores s JOIN _edges e USING (left_id, right_id)
-        ORDER BY s.match_probability DESC, s.left_id, s.right_id""")
+        ORDER BY s.match_probability DESC, s.left_id, s.right_id""",
+            rows_of=f"left_id IN (SELECT id FROM {subset}) OR right_id IN (SELECT id FROM {subset})")
     con.unregister("_edges")
     con.register("_xw", crosswalk)
-    con.execute(f"""CREATE OR REPLACE TABLE {SCHEMA}.crosswalk AS
-        SELECT x.record_id AS {uid}, x.customer_id, r.dataset, r.source_system, r.source_record_id,
+    replace("crosswalk", f"""SELECT x.record_id AS {uid}, x.customer_id, r.dataset, r.source_system, r.source_record_id,
                count(*) OVER (PARTITION BY x.customer_id)::INTEGER AS cluster_size,
                ?::TIMESTAMP AS resolved_at
-        FROM _xw x JOIN {SCHEMA}.records r ON r.{uid} = x.record_id ORDER BY x.customer_id, 1""", [now])
+        FROM _xw x JOIN {SCHEMA}.records r ON r.{uid} = x.record_id ORDER BY x.customer_id, 1""", [now],
+            rows_of=f"{uid} IN (SELECT id FROM {subset})")
     con.unregister("_xw")
     con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.id_changes (
         old_customer_id VARCHAR, new_customer_id VARCHAR, kind VARCHAR, records INTEGER,
