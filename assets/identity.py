@@ -156,16 +156,19 @@ def resolve_customers(warehouse: DuckDBResource, identity: IdentityResolution):
     pool="duckdb",
 )
 def golden_records(warehouse: DuckDBResource, identity: IdentityResolution):
-    """Build core.customers and core.customer_field_provenance from the crosswalk."""
+    """Build core.customers and core.customer_field_provenance from the crosswalk; daily, only
+    the customers resolved since the last build (golden.build)."""
     rules = identity.survivorship()
     with warehouse.get_connection() as con:
-        counts = golden.build(con, rules)
+        counts = golden.build(con, rules, incremental=True)
         by_rule = con.sql("SELECT field, rule, source_dataset, count(*) AS n FROM core.customer_field_provenance "
                           "GROUP BY ALL ORDER BY field, n DESC").df()
         meta = {k: table_metadata(con, ".".join(k.path)) for k in (CUSTOMERS, PROVENANCE)}
         n, rows = guards.missing_provenance(con, [o for fr in rules for o in fr.outputs])
     yield dg.MaterializeResult(asset_key=CUSTOMERS, metadata={
-        **meta[CUSTOMERS], "rules": dg.MetadataValue.json({fr.name: fr.rule for fr in rules})})
+        **meta[CUSTOMERS], "rules": dg.MetadataValue.json({fr.name: fr.rule for fr in rules}),
+        "build_mode": counts["mode"], "build_mode_reason": counts["reason"],
+        "customers_rebuilt_this_run": counts["customers_rebuilt"]})
     yield dg.MaterializeResult(asset_key=PROVENANCE, metadata={
         **meta[PROVENANCE], "values_by_rule_and_source": dg.MetadataValue.md(markdown_table(by_rule, 60))})
     yield dg.AssetCheckResult(asset_key=CUSTOMERS, check_name="provenance_for_every_field",

@@ -355,6 +355,23 @@ class Customers(pa.DataFrameModel):
         strict = False
 
 
+class GoldenState(pa.DataFrameModel):
+    """What the golden records reflect (crm_platform.identity.golden, incremental builds): the
+    survivorship rules and the newest resolution, in one row."""
+
+    rules_hash: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{16}$")
+    resolved_through: Series[pd.Timestamp]
+    built_at: Series[pd.Timestamp]
+
+    @pa.dataframe_check(error="exactly one row")
+    def one_row(cls, df: pd.DataFrame) -> Series[bool]:
+        return pd.Series(len(df) == 1, index=df.index)
+
+    class Config:
+        coerce = True
+        strict = True
+
+
 class CustomerFieldProvenance(pa.DataFrameModel):
     """Which staged record and which survivorship rule supplied each golden field."""
 

@@ -3,14 +3,14 @@ as building everything again."""
 
 import shutil
 from datetime import date
-from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import pandas as pd
 import pytest
 
 from crm_platform import staging
-from crm_platform.identity import engine, resolve
+from crm_platform.identity import engine, golden, resolve
 from crm_platform.identity.spec import load_spec
 from crm_platform.settings import DEFAULT_MATCH_SPEC
 from crm_platform.generator import GeneratorConfig, deliver, generate
@@ -18,6 +18,7 @@ from tests.conftest import ingest_all
 
 DAY = date(2026, 9, 30)
 SPEC = load_spec(DEFAULT_MATCH_SPEC)
+RULES = golden.load_rules()
 
 
 def table_digest(con, table: str, leave_out: tuple[str, ...] = ()) -> tuple[int, int]:
@@ -36,10 +37,11 @@ def delivery_world(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def staged_twice(delivery_world, demo_sources, tmp_path_factory):
-    """The history staged; the delivery (and a correction of an old order) landed, ingested and
-    staged incrementally. Returns the connection, the reports of both builds and the digest of
-    every staging table after the second."""
+def day(delivery_world, demo_sources, tmp_path_factory):
+    """The history built (staging, matching, resolution, golden records); then the delivery (and a
+    correction of an old order) landed and built incrementally, and built once more with nothing
+    new. Holds the connection, every step's reports (history, day, nothing new), the digest of
+    every staging table after the day, and a copy of the warehouse before the day's resolution."""
     home = delivery_world
     here = tmp_path_factory.mktemp("daily")
     con = duckdb.connect(str(here / "w.duckdb"))
@@ -47,6 +49,7 @@ def staged_twice(delivery_world, demo_sources, tmp_path_factory):
     first = {e: staging.build(con, demo_sources, e) for e in staging.STAGING_ENTITIES}
     matched = [resolve.match(con, SPEC, incremental=True)]
     resolved = [resolve.resolve(con, SPEC, incremental=True)]
+    built = [golden.build(con, RULES, incremental=True)]
     deliver(home, DAY)
     header, line = (home / "landing/shop/orders.csv").read_text().splitlines()[:2]
     fields = line.split(",")
@@ -59,16 +62,19 @@ def staged_twice(delivery_world, demo_sources, tmp_path_factory):
     con.execute("CHECKPOINT")          # the warehouse before the day's resolution, for a full one
     shutil.copy(here / "w.duckdb", here / "before_resolution.duckdb")
     resolved.append(resolve.resolve(con, SPEC, incremental=True))
+    built.append(golden.build(con, RULES, incremental=True))
     matched.append(resolve.match(con, SPEC, incremental=True))
     resolved.append(resolve.resolve(con, SPEC, incremental=True))
+    built.append(golden.build(con, RULES, incremental=True))
     # the same contacts matched from scratch, beside
     matched.append(engine.run(con, SPEC, resolve.SOURCE_SQL, "identity_full"))
-    yield con, first, second, digests, matched, resolved
+    yield SimpleNamespace(con=con, staged=(first, second), digests=digests, matched=matched, resolved=resolved,
+                          built=built, before_resolution=here / "before_resolution.duckdb")
     con.close()
 
 
-def test_staging_merges_only_the_delivered_files_and_equals_a_full_build(staged_twice, demo_sources):
-    con, first, second, digests, _, _ = staged_twice
+def test_staging_merges_only_the_delivered_files_and_equals_a_full_build(day, demo_sources):
+    con, (first, second), digests = day.con, day.staged, day.digests
     assert {r.mode for r in first.values()} == {"full"}
     for e, rep in second.items():
         assert rep.mode == "incremental", (e, rep.reason)
@@ -86,8 +92,8 @@ def test_staging_merges_only_the_delivered_files_and_equals_a_full_build(staged_
         assert table_digest(con, f"staging.{e}", ()) == digests[e], e
 
 
-def test_staging_without_new_files_reads_nothing_and_a_new_version_rebuilds(staged_twice, demo_sources, delivery_world):
-    con, _, second, _, _, _ = staged_twice
+def test_staging_without_new_files_reads_nothing_and_a_new_version_rebuilds(day, demo_sources, delivery_world):
+    con, second = day.con, day.staged[1]
     again = staging.build(con, demo_sources, "orders")
     assert (again.mode, again.files_read, again.rows_read, again.rows) == ("incremental", 0, 0, second["orders"].rows)
     # a corrected re-export of a delivered file replaces its rows: only a full build can drop the old ones
@@ -100,12 +106,12 @@ def test_staging_without_new_files_reads_nothing_and_a_new_version_rebuilds(stag
     assert fixed.rows == second["orders"].rows - 1
 
 
-def test_build_state_contract_fails_on_a_file_staged_twice(staged_twice):
+def test_build_state_contract_fails_on_a_file_staged_twice(day):
     import pandera.errors
 
     from crm_platform.schemas import StagingBuildState
 
-    con = staged_twice[0]
+    con = day.con
     state = con.execute(f"SELECT * FROM {staging.STATE}").df()
     assert len(StagingBuildState.validate(state)) == len(state) > 0
     with pytest.raises(pandera.errors.SchemaError):
@@ -114,8 +120,8 @@ def test_build_state_contract_fails_on_a_file_staged_twice(staged_twice):
         StagingBuildState.validate(state.assign(query_hash=["0" * 16] + ["f" * 16] * (len(state) - 1)))
 
 
-def test_identity_matches_only_new_contacts_against_all_and_proposes_the_pairs_a_full_run_would(staged_twice):
-    con, _, second, _, (first, daily, again, full), _ = staged_twice
+def test_identity_matches_only_new_contacts_against_all_and_proposes_the_pairs_a_full_run_would(day):
+    con, second, (first, daily, again, full) = day.con, day.staged[1], day.matched
     assert (first.mode, first.reason) == ("full", "no earlier run")
     assert daily.mode == "incremental", daily.reason
     new = second["contacts"].rows_read
@@ -139,18 +145,33 @@ def test_identity_matches_only_new_contacts_against_all_and_proposes_the_pairs_a
     assert linked > 0
 
 
-def test_identity_resolves_only_the_touched_components_into_what_a_full_resolution_gives(staged_twice):
-    con, _, _, _, _, (first, daily, again) = staged_twice
+@pytest.fixture(scope="module")
+def full_resolution(day):
+    """The warehouse as it was before the day's resolution, resolved and built in full."""
+    other = duckdb.connect(str(day.before_resolution))
+    yield other, resolve.resolve(other, SPEC), golden.build(other, RULES)
+    other.close()
+
+
+def test_identity_resolves_only_the_touched_components_into_what_a_full_resolution_gives(day, full_resolution):
+    con, (first, daily, again) = day.con, day.resolved
     assert first.mode == "full" and daily.mode == "incremental", daily.reason
     assert 0 < daily.records_resolved < 0.1 * daily.records
     assert again.mode == "incremental" and again.records_resolved == 0
     assert daily.records == con.execute("SELECT count(*) FROM staging.contacts").fetchall()[0][0]
-    path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()[0][0]
-    other = duckdb.connect(str(Path(path).parent / "before_resolution.duckdb"))
-    full = resolve.resolve(other, SPEC)
+    other, full, _ = full_resolution
     assert full.mode == "full" and full.records == daily.records and full.customers == daily.customers
     leave_out = {"crosswalk": ("resolved_at",), "links": (), "review_queue": (), "id_changes": ("changed_at",),
                  "id_registry": ("minted_at", "retired_at")}
     for table, cols in leave_out.items():
         assert table_digest(con, f"identity.{table}", cols) == table_digest(other, f"identity.{table}", cols), table
-    other.close()
+
+
+def test_golden_records_rebuild_only_the_customers_resolved_that_day(day, full_resolution):
+    other, _, full = full_resolution
+    assert [b["mode"] for b in day.built] == ["full", "incremental", "incremental"], day.built
+    daily, again = day.built[1:]
+    assert 0 < daily["customers_rebuilt"] < 0.1 * daily["customers"] and again["customers_rebuilt"] == 0
+    assert full["mode"] == "full" and full["customers"] == daily["customers"]
+    for table in ("customers", "customer_field_provenance"):
+        assert table_digest(day.con, f"core.{table}") == table_digest(other, f"core.{table}"), table

@@ -2,16 +2,26 @@
 
 ``core.customers`` holds one row per customer_id; ``core.customer_field_provenance`` says, for
 every non-null golden field, which staged record supplied it and under which rule.
+
+Incremental when asked (the daily run): ``core.golden_state`` remembers the survivorship rules and
+the newest resolution the golden records reflect; only customers whose crosswalk rows were
+resolved since, and customers gone from the crosswalk, are rebuilt. Survivorship works within one
+customer, so the rows are those of a full build. Other rules, or no state, build everything.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from crm_platform.schemas import GoldenState
 from crm_platform.settings import DEFAULT_SURVIVORSHIP
+from crm_platform.warehouse import table_exists
+
+STATE = "core.golden_state"
 RECENT = "coalesce(updated_at, created_at) DESC NULLS LAST"
 TIEBREAK = f"trust_rank ASC NULLS LAST, {RECENT}, contact_key"
 RULES = {
@@ -52,12 +62,34 @@ def load_rules(path: str | Path = DEFAULT_SURVIVORSHIP) -> list[FieldRule]:
     return out
 
 
+def _why_full(con, rules_hash: str) -> str | None:
+    if not all(table_exists(con, t) for t in ("core.customers", "core.customer_field_provenance", STATE)):
+        return "no earlier build"
+    held = con.execute(f"SELECT rules_hash FROM {STATE}").fetchall()
+    if [r[0] for r in held] != [rules_hash]:
+        return "the survivorship rules changed"
+    return None
+
+
 def build(con, rules: list[FieldRule], crosswalk: str = "identity.crosswalk",
-          records: str = "identity.records") -> dict:
-    """Write core.customers and core.customer_field_provenance; return row counts."""
+          records: str = "identity.records", incremental: bool = False) -> dict:
+    """Write core.customers and core.customer_field_provenance; return row counts, the mode and
+    the customers rebuilt."""
     con.execute("CREATE SCHEMA IF NOT EXISTS core")
+    rules_hash = hashlib.sha256(repr(rules).encode()).hexdigest()[:16]
+    reason = _why_full(con, rules_hash) if incremental else "full build asked for"
+    if reason is None:
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _affected AS
+            SELECT DISTINCT customer_id FROM {crosswalk} WHERE resolved_at > (SELECT resolved_through FROM {STATE})
+            UNION SELECT customer_id FROM core.customers ANTI JOIN {crosswalk} USING (customer_id)""")
+        n, total = con.execute(f"SELECT (SELECT count(*) FROM _affected), (SELECT count(DISTINCT customer_id) "
+                               f"FROM {crosswalk})").fetchall()[0]
+        if n > 0.2 * max(total, 1):
+            reason = f"{n} of {total} customers changed (more than 20 %)"
+    mode = "incremental" if reason is None else "full"
+    only = " WHERE x.customer_id IN (SELECT customer_id FROM _affected)" if mode == "incremental" else ""
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _members AS
-        SELECT x.customer_id, r.* FROM {crosswalk} x JOIN {records} r USING (contact_key)""")
+        SELECT x.customer_id, r.* FROM {crosswalk} x JOIN {records} r USING (contact_key){only}""")
     provenance, joins, selects = [], [], []
     for i, fr in enumerate(rules):
         lead = fr.columns[0]
@@ -75,7 +107,7 @@ def build(con, rules: list[FieldRule], crosswalk: str = "identity.crosswalk",
             provenance.append(f"""SELECT customer_id, '{o}' AS field, CAST({o} AS VARCHAR) AS value,
                 contact_key AS source_contact_key, dataset AS source_dataset, '{fr.rule}' AS rule
                 FROM _g{i} WHERE {o} IS NOT NULL""")
-    con.execute(f"""CREATE OR REPLACE TABLE core.customers AS
+    customers = f"""
         WITH base AS (
             SELECT customer_id, count(*)::INTEGER AS source_records,
                    list_sort(list_distinct(list(source_system))) AS source_systems,
@@ -83,11 +115,28 @@ def build(con, rules: list[FieldRule], crosswalk: str = "identity.crosswalk",
             FROM _members GROUP BY customer_id)
         SELECT base.customer_id, {', '.join(selects)}, base.source_records, base.source_systems,
                base.first_seen_at, base.last_updated_at
-        FROM base {' '.join(joins)} ORDER BY base.customer_id""")
-    con.execute("CREATE OR REPLACE TABLE core.customer_field_provenance AS "
-                + " UNION ALL ".join(provenance) + " ORDER BY customer_id, field")
-    for i in range(len(rules)):
-        con.execute(f"DROP TABLE _g{i}")
-    con.execute("DROP TABLE _members")
-    return {t: con.execute(f"SELECT count(*) FROM core.{t}").fetchall()[0][0]
-            for t in ("customers", "customer_field_provenance")}
+        FROM base {' '.join(joins)} ORDER BY base.customer_id"""
+    fields = " UNION ALL ".join(provenance) + " ORDER BY customer_id, field"
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, select in (("customers", customers), ("customer_field_provenance", fields)):
+            if mode == "incremental":
+                con.execute(f"DELETE FROM core.{table} WHERE customer_id IN (SELECT customer_id FROM _affected)")
+                con.execute(f"INSERT INTO core.{table} BY NAME {select}")
+            else:
+                con.execute(f"CREATE OR REPLACE TABLE core.{table} AS {select}")
+        con.execute(f"CREATE OR REPLACE TABLE {STATE} AS SELECT ? AS rules_hash, "
+                    f"(SELECT max(resolved_at) FROM {crosswalk}) AS resolved_through, now()::TIMESTAMP AS built_at",
+                    [rules_hash])
+        GoldenState.validate(con.execute(f"SELECT * FROM {STATE}").df())
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    rebuilt = con.execute("SELECT count(DISTINCT customer_id) FROM _members").fetchall()[0][0]
+    for t in [f"_g{i}" for i in range(len(rules))] + ["_members", "_affected"]:
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    counts = {t: con.execute(f"SELECT count(*) FROM core.{t}").fetchall()[0][0]
+              for t in ("customers", "customer_field_provenance")}
+    return {**counts, "mode": mode, "reason": reason or "customers resolved since the last build",
+            "customers_rebuilt": rebuilt}
