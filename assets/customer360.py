@@ -32,9 +32,10 @@ def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
 )
 def customer_timeline(warehouse: DuckDBResource):
     """Build core.customer_events and core.unattributed_events from the staged activity tables and
-    identity.crosswalk."""
+    identity.crosswalk; daily, only the events of rows loaded or contacts resolved since the last
+    build (timeline.build)."""
     with warehouse.get_connection() as con:
-        counts = timeline.build(con)
+        counts = timeline.build(con, incremental=True)
         by_channel = con.sql("SELECT channel, count(*) AS events, count(DISTINCT customer_id) AS customers, "
                              "round(sum(value), 2) AS value FROM core.customer_events GROUP BY 1 "
                              "ORDER BY 2 DESC").df()
@@ -45,6 +46,8 @@ def customer_timeline(warehouse: DuckDBResource):
             GROUP BY 1 ORDER BY count(DISTINCT channel) DESC, count(*) DESC, customer_id LIMIT 1)
             ORDER BY event_at LIMIT 30""").df()
         meta = {k: table_metadata(con, ".".join(k.path)) for k in (EVENTS, UNATTRIBUTED)}
+        lost = dict(con.execute("SELECT reason, count(*) FROM core.unattributed_events GROUP BY 1 "
+                                "ORDER BY 2 DESC").fetchall())
     yield dg.MaterializeResult(asset_key=EVENTS, metadata={
         **meta[EVENTS], "customers_with_events": counts["customers_with_events"],
         "events_by_type": dg.MetadataValue.json(counts["by_type"]),
@@ -52,11 +55,14 @@ def customer_timeline(warehouse: DuckDBResource):
         "events_per_customer_p10_p50_p90": dg.MetadataValue.json([float(x) for x in per_customer[0]]),
         "events_per_customer_max": int(per_customer[1]),
         "web_events_attributed_after_login": counts["web_events_attributed_after_login"],
-        "not_attributed_by_reason": dg.MetadataValue.json(counts["unattributed"]),
+        ("not_attributed_by_reason" if counts["mode"] == "full" else "not_attributed_by_reason_rows_made_this_run"):
+            dg.MetadataValue.json(counts["unattributed"]),
+        "build_mode": counts["mode"], "build_mode_reason": counts["reason"],
+        "staged_rows_rebuilt_this_run": counts["staged_rows_rebuilt"] if counts["staged_rows_rebuilt"] is not None
+        else "all (full build)",
         "example_timeline": dg.MetadataValue.md(markdown_table(example, 30))})
     yield dg.MaterializeResult(asset_key=UNATTRIBUTED, metadata={
-        **meta[UNATTRIBUTED], "by_reason": dg.MetadataValue.json(
-            {k: v for k, v in counts["unattributed"].items() if k != "visitor never logged in"})})
+        **meta[UNATTRIBUTED], "by_reason": dg.MetadataValue.json(lost)})
 
 
 def customer360_assets() -> list:

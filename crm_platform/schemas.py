@@ -355,21 +355,21 @@ class Customers(pa.DataFrameModel):
         strict = False
 
 
-class GoldenState(pa.DataFrameModel):
-    """What the golden records reflect (crm_platform.identity.golden, incremental builds): the
-    survivorship rules and the newest resolution, in one row."""
+class BuildState(pa.DataFrameModel):
+    """What each incrementally built core table reflects (crm_platform.buildstate): one row per
+    building step with the fingerprint of its rules or query and the newest resolution and load
+    taken in."""
 
-    rules_hash: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{16}$")
-    resolved_through: Series[pd.Timestamp]
+    step: Series[str] = pa.Field(isin=["golden_records", "customer_timeline"])
+    fingerprint: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{16}$")
+    resolved_through: Series[pd.Timestamp] = pa.Field(nullable=True)
+    loaded_through: Series[pd.Timestamp] = pa.Field(nullable=True)
     built_at: Series[pd.Timestamp]
-
-    @pa.dataframe_check(error="exactly one row")
-    def one_row(cls, df: pd.DataFrame) -> Series[bool]:
-        return pd.Series(len(df) == 1, index=df.index)
 
     class Config:
         coerce = True
         strict = True
+        unique = ["step"]
 
 
 class CustomerFieldProvenance(pa.DataFrameModel):

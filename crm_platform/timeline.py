@@ -15,9 +15,20 @@ several customers (a shared computer) has its anonymous sessions left unattribut
 
 Activity rows that name a contact the crosswalk does not know (a data error upstream) do not
 vanish: they go to ``core.unattributed_events`` with the reason.
+
+Incremental when asked (the daily run): ``core.build_state`` holds the newest staged load and
+resolution the timeline has taken in. The events of staged rows loaded since, of rows naming a
+contact resolved since (it may belong to another customer now), of orders whose lines changed and
+of every web visitor or session with new events or a re-resolved login are deleted and made again;
+nothing else is read. The rows are those of a full build (a test holds them equal). A changed
+query, a staging table rebuilt in full since, or more than MAX_INCREMENTAL_SHARE of the events
+affected build everything.
 """
 
 from __future__ import annotations
+
+from crm_platform import buildstate
+from crm_platform.warehouse import table_exists
 
 # One SELECT per source; each yields the event columns plus ``contact_key`` (the staged contact
 # the row names) and ``source_record_id``. Values: orders their total, returns the returned
@@ -112,40 +123,152 @@ LEFT JOIN session_owner s USING (session_id)
 LEFT JOIN visitor_owner v USING (visitor_id)"""
 
 
-def build(con, crosswalk: str = "identity.crosswalk") -> dict:
-    """Write core.customer_events and core.unattributed_events; return counts for metadata."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS core")
-    cols = ", ".join(EVENT_COLUMNS)
-    typed = ("CAST(value AS DOUBLE) AS value, CAST(discount AS DOUBLE) AS discount, "
-             "CAST(categories AS VARCHAR[]) AS categories")
+# The staged rows behind the events, by family: the table, the row's key as the events'
+# source_record_id, the event types it makes, the sources of SOURCES (or "web") it feeds, and when
+# the row changes (besides naming a re-resolved contact). ``{L}`` is the load time held.
+FAMILIES = {
+    "orders": ("staging.orders r", "r.order_id", ("order", "order_cancelled"), ("orders",),
+               "r._loaded_at > {L} OR r.order_id IN (SELECT order_id FROM staging.order_items WHERE _loaded_at > {L})"),
+    "returns": ("staging.order_items r LEFT JOIN staging.orders o USING (order_id)",
+                "r.order_id || '/' || r.line_number", ("return",), ("returns",),
+                "r._loaded_at > {L} OR o._loaded_at > {L} OR o.contact_key IN (SELECT contact_key FROM _moved)"),
+    "email_events": ("staging.email_events r", "r.event_id", tuple(t for t in EVENT_TYPES if t.startswith("email_")),
+                     ("email_events",), "r._loaded_at > {L}"),
+    "tickets": ("staging.support_tickets r", "r.ticket_id", ("ticket_opened", "ticket_closed", "ticket_closed_escalated"),
+                ("tickets_opened", "tickets_closed"), "r._loaded_at > {L}"),
+    "nps": ("staging.nps_responses r", "r.response_id", ("nps_answer",), ("nps",), "r._loaded_at > {L}"),
+    "leads": ("staging.leads r", "r.lead_id", ("lead_created", "lead_converted"), ("leads_created", "leads_converted"),
+              "r._loaded_at > {L}"),
+    "web": ("staging.web_events r", "r.event_id", tuple(t for t in EVENT_TYPES if t.startswith("web_")), ("web",),
+            "r.visitor_id IN (SELECT visitor_id FROM _web_touched) OR r.session_id IN (SELECT session_id FROM _web_touched)"),
+}
+ACTIVITY_ENTITIES = ("orders", "order_items", "email_events", "support_tickets", "web_events", "nps_responses", "leads")
+# Above this share of the events affected, a full build costs little more.
+MAX_INCREMENTAL_SHARE = 0.2
+STEP = "customer_timeline"
+TYPED = ("CAST(value AS DOUBLE) AS value, CAST(discount AS DOUBLE) AS discount, "
+         "CAST(categories AS VARCHAR[]) AS categories")
+
+
+def _union(crosswalk: str, only_affected: bool) -> str:
+    """Every source's events with the customer they belong to (or why none); ``only_affected``:
+    only of the rows keyed in ``_affected``."""
+    family = {src: f for f, spec in FAMILIES.items() for src in spec[3]}
+
+    def affected(name: str, sql: str) -> str:
+        if not only_affected:
+            return sql
+        return (f"SELECT * FROM ({sql}) a SEMI JOIN _affected f ON f.family = '{family[name]}' "
+                "AND f.source_system = a.source_system AND f.source_record_id = a.source_record_id")
+
     parts = []
-    for sql in SOURCES.values():
+    for name, sql in SOURCES.items():
         # a source may say itself why a row has no customer (``orphan_reason``)
         own = "orphan_reason" in sql
         parts.append(
             f"SELECT CASE WHEN {'s.orphan_reason IS NULL' if own else 'true'} THEN x.customer_id END AS customer_id, "
             f"s.contact_key, s.* EXCLUDE (contact_key, value, discount, categories{', orphan_reason' if own else ''}), "
-            f"{typed}, {'coalesce(s.orphan_reason, ' if own else '('}CASE WHEN s.contact_key IS NULL THEN "
+            f"{TYPED}, {'coalesce(s.orphan_reason, ' if own else '('}CASE WHEN s.contact_key IS NULL THEN "
             f"'names no contact' WHEN x.customer_id IS NULL THEN 'its contact is not in staging.contacts "
             f"(quarantined or never exported)' END) AS unattributed_reason "
-            f"FROM ({sql}) s LEFT JOIN {crosswalk} x USING (contact_key)")
+            f"FROM ({affected(name, sql)}) s LEFT JOIN {crosswalk} x USING (contact_key)")
     web = (f"SELECT customer_id, contact_key, * EXCLUDE (customer_id, contact_key, value, discount, "
-           f"categories, unattributed_reason), {typed}, unattributed_reason FROM ({WEB.format(crosswalk=crosswalk)})")
+           f"categories, unattributed_reason), {TYPED}, unattributed_reason "
+           f"FROM ({affected('web', WEB.format(crosswalk=crosswalk))})")
+    return " UNION ALL BY NAME ".join(parts + [web])
+
+
+def _why_full(con, crosswalk: str, query: str) -> str | None:
+    state = buildstate.held(con, STEP)
+    if state is None or not all(table_exists(con, t) for t in ("core.customer_events", "core.unattributed_events")):
+        return "no earlier build"
+    if state["fingerprint"] != query:
+        return "the timeline query changed"
+    if state["loaded_through"] is None or state["resolved_through"] is None:
+        return "the earlier build took in no data"
+    if not table_exists(con, "staging.build_state"):
+        return "staging keeps no build state"
+    rebuilt = con.execute("SELECT list(entity ORDER BY entity) FROM (SELECT entity, min(built_at) AS first "
+                          "FROM staging.build_state WHERE list_contains(?, entity) GROUP BY 1) WHERE first > ?",
+                          [list(ACTIVITY_ENTITIES), state["built_at"]]).fetchall()[0][0]
+    if rebuilt:
+        return f"staging rebuilt {', '.join(rebuilt)} in full since"
+    return None
+
+
+def _affected(con, crosswalk: str) -> int:
+    """The temporary ``_affected`` (family, source_system, source_record_id) of every staged row
+    whose events are to be made again; returns its size."""
+    state = buildstate.held(con, STEP)
+    L, R = (f"TIMESTAMP '{state[k]}'" for k in ("loaded_through", "resolved_through"))
+    # contacts resolved since (their customer may have changed) or gone from the crosswalk
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _moved AS
+        SELECT contact_key FROM {crosswalk} WHERE resolved_at > {R}
+        UNION SELECT DISTINCT contact_key FROM core.customer_events ANTI JOIN {crosswalk} USING (contact_key)""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _web_touched AS
+        SELECT DISTINCT visitor_id, session_id FROM staging.web_events
+        WHERE _loaded_at > {L} OR contact_key IN (SELECT contact_key FROM _moved)""")
+    parts = []
+    for f, (table, key, _, _, changed) in FAMILIES.items():
+        moved = "" if f in ("returns", "web") else " OR r.contact_key IN (SELECT contact_key FROM _moved)"
+        parts.append(f"SELECT '{f}' AS family, r.source_system, {key} AS source_record_id FROM {table} "
+                     f"WHERE {changed.format(L=L)}{moved}")
+    con.execute("CREATE OR REPLACE TEMP TABLE _affected AS " + " UNION ALL ".join(parts))
+    return con.execute("SELECT count(*) FROM _affected").fetchall()[0][0]
+
+
+def build(con, crosswalk: str = "identity.crosswalk", incremental: bool = False) -> dict:
+    """Write core.customer_events and core.unattributed_events; return counts for metadata, the
+    mode and the staged rows whose events were made this run."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS core")
+    cols = ", ".join(EVENT_COLUMNS)
+    query = buildstate.fingerprint((SOURCES, WEB, EVENT_COLUMNS, FAMILIES, crosswalk))
+    reason = _why_full(con, crosswalk, query) if incremental else "full build asked for"
+    if reason is None:
+        n = _affected(con, crosswalk)
+        total = con.execute("SELECT count(*) FROM core.customer_events").fetchall()[0][0]
+        if n > MAX_INCREMENTAL_SHARE * max(total, 1):
+            reason = f"{n:,} staged rows affected (more than {MAX_INCREMENTAL_SHARE:.0%} of {total:,} events)"
+    mode = "incremental" if reason is None else "full"
+    loaded = con.execute("SELECT max(t) FROM (" + " UNION ALL ".join(
+        f"SELECT max(_loaded_at) AS t FROM staging.{e}" for e in ACTIVITY_ENTITIES) + ")").fetchall()[0][0]
+    resolved = con.execute(f"SELECT max(resolved_at) FROM {crosswalk}").fetchall()[0][0]
     # the union is read twice rather than held in memory: once for the timeline, once for the
     # (few) rows without a customer
-    union = " UNION ALL BY NAME ".join(parts + [web])
-    con.execute(f"""CREATE OR REPLACE TABLE core.customer_events AS
-        SELECT md5(source_system || '|' || event_type || '|' || source_record_id) AS event_id,
+    union = _union(crosswalk, mode == "incremental")
+    events = f"""SELECT md5(source_system || '|' || event_type || '|' || source_record_id) AS event_id,
                customer_id, {cols}, contact_key
-        FROM ({union}) WHERE customer_id IS NOT NULL""")
+        FROM ({union}) WHERE customer_id IS NOT NULL"""
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _lost AS
         SELECT source_system, dataset, source_record_id, event_type, channel, event_at, contact_key,
                unattributed_reason AS reason FROM ({union}) WHERE customer_id IS NULL""")
     # anonymous web traffic is not an error: counted, not copied row by row
-    con.execute("""CREATE OR REPLACE TABLE core.unattributed_events AS
-        SELECT * FROM _lost WHERE reason <> 'visitor never logged in'
-        ORDER BY source_system, dataset, source_record_id""")
+    lost = """SELECT * FROM _lost WHERE reason <> 'visitor never logged in'
+        ORDER BY source_system, dataset, source_record_id"""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if mode == "incremental":
+            for table in ("customer_events", "unattributed_events"):
+                for f, (_, _, types, _, _) in FAMILIES.items():
+                    con.execute(f"""DELETE FROM core.{table} e USING _affected a WHERE a.family = '{f}'
+                        AND e.source_system = a.source_system AND e.source_record_id = a.source_record_id
+                        AND e.event_type IN ({', '.join(f"'{t}'" for t in types)})""")
+            con.execute(f"INSERT INTO core.customer_events BY NAME {events}")
+            con.execute(f"INSERT INTO core.unattributed_events BY NAME {lost}")
+        else:
+            con.execute(f"CREATE OR REPLACE TABLE core.customer_events AS {events}")
+            con.execute(f"CREATE OR REPLACE TABLE core.unattributed_events AS {lost}")
+        buildstate.record(con, STEP, query, resolved, loaded)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    rows = con.execute("SELECT count(*) FROM _affected").fetchall()[0][0] if mode == "incremental" else None
+    for t in ("_affected", "_moved", "_web_touched"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
     counts = {
+        "mode": mode, "reason": reason or "staged rows loaded or contacts resolved since the last build",
+        "staged_rows_rebuilt": rows,
         "events": con.execute("SELECT count(*) FROM core.customer_events").fetchall()[0][0],
         "customers_with_events": con.execute(
             "SELECT count(DISTINCT customer_id) FROM core.customer_events").fetchall()[0][0],
@@ -153,6 +276,7 @@ def build(con, crosswalk: str = "identity.crosswalk") -> dict:
                                     "GROUP BY 1 ORDER BY 2 DESC").fetchall()),
         "web_events_attributed_after_login": con.execute(
             "SELECT count(*) FROM core.customer_events WHERE channel = 'web' AND known_at > event_at").fetchall()[0][0],
+        # of the rows made this run (all of them in a full build)
         "unattributed": dict(con.execute("SELECT reason, count(*) FROM _lost GROUP BY 1 ORDER BY 2 DESC").fetchall()),
     }
     con.execute("DROP TABLE _lost")

@@ -1,6 +1,7 @@
 """The daily refresh: a delivery of new files is merged into what is built, with the same result
 as building everything again."""
 
+import csv
 import shutil
 from datetime import date
 from types import SimpleNamespace
@@ -9,7 +10,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from crm_platform import staging
+from crm_platform import staging, timeline
 from crm_platform.identity import engine, golden, resolve
 from crm_platform.identity.spec import load_spec
 from crm_platform.settings import DEFAULT_MATCH_SPEC
@@ -36,6 +37,18 @@ def delivery_world(tmp_path_factory):
     return home
 
 
+def correct(path, name: str, key: str, value: str, **changes) -> None:
+    """Write ``name`` beside ``path``: its header and its first row whose ``key`` is ``value``, changed."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = csv.DictReader(fh)
+        row = next(r for r in rows if r[key] == value)
+        fields = rows.fieldnames
+    with (path.parent / name).open("w", newline="", encoding="utf-8") as fh:
+        out = csv.DictWriter(fh, fields, quoting=csv.QUOTE_ALL)
+        out.writeheader()
+        out.writerow({**row, **changes})
+
+
 @pytest.fixture(scope="module")
 def day(delivery_world, demo_sources, tmp_path_factory):
     """The history built (staging, matching, resolution, golden records); then the delivery (and a
@@ -50,11 +63,25 @@ def day(delivery_world, demo_sources, tmp_path_factory):
     matched = [resolve.match(con, SPEC, incremental=True)]
     resolved = [resolve.resolve(con, SPEC, incremental=True)]
     built = [golden.build(con, RULES, incremental=True)]
+    timelines = [timeline.build(con, incremental=True)]
     deliver(home, DAY)
-    header, line = (home / "landing/shop/orders.csv").read_text().splitlines()[:2]
-    fields = line.split(",")
-    fields[3] = '"returned"'
-    (home / "landing/shop/orders-corrections.csv").write_text(f"{header}\n{','.join(fields)}\n")
+    # the shop also sends corrections: an old order's status and an old order line's category, and
+    # an old account rewritten beyond recognition (it leaves its customer, its orders with it)
+    moved = con.execute("""SELECT x.source_record_id, x.customer_id,
+               (SELECT list(contact_key) FROM identity.crosswalk m WHERE m.customer_id = x.customer_id) AS members
+        FROM identity.crosswalk x
+        WHERE x.dataset = 'shop_customers' AND x.cluster_size >= 2
+          AND x.contact_key IN (SELECT contact_key FROM staging.orders)
+          AND x.customer_id IN (SELECT customer_id FROM core.customer_events GROUP BY 1 HAVING count(DISTINCT contact_key) >= 2)
+          AND x.source_record_id NOT IN (SELECT shop_customer_no FROM staging.contacts
+                                         WHERE shop_customer_no IS NOT NULL AND source_system <> 'shop')
+        ORDER BY 1 LIMIT 1""").fetchall()[0]
+    correct(home / "landing/shop/orders.csv", "orders-corrections.csv", "order_no", "O000000001", status="returned")
+    correct(home / "landing/shop/order_items.csv", "order_items-corrections.csv", "order_no", "O000000002",
+            category="garden")
+    correct(home / "landing/shop/customers.csv", "customers-corrections.csv", "customer_no", moved[0],
+            first_name="Xaver", last_name="Zyxwortz", email="xz.unique@example.org", phone="", street="",
+            zip="", city="", birthday="1901-01-01")
     ingest_all(con, demo_sources, home)
     second = {e: staging.build(con, demo_sources, e) for e in staging.STAGING_ENTITIES}
     digests = {e: table_digest(con, f"staging.{e}", ()) for e in staging.STAGING_ENTITIES}
@@ -63,13 +90,15 @@ def day(delivery_world, demo_sources, tmp_path_factory):
     shutil.copy(here / "w.duckdb", here / "before_resolution.duckdb")
     resolved.append(resolve.resolve(con, SPEC, incremental=True))
     built.append(golden.build(con, RULES, incremental=True))
+    timelines.append(timeline.build(con, incremental=True))
     matched.append(resolve.match(con, SPEC, incremental=True))
     resolved.append(resolve.resolve(con, SPEC, incremental=True))
     built.append(golden.build(con, RULES, incremental=True))
+    timelines.append(timeline.build(con, incremental=True))
     # the same contacts matched from scratch, beside
     matched.append(engine.run(con, SPEC, resolve.SOURCE_SQL, "identity_full"))
     yield SimpleNamespace(con=con, staged=(first, second), digests=digests, matched=matched, resolved=resolved,
-                          built=built, before_resolution=here / "before_resolution.duckdb")
+                          built=built, timelines=timelines, moved=moved, before_resolution=here / "before_resolution.duckdb")
     con.close()
 
 
@@ -149,7 +178,7 @@ def test_identity_matches_only_new_contacts_against_all_and_proposes_the_pairs_a
 def full_resolution(day):
     """The warehouse as it was before the day's resolution, resolved and built in full."""
     other = duckdb.connect(str(day.before_resolution))
-    yield other, resolve.resolve(other, SPEC), golden.build(other, RULES)
+    yield other, resolve.resolve(other, SPEC), golden.build(other, RULES), timeline.build(other)
     other.close()
 
 
@@ -159,7 +188,7 @@ def test_identity_resolves_only_the_touched_components_into_what_a_full_resoluti
     assert 0 < daily.records_resolved < 0.1 * daily.records
     assert again.mode == "incremental" and again.records_resolved == 0
     assert daily.records == con.execute("SELECT count(*) FROM staging.contacts").fetchall()[0][0]
-    other, full, _ = full_resolution
+    other, full = full_resolution[:2]
     assert full.mode == "full" and full.records == daily.records and full.customers == daily.customers
     leave_out = {"crosswalk": ("resolved_at",), "links": (), "review_queue": (), "id_changes": ("changed_at",),
                  "id_registry": ("minted_at", "retired_at")}
@@ -167,11 +196,35 @@ def test_identity_resolves_only_the_touched_components_into_what_a_full_resoluti
         assert table_digest(con, f"identity.{table}", cols) == table_digest(other, f"identity.{table}", cols), table
 
 
+def like_full(reports: list[dict], rebuilt: str, size: str, full: dict, tables: tuple[str, ...], con, other) -> None:
+    """A core step built for the history, the day and once more with nothing new: the day rebuilt
+    a little, nothing new rebuilt nothing, and its tables equal a full build's of the same input."""
+    assert [r["mode"] for r in reports] == ["full", "incremental", "incremental"], reports
+    daily, again = reports[1:]
+    assert 0 < daily[rebuilt] < 0.1 * daily[size] and again[rebuilt] == 0
+    assert full["mode"] == "full" and full[size] == daily[size]
+    for table in tables:
+        assert table_digest(con, table) == table_digest(other, table), table
+
+
 def test_golden_records_rebuild_only_the_customers_resolved_that_day(day, full_resolution):
-    other, _, full = full_resolution
-    assert [b["mode"] for b in day.built] == ["full", "incremental", "incremental"], day.built
-    daily, again = day.built[1:]
-    assert 0 < daily["customers_rebuilt"] < 0.1 * daily["customers"] and again["customers_rebuilt"] == 0
-    assert full["mode"] == "full" and full["customers"] == daily["customers"]
-    for table in ("customers", "customer_field_provenance"):
-        assert table_digest(day.con, f"core.{table}") == table_digest(other, f"core.{table}"), table
+    like_full(day.built, "customers_rebuilt", "customers", full_resolution[2],
+              ("core.customers", "core.customer_field_provenance"), day.con, full_resolution[0])
+
+
+def test_timeline_makes_again_only_the_events_of_new_rows_and_moved_contacts(day, full_resolution):
+    like_full(day.timelines, "staged_rows_rebuilt", "events", full_resolution[3],
+              ("core.customer_events", "core.unattributed_events"), day.con, full_resolution[0])
+    # the delivered events are there; the corrected order line's category is in its order's event;
+    # the rewritten account left its customer: the records parted, each taking its events along
+    con = day.con
+    assert con.execute("SELECT count(*) FROM core.customer_events WHERE event_at >= '2026-09-20'").fetchall()[0][0] > 0
+    assert con.execute("SELECT list_contains(categories, 'garden') FROM core.customer_events "
+                       "WHERE source_record_id = 'O000000002' AND event_type LIKE 'order%'").fetchall() == [(True,)]
+    _, was, members = day.moved
+    now = dict(con.execute("SELECT contact_key, customer_id FROM identity.crosswalk WHERE list_contains(?, contact_key)",
+                           [members]).fetchall())
+    assert len(set(now.values())) >= 2 and was in now.values()
+    owners = con.execute("SELECT DISTINCT contact_key, customer_id FROM core.customer_events "
+                         "WHERE list_contains(?, contact_key) AND channel <> 'web'", [members]).fetchall()
+    assert {c for _, c in owners} == set(now.values()) and all(now[k] == c for k, c in owners)

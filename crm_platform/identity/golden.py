@@ -3,7 +3,7 @@
 ``core.customers`` holds one row per customer_id; ``core.customer_field_provenance`` says, for
 every non-null golden field, which staged record supplied it and under which rule.
 
-Incremental when asked (the daily run): ``core.golden_state`` remembers the survivorship rules and
+Incremental when asked (the daily run): ``core.build_state`` remembers the survivorship rules and
 the newest resolution the golden records reflect; only customers whose crosswalk rows were
 resolved since, and customers gone from the crosswalk, are rebuilt. Survivorship works within one
 customer, so the rows are those of a full build. Other rules, or no state, build everything.
@@ -11,17 +11,16 @@ customer, so the rows are those of a full build. Other rules, or no state, build
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from crm_platform.schemas import GoldenState
+from crm_platform import buildstate
 from crm_platform.settings import DEFAULT_SURVIVORSHIP
 from crm_platform.warehouse import table_exists
 
-STATE = "core.golden_state"
+STEP = "golden_records"
 RECENT = "coalesce(updated_at, created_at) DESC NULLS LAST"
 TIEBREAK = f"trust_rank ASC NULLS LAST, {RECENT}, contact_key"
 RULES = {
@@ -63,10 +62,10 @@ def load_rules(path: str | Path = DEFAULT_SURVIVORSHIP) -> list[FieldRule]:
 
 
 def _why_full(con, rules_hash: str) -> str | None:
-    if not all(table_exists(con, t) for t in ("core.customers", "core.customer_field_provenance", STATE)):
+    state = buildstate.held(con, STEP)
+    if state is None or not all(table_exists(con, t) for t in ("core.customers", "core.customer_field_provenance")):
         return "no earlier build"
-    held = con.execute(f"SELECT rules_hash FROM {STATE}").fetchall()
-    if [r[0] for r in held] != [rules_hash]:
+    if state["fingerprint"] != rules_hash:
         return "the survivorship rules changed"
     return None
 
@@ -76,12 +75,13 @@ def build(con, rules: list[FieldRule], crosswalk: str = "identity.crosswalk",
     """Write core.customers and core.customer_field_provenance; return row counts, the mode and
     the customers rebuilt."""
     con.execute("CREATE SCHEMA IF NOT EXISTS core")
-    rules_hash = hashlib.sha256(repr(rules).encode()).hexdigest()[:16]
+    rules_hash = buildstate.fingerprint(rules)
     reason = _why_full(con, rules_hash) if incremental else "full build asked for"
     if reason is None:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _affected AS
-            SELECT DISTINCT customer_id FROM {crosswalk} WHERE resolved_at > (SELECT resolved_through FROM {STATE})
-            UNION SELECT customer_id FROM core.customers ANTI JOIN {crosswalk} USING (customer_id)""")
+            SELECT DISTINCT customer_id FROM {crosswalk} WHERE resolved_at > ?
+            UNION SELECT customer_id FROM core.customers ANTI JOIN {crosswalk} USING (customer_id)""",
+                    [buildstate.held(con, STEP)["resolved_through"]])
         n, total = con.execute(f"SELECT (SELECT count(*) FROM _affected), (SELECT count(DISTINCT customer_id) "
                                f"FROM {crosswalk})").fetchall()[0]
         if n > 0.2 * max(total, 1):
@@ -125,10 +125,8 @@ def build(con, rules: list[FieldRule], crosswalk: str = "identity.crosswalk",
                 con.execute(f"INSERT INTO core.{table} BY NAME {select}")
             else:
                 con.execute(f"CREATE OR REPLACE TABLE core.{table} AS {select}")
-        con.execute(f"CREATE OR REPLACE TABLE {STATE} AS SELECT ? AS rules_hash, "
-                    f"(SELECT max(resolved_at) FROM {crosswalk}) AS resolved_through, now()::TIMESTAMP AS built_at",
-                    [rules_hash])
-        GoldenState.validate(con.execute(f"SELECT * FROM {STATE}").df())
+        buildstate.record(con, STEP, rules_hash,
+                          con.execute(f"SELECT max(resolved_at) FROM {crosswalk}").fetchall()[0][0])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
