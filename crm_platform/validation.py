@@ -9,6 +9,10 @@ Tables over ``MAX_ROWS`` rows (the timeline of a million customers holds tens of
 validated row by row on a sample of about ``MAX_ROWS`` rows, drawn by hash of the customer (or
 order) so a customer's rows are validated together; their unique keys and the columns that must not
 be empty are still checked on every row, in SQL. The result says so.
+
+``only`` (a SQL condition) restricts the row-by-row checks to the rows it holds - the rows
+changed since a validation that passed, for a table built incrementally - while unique keys are
+still checked over every row. The result says which rows were checked row by row.
 """
 
 from __future__ import annotations
@@ -36,9 +40,14 @@ class ValidationResult:
     messages: list[str] = field(default_factory=list)
     allow_empty: bool = False
     sampled: int = 0                  # rows validated row by row when not all of them were
+    only: str = ""                    # which rows the row checks were limited to (words), if they were
+    checked: int = 0                  # rows the row checks were limited to
 
     @property
     def scope(self) -> str:
+        if self.only:
+            return (f" (row checks on the {self.checked:,} rows {self.only}"
+                    f"{f', a random sample of {self.sampled:,} of them' if self.sampled else ''}; unique keys on all rows)")
         return (f" (row checks on a random sample of {self.sampled:,}; unique keys and required values on "
                 f"all rows)") if self.sampled else ""
 
@@ -98,21 +107,26 @@ def _sample_clause(con, table: str, share: float) -> str:
 
 def validate_table(con: duckdb.DuckDBPyConnection, table: str, model: type[pa.DataFrameModel],
                    chunk_rows: int = 1_000_000, allow_empty: bool = False,
-                   max_rows: int = MAX_ROWS) -> ValidationResult:
-    """``allow_empty`` is for tables that rightly hold nothing some runs (a review queue)."""
+                   max_rows: int = MAX_ROWS, only: tuple[str, str] | None = None) -> ValidationResult:
+    """``allow_empty`` is for tables that rightly hold nothing some runs (a review queue);
+    ``only``: (SQL condition, the same in words) of the rows to check row by row."""
     rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     result = ValidationResult(table, rows, allow_empty=allow_empty)
     if rows == 0:
         if not allow_empty:
             result.messages.append("table is empty")
         return result
+    source = table
+    if only:
+        source = f"(SELECT * FROM {table} WHERE {only[0]})"
+        result.only, result.checked = only[1], con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0]
     frames = []
     offset = 0
-    share = min(1.0, max_rows / rows)
-    required = _required_values(con, table, model, result) if share < 1 else pd.DataFrame()
+    share = min(1.0, max_rows / max(result.checked if only else rows, 1))
+    required = _required_values(con, source, model, result) if share < 1 else pd.DataFrame()
     if len(required):
         frames.append(required)
-    for df in _chunks(con, table, chunk_rows, _sample_clause(con, table, share) if share < 1 else ""):
+    for df in _chunks(con, source, chunk_rows, _sample_clause(con, source, share) if share < 1 else ""):
         df.index = pd.RangeIndex(offset, offset + len(df))
         offset += len(df)
         fails = validate_frame(df, model)

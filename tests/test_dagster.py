@@ -88,6 +88,38 @@ def test_materialize_all_then_again_changes_nothing(platform):
     assert all(ev.passed for ev in _checks(second).values())
 
 
+def test_a_delivery_is_built_incrementally_and_validated_row_by_row_where_it_changed(platform):
+    home, run = platform
+    instance = dg.DagsterInstance.ephemeral()           # one run history across both runs
+
+    def materialize():
+        return dg.materialize(run.defs, resources=run.resources, instance=instance, raise_on_error=False)
+
+    first = materialize()
+    assert first.success
+    whole = _checks(first)[("staging/orders", "pandera_Orders")].metadata
+    assert whole["rows_checked_row_by_row"].value == whole["rows_validated"].value > 1000
+    # the next day's shop export: three new orders
+    lines = (home / "landing/shop/orders.csv").read_text().splitlines()
+    (home / "landing/shop/orders-2026-10-01.csv").write_text(
+        "\n".join([lines[0], *(line.replace('"O', '"N', 1) for line in lines[1:4])]) + "\n")
+    second = materialize()
+    assert second.success
+    checks = _checks(second)
+    day = checks[("staging/orders", "pandera_Orders")]
+    assert day.passed and "rows loaded after" in day.description
+    assert day.metadata["rows_checked_row_by_row"].value == 3
+    assert day.metadata["rows_validated"].value == whole["rows_validated"].value + 3
+    contacts = checks[("staging/contacts", "pandera_Contacts")]
+    assert contacts.passed and contacts.metadata["rows_checked_row_by_row"].value == 0
+    assert all(ev.passed for ev in checks.values())
+    staged = _metadata(second, ["staging", "orders"])
+    assert staged["build_mode"].value == "incremental" and staged["rows_staged_this_run"].value == 3
+    assert _metadata(second, ["identity", "crosswalk"])["resolve_mode"].value == "incremental"
+    timeline = _metadata(second, ["core", "customer_events"])
+    assert timeline["build_mode"].value == "incremental" and timeline["staged_rows_rebuilt_this_run"].value == 3
+
+
 def test_unreadable_file_fails_its_check_while_the_rest_loads(platform):
     home, run = platform
     (home / "landing/shop/orders_extra.csv").write_text("order_no;customer_no;total\nX1;K1;3\n")

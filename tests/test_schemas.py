@@ -85,21 +85,24 @@ def test_every_check_fails_on_a_crafted_bad_frame(staged, name, column, check, b
         failures[["column", "check"]].to_string()
 
 
-def test_duplicate_keys_fail_over_the_whole_table(loaded_world, tmp_path):
+def orders_copy(loaded_world, tmp_path):
+    """A warehouse of its own holding a copy of the staged orders."""
     con = duckdb.connect(str(tmp_path / "copy.duckdb"))
     con.execute(f"ATTACH '{loaded_world}' AS src (READ_ONLY)")
     con.execute("CREATE SCHEMA staging")
     con.execute("CREATE TABLE staging.orders AS SELECT * FROM src.staging.orders")
+    return con
+
+
+def test_duplicate_keys_fail_over_the_whole_table(loaded_world, tmp_path):
+    con = orders_copy(loaded_world, tmp_path)
     con.execute("INSERT INTO staging.orders SELECT * FROM staging.orders LIMIT 1")
     result = validate_table(con, "staging.orders", STAGING_SCHEMAS["orders"], chunk_rows=1000)
     assert not result.passed and "unique" in result.summary()
 
 
 def test_a_large_table_is_validated_on_a_sample_and_its_keys_and_required_values_in_full(loaded_world, tmp_path):
-    con = duckdb.connect(str(tmp_path / "copy.duckdb"))
-    con.execute(f"ATTACH '{loaded_world}' AS src (READ_ONLY)")
-    con.execute("CREATE SCHEMA staging")
-    con.execute("CREATE TABLE staging.orders AS SELECT * FROM src.staging.orders")
+    con = orders_copy(loaded_world, tmp_path)
     n = con.execute("SELECT count(*) FROM staging.orders").fetchall()[0][0]
     clean = validate_table(con, "staging.orders", STAGING_SCHEMAS["orders"], max_rows=n // 10)
     assert clean.passed and 0.07 * n < clean.sampled < 0.13 * n and "random sample of" in clean.summary()
@@ -110,6 +113,32 @@ def test_a_large_table_is_validated_on_a_sample_and_its_keys_and_required_values
     result = validate_table(con, "staging.orders", STAGING_SCHEMAS["orders"], max_rows=n // 10)
     assert not result.passed and 0 < result.sampled < 0.13 * n
     assert "unique" in result.summary() and "customer_ref: not_nullable" in result.summary()
+
+
+def test_rows_changed_since_a_passing_validation_are_checked_row_by_row_and_keys_everywhere(loaded_world, tmp_path):
+    con = orders_copy(loaded_world, tmp_path)
+    through = con.execute("SELECT max(_loaded_at) FROM staging.orders").fetchall()[0][0]
+    # a day's delivery of three orders, loaded later
+    con.execute("""INSERT INTO staging.orders SELECT * REPLACE ('D' || order_id AS order_id,
+        _loaded_at + INTERVAL 1 DAY AS _loaded_at) FROM staging.orders ORDER BY order_id LIMIT 3""")
+    only = (f"_loaded_at > TIMESTAMP '{through}'", f"loaded after {through}")
+    day = validate_table(con, "staging.orders", STAGING_SCHEMAS["orders"], only=only)
+    assert day.passed and day.checked == 3 and "row checks on the 3 rows loaded after" in day.summary()
+    # a bad delivered row fails; an old row the last validation passed is not read again
+    con.execute("UPDATE staging.orders SET total_amount = -1 WHERE order_id = (SELECT min(order_id) FROM staging.orders "
+                "WHERE order_id LIKE 'D%')")
+    assert not validate_table(con, "staging.orders", STAGING_SCHEMAS["orders"], only=only).passed
+    con.execute("UPDATE staging.orders SET total_amount = 1 WHERE order_id LIKE 'D%'")
+    con.execute("UPDATE staging.orders SET status = 'lost' WHERE order_id = (SELECT min(order_id) FROM staging.orders "
+                "WHERE order_id NOT LIKE 'D%')")
+    assert validate_table(con, "staging.orders", STAGING_SCHEMAS["orders"], only=only).passed
+    assert not validate_table(con, "staging.orders", STAGING_SCHEMAS["orders"]).passed
+    # keys still hold across old and new rows
+    con.execute("UPDATE staging.orders SET status = 'completed' WHERE status = 'lost'")
+    con.execute("""INSERT INTO staging.orders SELECT * REPLACE (_loaded_at + INTERVAL 1 DAY AS _loaded_at)
+        FROM staging.orders WHERE order_id NOT LIKE 'D%' ORDER BY order_id LIMIT 1""")
+    dup = validate_table(con, "staging.orders", STAGING_SCHEMAS["orders"], only=only)
+    assert not dup.passed and "unique" in dup.summary()
 
 
 def test_a_sample_keeps_whole_customers_so_checks_across_their_rows_hold():
