@@ -35,6 +35,9 @@ CHANGED = {
     **{("staging", name): Changed("_loaded_at", "loaded", "SELECT min(built_at)::VARCHAR FROM staging.build_state "
                                   f"WHERE entity = '{name}'") for name in STAGING_SCHEMAS},
     ("identity", "crosswalk"): Changed("resolved_at", "resolved"),
+    **{key: Changed("_built_at", "built") for key in (
+        ("identity", "candidate_pairs"), ("identity", "pair_scores"), ("identity", "links"), ("core", "customers"),
+        ("core", "customer_field_provenance"), ("core", "customer_events"))},
 }
 
 

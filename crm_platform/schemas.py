@@ -236,6 +236,7 @@ class _Pair(pa.DataFrameModel):
 class CandidatePairs(_Pair):
     """Pairs proposed by blocking, each once, with the first rule that proposed it."""
 
+    built_at: Series[pd.Timestamp] = pa.Field(alias="_built_at")   # when the platform built the row
     blocking_rule: Series[str] = pa.Field(str_length={"min_value": 1})
     rule_mask: Series[int] = pa.Field(ge=1)
 
@@ -276,6 +277,7 @@ class MatchWeights(pa.DataFrameModel):
 class PairScores(_Pair):
     """Every compared pair: comparison vector, per-field weights, probability and decision."""
 
+    built_at: Series[pd.Timestamp] = pa.Field(alias="_built_at")   # when the platform built the row
     blocking_rule: Series[str]
     total_weight: Series[float]
     match_probability: Series[float] = pa.Field(ge=0, le=1)
@@ -339,6 +341,7 @@ class IdChanges(pa.DataFrameModel):
 class Customers(pa.DataFrameModel):
     """Golden customer records: one row per customer id, fields chosen by survivorship."""
 
+    built_at: Series[pd.Timestamp] = pa.Field(alias="_built_at")   # when the platform built the row
     customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID, unique=True)
     email: Series[str] = pa.Field(nullable=True, str_matches=EMAIL)
     phone: Series[str] = pa.Field(nullable=True, str_matches=E164)
@@ -375,6 +378,7 @@ class BuildState(pa.DataFrameModel):
 class CustomerFieldProvenance(pa.DataFrameModel):
     """Which staged record and which survivorship rule supplied each golden field."""
 
+    built_at: Series[pd.Timestamp] = pa.Field(alias="_built_at")   # when the platform built the row
     customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
     field: Series[str]
     value: Series[str]
@@ -409,6 +413,7 @@ class ResolutionQuality(pa.DataFrameModel):
 class CustomerEvents(pa.DataFrameModel):
     """The 360° timeline: one row per interaction of a golden customer, from every silo."""
 
+    built_at: Series[pd.Timestamp] = pa.Field(alias="_built_at")   # when the platform built the row
     event_id: Series[str] = pa.Field(str_length=32)
     customer_id: Series[str] = pa.Field(str_matches=CUSTOMER_ID)
     event_at: Series[pd.Timestamp]

@@ -222,7 +222,7 @@ def build(con, crosswalk: str = "identity.crosswalk", incremental: bool = False)
     mode and the staged rows whose events were made this run."""
     con.execute("CREATE SCHEMA IF NOT EXISTS core")
     cols = ", ".join(EVENT_COLUMNS)
-    query = buildstate.fingerprint((SOURCES, WEB, EVENT_COLUMNS, FAMILIES, crosswalk))
+    query = buildstate.fingerprint((SOURCES, WEB, EVENT_COLUMNS, FAMILIES, crosswalk, "_built_at"))
     reason = _why_full(con, crosswalk, query) if incremental else "full build asked for"
     if reason is None:
         n = _affected(con, crosswalk)
@@ -237,7 +237,7 @@ def build(con, crosswalk: str = "identity.crosswalk", incremental: bool = False)
     # (few) rows without a customer
     union = _union(crosswalk, mode == "incremental")
     events = f"""SELECT md5(source_system || '|' || event_type || '|' || source_record_id) AS event_id,
-               customer_id, {cols}, contact_key
+               customer_id, {cols}, contact_key, now()::TIMESTAMP AS _built_at
         FROM ({union}) WHERE customer_id IS NOT NULL"""
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _lost AS
         SELECT source_system, dataset, source_record_id, event_type, channel, event_at, contact_key,

@@ -144,11 +144,11 @@ def block(con, spec: MatchSpec, out: str, extra_pairs: list[tuple[str, str]] | N
         if new_only else ""
     con.execute(f"""CREATE OR REPLACE {into} AS
         SELECT left_id, right_id, ({names!r})[min(rule_no) + 1] AS blocking_rule,
-               bit_or(1::BIGINT << rule_no) AS rule_mask FROM (
+               bit_or(1::BIGINT << rule_no) AS rule_mask, now()::TIMESTAMP AS _built_at FROM (
             {' UNION ALL '.join(parts)}
             UNION ALL SELECT e.left_id, e.right_id, {len(spec.blocking)}::SMALLINT FROM _extra e
               JOIN {recs} a ON a.{uid} = e.left_id JOIN {recs} b ON b.{uid} = e.right_id {extra_new})
-        GROUP BY ALL""")
+        GROUP BY left_id, right_id""")
     for t in [f"_p{i}" for i in range(len(spec.blocking))] + ["_blk", "_bn"]:
         con.execute(f"DROP TABLE IF EXISTS {t}")
     by_rule = dict(con.execute(f"SELECT blocking_rule, count(*) FROM {into.split()[-1]} "
@@ -477,7 +477,7 @@ def _pair_scores_sql(spec: MatchSpec, out: str, comparisons: str, weights: pd.Da
                    d.label AS review_label
             FROM {comparisons} c JOIN {_rel(out, 'patterns')} p USING ({using})
             LEFT JOIN _decisions d USING (left_id, right_id))
-        SELECT s.* EXCLUDE (pattern_probability), {prob_sql} AS match_probability,
+        SELECT s.* EXCLUDE (pattern_probability), {prob_sql} AS match_probability, now()::TIMESTAMP AS _built_at,
           CASE WHEN review_label = 1 THEN 'must_link'
                WHEN review_label = 0 THEN 'cannot_link'
                WHEN cannot_link_rule IS NOT NULL THEN 'cannot_link'
@@ -533,6 +533,9 @@ def _why_full(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None) ->
     cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {_rel(out, 'match_weights')})").fetchall()}
     if not {"spec_hash", "decisions_hash", "model", "trained_at"} <= cols:
         return "the model does not say what it was trained under"
+    cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {_rel(out, 'pair_scores')})").fetchall()}
+    if "_built_at" not in cols:
+        return "the pairs do not say when they were built"
     cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {_rel(out, 'records')})").fetchall()}
     if not {"_loaded_at", "_source_file", "_source_line"} <= cols:
         return "the records carry no lineage to tell new ones by"

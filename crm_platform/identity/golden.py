@@ -75,7 +75,7 @@ def build(con, rules: list[FieldRule], crosswalk: str = "identity.crosswalk",
     """Write core.customers and core.customer_field_provenance; return row counts, the mode and
     the customers rebuilt."""
     con.execute("CREATE SCHEMA IF NOT EXISTS core")
-    rules_hash = buildstate.fingerprint(rules)
+    rules_hash = buildstate.fingerprint((rules, "_built_at"))
     reason = _why_full(con, rules_hash) if incremental else "full build asked for"
     if reason is None:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _affected AS
@@ -105,7 +105,8 @@ def build(con, rules: list[FieldRule], crosswalk: str = "identity.crosswalk",
         selects += [f"g{i}.{o}" for o in fr.outputs]
         for o in fr.outputs:
             provenance.append(f"""SELECT customer_id, '{o}' AS field, CAST({o} AS VARCHAR) AS value,
-                contact_key AS source_contact_key, dataset AS source_dataset, '{fr.rule}' AS rule
+                contact_key AS source_contact_key, dataset AS source_dataset, '{fr.rule}' AS rule,
+                now()::TIMESTAMP AS _built_at
                 FROM _g{i} WHERE {o} IS NOT NULL""")
     customers = f"""
         WITH base AS (
@@ -114,7 +115,7 @@ def build(con, rules: list[FieldRule], crosswalk: str = "identity.crosswalk",
                    min(created_at) AS first_seen_at, max(coalesce(updated_at, created_at)) AS last_updated_at
             FROM _members GROUP BY customer_id)
         SELECT base.customer_id, {', '.join(selects)}, base.source_records, base.source_systems,
-               base.first_seen_at, base.last_updated_at
+               base.first_seen_at, base.last_updated_at, now()::TIMESTAMP AS _built_at
         FROM base {' '.join(joins)} ORDER BY base.customer_id"""
     fields = " UNION ALL ".join(provenance) + " ORDER BY customer_id, field"
     con.execute("BEGIN TRANSACTION")

@@ -215,7 +215,7 @@ def _write(con, spec: MatchSpec, edges: pd.DataFrame, crosswalk: pd.DataFrame, c
             con.execute(f"CREATE OR REPLACE TABLE {SCHEMA}.{table} AS {select}", list(params))
 
     con.register("_edges", edges[["left_id", "right_id", "outcome"]])
-    replace("links", f"""SELECT s.* EXCLUDE (review_label), e.outcome
+    replace("links", f"""SELECT s.* EXCLUDE (review_label, _built_at), e.outcome, now()::TIMESTAMP AS _built_at
         FROM {SCHEMA}.pair_scores s JOIN _edges e USING (left_id, right_id)
         ORDER BY s.match_probability DESC, s.left_id, s.right_id""",
             rows_of=f"left_id IN (SELECT id FROM {subset}) OR right_id IN (SELECT id FROM {subset})")
