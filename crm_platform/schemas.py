@@ -255,11 +255,13 @@ class MatchWeights(pa.DataFrameModel):
     # what the model was trained under: an incremental match reuses it only while both hold
     spec_hash: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{16}$")
     decisions_hash: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{16}$")
+    source_generation: Series[str]       # the build of the input it was trained on
     trained_at: Series[pd.Timestamp]
 
     @pa.dataframe_check(error="one model per table")
     def one_model(cls, df: pd.DataFrame) -> Series[bool]:
-        return (df[["prior_match_probability", "model", "spec_hash", "decisions_hash", "trained_at"]].nunique() <= 1).all() \
+        return (df[["prior_match_probability", "model", "spec_hash", "decisions_hash", "source_generation",
+                    "trained_at"]].nunique() <= 1).all() \
             & pd.Series(True, index=df.index)
 
     @pa.dataframe_check(error="m and u probabilities of a comparison sum to 1")

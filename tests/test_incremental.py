@@ -230,3 +230,15 @@ def test_timeline_makes_again_only_the_events_of_new_rows_and_moved_contacts(day
     owners = con.execute("SELECT DISTINCT contact_key, customer_id FROM core.customer_events "
                          "WHERE list_contains(?, contact_key) AND channel <> 'web'", [members]).fetchall()
     assert {c for _, c in owners} == set(now.values()) and all(now[k] == c for k, c in owners)
+
+
+def test_a_full_rebuild_of_the_staged_contacts_needs_a_full_match(day, demo_sources):
+    """A new standardization rebuilds staging.contacts keeping its load times: matching only new
+    contacts would miss every changed match form."""
+    con = day.con
+    resolve.match(con, SPEC, incremental=True)         # (an earlier test rebuilt staging in full)
+    assert resolve.match(con, SPEC, incremental=True).mode == "incremental"
+    con.execute(f"DELETE FROM {staging.STATE} WHERE entity = 'contacts'")
+    assert staging.build(con, demo_sources, "contacts").mode == "full"
+    again = resolve.match(con, SPEC, incremental=True)
+    assert again.mode == "full" and "rebuilt in full" in again.reason

@@ -419,7 +419,8 @@ def _decisions_table(con, decisions: pd.DataFrame | None) -> None:
         con.unregister("_dec_df")
 
 
-def score(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None = None) -> EngineReport:
+def score(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None = None,
+          generation: str = "") -> EngineReport:
     """EM weights, pattern scores and per-pair decisions; writes patterns, match_weights, scores."""
     rep = EngineReport()
     t = time.perf_counter()
@@ -446,8 +447,9 @@ def score(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None = None)
     con.unregister("_pats_df")
     con.register("_w_df", weights)
     con.execute(f"CREATE OR REPLACE TABLE {_rel(out, 'match_weights')} AS SELECT *, ? AS prior_match_probability, "
-                f"? AS model, ? AS spec_hash, ? AS decisions_hash, now()::TIMESTAMP AS trained_at FROM _w_df",
-                [lam, rep.model, fingerprint(spec), decisions_fingerprint(decisions)])
+                f"? AS model, ? AS spec_hash, ? AS decisions_hash, ? AS source_generation, "
+                f"now()::TIMESTAMP AS trained_at FROM _w_df",
+                [lam, rep.model, fingerprint(spec), decisions_fingerprint(decisions), generation])
     con.unregister("_w_df")
     con.execute(f"CREATE OR REPLACE TABLE {_rel(out, 'pair_scores')} AS "
                 f"{_pair_scores_sql(spec, out, _rel(out, 'comparisons'), weights, rep.model)}")
@@ -489,16 +491,17 @@ def _pair_scores_sql(spec: MatchSpec, out: str, comparisons: str, weights: pd.Da
 
 
 def run(con, spec: MatchSpec, source_sql: str, out: str,
-        decisions: pd.DataFrame | None = None, incremental: bool = False) -> EngineReport:
+        decisions: pd.DataFrame | None = None, incremental: bool = False, generation: str = "") -> EngineReport:
     """Prepare, block, compare and score ``source_sql`` under ``spec`` into schema ``out``; with
     ``incremental``, only what changed since the last run when that is possible (see
-    ``run_incremental``)."""
+    ``run_incremental``). ``generation`` names the build of the input (a full rebuild of it, with
+    the same load times, changes it)."""
     reason = "full run asked for"
     if incremental:
-        rep, reason = run_incremental(con, spec, source_sql, out, decisions)
+        rep, reason = run_incremental(con, spec, source_sql, out, decisions, generation)
         if rep is not None:
             return rep
-    rep = _run_full(con, spec, source_sql, out, decisions)
+    rep = _run_full(con, spec, source_sql, out, decisions, generation)
     rep.reason = reason
     return rep
 
@@ -522,7 +525,7 @@ def _changed_ids(con, spec: MatchSpec, source_sql: str, out: str) -> tuple[int, 
                        f"(SELECT count(*) FROM ({source_sql}))").fetchall()[0]
 
 
-def _why_full(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None) -> str | None:
+def _why_full(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None, generation: str) -> str | None:
     from crm_platform.warehouse import table_exists
 
     if not all(table_exists(con, _rel(out, t)) for t in ("records", "candidate_pairs", "patterns",
@@ -531,7 +534,7 @@ def _why_full(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None) ->
     if spec.compare_backend != "duckdb":
         return "the recordlinkage comparison backend runs in full"
     cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {_rel(out, 'match_weights')})").fetchall()}
-    if not {"spec_hash", "decisions_hash", "model", "trained_at"} <= cols:
+    if not {"spec_hash", "decisions_hash", "model", "trained_at", "source_generation"} <= cols:
         return "the model does not say what it was trained under"
     cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {_rel(out, 'pair_scores')})").fetchall()}
     if "_built_at" not in cols:
@@ -539,16 +542,19 @@ def _why_full(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None) ->
     cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {_rel(out, 'records')})").fetchall()}
     if not {"_loaded_at", "_source_file", "_source_line"} <= cols:
         return "the records carry no lineage to tell new ones by"
-    held = con.execute(f"SELECT any_value(spec_hash), any_value(decisions_hash) FROM {_rel(out, 'match_weights')}").fetchall()[0]
+    held = con.execute(f"SELECT any_value(spec_hash), any_value(decisions_hash), any_value(source_generation) "
+                       f"FROM {_rel(out, 'match_weights')}").fetchall()[0]
     if held[0] != fingerprint(spec):
         return "the match spec changed"
     if held[1] != decisions_fingerprint(decisions):
         return "reviewer decisions changed"
+    if held[2] != generation:
+        return "the input was rebuilt in full since the last full match"
     return None
 
 
-def run_incremental(con, spec: MatchSpec, source_sql: str, out: str,
-                    decisions: pd.DataFrame | None = None) -> tuple[EngineReport | None, str]:
+def run_incremental(con, spec: MatchSpec, source_sql: str, out: str, decisions: pd.DataFrame | None = None,
+                    generation: str = "") -> tuple[EngineReport | None, str]:
     """Match only the records that are new or were delivered again since the last run, against
     every record, under the last run's model (weights, prior, term frequencies of the records
     already matched): their old pairs are dropped, they are blocked against all records (block
@@ -557,7 +563,7 @@ def run_incremental(con, spec: MatchSpec, source_sql: str, out: str,
     Returns (None, reason) when a full run is needed instead: no earlier run, another spec or
     other reviewer decisions, the recordlinkage backend, a supervised model meeting a comparison
     vector it never scored, or more than MAX_INCREMENTAL_SHARE of the records changed."""
-    reason = _why_full(con, spec, out, decisions)
+    reason = _why_full(con, spec, out, decisions, generation)
     if reason:
         return None, reason
     t0 = time.perf_counter()
@@ -566,7 +572,7 @@ def run_incremental(con, spec: MatchSpec, source_sql: str, out: str,
         return None, f"{delta} of {total} records changed (more than {MAX_INCREMENTAL_SHARE:.0%})"
     w = con.execute(f"SELECT * FROM {_rel(out, 'match_weights')}").df()
     weights, lam, model = w.drop(columns=["prior_match_probability", "model", "spec_hash", "decisions_hash",
-                                          "trained_at"]), \
+                                          "source_generation", "trained_at"]), \
         float(w.prior_match_probability.iloc[0]), str(w.model.iloc[0])
     rep = EngineReport(mode="incremental", model=model, prior_match_probability=lam,
                        reason=f"{delta} new or changed and {gone} removed of {total} records")
@@ -633,7 +639,7 @@ def _match_delta(con, spec: MatchSpec, source_sql: str, out: str, decisions: pd.
 
 
 def _run_full(con, spec: MatchSpec, source_sql: str, out: str,
-              decisions: pd.DataFrame | None = None) -> EngineReport:
+              decisions: pd.DataFrame | None = None, generation: str = "") -> EngineReport:
     t0 = time.perf_counter()
     n = prepare(con, spec, source_sql, out)
     decisions, rejected = orient(con, spec, out, decisions)
@@ -648,7 +654,7 @@ def _run_full(con, spec: MatchSpec, source_sql: str, out: str,
     else:
         compare(con, spec, out)
     t3 = time.perf_counter()
-    rep = score(con, spec, out, decisions)
+    rep = score(con, spec, out, decisions, generation)
     rep.records, rep.pairs_by_rule, rep.skipped_blocks = n, by_rule, skipped
     rep.records_matched = n
     rep.candidate_pairs = sum(by_rule.values())

@@ -58,7 +58,10 @@ def match(con, spec: MatchSpec, decisions: pd.DataFrame | None = None,
     """Block, compare and score the staged contacts under ``spec`` into the identity schema; with
     ``incremental``, only contacts new or delivered again since the last match, against all of
     them, under the last model (``engine.run_incremental``), when that is possible."""
-    return engine.run(con, spec, SOURCE_SQL, SCHEMA, decisions, incremental=incremental)
+    # a full rebuild of staging.contacts (new standardization, say) keeps load times: it needs a full match
+    generation = con.execute("SELECT coalesce(min(built_at)::VARCHAR, '') FROM staging.build_state "
+                             "WHERE entity = 'contacts'").fetchall()[0][0] if table_exists(con, "staging.build_state") else ""
+    return engine.run(con, spec, SOURCE_SQL, SCHEMA, decisions, incremental=incremental, generation=generation)
 
 
 def cluster_scored(con, spec: MatchSpec, schema: str, subset: str | None = None
