@@ -31,6 +31,10 @@ def _spec(key: dg.AssetKey, description: str, deps, group: str = GROUP) -> dg.As
     return table_spec(key, description, deps, group)
 
 
+class MatchConfig(dg.Config):
+    full_rematch: bool = False     # train the weights afresh and re-match every contact
+
+
 @dg.multi_asset(
     specs=[
         _spec(K["candidate_pairs"], "Record pairs proposed by the match spec's blocking rules, each once, "
@@ -45,14 +49,15 @@ def _spec(key: dg.AssetKey, description: str, deps, group: str = GROUP) -> dg.As
     ],
     pool="duckdb",
 )
-def match_contacts(warehouse: DuckDBResource, identity: IdentityResolution):
+def match_contacts(config: MatchConfig, warehouse: DuckDBResource, identity: IdentityResolution):
     """Block, compare and score staging.contacts; reviewer decisions join as labels. Contacts new
     or delivered again since the last run are matched against all, under the last model; a changed
-    spec or reviewer decisions, or many changed contacts, re-match everyone (resolve.match)."""
+    spec or reviewer decisions, a model older than a week, many changed contacts or the launchpad's
+    ``full_rematch`` re-match everyone (resolve.match)."""
     spec = identity.spec()
     decisions, bad_rows = review.load_decisions(identity.review_dir)
     with warehouse.get_connection() as con:
-        rep = resolve.match(con, spec, decisions, incremental=True)
+        rep = resolve.match(con, spec, decisions, incremental=not config.full_rematch)
         salt = settings.Paths(Path(identity.home)).hash_salt()
         audit.record_many(con, [
             {"action": "review_decision", "actor": "reviewer (review/decisions.csv)",

@@ -122,6 +122,12 @@ def test_a_delivery_is_built_incrementally_and_validated_row_by_row_where_it_cha
     assert _metadata(second, ["identity", "crosswalk"])["resolve_mode"].value == "incremental"
     timeline = _metadata(second, ["core", "customer_events"])
     assert timeline["build_mode"].value == "incremental" and timeline["staged_rows_rebuilt_this_run"].value == 3
+    # the data team asks for fresh weights from the launchpad
+    rematch = dg.materialize(run.defs, resources=run.resources, instance=instance, selection=[
+        dg.AssetKey(["identity", t]) for t in ("candidate_pairs", "match_weights", "pair_scores")],
+        run_config={"ops": {"match_contacts": {"config": {"full_rematch": True}}}})
+    matched = _metadata(rematch, ["identity", "candidate_pairs"])
+    assert matched["match_mode"].value == "full" and matched["records_matched_this_run"].value == matched["records"].value
 
 
 def test_unreadable_file_fails_its_check_while_the_rest_loads(platform):

@@ -242,3 +242,11 @@ def test_a_full_rebuild_of_the_staged_contacts_needs_a_full_match(day, demo_sour
     assert staging.build(con, demo_sources, "contacts").mode == "full"
     again = resolve.match(con, SPEC, incremental=True)
     assert again.mode == "full" and "rebuilt in full" in again.reason
+
+
+def test_weights_older_than_a_week_are_trained_afresh(day):
+    con = day.con
+    assert resolve.match(con, SPEC, incremental=True).mode == "incremental"
+    con.execute("UPDATE identity.match_weights SET trained_at = trained_at - INTERVAL 8 DAY")
+    again = resolve.match(con, SPEC, incremental=True)
+    assert again.mode == "full" and "older than 7 days" in again.reason

@@ -509,6 +509,8 @@ def run(con, spec: MatchSpec, source_sql: str, out: str,
 # An incremental run re-matches at most this share of the records; above it, a full run (fresh
 # weights and term frequencies) costs little more.
 MAX_INCREMENTAL_SHARE = 0.2
+# A model older than this is trained afresh: the weights follow the data week by week.
+MAX_MODEL_AGE_DAYS = 7
 
 
 def _changed_ids(con, spec: MatchSpec, source_sql: str, out: str) -> tuple[int, int, int]:
@@ -550,6 +552,10 @@ def _why_full(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None, ge
         return "reviewer decisions changed"
     if held[2] != generation:
         return "the input was rebuilt in full since the last full match"
+    old = con.execute(f"SELECT max(trained_at) < now()::TIMESTAMP - INTERVAL {MAX_MODEL_AGE_DAYS} DAY "
+                      f"FROM {_rel(out, 'match_weights')}").fetchall()[0][0]
+    if old:
+        return f"the model is older than {MAX_MODEL_AGE_DAYS} days: the weights are trained afresh"
     return None
 
 
