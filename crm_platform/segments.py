@@ -86,11 +86,23 @@ instants AS (
         UNION ALL SELECT customer_id, t + INTERVAL {cfg.loyal_window_days} DAY,
                          'an order left the {cfg.loyal_window_days}-day loyalty window' FROM orders)
     WHERE instant < {end} GROUP BY 1, 2),
-state AS (
-    SELECT i.customer_id, i.instant, i.why, count(o.t) AS orders, max(o.t) AS last_order_at,
-           count(o.t) FILTER (WHERE o.t > i.instant - INTERVAL {cfg.loyal_window_days} DAY) AS orders_in_window
-    FROM instants i LEFT JOIN orders o ON o.customer_id = i.customer_id AND o.t <= i.instant
-    GROUP BY 1, 2, 3),
+-- per instant: the customer's orders up to and including it, the last of them, and those in the
+-- loyalty window before it (o.t > instant - window), counted by windows over one time line of
+-- orders and instants rather than by joining every instant to every earlier order
+line AS (
+    SELECT customer_id, t, t AS order_t, NULL AS why FROM orders
+    UNION ALL SELECT customer_id, instant, NULL, why FROM instants),
+counted AS (
+    SELECT customer_id, t, why, order_t,
+           count(order_t) OVER (PARTITION BY customer_id ORDER BY t
+                                RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS orders,
+           max(order_t) OVER (PARTITION BY customer_id ORDER BY t
+                              RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS last_order_at,
+           count(order_t) OVER (PARTITION BY customer_id ORDER BY t RANGE BETWEEN
+               INTERVAL {cfg.loyal_window_days} DAY - INTERVAL 1 MICROSECOND PRECEDING AND CURRENT ROW) AS orders_in_window
+    FROM line),
+state AS (SELECT customer_id, t AS instant, why, orders, last_order_at, orders_in_window FROM counted
+          WHERE order_t IS NULL),
 staged AS (
     SELECT customer_id, instant, why, orders, CASE
         WHEN orders = 0 THEN 'lead'

@@ -99,3 +99,24 @@ def test_bad_thresholds_are_refused(tmp_path):
                    "rfm: {window_days: 365, min_customers: 50}\n")
     with pytest.raises(segments.SegmentConfigError, match="at_risk_days < churn_days"):
         segments.load_config(bad)
+
+
+def test_windowed_counts_equal_the_join_of_every_instant_to_every_earlier_order(timeline_world):
+    """The transitions count a customer's orders at each instant by windows over one time line; the
+    join of every instant to every earlier order (quadratic in a customer's orders) is the definition."""
+    w = CFG.loyal_window_days
+    definition = f"""state AS (
+    SELECT i.customer_id, i.instant, i.why, count(o.t) AS orders, max(o.t) AS last_order_at,
+           count(o.t) FILTER (WHERE o.t > i.instant - INTERVAL {w} DAY) AS orders_in_window
+    FROM instants i LEFT JOIN orders o ON o.customer_id = i.customer_id AND o.t <= i.instant
+    GROUP BY 1, 2, 3),
+"""
+    con = duckdb.connect(str(timeline_world), read_only=True)
+    for day in (date(2025, 6, 30), date(2026, 9, 30)):
+        sql = segments.transitions_sql(CFG, day)
+        reference = sql[:sql.index("-- per instant")] + definition + sql[sql.index("staged AS ("):]
+        n = con.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0]
+        assert n > 1000
+        for a, b in ((sql, reference), (reference, sql)):
+            assert con.execute(f"SELECT count(*) FROM (({a}) EXCEPT ALL ({b}))").fetchall()[0][0] == 0, day
+    con.close()
