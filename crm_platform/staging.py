@@ -14,12 +14,12 @@ of the source declaration or of the staging query, or a missing state rebuilds t
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import duckdb
 
 from crm_platform import standardize, warehouse
+from crm_platform.buildstate import fingerprint as query_fingerprint
 from crm_platform.model import LINEAGE_COLUMNS, entity
 from crm_platform.schemas import StagingBuildState
 from crm_platform.sources import Dataset, SourceConfig
@@ -173,7 +173,7 @@ def _why_full(con, table: str, entity_name: str, fingerprint: str) -> str | None
 def _materialize(con, cfg: SourceConfig, entity_name: str, sql: str) -> StagingReport:
     table = f"staging.{entity_name}"
     keys = [ds.key for ds in cfg.by_entity(entity_name)] or [""]
-    fingerprint = hashlib.sha256(sql.encode()).hexdigest()[:16]
+    fingerprint = query_fingerprint(sql)
     _latest_files(con, keys)
     reason = _why_full(con, table, entity_name, fingerprint)
     con.execute(f"""CREATE TABLE IF NOT EXISTS {STATE} (entity VARCHAR, dataset VARCHAR, source_file VARCHAR,

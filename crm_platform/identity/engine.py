@@ -20,7 +20,6 @@ Tables written to the output schema ``out``:
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import time
@@ -30,6 +29,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from crm_platform.buildstate import fingerprint
 from crm_platform.identity.spec import MatchSpec
 
 DECISIONS = ("must_link", "deterministic", "link", "review", "no_link", "cannot_link")
@@ -399,10 +399,6 @@ def supervised(spec: MatchSpec, patterns: pd.DataFrame, labelled: pd.DataFrame) 
     train_pred = clf.kernel.predict(X.to_numpy())
     info.update(used=True, training_accuracy=round(float((train_pred == labelled["label"].to_numpy()).mean()), 4))
     return proba, info
-
-
-def fingerprint(value) -> str:
-    return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
 
 
 def decisions_fingerprint(decisions: pd.DataFrame | None) -> str:
