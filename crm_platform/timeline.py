@@ -18,9 +18,9 @@ vanish: they go to ``core.unattributed_events`` with the reason.
 
 Incremental when asked (the daily run): ``core.build_state`` holds the newest staged load and
 resolution the timeline has taken in. The events of staged rows loaded since, of rows naming a
-contact resolved since (it may belong to another customer now), of orders whose lines changed and
-of every web visitor or session with new events or a re-resolved login are deleted and made again;
-nothing else is read. The rows are those of a full build (a test holds them equal). A changed
+contact resolved since (it may belong to another customer now), of orders whose lines changed, of
+new web events, and of every session or visitor whose logins changed who it belongs to are deleted
+and made again. The rows are those of a full build (a test holds them equal). A changed
 query, a staging table rebuilt in full since, or more than MAX_INCREMENTAL_SHARE of the events
 affected build everything.
 """
@@ -139,8 +139,11 @@ FAMILIES = {
     "nps": ("staging.nps_responses r", "r.response_id", ("nps_answer",), ("nps",), "r._loaded_at > {L}"),
     "leads": ("staging.leads r", "r.lead_id", ("lead_created", "lead_converted"), ("leads_created", "leads_converted"),
               "r._loaded_at > {L}"),
+    # a new web event is made; so is every event of a session with a new or re-resolved login, and
+    # of a visitor whose logins now name another customer or start earlier (_web_visitors)
     "web": ("staging.web_events r", "r.event_id", tuple(t for t in EVENT_TYPES if t.startswith("web_")), ("web",),
-            "r.visitor_id IN (SELECT visitor_id FROM _web_touched) OR r.session_id IN (SELECT session_id FROM _web_touched)"),
+            "r._loaded_at > {L} OR r.visitor_id IN (SELECT visitor_id FROM _web_visitors) "
+            "OR r.session_id IN (SELECT session_id FROM _web_sessions)"),
 }
 ACTIVITY_ENTITIES = ("orders", "order_items", "email_events", "support_tickets", "web_events", "nps_responses", "leads")
 # Above this share of the events affected, a full build costs little more.
@@ -205,9 +208,18 @@ def _affected(con, crosswalk: str) -> int:
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _moved AS
         SELECT contact_key FROM {crosswalk} WHERE resolved_at > {R}
         UNION SELECT DISTINCT contact_key FROM core.customer_events ANTI JOIN {crosswalk} USING (contact_key)""")
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE _web_touched AS
-        SELECT DISTINCT visitor_id, session_id FROM staging.web_events
-        WHERE _loaded_at > {L} OR contact_key IN (SELECT contact_key FROM _moved)""")
+    # who a session or visitor belongs to comes from its logins (WEB): a session with a new login or
+    # a login of a re-resolved contact, and a visitor whose logins now name a customer more or start
+    # earlier (or name a re-resolved contact), may belong to someone else now
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _logins AS
+        SELECT w.visitor_id, w.session_id, x.customer_id, w.occurred_at, w._loaded_at > {L} AS new,
+               w.contact_key IN (SELECT contact_key FROM _moved) AS moved
+        FROM staging.web_events w JOIN {crosswalk} x USING (contact_key)""")
+    con.execute("CREATE OR REPLACE TEMP TABLE _web_sessions AS SELECT DISTINCT session_id FROM _logins WHERE new OR moved")
+    con.execute("""CREATE OR REPLACE TEMP TABLE _web_visitors AS SELECT visitor_id FROM _logins GROUP BY 1
+        HAVING bool_or(moved) OR (bool_or(new) AND (
+            count(DISTINCT customer_id) > count(DISTINCT customer_id) FILTER (WHERE NOT new)
+            OR min(occurred_at) < coalesce(min(occurred_at) FILTER (WHERE NOT new), 'infinity'::TIMESTAMP)))""")
     parts = []
     for f, (table, key, _, _, changed) in FAMILIES.items():
         moved = "" if f in ("returns", "web") else " OR r.contact_key IN (SELECT contact_key FROM _moved)"
@@ -248,11 +260,14 @@ def build(con, crosswalk: str = "identity.crosswalk", incremental: bool = False)
     con.execute("BEGIN TRANSACTION")
     try:
         if mode == "incremental":
+            # the events the affected rows made, by the event types of their family: one pass per table
+            kinds = " UNION ALL ".join(f"SELECT '{f}' AS family, unnest({list(types)!r}) AS event_type"
+                                       for f, (_, _, types, _, _) in FAMILIES.items())
+            con.execute(f"""CREATE OR REPLACE TEMP TABLE _stale AS SELECT a.source_system, a.source_record_id, k.event_type
+                FROM _affected a JOIN ({kinds}) k USING (family)""")
             for table in ("customer_events", "unattributed_events"):
-                for f, (_, _, types, _, _) in FAMILIES.items():
-                    con.execute(f"""DELETE FROM core.{table} e USING _affected a WHERE a.family = '{f}'
-                        AND e.source_system = a.source_system AND e.source_record_id = a.source_record_id
-                        AND e.event_type IN ({', '.join(f"'{t}'" for t in types)})""")
+                con.execute(f"""DELETE FROM core.{table} e USING _stale s WHERE e.source_system = s.source_system
+                    AND e.source_record_id = s.source_record_id AND e.event_type = s.event_type""")
             con.execute(f"INSERT INTO core.customer_events BY NAME {events}")
             con.execute(f"INSERT INTO core.unattributed_events BY NAME {lost}")
         else:
@@ -264,7 +279,7 @@ def build(con, crosswalk: str = "identity.crosswalk", incremental: bool = False)
         con.execute("ROLLBACK")
         raise
     rows = con.execute("SELECT count(*) FROM _affected").fetchall()[0][0] if mode == "incremental" else None
-    for t in ("_affected", "_moved", "_web_touched"):
+    for t in ("_affected", "_moved", "_logins", "_web_sessions", "_web_visitors", "_stale"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     counts = {
         "mode": mode, "reason": reason or "staged rows loaded or contacts resolved since the last build",
