@@ -53,7 +53,7 @@ SOURCES = {
                o.source_system, o.dataset, o.order_id AS source_record_id
         FROM staging.orders o
         LEFT JOIN (SELECT order_id, list_sort(list_distinct(list(category))) AS categories
-                   FROM staging.order_items GROUP BY 1) i USING (order_id)""",
+                   FROM {order_items} GROUP BY 1) i USING (order_id)""",
     "returns": """
         SELECT o.contact_key, i.returned_at AS event_at, i.returned_at AS known_at, 'return' AS event_type,
                o.sales_channel AS channel, i.quantity * i.unit_price AS value, NULL AS discount,
@@ -100,7 +100,7 @@ SOURCES = {
 WEB = """
 WITH logins AS (
     SELECT w.visitor_id, w.session_id, x.customer_id, w.occurred_at
-    FROM staging.web_events w JOIN {crosswalk} x USING (contact_key)),
+    FROM {web_events} w JOIN {crosswalk} x USING (contact_key)),
 session_owner AS (
     SELECT session_id, arg_min(customer_id, occurred_at) AS customer_id, min(occurred_at) AS identified_at
     FROM logins GROUP BY 1),
@@ -118,7 +118,7 @@ SELECT coalesce(s.customer_id, CASE WHEN v.customers = 1 THEN v.customer_id END)
        CASE WHEN s.customer_id IS NOT NULL OR v.customers = 1 THEN NULL
             WHEN v.customers > 1 THEN 'visitor logged in as several customers'
             ELSE 'visitor never logged in' END AS unattributed_reason
-FROM staging.web_events w
+FROM {web_events} w
 LEFT JOIN session_owner s USING (session_id)
 LEFT JOIN visitor_owner v USING (visitor_id)"""
 
@@ -155,8 +155,13 @@ TYPED = ("CAST(value AS DOUBLE) AS value, CAST(discount AS DOUBLE) AS discount, 
 
 def _union(crosswalk: str, only_affected: bool) -> str:
     """Every source's events with the customer they belong to (or why none); ``only_affected``:
-    only of the rows keyed in ``_affected``."""
+    only of the rows keyed in ``_affected``, reading only the order lines of affected orders and
+    the web events of the sessions and visitors of affected web events (``_web_in_scope``: who a
+    session or visitor belongs to needs all of its logins, and only those)."""
     family = {src: f for f, spec in FAMILIES.items() for src in spec[3]}
+    items = ("(SELECT * FROM staging.order_items WHERE order_id IN "
+             "(SELECT source_record_id FROM _affected WHERE family = 'orders'))") if only_affected else "staging.order_items"
+    web_events = "_web_in_scope" if only_affected else "staging.web_events"
 
     def affected(name: str, sql: str) -> str:
         if not only_affected:
@@ -166,6 +171,7 @@ def _union(crosswalk: str, only_affected: bool) -> str:
 
     parts = []
     for name, sql in SOURCES.items():
+        sql = sql.replace("{order_items}", items)
         # a source may say itself why a row has no customer (``orphan_reason``)
         own = "orphan_reason" in sql
         parts.append(
@@ -177,7 +183,7 @@ def _union(crosswalk: str, only_affected: bool) -> str:
             f"FROM ({affected(name, sql)}) s LEFT JOIN {crosswalk} x USING (contact_key)")
     web = (f"SELECT customer_id, contact_key, * EXCLUDE (customer_id, contact_key, value, discount, "
            f"categories, unattributed_reason), {TYPED}, unattributed_reason "
-           f"FROM ({affected('web', WEB.format(crosswalk=crosswalk))})")
+           f"FROM ({affected('web', WEB.format(crosswalk=crosswalk, web_events=web_events))})")
     return " UNION ALL BY NAME ".join(parts + [web])
 
 
@@ -245,6 +251,12 @@ def build(con, crosswalk: str = "identity.crosswalk", incremental: bool = False)
     loaded = con.execute("SELECT max(t) FROM (" + " UNION ALL ".join(
         f"SELECT max(_loaded_at) AS t FROM staging.{e}" for e in ACTIVITY_ENTITIES) + ")").fetchall()[0][0]
     resolved = con.execute(f"SELECT max(resolved_at) FROM {crosswalk}").fetchall()[0][0]
+    if mode == "incremental":
+        con.execute("""CREATE OR REPLACE TEMP TABLE _web_in_scope AS SELECT * FROM staging.web_events
+            WHERE visitor_id IN (SELECT w.visitor_id FROM staging.web_events w SEMI JOIN _affected a
+                                 ON a.family = 'web' AND a.source_system = w.source_system AND a.source_record_id = w.event_id)
+               OR session_id IN (SELECT w.session_id FROM staging.web_events w SEMI JOIN _affected a
+                                 ON a.family = 'web' AND a.source_system = w.source_system AND a.source_record_id = w.event_id)""")
     # the union is read twice rather than held in memory: once for the timeline, once for the
     # (few) rows without a customer
     union = _union(crosswalk, mode == "incremental")
@@ -279,7 +291,7 @@ def build(con, crosswalk: str = "identity.crosswalk", incremental: bool = False)
         con.execute("ROLLBACK")
         raise
     rows = con.execute("SELECT count(*) FROM _affected").fetchall()[0][0] if mode == "incremental" else None
-    for t in ("_affected", "_moved", "_logins", "_web_sessions", "_web_visitors", "_stale"):
+    for t in ("_affected", "_moved", "_logins", "_web_sessions", "_web_visitors", "_stale", "_web_in_scope"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     counts = {
         "mode": mode, "reason": reason or "staged rows loaded or contacts resolved since the last build",
