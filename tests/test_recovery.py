@@ -21,7 +21,7 @@ from tests.conftest import ROOT, run_python
 # when the platform did something, not what the data says
 RUN_TIME = {"_loaded_at", "loaded_at", "quarantined_at", "resolved_at", "changed_at", "minted_at", "retired_at",
             "measured_at", "received_at", "at", "_built_at", "built_at", "trained_at", "resolved_through",
-            "loaded_through"}
+            "loaded_through", "source_generation"}
 
 DRIVER = """
 import sys
