@@ -28,15 +28,17 @@ def _generate(args) -> None:
 
 
 def prepare_dagster_home(home: Path) -> None:
-    """A project-local DAGSTER_HOME with the instance settings the platform relies on, and the
-    ``duckdb`` pool created at its limit before any run (two runs starting at once would each
-    create it otherwise)."""
+    """A project-local DAGSTER_HOME with the instance settings the platform relies on (the
+    project's ``dagster.yaml``, written afresh each time), and the ``duckdb`` pool created at its
+    limit before any run (two runs starting at once would each create it otherwise)."""
     import dagster as dg
 
     home.mkdir(parents=True, exist_ok=True)
+    template = (settings.PACKAGE_DIR / "config" / "dagster.yaml").read_text()
+    text = template.replace("{home}", home.resolve().as_posix())
     target = home / "dagster.yaml"
-    if not target.exists():
-        target.write_text((settings.PACKAGE_DIR / "config" / "dagster.yaml").read_text())
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         storage = instance.event_log_storage
         if storage.supports_global_concurrency_limits and "duckdb" not in storage.get_concurrency_keys():
