@@ -2,20 +2,23 @@
 
 Tables built incrementally are validated the way they are built: when the check's last
 evaluation passed, its rows are checked row by row only where they changed since (``CHANGED``:
-the column that says when a row was loaded or resolved, and the SQL naming the build the rows
-belong to - a full rebuild starts over), unique keys over every row; otherwise every row (or the
+the column that says when a row was loaded or resolved, and the function naming the build the
+rows belong to - a full rebuild starts over), unique keys over every row; otherwise every row (or the
 sample of a large table) again. Each evaluation records how far it validated.
 """
 
 from dataclasses import dataclass
-
+from functools import partial
+from typing import Callable
 
 import dagster as dg
+import duckdb
 from dagster._check import CheckError
 import pandera.pandas as pa
 from dagster_duckdb import DuckDBResource
 
 from assets.metadata import markdown_table
+from crm_platform import staging
 from crm_platform.governance import pii
 from crm_platform.schemas import (BLOCKING, CUSTOMER360_BLOCKING, CUSTOMER360_SCHEMAS, IDENTITY_BLOCKING,
                                   IDENTITY_SCHEMAS, MAY_BE_EMPTY, STAGING_SCHEMAS)
@@ -28,12 +31,12 @@ from resources.warehouse import read_only
 class Changed:
     column: str            # when a row was loaded or resolved
     words: str             # the same, for the check's description
-    generation: str = ""   # SQL: which build the rows belong to (a full rebuild changes it)
+    generation: Callable[[duckdb.DuckDBPyConnection], str] | None = None  # the build the rows belong to
 
 
 CHANGED = {
-    **{("staging", name): Changed("_loaded_at", "loaded", "SELECT min(built_at)::VARCHAR FROM staging.build_state "
-                                  f"WHERE entity = '{name}'") for name in STAGING_SCHEMAS},
+    **{("staging", name): Changed("_loaded_at", "loaded", partial(staging.generation, entity_name=name))
+       for name in STAGING_SCHEMAS},
     ("identity", "crosswalk"): Changed("resolved_at", "resolved"),
     **{key: Changed("_built_at", "built") for key in (
         ("identity", "candidate_pairs"), ("identity", "pair_scores"), ("identity", "links"), ("core", "customers"),
@@ -76,13 +79,13 @@ def pandera_check(table_key: list[str], model: type[pa.DataFrameModel],
         with read_only(warehouse) as con:
             only = None
             if changed and table_exists(con, table):
-                generation = con.execute(changed.generation).fetchall()[0][0] if changed.generation else ""
-                since = _validated_through(context, generation or "")
+                generation = changed.generation(con) if changed.generation else ""
+                since = _validated_through(context, generation)
                 if since:
                     only = (f"{changed.column} > TIMESTAMP '{since}'",
                             f"{changed.words} after {since} (the last validation passed up to there)")
                 through = con.execute(f"SELECT max({changed.column})::VARCHAR FROM {table}").fetchall()[0][0]
-                progress = {"validated_through": through, "table_generation": generation or ""}
+                progress = {"validated_through": through, "table_generation": generation}
             result = validate_table(con, table, model, allow_empty=allow_empty, only=only)
         return dg.AssetCheckResult(
             passed=result.passed,

@@ -412,8 +412,7 @@ def _read_jsonl(con, ds: Dataset, path: Path) -> None:
 def _read_parquet(con, ds: Dataset, path: Path) -> None:
     p = _sq(str(path))
     try:
-        present = [r[0] for r in con.execute(
-            f"DESCRIBE SELECT * FROM read_parquet('{p}')").fetchall()]
+        present = warehouse.columns(con, f"read_parquet('{p}')")
     except duckdb.Error as e:
         raise UnreadableFile(f"not readable as Parquet: {str(e).splitlines()[0]}") from None
     _check_columns(ds, present)

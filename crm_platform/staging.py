@@ -43,6 +43,16 @@ STATE = "staging.build_state"
 FILES = "_stage_files"      # the file versions a build reads (temporary)
 
 
+def generation(con: duckdb.DuckDBPyConnection, entity_name: str) -> str:
+    """When the staged table of ``entity_name`` was last built in full ('' before any build with
+    state): a full rebuild keeps load times but starts a new generation, which tells readers that
+    build on it incrementally (the match, the checks) that they must start over."""
+    if not warehouse.table_exists(con, STATE):
+        return ""
+    return con.execute(f"SELECT coalesce(min(built_at)::VARCHAR, '') FROM {STATE} WHERE entity = ?",
+                       [entity_name]).fetchall()[0][0]
+
+
 def _latest_rows(ds: Dataset) -> str:
     """Rows of a raw table from the file versions this build reads."""
     return f"""

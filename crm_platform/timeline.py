@@ -252,11 +252,12 @@ def build(con, crosswalk: str = "identity.crosswalk", incremental: bool = False)
         f"SELECT max(_loaded_at) AS t FROM staging.{e}" for e in ACTIVITY_ENTITIES) + ")").fetchall()[0][0]
     resolved = con.execute(f"SELECT max(resolved_at) FROM {crosswalk}").fetchall()[0][0]
     if mode == "incremental":
-        con.execute("""CREATE OR REPLACE TEMP TABLE _web_in_scope AS SELECT * FROM staging.web_events
-            WHERE visitor_id IN (SELECT w.visitor_id FROM staging.web_events w SEMI JOIN _affected a
-                                 ON a.family = 'web' AND a.source_system = w.source_system AND a.source_record_id = w.event_id)
-               OR session_id IN (SELECT w.session_id FROM staging.web_events w SEMI JOIN _affected a
-                                 ON a.family = 'web' AND a.source_system = w.source_system AND a.source_record_id = w.event_id)""")
+        con.execute("""CREATE OR REPLACE TEMP TABLE _web_in_scope AS
+            WITH hit AS MATERIALIZED (SELECT w.visitor_id, w.session_id FROM staging.web_events w SEMI JOIN _affected a
+                                      ON a.family = 'web' AND a.source_system = w.source_system
+                                     AND a.source_record_id = w.event_id)
+            SELECT * FROM staging.web_events
+            WHERE visitor_id IN (SELECT visitor_id FROM hit) OR session_id IN (SELECT session_id FROM hit)""")
     # the union is read twice rather than held in memory: once for the timeline, once for the
     # (few) rows without a customer
     union = _union(crosswalk, mode == "incremental")

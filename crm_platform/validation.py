@@ -25,7 +25,7 @@ import pandera.errors
 import pandera.pandas as pa
 import pyarrow
 
-from crm_platform.warehouse import hash_sample
+from crm_platform.warehouse import columns, hash_sample
 
 MAX_FAILURE_ROWS = 20
 MAX_ROWS = 1_000_000
@@ -98,7 +98,7 @@ GROUP_KEYS = ("customer_id", "order_id")
 def _sample_clause(con, table: str, share: float) -> str:
     """A clause keeping about ``share`` of the rows: whole groups by the hash of their key (the same
     ones every run), or a seeded random sample of rows in a table without one."""
-    present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()}
+    present = set(columns(con, table))
     key = next((k for k in GROUP_KEYS if k in present), None)
     if key is None:
         return f"USING SAMPLE {share * 100:.6f}% (bernoulli, 42)"
@@ -155,7 +155,7 @@ def validate_table(con: duckdb.DuckDBPyConnection, table: str, model: type[pa.Da
 def _required_values(con, table: str, model: type[pa.DataFrameModel], result: ValidationResult) -> pd.DataFrame:
     """Empty values in the model's non-nullable columns, counted over every row of the table (the
     row-by-row validation of a large table sees a sample only)."""
-    present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()}
+    present = set(columns(con, table))
     required = [n for n, c in model.to_schema().columns.items() if not c.nullable and n in present]
     if not required:
         return pd.DataFrame()

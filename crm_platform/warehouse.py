@@ -74,6 +74,12 @@ def ensure_raw_table(con: duckdb.DuckDBPyConnection, ds: Dataset) -> str:
     return table
 
 
+def columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
+    """The column names of ``relation``: a table, a view or a table function such as
+    ``read_parquet('...')``, in their order."""
+    return [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+
+
 def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     schema, name = qualified.split(".")
     return bool(con.execute(
@@ -91,7 +97,7 @@ def replace_partition(con: duckdb.DuckDBPyConnection, table: str, src: str, day_
     try:
         if table_exists(con, table):
             # a column the table does not have yet (a new KPI dimension, a new feature) is added
-            have = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+            have = set(columns(con, table))
             for name, typ, *_ in con.execute(f"DESCRIBE {src}").fetchall():
                 if name not in have:
                     con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {typ}')

@@ -175,7 +175,7 @@ def _delete_keyed(con, s: Subject) -> dict[str, int]:
         table = f"{schema}.{name}"
         if schema == "raw" or table in (LIST_TABLE, audit.TABLE):
             continue
-        cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+        cols = warehouse.columns(con, table)
         conds = [f'"{c}" IN {_q(getattr(s, KEY_COLUMNS[c]))}' for c in cols
                  if c in KEY_COLUMNS and getattr(s, KEY_COLUMNS[c])]
         if table == "identity.id_registry":
@@ -251,7 +251,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _parquet_hits(con, path: Path, rx: str) -> tuple[int, str]:
-    cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{_sq(str(path))}')").fetchall()]
+    cols = warehouse.columns(con, f"read_parquet('{_sq(str(path))}')")
     text = "lower(concat_ws(' ', " + ", ".join(f'"{c}"::VARCHAR' for c in cols) + "))"
     cond = f"regexp_matches({text}, '{rx}')"
     n = con.execute(f"SELECT count(*) FROM read_parquet('{_sq(str(path))}') WHERE {cond}").fetchall()[0][0]

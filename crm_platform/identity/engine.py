@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from crm_platform.buildstate import fingerprint
+from crm_platform.warehouse import columns, table_exists
 from crm_platform.identity.spec import MatchSpec
 
 DECISIONS = ("must_link", "deterministic", "link", "review", "no_link", "cannot_link")
@@ -524,20 +525,19 @@ def _changed_ids(con, spec: MatchSpec, source_sql: str, out: str) -> tuple[int, 
 
 
 def _why_full(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None, generation: str) -> str | None:
-    from crm_platform.warehouse import table_exists
 
     if not all(table_exists(con, _rel(out, t)) for t in ("records", "candidate_pairs", "patterns",
                                                           "match_weights", "pair_scores")):
         return "no earlier run"
     if spec.compare_backend != "duckdb":
         return "the recordlinkage comparison backend runs in full"
-    cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {_rel(out, 'match_weights')})").fetchall()}
+    cols = set(columns(con, _rel(out, 'match_weights')))
     if not {"spec_hash", "decisions_hash", "model", "trained_at", "source_generation"} <= cols:
         return "the model does not say what it was trained under"
-    cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {_rel(out, 'pair_scores')})").fetchall()}
+    cols = set(columns(con, _rel(out, 'pair_scores')))
     if "_built_at" not in cols:
         return "the pairs do not say when they were built"
-    cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {_rel(out, 'records')})").fetchall()}
+    cols = set(columns(con, _rel(out, 'records')))
     if not {"_loaded_at", "_source_file", "_source_line"} <= cols:
         return "the records carry no lineage to tell new ones by"
     held = con.execute(f"SELECT any_value(spec_hash), any_value(decisions_hash), any_value(source_generation) "

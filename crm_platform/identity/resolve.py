@@ -26,10 +26,11 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
+from crm_platform import staging
 from crm_platform.identity import engine, ids
 from crm_platform.identity.cluster import ACCEPTED, ClusterResult, cluster
 from crm_platform.identity.spec import MatchSpec
-from crm_platform.warehouse import table_exists
+from crm_platform.warehouse import columns, table_exists
 
 SCHEMA = "identity"
 SOURCE_SQL = "SELECT * FROM staging.contacts"
@@ -59,9 +60,8 @@ def match(con, spec: MatchSpec, decisions: pd.DataFrame | None = None,
     ``incremental``, only contacts new or delivered again since the last match, against all of
     them, under the last model (``engine.run_incremental``), when that is possible."""
     # a full rebuild of staging.contacts (new standardization, say) keeps load times: it needs a full match
-    generation = con.execute("SELECT coalesce(min(built_at)::VARCHAR, '') FROM staging.build_state "
-                             "WHERE entity = 'contacts'").fetchall()[0][0] if table_exists(con, "staging.build_state") else ""
-    return engine.run(con, spec, SOURCE_SQL, SCHEMA, decisions, incremental=incremental, generation=generation)
+    return engine.run(con, spec, SOURCE_SQL, SCHEMA, decisions, incremental=incremental,
+                      generation=staging.generation(con, "contacts"))
 
 
 def cluster_scored(con, spec: MatchSpec, schema: str, subset: str | None = None
@@ -107,10 +107,10 @@ LINKED = "('must_link', 'deterministic', 'link')"
 def _why_full(con, spec: MatchSpec) -> str | None:
     if not (table_exists(con, f"{SCHEMA}.crosswalk") and table_exists(con, f"{SCHEMA}.links")):
         return "no earlier resolution"
-    cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {SCHEMA}.records)").fetchall()}
+    cols = set(columns(con, f"{SCHEMA}.records"))
     if "_loaded_at" not in cols:
         return "the records carry no lineage to tell new ones by"
-    cols = {c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {SCHEMA}.match_weights)").fetchall()}
+    cols = set(columns(con, f"{SCHEMA}.match_weights"))
     if "trained_at" not in cols:
         return "the match model does not say when it was trained"
     retrained = con.execute(f"SELECT (SELECT max(trained_at) FROM {SCHEMA}.match_weights) > "
