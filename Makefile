@@ -22,8 +22,9 @@ venv: $(VENV)/.installed
 demo: venv
 	$(BIN)/crm-platform demo --customers $(CUSTOMERS) --seed $(SEED)
 
+# two workers (the machines have two cores); the runs like production are made once for both
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 ui: venv
 	$(BIN)/python -c "from pathlib import Path; from crm_platform.cli import prepare_dagster_home; prepare_dagster_home(Path('$(DAGSTER_HOME)'))"

@@ -2,6 +2,13 @@
 like production once per session."""
 
 import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two workers on two cores: one thread each for OpenMP and BLAS (scikit-learn's boosting and
+    # the runs it starts), set before numpy loads; busy-waiting OpenMP threads of two workers on
+    # the same cores made model training ten to thirty times slower
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
 import shutil
 import subprocess
 import sys
@@ -10,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from filelock import FileLock
 
 from crm_platform import staging
 from crm_platform.generator import GeneratorConfig, generate
@@ -19,6 +27,23 @@ from crm_platform.sources import load_sources
 
 SMALL = GeneratorConfig(customers=1500, seed=7)
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """``make(home)`` once for the whole session, also under pytest-xdist (make test runs two
+    workers): the first worker to need it makes it under a file lock in the directory the workers
+    share, the others wait for it and use the same home; returns the home."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    home, done = root / name / "home", root / name / "made"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(root / name, ignore_errors=True)
+            home.mkdir(parents=True)
+            make(home)
+            done.touch()
+    return home
 
 
 @pytest.fixture(scope="session")
@@ -89,28 +114,28 @@ def production_run(world, tmp_path_factory) -> Path:
     """The generated world run like the schedules do (core refresh, models, the daily partitions
     of the last day and the one before, and one day an uplift window earlier), the run history in
     its own DAGSTER_HOME; returns the home. Copy it before changing anything."""
-    home = tmp_path_factory.mktemp("production") / "home"
-    shutil.copytree(world / "landing", home / "landing")
-    shutil.copytree(world / "truth", home / "truth")
-    run_python(home, """
-        from crm_platform.cli import materialize
-        results = materialize(history_days=1)
-        # at this size a model may miss its quality gate (the retraining run fails its check); the
-        # refresh and the daily runs must succeed
-        assert results[0].success and results[-1].success and len(results) == 4, [r.success for r in results]
-        """)
-    return home
+    def make(home):
+        shutil.copytree(world / "landing", home / "landing")
+        shutil.copytree(world / "truth", home / "truth")
+        run_python(home, """
+            from crm_platform.cli import materialize
+            results = materialize(history_days=1)
+            # at this size a model may miss its quality gate (the retraining run fails its check); the
+            # refresh and the daily runs must succeed
+            assert results[0].success and results[-1].success and len(results) == 4, [r.success for r in results]
+            """)
+    return made_once(tmp_path_factory, "production", make)
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A world of 150 customers over six months run like production: too little for the models,
     the cohorts and most rates. Copy it before changing anything."""
-    home = tmp_path_factory.mktemp("tiny") / "home"
-    generate(GeneratorConfig(customers=150, seed=3, months=6), home)
-    run_python(home, """
-        from crm_platform.cli import materialize
-        results = materialize(history_days=1)
-        assert results[0].success and results[-1].success, [r.success for r in results]
-        """)
-    return home
+    def make(home):
+        generate(GeneratorConfig(customers=150, seed=3, months=6), home)
+        run_python(home, """
+            from crm_platform.cli import materialize
+            results = materialize(history_days=1)
+            assert results[0].success and results[-1].success, [r.success for r in results]
+            """)
+    return made_once(tmp_path_factory, "tiny", make)
