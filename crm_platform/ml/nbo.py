@@ -197,8 +197,9 @@ def score(model, card: dict, rows: pd.DataFrame, cfg: ModelConfig) -> pd.DataFra
         return pd.DataFrame(columns=["customer_id", "offer_rank", "category", "offer_probability",
                                      "suppressed_categories"])
     top = _offers(model, rows, card["features"]).sort_values(["customer_id", "rank"])
-    suppressed = rows[rows["suppressed"].astype(bool)].groupby("customer_id")["category"].agg(
-        lambda c: ", ".join(sorted(c)))
+    # "a, b" per customer: strings summed in sorted order (a Python join per customer took 5 s at 1M)
+    held = rows.loc[rows["suppressed"].astype(bool), ["customer_id", "category"]].sort_values(["customer_id", "category"])
+    suppressed = (held["category"] + ", ").groupby(held["customer_id"]).sum().str[:-2]
     return pd.DataFrame({"customer_id": top["customer_id"].to_numpy(), "offer_rank": top["rank"].to_numpy(),
                          "category": top["category"].to_numpy(), "offer_probability": top["score"].round(6).to_numpy(),
                          "suppressed_categories": top["customer_id"].map(suppressed).to_numpy()})
