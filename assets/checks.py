@@ -3,8 +3,9 @@
 Tables built incrementally are validated the way they are built: when the check's last
 evaluation passed, its rows are checked row by row only where they changed since (``CHANGED``:
 the column that says when a row was loaded or resolved, and the function naming the build the
-rows belong to - a full rebuild starts over), unique keys over every row; otherwise every row (or the
-sample of a large table) again. Each evaluation records how far it validated.
+rows belong to - a full rebuild starts over), and the keys of those rows are counted over every
+row (a key can only be doubled by a changed row); otherwise every row (or the sample of a large
+table) again. Each evaluation records how far it validated.
 """
 
 from dataclasses import dataclass
