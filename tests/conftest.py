@@ -9,6 +9,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # the same cores made model training ten to thirty times slower
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+
 import shutil
 import subprocess
 import sys

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from crm_platform.buildstate import fingerprint
-from crm_platform.warehouse import columns, table_exists
 from crm_platform.identity.spec import MatchSpec
+from crm_platform.warehouse import columns, table_exists
 
 DECISIONS = ("must_link", "deterministic", "link", "review", "no_link", "cannot_link")
 
@@ -525,7 +525,6 @@ def _changed_ids(con, spec: MatchSpec, source_sql: str, out: str) -> tuple[int, 
 
 
 def _why_full(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None, generation: str) -> str | None:
-
     if not all(table_exists(con, _rel(out, t)) for t in ("records", "candidate_pairs", "patterns",
                                                           "match_weights", "pair_scores")):
         return "no earlier run"
