@@ -21,10 +21,12 @@ from crm_platform.warehouse import replace_partition
 
 TABLE = "features.customer_features"
 # event types grouped into the channels the engagement breadth counts
-CHANNEL_GROUP = """CASE WHEN event_type IN ('order', 'order_cancelled', 'return') THEN 'purchase'
-    WHEN event_type LIKE 'email_%' THEN 'email' WHEN event_type LIKE 'web_%' THEN 'web'
-    WHEN event_type LIKE 'ticket_%' THEN 'support' WHEN event_type = 'nps_answer' THEN 'survey'
-    ELSE 'sales' END"""
+# (purchase, e-mail, web, support, survey, sales), one bit each: the breadth is the number of bits
+# set, an aggregate without a per-customer set of distinct values
+CHANNEL_BIT = """CASE WHEN event_type IN ('order', 'order_cancelled', 'return') THEN 1
+    WHEN event_type LIKE 'email_%' THEN 2 WHEN event_type LIKE 'web_%' THEN 4
+    WHEN event_type LIKE 'ticket_%' THEN 8 WHEN event_type = 'nps_answer' THEN 16
+    ELSE 32 END"""
 CHANNEL_GROUPS = 6
 
 
@@ -98,24 +100,31 @@ agg AS (
         count(*) FILTER (WHERE event_type = 'email_click' AND event_at >= {since(a)}) AS emails_clicked_{a}d,
         count(*) FILTER (WHERE event_type = 'email_unsubscribe') > 0 AS unsubscribed,
         count(*) FILTER (WHERE event_type = 'ticket_opened') AS tickets_total,
-        count(DISTINCT source_record_id) FILTER (WHERE event_type = 'ticket_opened')
-          - count(DISTINCT source_record_id) FILTER (WHERE event_type LIKE 'ticket_closed%') AS tickets_open,
         count(*) FILTER (WHERE event_type = 'ticket_closed_escalated') AS tickets_escalated,
         avg(value) FILTER (WHERE event_type LIKE 'ticket_closed%') AS satisfaction_avg,
         arg_max(value, event_at) FILTER (WHERE event_type = 'nps_answer') AS nps_last,
         avg(value) FILTER (WHERE event_type = 'nps_answer') AS nps_avg,
-        count(DISTINCT session_id) FILTER (WHERE channel = 'web' AND event_at >= {since(a)}) AS web_sessions_{a}d,
         arg_min(channel, event_at) FILTER (WHERE event_type = 'lead_created') AS lead_channel,
         count(*) FILTER (WHERE ({weights}) IS NOT NULL AND event_at >= {since(a)}) AS interactions_{a}d,
-        count(DISTINCT {CHANNEL_GROUP}) FILTER (WHERE ({weights}) IS NOT NULL AND event_at >= {since(a)})
+        bit_count(bit_or({CHANNEL_BIT}) FILTER (WHERE ({weights}) IS NOT NULL AND event_at >= {since(a)}))
           AS channels_{a}d,
         avg({weights}) FILTER (WHERE ({weights}) IS NOT NULL AND event_at >= {since(a)}) AS action_value_{a}d
     FROM ev GROUP BY 1),
 cats AS (
     SELECT customer_id, count(DISTINCT c) AS category_breadth
     FROM (SELECT customer_id, unnest(categories) AS c FROM ev WHERE event_type = 'order') GROUP BY 1),
+-- distinct counts as groups of their own: a distinct aggregate per customer over every event
+-- holds a set of values per customer in memory
+tickets AS (
+    SELECT customer_id, count(*) FILTER (WHERE opened) - count(*) FILTER (WHERE closed) AS tickets_open
+    FROM (SELECT customer_id, source_record_id, bool_or(event_type = 'ticket_opened') AS opened,
+                 bool_or(event_type LIKE 'ticket_closed%') AS closed
+          FROM ev WHERE (event_type = 'ticket_opened' OR event_type LIKE 'ticket_closed%')
+            AND source_record_id IS NOT NULL GROUP BY 1, 2)
+    GROUP BY 1),
 carts AS (
-    SELECT customer_id, count(*) FILTER (WHERE carted AND NOT checked_out) AS cart_abandonments_{a}d
+    SELECT customer_id, count(*) AS web_sessions_{a}d,
+           count(*) FILTER (WHERE carted AND NOT checked_out) AS cart_abandonments_{a}d
     FROM (SELECT customer_id, session_id, bool_or(event_type = 'web_add_to_cart') AS carted,
                  bool_or(event_type = 'web_checkout') AS checked_out
           FROM ev WHERE channel = 'web' AND session_id IS NOT NULL AND event_at >= {since(a)} GROUP BY 1, 2)
@@ -134,17 +143,17 @@ SELECT DATE '{cutoff.isoformat()}' AS snapshot_date, p.customer_id,
     {_rate(f"g.emails_opened_{a}d", f"g.emails_sent_{a}d")} AS email_open_rate_{a}d,
     {_rate(f"g.emails_clicked_{a}d", f"g.emails_sent_{a}d")} AS email_click_rate_{a}d,
     coalesce(g.unsubscribed, false) AS unsubscribed,
-    coalesce(g.tickets_total, 0) AS tickets_total, coalesce(g.tickets_open, 0) AS tickets_open,
+    coalesce(g.tickets_total, 0) AS tickets_total, coalesce(t.tickets_open, 0) AS tickets_open,
     coalesce(g.tickets_escalated, 0) AS tickets_escalated, g.satisfaction_avg,
     g.nps_last, g.nps_avg,
-    coalesce(g.web_sessions_{a}d, 0) AS web_sessions_{a}d,
+    coalesce(k.web_sessions_{a}d, 0) AS web_sessions_{a}d,
     coalesce(k.cart_abandonments_{a}d, 0) AS cart_abandonments_{a}d,
     g.lead_channel,
     coalesce(ln(1 + g.interactions_{a}d) * g.channels_{a}d / {CHANNEL_GROUPS} * g.action_value_{a}d, 0)
       AS engagement_score,
     g.latest_event_known_at
 FROM pop p LEFT JOIN agg g USING (customer_id) LEFT JOIN cats c USING (customer_id)
-LEFT JOIN carts k USING (customer_id)"""
+LEFT JOIN tickets t USING (customer_id) LEFT JOIN carts k USING (customer_id)"""
 
 
 def build_snapshot(con, cfg: FeatureConfig, cutoff: date, events: str = "core.customer_events") -> int:
