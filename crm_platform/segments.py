@@ -70,21 +70,33 @@ def load_config(path: str | Path = DEFAULT_SEGMENTS) -> SegmentConfig:
     return cfg
 
 
+def _reasons(cfg: SegmentConfig) -> dict[str, str]:
+    """Why a stage can change at an instant, by kind."""
+    return {"first": "first seen", "order": "order", "at_risk": f"no order for {cfg.at_risk_days} days",
+            "churn": f"no order for {cfg.churn_days} days",
+            "loyal": f"an order left the {cfg.loyal_window_days}-day loyalty window"}
+
+
 def transitions_sql(cfg: SegmentConfig, day: date, events: str = "core.customer_events") -> str:
     """Every lifecycle transition up to the end of ``day``, from what was known by then."""
     end = day_end(day)
+    reasons = _reasons(cfg)
+    bits = {k: 1 << i for i, k in enumerate(reasons)}
+    # the reasons of an instant travel as one bit each and become text only on the transitions,
+    # joined in the order of their text
+    reason = ", ".join(f"CASE WHEN why & {bits[k]} <> 0 THEN '{text}' END" for k, text in
+                       sorted(reasons.items(), key=lambda kv: kv[1]))
     return f"""
 WITH orders AS (SELECT customer_id, event_at AS t FROM {events}
                 WHERE event_type = 'order' AND known_at < {end}),
 pop AS ({population_sql(end, events)}),
 instants AS (
-    SELECT customer_id, instant, string_agg(DISTINCT why, '; ' ORDER BY why) AS why FROM (
-        SELECT customer_id, first_seen_at AS instant, 'first seen' AS why FROM pop
-        UNION ALL SELECT customer_id, t, 'order' FROM orders
-        UNION ALL SELECT customer_id, t + INTERVAL {cfg.at_risk_days} DAY, 'no order for {cfg.at_risk_days} days' FROM orders
-        UNION ALL SELECT customer_id, t + INTERVAL {cfg.churn_days} DAY, 'no order for {cfg.churn_days} days' FROM orders
-        UNION ALL SELECT customer_id, t + INTERVAL {cfg.loyal_window_days} DAY,
-                         'an order left the {cfg.loyal_window_days}-day loyalty window' FROM orders)
+    SELECT customer_id, instant, bit_or(why) AS why FROM (
+        SELECT customer_id, first_seen_at AS instant, {bits['first']} AS why FROM pop
+        UNION ALL SELECT customer_id, t, {bits['order']} FROM orders
+        UNION ALL SELECT customer_id, t + INTERVAL {cfg.at_risk_days} DAY, {bits['at_risk']} FROM orders
+        UNION ALL SELECT customer_id, t + INTERVAL {cfg.churn_days} DAY, {bits['churn']} FROM orders
+        UNION ALL SELECT customer_id, t + INTERVAL {cfg.loyal_window_days} DAY, {bits['loyal']} FROM orders)
     WHERE instant < {end} GROUP BY 1, 2),
 -- per instant: the customer's orders up to and including it, the last of them, and those in the
 -- loyalty window before it (o.t > instant - window), counted by windows over one time line of
@@ -114,7 +126,8 @@ staged AS (
     FROM state),
 changes AS (
     SELECT *, lag(stage) OVER (PARTITION BY customer_id ORDER BY instant) AS from_stage FROM staged)
-SELECT customer_id, instant AS transition_at, from_stage, stage AS to_stage, why AS reason, orders AS orders_so_far,
+SELECT customer_id, instant AS transition_at, from_stage, stage AS to_stage, concat_ws('; ', {reason}) AS reason,
+       orders AS orders_so_far,
        coalesce(from_stage IN ('at_risk', 'churned') AND stage IN {ACTIVE}, false) AS is_reactivation
 FROM changes WHERE from_stage IS DISTINCT FROM stage"""
 
