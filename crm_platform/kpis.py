@@ -82,27 +82,33 @@ base AS (
 win AS (
     SELECT count(*) FILTER (WHERE event_type = 'order' AND {w}) AS orders,
            coalesce(sum(value) FILTER (WHERE event_type = 'order' AND {w}), 0) AS revenue,
-           count(DISTINCT customer_id) FILTER (WHERE event_type = 'order' AND {w}) AS buyers,
            count(*) FILTER (WHERE event_type = 'nps_answer' AND {w}) AS answers,
            count(*) FILTER (WHERE event_type = 'nps_answer' AND {w} AND value >= 9) AS promoters,
            count(*) FILTER (WHERE event_type = 'nps_answer' AND {w} AND value <= 6) AS detractors,
-           count(*) FILTER (WHERE event_type = 'lead_converted' AND {w}) AS leads_converted,
-           count(DISTINCT source_record_id) FILTER (WHERE event_type = 'lead_created' AND event_at < {end})
-             - count(DISTINCT source_record_id) FILTER (WHERE event_type = 'lead_converted'
-                                                        AND event_at < {start}) AS open_leads
+           count(*) FILTER (WHERE event_type = 'lead_converted' AND {w}) AS leads_converted
     FROM ev),
-repeaters AS (
-    SELECT count(*) AS n FROM (
-        SELECT customer_id FROM ev WHERE event_type = 'order' GROUP BY 1
-        HAVING count(*) FILTER (WHERE {w}) > 0 AND count(*) >= 2)),
-clv AS (
-    SELECT count(*) AS customers, avg(value) AS avg_clv FROM (
-        SELECT customer_id,
+-- one pass over the customers: buyers in the window, those of them with a second order ever, and
+-- the historic value of everyone who ever ordered
+per_customer AS (
+    SELECT count(*) FILTER (WHERE window_orders > 0) AS buyers,
+           count(*) FILTER (WHERE window_orders > 0 AND orders >= 2) AS repeaters,
+           count(*) FILTER (WHERE orders > 0) AS clv_customers,
+           sum(value) FILTER (WHERE orders > 0) AS clv_total
+    FROM (
+        SELECT customer_id, count(*) FILTER (WHERE event_type = 'order') AS orders,
+               count(*) FILTER (WHERE event_type = 'order' AND {w}) AS window_orders,
                coalesce(sum(value) FILTER (WHERE event_type = 'order'), 0)
              - coalesce(sum(value) FILTER (WHERE event_type = 'return'), 0)
              - {cfg.support_cost_per_ticket} * count(*) FILTER (WHERE event_type = 'ticket_opened')
              - {cfg.support_cost_per_escalation} * count(*) FILTER (WHERE event_type = 'ticket_closed_escalated') AS value
-        FROM ev GROUP BY 1 HAVING count(*) FILTER (WHERE event_type = 'order') > 0)),
+        FROM ev GROUP BY 1)),
+-- sales leads created by the end and not converted before the window, one row per lead record
+leads AS (
+    SELECT count(*) FILTER (WHERE created) - count(*) FILTER (WHERE converted_before) AS open_leads FROM (
+        SELECT source_record_id, bool_or(event_type = 'lead_created') AS created,
+               bool_or(event_type = 'lead_converted' AND event_at < {start}) AS converted_before
+        FROM ev WHERE event_type IN ('lead_created', 'lead_converted') AND event_at < {end}
+          AND source_record_id IS NOT NULL GROUP BY 1)),
 k(kpi, numerator, denominator, value) AS (
     SELECT 'active_customers', active_now, NULL, active_now FROM base
     UNION ALL SELECT 'churn_rate', churned, churn_base, churned / nullif(churn_base, 0) FROM base
@@ -110,13 +116,12 @@ k(kpi, numerator, denominator, value) AS (
     UNION ALL SELECT 'orders', orders, NULL, orders FROM win
     UNION ALL SELECT 'revenue', revenue, NULL, revenue FROM win
     UNION ALL SELECT 'average_order_value', revenue, orders, revenue / nullif(orders, 0) FROM win
-    UNION ALL SELECT 'repeat_purchase_rate', (SELECT n FROM repeaters), buyers,
-                     (SELECT n FROM repeaters) / nullif(buyers, 0) FROM win
-    UNION ALL SELECT 'historic_clv', avg_clv * customers, customers, avg_clv FROM clv
+    UNION ALL SELECT 'repeat_purchase_rate', repeaters, buyers, repeaters / nullif(buyers, 0) FROM per_customer
+    UNION ALL SELECT 'historic_clv', clv_total, clv_customers, clv_total / nullif(clv_customers, 0) FROM per_customer
     UNION ALL SELECT 'nps', promoters - detractors, answers, 100.0 * (promoters - detractors) / nullif(answers, 0) FROM win
     UNION ALL SELECT 'lead_to_buyer_rate', leads_bought, leads_before, leads_bought / nullif(leads_before, 0) FROM base
     UNION ALL SELECT 'sales_lead_conversion_rate', leads_converted, open_leads,
-                     leads_converted / nullif(open_leads, 0) FROM win)
+                     leads_converted / nullif(open_leads, 0) FROM win, leads)
 SELECT DATE '{day.isoformat()}' AS kpi_date, kpi, NULL::VARCHAR AS channel, {cfg.window_days} AS window_days,
        CAST(CASE WHEN denominator IS NOT NULL AND denominator < {cfg.min_base} THEN NULL ELSE value END AS DOUBLE) AS value,
        CAST(numerator AS DOUBLE) AS numerator, CAST(denominator AS DOUBLE) AS denominator,
