@@ -187,7 +187,9 @@ class GammaGamma:
     def fit(self, x, m) -> "GammaGamma":
         x, m = np.asarray(x, dtype=float), np.nan_to_num(np.asarray(m, dtype=float))
         keep = (x > 0) & (m > 0)
-        x, m = x[keep], m[keep]
+        # like the count models, on a fixed sample above MAX_FIT_ROWS: at 1M customers (625,317
+        # repeat buyers) 16.8 -> 1.4 s a fit, the mean expected value moving by 0.19 %
+        x, m = _sample(x[keep], m[keep])
         scale = float(np.mean(m)) or 1.0
         ms = m / scale
 
