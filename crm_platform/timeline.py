@@ -105,18 +105,19 @@ session_owner AS (
     SELECT session_id, arg_min(customer_id, occurred_at) AS customer_id, min(occurred_at) AS identified_at
     FROM logins GROUP BY 1),
 visitor_owner AS (
-    SELECT visitor_id, any_value(customer_id) AS customer_id, min(occurred_at) AS identified_at,
-           count(DISTINCT customer_id) AS customers
+    -- one customer or several: min against max, not a distinct count (a set per visitor)
+    SELECT visitor_id, min(customer_id) AS customer_id, min(occurred_at) AS identified_at,
+           min(customer_id) = max(customer_id) AS one_customer
     FROM logins GROUP BY 1)
-SELECT coalesce(s.customer_id, CASE WHEN v.customers = 1 THEN v.customer_id END) AS customer_id,
+SELECT coalesce(s.customer_id, CASE WHEN v.one_customer THEN v.customer_id END) AS customer_id,
        w.contact_key, w.occurred_at AS event_at,
        greatest(w.occurred_at, coalesce(s.identified_at, v.identified_at)) AS known_at,
        'web_' || w.event_type AS event_type, 'web' AS channel, NULL AS value, NULL AS discount,
        NULL AS categories, w.category, coalesce(w.utm_campaign, w.utm_source) AS campaign, NULL AS detail,
        w.session_id,
        w.source_system, w.dataset, w.event_id AS source_record_id,
-       CASE WHEN s.customer_id IS NOT NULL OR v.customers = 1 THEN NULL
-            WHEN v.customers > 1 THEN 'visitor logged in as several customers'
+       CASE WHEN s.customer_id IS NOT NULL OR v.one_customer THEN NULL
+            WHEN NOT v.one_customer THEN 'visitor logged in as several customers'
             ELSE 'visitor never logged in' END AS unattributed_reason
 FROM {web_events} w
 LEFT JOIN session_owner s USING (session_id)
