@@ -75,13 +75,22 @@ def _union(con, cfg: SourceConfig, entity_name: str) -> str:
     return "\nUNION ALL BY NAME\n".join(parts)
 
 
-def _dedupe(key: tuple[str, ...]) -> str:
-    return (f"QUALIFY row_number() OVER (PARTITION BY _source_system, {', '.join(key)} "
-            "ORDER BY _loaded_at DESC, _source_file DESC, _source_line DESC) = 1")
+def _newest(src: str, key: tuple[str, ...]) -> str:
+    """The rows of ``src`` that are the newest delivery of their record (system and key): the
+    latest load, then the latest file, then the latest line. The few records delivered more than
+    once are found by an aggregate over the key columns alone; only their rows are compared, so
+    the wide rows are neither sorted nor partitioned."""
+    k = ("_source_system", *key)
+    order = lambda t: f"struct_pack(l := {t}_loaded_at, f := {t}_source_file, n := {t}_source_line)"  # noqa: E731
+    same = " AND ".join(f"s.{c} IS NOT DISTINCT FROM d.{c}" for c in k)
+    return f"""SELECT s.* FROM ({src}) s LEFT JOIN (
+            SELECT {', '.join(k)}, max({order('')}) AS _newest FROM ({src}) GROUP BY ALL HAVING count(*) > 1) d
+            ON {same}
+        WHERE d._newest IS NULL OR {order('s.')} = d._newest"""
 
 
 CONTACTS_SQL = """
-WITH src AS ({union}),
+WITH src AS ({newest}),
 named AS (
     SELECT *,
         coalesce(first_name, CASE WHEN contains(full_name, ',') THEN trim(split_part(full_name, ',', 2))
@@ -90,7 +99,6 @@ named AS (
                                  ELSE regexp_extract(trim(full_name), '(\\S+)$') END) AS last_raw,
         std_country(country, 'DE') AS country_iso
     FROM src
-    {dedupe}
 )
 SELECT
     _source_system || ':' || source_record_id AS contact_key,
@@ -133,8 +141,8 @@ ORDER BY contact_key
 
 def contacts_sql(con: duckdb.DuckDBPyConnection, cfg: SourceConfig) -> str:
     standardize.register(con)
-    return CONTACTS_SQL.format(union=_union(con, cfg, "contacts"),
-                               dedupe=_dedupe(entity("contacts").key), lineage=LINEAGE)
+    return CONTACTS_SQL.format(newest=_newest(_union(con, cfg, "contacts"), entity("contacts").key),
+                               lineage=LINEAGE)
 
 
 def events_sql(con: duckdb.DuckDBPyConnection, cfg: SourceConfig, entity_name: str) -> str:
@@ -147,8 +155,7 @@ def events_sql(con: duckdb.DuckDBPyConnection, cfg: SourceConfig, entity_name: s
              f"{ent.contact_ref} END AS contact_key, " if ent.contact_ref else "")
     return f"""
         SELECT {owner}_source_system AS source_system, _dataset AS dataset, {', '.join(cols)}, {LINEAGE}
-        FROM ({_union(con, cfg, entity_name)})
-        {_dedupe(ent.key)}
+        FROM ({_newest(_union(con, cfg, entity_name), ent.key)})
         ORDER BY {', '.join(ent.key)}"""
 
 
