@@ -5,7 +5,6 @@ crm_platform/governance)."""
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
@@ -15,7 +14,7 @@ from crm_platform.governance import audit, pii, requests
 from crm_platform.governance.erasure import LIST_TABLE, list_path, sync_list_table
 from crm_platform.schemas import AuditLog, ErasedIdentifiers, GovernanceRequests
 from crm_platform.validation import validate_table
-from crm_platform.warehouse import table_exists
+from crm_platform.warehouse import connect, table_exists
 from resources.alerts import Alerting
 from resources.warehouse import LandingZone, read_only
 
@@ -72,7 +71,7 @@ def subject_requests(context: dg.AssetExecutionContext, warehouse: DuckDBResourc
     and writes a receipt under ``governance/receipts/``; an export writes ``exports/<request id>.json``.
     Each is recorded in ``governance.audit_log``. Only request ids, counts and outcomes are shown here."""
     paths = settings.Paths(Path(landing.home))
-    results = requests.carry_out(lambda: duckdb.connect(warehouse.database), paths, landing.sources())
+    results = requests.carry_out(lambda: connect(warehouse.database), paths, landing.sources())
     with warehouse.get_connection() as con:
         audit.ensure(con)
         sync_list_table(con, paths)

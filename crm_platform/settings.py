@@ -125,6 +125,20 @@ def alerts_file() -> Path:
     return Path(os.environ.get("CRM_PLATFORM_ALERTS", DEFAULT_ALERTS)).resolve()
 
 
+# DuckDB keeps at most this much memory and spills the rest of a large sort, join or aggregate to
+# a temporary directory beside the warehouse (its own default is 80 % of the machine's memory)
+DUCKDB_MEMORY_CAP = 6 * 1024**3
+
+
+def duckdb_config() -> dict[str, str]:
+    """The settings every warehouse connection opens with: ``CRM_PLATFORM_DUCKDB_MEMORY`` (a
+    DuckDB size such as ``4GB``) or 6 GiB, at most 80 % of the machine's memory."""
+    if "CRM_PLATFORM_DUCKDB_MEMORY" in os.environ:
+        return {"memory_limit": os.environ["CRM_PLATFORM_DUCKDB_MEMORY"]}
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"memory_limit": f"{min(DUCKDB_MEMORY_CAP, int(physical * 0.8)) // 1024**2}MiB"}
+
+
 def read_config(path: str | Path, build: Callable[[dict], T], error: type[Exception], section: str | None = None) -> T:
     """A YAML settings file (or one ``section`` of it) turned into a config object by ``build``;
     a missing key or a wrong type becomes ``error`` naming the file and the problem."""

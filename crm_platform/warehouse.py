@@ -6,6 +6,7 @@ from pathlib import Path
 
 import duckdb
 
+from crm_platform import settings
 from crm_platform.model import entity
 from crm_platform.sources import Dataset
 
@@ -53,10 +54,11 @@ CREATE TABLE IF NOT EXISTS raw.quarantine_rows (
 
 
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse file with the platform's DuckDB settings (its memory limit)."""
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(str(path), read_only=read_only)
+    return duckdb.connect(str(path), read_only=read_only, config=settings.duckdb_config())
 
 
 def ensure_layers(con: duckdb.DuckDBPyConnection) -> None:

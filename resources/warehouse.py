@@ -10,10 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 from dagster_duckdb import DuckDBResource
 
-from crm_platform import settings
+from crm_platform import settings, warehouse as wh
 from crm_platform.sources import SourceConfig, load_sources
 from resources.alerts import alerting_resource
 from resources.identity import identity_resource
@@ -46,13 +45,13 @@ class LandingZone(dg.ConfigurableResource):
 
 
 def warehouse_resource() -> DuckDBResource:
-    return DuckDBResource(database=str(settings.paths().warehouse))
+    return DuckDBResource(database=str(settings.paths().warehouse), connection_config=settings.duckdb_config())
 
 
 @contextmanager
 def read_only(warehouse: DuckDBResource):
     """A read-only connection for checks and readers (DuckDB allows one writer)."""
-    con = duckdb.connect(warehouse.database, read_only=True)
+    con = wh.connect(warehouse.database, read_only=True)
     try:
         yield con
     finally:

@@ -1,5 +1,6 @@
 """The Dagster graph: materialize everything, re-materialize idempotently, failing checks show."""
 
+import os
 import shutil
 
 import dagster as dg
@@ -193,3 +194,31 @@ def test_daily_partition_materializes_and_checks(platform):
     stages = con.execute("SELECT count(*), count(DISTINCT customer_id) FROM marts.customer_segments").fetchall()[0]
     con.close()
     assert days == [("2026-06-30",)] and stages[0] == stages[1]
+
+
+def test_every_warehouse_connection_holds_to_the_configured_memory_limit(tmp_path, monkeypatch):
+    from resources.warehouse import read_only, warehouse_resource
+
+    def limits():
+        resource = warehouse_resource()
+        with resource.get_connection() as con:
+            con.execute("CREATE TABLE IF NOT EXISTS t AS SELECT 1 AS x")
+            written = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        with read_only(resource) as con:
+            read = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        return written, read
+
+    monkeypatch.setenv("CRM_PLATFORM_HOME", str(tmp_path))
+    monkeypatch.setenv("CRM_PLATFORM_DUCKDB_MEMORY", "1GB")
+    assert limits() == ("953.6 MiB", "953.6 MiB")
+    # unset: 6 GiB, or 80 % of the machine's memory if that is less (DuckDB alone would take 80 %)
+    monkeypatch.delenv("CRM_PLATFORM_DUCKDB_MEMORY")
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    expected = min(6 * 1024**3, int(physical * 0.8)) // 1024**2
+    written, read = limits()
+    assert written == read
+    value, unit = written.split()
+    assert abs(float(value) * {"GiB": 1024, "MiB": 1}[unit] - expected) < 1
+    monkeypatch.setenv("CRM_PLATFORM_DUCKDB_MEMORY", "lots")
+    with pytest.raises(duckdb.Error, match="Memory must have a number"):
+        limits()

@@ -42,7 +42,6 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
 from crm_platform import warehouse
@@ -326,7 +325,7 @@ def compact(database: Path) -> None:
     database = Path(database)
     tmp = database.with_name(f".{database.stem}.compact.duckdb")
     tmp.unlink(missing_ok=True)
-    con = duckdb.connect(str(database))
+    con = warehouse.connect(database)
     try:
         con.execute("SET enable_progress_bar = false")
         name = con.execute("SELECT current_database()").fetchall()[0][0]
