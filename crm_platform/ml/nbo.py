@@ -176,8 +176,15 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
     return model, card
 
 
+# candidate rows the model input is built for at a time: the input of millions of rows at once
+# would be a second copy of the frame (and the preprocessor's output a third)
+PREDICT_ROWS = 250_000
+
+
 def _offers(model, rows: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    ranked = rank(rows, model.predict_proba(design(rows, cols, categorical=("category",)))[:, 1])
+    p = [model.predict_proba(design(rows.iloc[i:i + PREDICT_ROWS], cols, categorical=("category",)))[:, 1]
+         for i in range(0, len(rows), PREDICT_ROWS)]
+    ranked = rank(rows, np.concatenate(p) if p else np.array([]))
     return ranked[ranked["rank"] <= TOP]
 
 
