@@ -22,12 +22,12 @@ from datetime import date
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
-from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import make_pipeline
 
 from crm_platform.features import FeatureConfig, day_end
 from crm_platform.ml import ModelConfig, NotEnoughData, labels
 from crm_platform.ml.btyd import BetaGeo, GammaGamma, ParetoNBD
+from crm_platform.ml.boosting import BoostedRegressor
 from crm_platform.ml.evaluate import reference_bins, top_predictors
 from crm_platform.ml.training import (DERIVED, data_hash, data_window, default_plan, design, examples,
                                       feature_columns, has_ordered, preprocessor, require, simple_params)
@@ -220,7 +220,7 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
     require(test_set, None, cfg, "CLV test set")
     columns = feature_columns(train_set, {LABEL} | _outlook_columns(train_set))
     reg = make_pipeline(preprocessor(columns, scale=False),
-                        HistGradientBoostingRegressor(loss="poisson", max_iter=300, learning_rate=0.05,
+                        BoostedRegressor(loss="poisson", max_iter=300, learning_rate=0.05,
                                                       l2_regularization=1.0, random_state=cfg.random_state))
     reg.fit(design(train_set, columns), train_set[LABEL].clip(lower=0))
     y = test_set[LABEL].to_numpy(float)

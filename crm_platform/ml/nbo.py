@@ -19,11 +19,11 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import make_pipeline
 
 from crm_platform.features import FeatureConfig, day_end
 from crm_platform.ml import ModelConfig, NotEnoughData
+from crm_platform.ml.boosting import BoostedClassifier
 from crm_platform.ml.evaluate import reference_bins, top_predictors
 from crm_platform.ml.training import (data_hash, data_window, default_plan, design, preprocessor, require,
                                       simple_params, snapshot)
@@ -103,11 +103,20 @@ def columns() -> list[str]:
 
 
 def rank(rows: pd.DataFrame, score) -> pd.DataFrame:
-    """Rows ranked within each customer by ``score`` (1 = best); suppressed rows dropped."""
-    out = rows.assign(score=np.asarray(score, float))
-    out = out[~out["suppressed"].astype(bool)]
-    out["rank"] = out.groupby("customer_id")["score"].rank(method="first", ascending=False).astype(int)
-    return out
+    """The unsuppressed rows' customer, category (and label) with ``score`` and its rank within
+    the customer (1 = best; equal scores in row order)."""
+    keep = ~rows["suppressed"].to_numpy(bool)
+    out = rows.loc[keep, [c for c in ("customer_id", "category", LABEL) if c in rows]]
+    s = np.asarray(score, float)[keep]
+    # one stable sort by (customer, -score) instead of a groupby rank over the wide frame: at 1M
+    # customers' 3.8M candidate rows 7.5 -> 1.5 s
+    customer = pd.factorize(out["customer_id"])[0]
+    order = np.lexsort((-s, customer))
+    grouped = customer[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    ranks = np.empty(len(s), dtype=int)
+    ranks[order] = np.arange(len(s)) - np.repeat(starts, np.diff(np.r_[starts, len(s)])) + 1
+    return out.assign(score=s, rank=ranks)
 
 
 def hit_rate(ranked: pd.DataFrame, k: int = TOP) -> tuple[float, int]:
@@ -134,7 +143,7 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
     require(test_set, LABEL, cfg, "next-best-offer test set")
     cols = columns()
     model = make_pipeline(preprocessor(cols, scale=False, categorical=("category",)),
-                          HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05,
+                          BoostedClassifier(max_iter=200, learning_rate=0.05,
                                                          l2_regularization=1.0, random_state=cfg.random_state))
     # the ranking within a customer is what counts: learn which category is bought, from the
     # customers who bought a new one (who buys at all is the churn model's question)
