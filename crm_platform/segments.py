@@ -89,14 +89,25 @@ def transitions_sql(cfg: SegmentConfig, day: date, events: str = "core.customer_
     return f"""
 WITH orders AS (SELECT customer_id, event_at AS t FROM {events}
                 WHERE event_type = 'order' AND known_at < {end}),
+-- the instants an order can change a stage at: at risk and churned only after the customer's last
+-- order before a long enough gap (about a quarter of the orders at 1M customers), and the loyalty
+-- window's end only when fewer than the loyal minimum orders are left in it
+gaps AS (
+    SELECT customer_id, t, lead(t) OVER w AS next_t,
+           count(*) OVER (w RANGE BETWEEN CURRENT ROW AND INTERVAL {cfg.loyal_window_days} DAY FOLLOWING)
+         - count(*) OVER (w RANGE BETWEEN CURRENT ROW AND CURRENT ROW) AS orders_after_in_window
+    FROM orders WINDOW w AS (PARTITION BY customer_id ORDER BY t)),
 pop AS ({population_sql(end, events)}),
 instants AS (
     SELECT customer_id, instant, bit_or(why) AS why FROM (
         SELECT customer_id, first_seen_at AS instant, {bits['first']} AS why FROM pop
         UNION ALL SELECT customer_id, t, {bits['order']} FROM orders
-        UNION ALL SELECT customer_id, t + INTERVAL {cfg.at_risk_days} DAY, {bits['at_risk']} FROM orders
-        UNION ALL SELECT customer_id, t + INTERVAL {cfg.churn_days} DAY, {bits['churn']} FROM orders
-        UNION ALL SELECT customer_id, t + INTERVAL {cfg.loyal_window_days} DAY, {bits['loyal']} FROM orders)
+        UNION ALL SELECT customer_id, t + INTERVAL {cfg.at_risk_days} DAY, {bits['at_risk']} FROM gaps
+                  WHERE next_t IS NULL OR next_t > t + INTERVAL {cfg.at_risk_days} DAY
+        UNION ALL SELECT customer_id, t + INTERVAL {cfg.churn_days} DAY, {bits['churn']} FROM gaps
+                  WHERE next_t IS NULL OR next_t > t + INTERVAL {cfg.churn_days} DAY
+        UNION ALL SELECT customer_id, t + INTERVAL {cfg.loyal_window_days} DAY, {bits['loyal']} FROM gaps
+                  WHERE orders_after_in_window < {cfg.loyal_min_orders})
     WHERE instant < {end} GROUP BY 1, 2),
 -- per instant: the customer's orders up to and including it, the last of them, and those in the
 -- loyalty window before it (o.t > instant - window), counted by windows over one time line of

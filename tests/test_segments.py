@@ -56,6 +56,17 @@ def test_lifecycle_transitions_of_a_hand_built_history():
     LifecycleTransitions.validate(got)
 
 
+def test_a_transition_names_only_the_thresholds_really_crossed():
+    # 2025-06-30 10:00 is 90 days after the second order and 180 after the first: the customer
+    # turns at risk there, and has not gone 180 days without an order
+    con = _world(["2025-01-01", "2025-04-01"])
+    got = con.sql(segments.transitions_sql(CFG, date(2025, 12, 31))).df()
+    one = got[got.customer_id == "C000000001"].sort_values("transition_at")
+    assert [(str(t), s, r) for t, s, r in one[["transition_at", "to_stage", "reason"]].itertuples(index=False)][-2:] == [
+        ("2025-06-30 10:00:00", "at_risk", "no order for 90 days"),
+        ("2025-09-28 10:00:00", "churned", "no order for 180 days")]
+
+
 def test_a_day_holds_its_transitions_and_every_customer_once():
     con = _world()
     out = segments.build_day(con, CFG, date(2025, 6, 30))
