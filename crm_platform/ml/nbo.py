@@ -58,11 +58,17 @@ kept AS (SELECT b.customer_id, b.category FROM b LEFT JOIN r USING (customer_id,
 customers AS (SELECT DISTINCT customer_id FROM b),
 popularity AS (SELECT category, count(DISTINCT customer_id) / (SELECT count(*) FROM customers) AS popularity_90d
                FROM orders WHERE {known} AND event_at >= {end} - INTERVAL 90 DAY GROUP BY 1),
+-- co-purchase rates from the distinct sets of kept categories (a few hundred) with their customer
+-- counts, not from every customer's pairs of categories
+owned AS (SELECT customer_id, list(category ORDER BY category) AS kept_set FROM kept GROUP BY 1),
+sets AS (SELECT kept_set, unnest(kept_set) AS category, count(*) AS n FROM owned GROUP BY 1),
 pairs AS (SELECT a.category AS owned, c.category AS other,
-                 count(*) / any_value(na.n) AS rate
-          FROM kept a JOIN kept c ON a.customer_id = c.customer_id AND a.category <> c.category
-          JOIN (SELECT category, count(*) AS n FROM kept GROUP BY 1) na ON na.category = a.category
+                 sum(a.n) / any_value(na.n) AS rate
+          FROM sets a JOIN sets c ON a.kept_set = c.kept_set AND a.category <> c.category
+          JOIN (SELECT category, sum(n) AS n FROM sets GROUP BY 1) na ON na.category = a.category
           GROUP BY 1, 2),
+set_rates AS (SELECT s.kept_set, p.other AS category, max(p.rate) AS co_purchase_rate
+              FROM (SELECT DISTINCT kept_set, category FROM sets) s JOIN pairs p ON p.owned = s.category GROUP BY 1, 2),
 web AS (SELECT customer_id, category, count(*) AS views_total,
                count(*) FILTER (WHERE event_type = 'web_product_view' AND event_at >= {end} - INTERVAL 90 DAY) AS views_90d,
                count(*) FILTER (WHERE event_type = 'web_add_to_cart' AND event_at >= {end} - INTERVAL 90 DAY) AS carts_90d,
@@ -71,9 +77,8 @@ web AS (SELECT customer_id, category, count(*) AS views_total,
           AND {known} GROUP BY 1, 2),
 cand AS (SELECT k.customer_id, c.category FROM customers k CROSS JOIN cats c
          ANTI JOIN kept USING (customer_id, category)),
-co AS (SELECT cand.customer_id, cand.category, max(p.rate) AS co_purchase_rate
-       FROM cand JOIN kept k USING (customer_id) JOIN pairs p ON p.owned = k.category AND p.other = cand.category
-       GROUP BY 1, 2),
+co AS (SELECT cand.customer_id, cand.category, r.co_purchase_rate
+       FROM cand JOIN owned USING (customer_id) JOIN set_rates r USING (kept_set, category)),
 future AS (SELECT DISTINCT customer_id, category FROM orders
            WHERE event_at >= {end} AND event_at < {end} + INTERVAL {int(horizon_days)} DAY)
 SELECT cand.customer_id, DATE '{cutoff.isoformat()}' AS cutoff, cand.category,
