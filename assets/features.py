@@ -18,6 +18,9 @@ PARTITIONS = dg.DailyPartitionsDefinition(start_date=CONFIG.partitions_start.iso
 # a backfill of a range is one run: every daily asset loops over its days in one connection
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 KEY = dg.AssetKey(["features", "customer_features"])
+# what every daily table is computed from: the timeline, who is who, and the contacts
+TIMELINE_DEPS = [dg.AssetKey(["core", "customer_events"]), dg.AssetKey(["identity", "crosswalk"]),
+                 dg.AssetKey(["staging", "contacts"])]
 
 
 def _partition(day: str) -> str:
@@ -27,8 +30,7 @@ def _partition(day: str) -> str:
 @dg.asset(
     key=KEY, partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN, group_name="features", kinds={"duckdb", "sql"},
     owners=["team:data"], tags={"layer": "features"}, pool="duckdb",
-    deps=[dg.AssetKey(["core", "customer_events"]), dg.AssetKey(["identity", "crosswalk"]),
-          dg.AssetKey(["staging", "contacts"])],
+    deps=TIMELINE_DEPS,
     check_specs=[partition_check_spec(CustomerFeatures, KEY)],
 )
 def customer_features(context: dg.AssetExecutionContext, warehouse: DuckDBResource):

@@ -6,10 +6,8 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from assets.checks import partition_check, partition_check_spec
-from assets.features import PARTITIONS, SINGLE_RUN
+from assets.features import PARTITIONS, SINGLE_RUN, TIMELINE_DEPS
 from assets.metadata import image, markdown_table, table_metadata, table_spec
-from assets.segments import CONFIG as SEGMENT_CONFIG
-from assets.segments import DEPS
 from crm_platform import attribution, kpis, settings
 from crm_platform.plots import trend_plot
 from crm_platform.schemas import ChannelAttribution, CohortRetention, KpiDaily
@@ -22,55 +20,50 @@ SHARES = frozenset(k for k in TREND if kpis.KPIS[k][1])
 COHORTS = dg.AssetKey(["marts", "cohort_retention"])
 
 
-def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
-    # the engagement KPI reads the day's feature snapshot
-    return table_spec(key, description, [*DEPS, dg.AssetKey(["features", "customer_features"])], "kpis")
+def kpi_specs(deps) -> list[dg.AssetSpec]:
+    """The KPI tables, written by the lifecycle step (assets/segments.py) from the transitions it
+    computes; the engagement KPI also reads the day's feature snapshot."""
+    deps = [*deps, dg.AssetKey(["features", "customer_features"])]
+    return [
+        table_spec(KPI, "KPIs of the partition's day over the trailing window: active customers, churn and retention "
+                   "rate, orders, revenue, average order value, repeat-purchase rate, historic CLV (order value - "
+                   "returns - support cost), NPS, engagement, lead-to-buyer and sales lead conversion, CAC and ROMI "
+                   "per channel. Long format; a rate with too small a base is null with a note.", deps, "kpis"),
+        table_spec(COHORTS, "Acquisition-month cohorts x months since acquisition: cohort size, customers ordering "
+                   "in that month, retention and revenue, as known at the end of the partition's day.", deps, "kpis"),
+    ]
 
 
-@dg.multi_asset(
-    specs=[
-        _spec(KPI, "KPIs of the partition's day over the trailing window: active customers, churn and retention "
-              "rate, orders, revenue, average order value, repeat-purchase rate, historic CLV (order value - "
-              "returns - support cost), NPS, engagement, lead-to-buyer and sales lead conversion, CAC and ROMI "
-              "per channel. Long format; a rate with "
-              "too small a base is null with a note."),
-        _spec(COHORTS, "Acquisition-month cohorts x months since acquisition: cohort size, customers ordering "
-              "in that month, retention and revenue, as known at the end of the partition's day."),
-    ],
-    partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN,
-    check_specs=[partition_check_spec(KpiDaily, KPI), partition_check_spec(CohortRetention, COHORTS)],
-    pool="duckdb",
-)
-def kpi_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
-    """KPIs and cohort retention as of the end of each partition's day, from events known by then."""
-    days = context.partition_keys
-    out = {}
-    with warehouse.get_connection() as con:
-        for day in days:
-            out[day] = kpis.build_day(con, SEGMENT_CONFIG, CONFIG, date.fromisoformat(day))
-        last = days[-1]
-        trend = con.sql(f"""SELECT kpi, round(value, 4) AS value, note FROM marts.kpi_daily
-            WHERE kpi_date = DATE '{last}' ORDER BY kpi""").df()
-        grid = con.sql(f"""PIVOT (SELECT strftime(cohort_month, '%Y-%m') AS cohort, cohort_size,
-                months_since_acquisition AS m, round(retention, 2) AS retention
-            FROM marts.cohort_retention WHERE snapshot_date = DATE '{last}' AND months_since_acquisition <= 6)
-            ON m USING first(retention) ORDER BY cohort DESC""").df()
-        checks = [partition_check(con, "marts.kpi_daily", "kpi_date", days, KpiDaily, KPI),
-                  partition_check(con, "marts.cohort_retention", "snapshot_date", days, CohortRetention, COHORTS)]
-        history = con.sql(f"""PIVOT (SELECT kpi_date, kpi, value FROM marts.kpi_daily WHERE channel IS NULL
-                AND kpi IN {TREND} AND kpi_date BETWEEN DATE '{last}' - INTERVAL 90 DAY AND DATE '{last}')
-            ON kpi IN {TREND} USING first(value) ORDER BY kpi_date""").df().set_index("kpi_date")
-        meta_k = table_metadata(con, "marts.kpi_daily", where=f"kpi_date = DATE '{last}'", preview_rows=20)
-        meta_c = table_metadata(con, "marts.cohort_retention", where=f"snapshot_date = DATE '{last}'")
+KPI_CHECKS = [partition_check_spec(KpiDaily, KPI), partition_check_spec(CohortRetention, COHORTS)]
+
+
+def kpi_results(con, days: list[str], out: dict) -> list:
+    """Materializations (with the KPIs, their trend and the cohort grid) and checks of the KPI
+    tables, after ``kpis.build_day`` of ``days`` returned ``out``."""
+    last = days[-1]
+    trend = con.sql(f"""SELECT kpi, round(value, 4) AS value, note FROM marts.kpi_daily
+        WHERE kpi_date = DATE '{last}' ORDER BY kpi""").df()
+    grid = con.sql(f"""PIVOT (SELECT strftime(cohort_month, '%Y-%m') AS cohort, cohort_size,
+            months_since_acquisition AS m, round(retention, 2) AS retention
+        FROM marts.cohort_retention WHERE snapshot_date = DATE '{last}' AND months_since_acquisition <= 6)
+        ON m USING first(retention) ORDER BY cohort DESC""").df()
+    checks = [partition_check(con, "marts.kpi_daily", "kpi_date", days, KpiDaily, KPI),
+              partition_check(con, "marts.cohort_retention", "snapshot_date", days, CohortRetention, COHORTS)]
+    history = con.sql(f"""PIVOT (SELECT kpi_date, kpi, value FROM marts.kpi_daily WHERE channel IS NULL
+            AND kpi IN {TREND} AND kpi_date BETWEEN DATE '{last}' - INTERVAL 90 DAY AND DATE '{last}')
+        ON kpi IN {TREND} USING first(value) ORDER BY kpi_date""").df().set_index("kpi_date")
+    meta_k = table_metadata(con, "marts.kpi_daily", where=f"kpi_date = DATE '{last}'", preview_rows=20)
+    meta_c = table_metadata(con, "marts.cohort_retention", where=f"snapshot_date = DATE '{last}'")
     values = out[last]["kpis"]
-    yield dg.MaterializeResult(asset_key=KPI, metadata={
-        **meta_k, "kpis": dg.MetadataValue.md(markdown_table(trend, 20, 80)),
-        "not_reported": dg.MetadataValue.json(out[last]["not_reported"]),
-        "kpi_trend": image(trend_plot(history, f"KPIs up to {last} (30-day windows)", SHARES), "KPI trend"),
-        **{f"kpi/{k}": float(v) for k, v in values.items() if v is not None}})
-    yield dg.MaterializeResult(asset_key=COHORTS, metadata={
-        **meta_c, "retention_first_6_months": dg.MetadataValue.md(markdown_table(grid, 40))})
-    yield from checks
+    return [
+        dg.MaterializeResult(asset_key=KPI, metadata={
+            **meta_k, "kpis": dg.MetadataValue.md(markdown_table(trend, 20, 80)),
+            "not_reported": dg.MetadataValue.json(out[last]["not_reported"]),
+            "kpi_trend": image(trend_plot(history, f"KPIs up to {last} (30-day windows)", SHARES), "KPI trend"),
+            **{f"kpi/{k}": float(v) for k, v in values.items() if v is not None}}),
+        dg.MaterializeResult(asset_key=COHORTS, metadata={
+            **meta_c, "retention_first_6_months": dg.MetadataValue.md(markdown_table(grid, 40))}),
+        *checks]
 
 
 ATTRIBUTION = dg.AssetKey(["marts", "channel_attribution"])
@@ -78,7 +71,7 @@ ATTRIBUTION = dg.AssetKey(["marts", "channel_attribution"])
 
 @dg.asset(
     key=ATTRIBUTION, partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN, group_name="kpis", kinds={"duckdb", "sql"},
-    owners=["team:data"], tags={"layer": "marts"}, pool="duckdb", deps=DEPS,
+    owners=["team:data"], tags={"layer": "marts"}, pool="duckdb", deps=TIMELINE_DEPS,
     check_specs=[partition_check_spec(ChannelAttribution, ATTRIBUTION)],
 )
 def channel_attribution(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
@@ -106,4 +99,5 @@ def channel_attribution(context: dg.AssetExecutionContext, warehouse: DuckDBReso
 
 
 def kpi_assets() -> list:
-    return [kpi_marts, channel_attribution]
+    """The KPI group's own step; the KPI tables themselves are written by the lifecycle step."""
+    return [channel_attribution]

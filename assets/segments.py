@@ -7,9 +7,11 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from assets.checks import partition_check, partition_check_spec
-from assets.features import PARTITIONS, SINGLE_RUN
+from assets.features import PARTITIONS, SINGLE_RUN, TIMELINE_DEPS
+from assets.kpis import CONFIG as KPI_CONFIG
+from assets.kpis import KPI_CHECKS, kpi_results, kpi_specs
 from assets.metadata import image, markdown_table, table_metadata, table_spec
-from crm_platform import clusters, segments, settings
+from crm_platform import clusters, kpis, segments, settings
 from crm_platform.plots import bar_plot
 from crm_platform.warehouse import table_exists
 from crm_platform.schemas import (BehaviourClusterProfiles, BehaviourClusters, CustomerSegments,
@@ -18,12 +20,10 @@ from crm_platform.schemas import (BehaviourClusterProfiles, BehaviourClusters, C
 CONFIG = segments.load_config(settings.segments_file())
 TRANSITIONS = dg.AssetKey(["marts", "lifecycle_transitions"])
 SEGMENTS = dg.AssetKey(["marts", "customer_segments"])
-DEPS = [dg.AssetKey(["core", "customer_events"]), dg.AssetKey(["identity", "crosswalk"]),
-        dg.AssetKey(["staging", "contacts"])]
 
 
 def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
-    return table_spec(key, description, DEPS, "segments")
+    return table_spec(key, description, TIMELINE_DEPS, "segments")
 
 
 def _sorted(counts: dict) -> list[tuple]:
@@ -38,20 +38,28 @@ def _sorted(counts: dict) -> list[tuple]:
         _spec(SEGMENTS, "Every customer's lifecycle stage (and since when) and RFM segment (champions, loyal, "
               "potential loyalists, new, promising, need attention, about to sleep, at risk, can't lose, "
               "hibernating, lost) at the end of the partition's day; rfm_note says why a customer has none."),
+        *kpi_specs(TIMELINE_DEPS),
     ],
     partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN,
     check_specs=[partition_check_spec(LifecycleTransitions, TRANSITIONS),
-                 partition_check_spec(CustomerSegments, SEGMENTS)],
+                 partition_check_spec(CustomerSegments, SEGMENTS), *KPI_CHECKS],
     pool="duckdb",
 )
 def customer_segments(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
     """Lifecycle state machine and RFM segments as of the end of each partition's day, from events
-    known by then."""
+    known by then; and the day's KPIs and cohort retention, which read the same lifecycle history
+    (every transition up to the day's end, 20 s a day at 1M customers: computed once here)."""
     days = context.partition_keys
-    out = {}
+    out, kpi_out = {}, {}
     with warehouse.get_connection() as con:
         for day in days:
-            out[day] = segments.build_day(con, CONFIG, date.fromisoformat(day))
+            d = date.fromisoformat(day)
+            out[day] = segments.build_day(con, CONFIG, d, keep_history=True)
+            try:
+                kpi_out[day] = kpis.build_day(con, CONFIG, KPI_CONFIG, d, history="_transitions")
+            finally:
+                con.execute("DROP TABLE _transitions")
+        kpi_done = kpi_results(con, days, kpi_out)
         last = days[-1]
         moves = con.sql(f"""SELECT coalesce(from_stage, '(new)') AS from_stage, to_stage, count(*) AS customers
             FROM marts.lifecycle_transitions WHERE transition_at::DATE = DATE '{last}'
@@ -82,6 +90,7 @@ def customer_segments(context: dg.AssetExecutionContext, warehouse: DuckDBResour
         "stage_sizes": image(bar_plot(list(segments.STAGES), [o["stages"].get(s, 0) for s in segments.STAGES],
                                       f"Lifecycle stages on {last}", "customers"), "lifecycle stage sizes")})
     yield from checks
+    yield from kpi_done
 
 
 BEHAVIOUR = dg.AssetKey(["marts", "behaviour_clusters"])

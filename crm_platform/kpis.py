@@ -191,9 +191,14 @@ SELECT DATE '{day.isoformat()}' AS snapshot_date, m.cohort_month, m.months_since
 FROM months m LEFT JOIN activity a USING (cohort_month, months_since_acquisition)"""
 
 
-def build_day(con, seg_cfg: segments.SegmentConfig, cfg: KpiConfig, day: date) -> dict:
-    """Replace the day's rows of marts.kpi_daily and marts.cohort_retention."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _hist AS {segments.transitions_sql(seg_cfg, day)}")
+def build_day(con, seg_cfg: segments.SegmentConfig, cfg: KpiConfig, day: date, history: str | None = None) -> dict:
+    """Replace the day's rows of marts.kpi_daily and marts.cohort_retention. ``history``: a table
+    with every lifecycle transition up to the day's end (``segments.build_day(...,
+    keep_history=True)`` of the same day leaves one); computed when None."""
+    if history is None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _hist AS {segments.transitions_sql(seg_cfg, day)}")
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW _hist AS SELECT * FROM {history}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _kpi AS SELECT * FROM ({kpi_sql(cfg, day)}) "
                 f"UNION ALL BY NAME SELECT * FROM ({channel_kpi_sql(cfg, day)}) "
                 f"UNION ALL BY NAME SELECT * FROM ({engagement_sql(con, cfg, day)})")
@@ -210,6 +215,7 @@ def build_day(con, seg_cfg: segments.SegmentConfig, cfg: KpiConfig, day: date) -
            "not_reported": dict(con.execute("SELECT kpi || coalesce('/' || channel, ''), note FROM _kpi "
                                             "WHERE note IS NOT NULL").fetchall()),
            "cohort_rows": con.execute("SELECT count(*) FROM _cohorts").fetchall()[0][0]}
-    for t in ("_hist", "_kpi", "_cohorts"):
+    con.execute("DROP TABLE _hist" if history is None else "DROP VIEW _hist")
+    for t in ("_kpi", "_cohorts"):
         con.execute(f"DROP TABLE {t}")
     return out

@@ -163,9 +163,12 @@ SELECT customer_id, recency_days, frequency, monetary, r AS rfm_r, f AS rfm_f, m
 FROM scored"""
 
 
-def build_day(con, cfg: SegmentConfig, day: date, events: str = "core.customer_events") -> dict:
+def build_day(con, cfg: SegmentConfig, day: date, events: str = "core.customer_events",
+              keep_history: bool = False) -> dict:
     """Replace the day's rows of marts.lifecycle_transitions (transitions on that day) and
-    marts.customer_segments (every customer's stage and RFM segment at its end)."""
+    marts.customer_segments (every customer's stage and RFM segment at its end). ``keep_history``:
+    leave every transition up to the day's end in the temporary table ``_transitions`` (the KPIs
+    of the same day read it; the caller drops it)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _transitions AS {transitions_sql(cfg, day, events)}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _rfm AS {rfm_sql(cfg, day, events)}")
@@ -195,7 +198,7 @@ def build_day(con, cfg: SegmentConfig, day: date, events: str = "core.customer_e
                                          "GROUP BY 1 ORDER BY 2 DESC").fetchall()),
         "rfm_buyers": int(buyers), "rfm_computed": enough,
     }
-    for t in ("_transitions", "_rfm", "_segments", "_day_transitions"):
+    for t in ("_rfm", "_segments", "_day_transitions") + (() if keep_history else ("_transitions",)):
         con.execute(f"DROP TABLE {t}")
     return out
 

@@ -120,7 +120,7 @@ def test_cohort_retention_by_hand():
     CohortRetention.validate(c)
 
 
-def test_backfill_equals_each_day_alone(timeline_world, tmp_path):
+def test_backfill_equals_each_day_alone_and_shared_transitions_change_nothing(timeline_world, tmp_path):
     path = timeline_world
     days = [date(2026, 5, 30) + timedelta(days=i) for i in range(3)]
     cfg = kpis.load_config()
@@ -141,8 +141,10 @@ def test_backfill_equals_each_day_alone(timeline_world, tmp_path):
         shutil.copy(path, alone)
         one = duckdb.connect(str(alone))
         features.build_snapshot(one, features.load_config(), d)
-        kpis.build_day(one, SEG, cfg, d)
-        segments.build_day(one, SEG, d)
+        # as the Dagster step does: the KPIs read the transitions the segments computed
+        segments.build_day(one, SEG, d, keep_history=True)
+        kpis.build_day(one, SEG, cfg, d, history="_transitions")
+        one.execute("DROP TABLE _transitions")
         attribution.build_day(one, d, cfg.attribution_lookback_days)
         for table, col in (("marts.kpi_daily", "kpi_date"), ("marts.cohort_retention", "snapshot_date"),
                            ("marts.customer_segments", "snapshot_date"), ("marts.channel_attribution", "order_date"),
