@@ -102,3 +102,20 @@ def test_days_to_next_order_is_the_first_grid_day_reaching_one_half():
         found = days_to_next_order(model, x, t_x, T)
         np.testing.assert_array_equal(found, scan)
         assert 0.05 < np.isnan(found).mean() < 0.95 and len(np.unique(found[~np.isnan(found)])) > 20
+
+
+def test_a_fit_on_a_sample_does_not_depend_on_the_order_the_histories_come_in(monkeypatch):
+    import pandas as pd
+
+    from crm_platform.ml import btyd, clv
+
+    monkeypatch.setattr(btyd, "MAX_FIT_ROWS", 300)         # the fits draw their samples at this size
+    monkeypatch.setattr(btyd, "PARETO_FIT_ROWS", 200)
+    x, t_x, T, _ = _simulate(1500, 52.0, 1.0)
+    rng = np.random.default_rng(5)
+    h = pd.DataFrame({"customer_id": [f"C{i:09d}" for i in range(len(x))], "repeat_days": x, "t_x_days": t_x,
+                      "age_days": T, "repeat_value_avg": np.where(x > 0, rng.gamma(4.0, 25.0, len(x)), np.nan)})
+    first = clv.Btyd().fit(h, 0.1)
+    again = clv.Btyd().fit(h.sample(frac=1.0, random_state=1), 0.1)
+    assert first.gg == again.gg and first.gg.p != GammaGamma().p
+    assert first.counts == again.counts

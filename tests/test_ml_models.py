@@ -224,6 +224,28 @@ def test_clv_beats_the_historic_value_and_scores_every_customer(timeline_world):
     assert by.loc[best, "probability_alive"] > by.loc[worst, "probability_alive"]
 
 
+def test_clv_scores_describe_only_the_count_models_they_read(timeline_world):
+    import copy
+
+    from crm_platform.ml import clv
+
+    con = duckdb.connect(str(timeline_world), read_only=True)
+    model, card = clv.train(con, CFG, FCFG)
+    day = con.execute("SELECT max(known_at)::DATE FROM core.customer_events").fetchall()[0][0]
+    every = clv._frame(con, FCFG, [day], "core.customer_events", False, fixed=model.fit)[0]
+    served = "pareto_nbd_gamma_gamma" if model.served == "gradient_boosting" else model.served
+    for outlook, served in (("bg_nbd", "bg_nbd_gamma_gamma"), ("pareto_nbd", "pareto_nbd_gamma_gamma"),
+                            ("bg_nbd", served), (model.outlook, model.served)):
+        variant = copy.copy(model)
+        variant.outlook, variant.served = outlook, served
+        lean = clv.scoring_frame(con, FCFG, day, model=variant)
+        full = {c.removesuffix("_days_to_next_order") for c in lean if c.endswith("_days_to_next_order")}
+        assert full == {outlook, served.removesuffix("_gamma_gamma")} & set(clv.COUNT_MODELS)
+        assert {"probability_alive", "expected_purchases_365d"} <= set(lean.columns)     # model features
+        pd.testing.assert_frame_equal(clv.score(variant, card, lean, CFG), clv.score(variant, card, every, CFG))
+    con.close()
+
+
 def test_next_best_offer_beats_popularity_and_never_offers_a_suppressed_category(timeline_world):
     from crm_platform.ml import nbo
     from crm_platform.schemas import NextBestOffer

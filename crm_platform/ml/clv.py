@@ -40,6 +40,8 @@ COUNT_MODELS = {"bg_nbd": BetaGeo, "pareto_nbd": ParetoNBD}
 LEARNED = ("bg_nbd_gamma_gamma", "pareto_nbd_gamma_gamma", "gradient_boosting")
 MAIN_METRIC = "mae_skill"      # 1 − MAE / MAE of the naive baseline: 0 = no better than it
 MIN_HISTORIES = 30
+# money summed exactly, whatever order the threads add it in
+MONEY = "DECIMAL(38, 4)"
 NEXT_ORDER_GRID = np.concatenate([np.arange(1, 31), np.arange(35, 366, 7)])   # days: daily, then weekly
 
 
@@ -47,28 +49,31 @@ def history_sql(cutoff: date, events: str = "core.customer_events") -> str:
     """Per customer with an order known by the cutoff: repeat purchase days (same-day orders
     merged), days from the first to the last, age in days (first purchase to the cutoff day, the
     convention of the BG/NBD and Pareto/NBD literature), mean value of the repeat days, and the 12
-    months' net value before the cutoff (the naive forecast)."""
+    months' net value before the cutoff (the naive forecast). Ordered by customer, and money summed
+    as decimals: the BTYD fits sum their likelihood in row order, and neither a join's row order nor
+    a sum of doubles is the same from run to run (the threads' order)."""
     end = day_end(cutoff)
     return f"""
-WITH d AS (SELECT customer_id, event_at::DATE AS day, sum(value) AS value FROM {events}
+WITH d AS (SELECT customer_id, event_at::DATE AS day, sum(value::{MONEY}) AS value FROM {events}
            WHERE event_type = 'order' AND event_at < {end} AND known_at < {end} GROUP BY 1, 2),
 h AS (SELECT customer_id, count(*) - 1 AS repeat_days, date_diff('day', min(day), max(day)) AS t_x_days,
              date_diff('day', min(day), DATE '{cutoff.isoformat()}') AS age_days,
-             (sum(value) - arg_min(value, day)) / nullif(count(*) - 1, 0) AS repeat_value_avg
+             ((sum(value) - arg_min(value, day)) / nullif(count(*) - 1, 0))::DOUBLE AS repeat_value_avg
       FROM d GROUP BY 1),
 last12 AS (SELECT customer_id,
-             coalesce(sum(value) FILTER (WHERE event_type = 'order'), 0)
-           - coalesce(sum(value) FILTER (WHERE event_type = 'return'), 0) AS historic_12m
+             (coalesce(sum(value::{MONEY}) FILTER (WHERE event_type = 'order'), 0)
+            - coalesce(sum(value::{MONEY}) FILTER (WHERE event_type = 'return'), 0))::DOUBLE AS historic_12m
            FROM {events} WHERE event_type IN ('order', 'return') AND event_at >= {end} - INTERVAL 365 DAY
              AND event_at < {end} AND known_at < {end} GROUP BY 1)
-SELECT h.*, coalesce(l.historic_12m, 0) AS historic_12m FROM h LEFT JOIN last12 l USING (customer_id)"""
+SELECT h.*, coalesce(l.historic_12m, 0) AS historic_12m FROM h LEFT JOIN last12 l USING (customer_id)
+ORDER BY customer_id"""
 
 
 def return_share(con, cutoff: date, events: str = "core.customer_events") -> float:
     """Returned value / ordered value over everything known by the cutoff."""
     end = day_end(cutoff)
-    o, r = con.execute(f"""SELECT sum(value) FILTER (WHERE event_type = 'order'),
-        coalesce(sum(value) FILTER (WHERE event_type = 'return'), 0) FROM {events}
+    o, r = con.execute(f"""SELECT sum(value::{MONEY}) FILTER (WHERE event_type = 'order'),
+        coalesce(sum(value::{MONEY}) FILTER (WHERE event_type = 'return'), 0) FROM {events}
         WHERE event_type IN ('order', 'return') AND event_at < {end} AND known_at < {end}""").fetchall()[0]
     return float(r / o) if o else 0.0
 
@@ -89,6 +94,10 @@ class Btyd:
             raise NotEnoughData(f"BG/NBD needs at least {MIN_HISTORIES} purchase histories, {MIN_HISTORIES // 2} "
                                 f"of them with a repeat purchase; there are {len(h)} and "
                                 f"{int((h['repeat_days'] > 0).sum())}")
+        # above the fit's sample size the sample is drawn by row position: in customer order, the
+        # same customers whatever order the rows came in (a rerun's CLV moved by up to 190 at 1M)
+        if not h["customer_id"].is_monotonic_increasing:
+            h = h.sort_values("customer_id", kind="stable")
         self.counts = {k: M().fit(h["repeat_days"], h["t_x_days"], h["age_days"],
                                   warm=warm.counts.get(k) if warm else None)
                        for k, M in COUNT_MODELS.items() if k in kinds or k == "bg_nbd"}
@@ -96,20 +105,25 @@ class Btyd:
         self.returns = returns
         return self
 
-    def describe(self, h: pd.DataFrame) -> pd.DataFrame:
+    def describe(self, h: pd.DataFrame, kinds=None) -> pd.DataFrame:
         """The BTYD columns of every customer in ``h``: per count model ``<model>_probability_alive``,
         ``_expected_purchases_90d`` / ``_365d``, ``_days_to_next_order`` and ``_clv_12m``; the BG/NBD
-        ones also without prefix (model features)."""
+        probability alive and 365-day purchases also without prefix (model features, always made).
+        ``kinds``: the count models to describe in full (default: every one fitted)."""
         x, t_x, T = h["repeat_days"].to_numpy(float), h["t_x_days"].to_numpy(float), h["age_days"].to_numpy(float)
         out = h[["customer_id", "repeat_days", "t_x_days", "age_days", "repeat_value_avg"]].copy()
         out["expected_value"] = self.gg.expected_value(x, h["repeat_value_avg"].to_numpy(float))
         for k, m in self.counts.items():
+            full = kinds is None or k in kinds
+            if not full and k != "bg_nbd":
+                continue
             out[f"{k}_probability_alive"] = alive = m.probability_alive(x, t_x, T)
             kw = {"alive": alive} if isinstance(m, ParetoNBD) else {}     # its slow part, once
-            out[f"{k}_expected_purchases_90d"] = m.expected_purchases(90, x, t_x, T, **kw)
             out[f"{k}_expected_purchases_365d"] = m.expected_purchases(365, x, t_x, T, **kw)
-            out[f"{k}_clv_12m"] = out[f"{k}_expected_purchases_365d"] * out["expected_value"] * (1 - self.returns)
-            out[f"{k}_days_to_next_order"] = days_to_next_order(m, x, t_x, T, **kw)
+            if full:
+                out[f"{k}_expected_purchases_90d"] = m.expected_purchases(90, x, t_x, T, **kw)
+                out[f"{k}_clv_12m"] = out[f"{k}_expected_purchases_365d"] * out["expected_value"] * (1 - self.returns)
+                out[f"{k}_days_to_next_order"] = days_to_next_order(m, x, t_x, T, **kw)
         for c in ("probability_alive", "expected_purchases_365d"):
             out[c] = out[f"bg_nbd_{c}"]
         return out
@@ -135,11 +149,12 @@ def days_to_next_order(model, x, t_x, T, alive=None) -> np.ndarray:
 
 
 def _frame(con, fcfg: FeatureConfig, cutoffs, events: str, with_label: bool,
-           warm: Btyd | None = None, fixed: Btyd | None = None) -> tuple[pd.DataFrame, Btyd]:
+           warm: Btyd | None = None, fixed: Btyd | None = None, described=None) -> tuple[pd.DataFrame, Btyd]:
     """Snapshot features + purchase history + BTYD columns (fitted per cutoff, each fit starting
     from the one before) [+ the label]; and the last fit. Only the last cutoff gets every count
     model: the others need the BG/NBD features alone (Pareto/NBD is slow to fit and no input).
-    ``fixed``: a fit whose count models other than BG/NBD are used as they are."""
+    ``fixed``: a fit whose count models other than BG/NBD are used as they are; ``described``:
+    the count models described in full (default: all; BG/NBD's feature columns always)."""
     parts, b = [], warm
     for c in cutoffs:
         label_sql = (lambda c_: labels.clv_sql(c_, events)) if with_label else \
@@ -151,7 +166,7 @@ def _frame(con, fcfg: FeatureConfig, cutoffs, events: str, with_label: bool,
         if fixed is not None:
             b.counts.update({k: m for k, m in fixed.counts.items() if k not in b.counts})
         ex = ex.merge(h[["customer_id", "historic_12m"]], on="customer_id").merge(
-            b.describe(h), on="customer_id")
+            b.describe(h, described), on="customer_id")
         parts.append(ex)
     return pd.concat(parts, ignore_index=True), b
 
@@ -200,6 +215,11 @@ class ClvModel:
         self.served, self.regressor, self.columns, self.bands = served, regressor, columns, bands
         self.outlook = outlook
         self.fit = fit      # the BTYD fit at the test cutoff; scoring keeps its Pareto/NBD parameters
+
+    def count_models(self) -> set[str]:
+        """The count models whose columns the scores read in full: the outlook's and the served
+        one's (the regressor reads BG/NBD's feature columns, which are always made)."""
+        return {getattr(self, "outlook", "bg_nbd"), self.served.removesuffix("_gamma_gamma")} & set(COUNT_MODELS)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         if self.served == "gradient_boosting":
@@ -269,8 +289,11 @@ def scoring_frame(con, fcfg: FeatureConfig, day: date, events: str = "core.custo
                   model: "ClvModel | None" = None) -> pd.DataFrame:
     """The scoring day's features and BTYD columns. BG/NBD and Gamma-Gamma are refitted on the day
     (seconds); Pareto/NBD keeps the parameters of the model's own fit at its test cutoff, which is
-    what was measured (a refit costs about 15 s per day on 10,000 customers)."""
-    return _frame(con, fcfg, [day], events, False, fixed=getattr(model, "fit", None))[0]
+    what was measured (a refit costs about 15 s per day on 10,000 customers). Only the count models
+    the scores come from are described: Pareto/NBD's hypergeometric functions took 10 s a day at
+    1M customers when BG/NBD was the outlook."""
+    return _frame(con, fcfg, [day], events, False, fixed=getattr(model, "fit", None),
+                  described=None if model is None else model.count_models())[0]
 
 
 def score(model: ClvModel, card: dict, frame: pd.DataFrame, cfg: ModelConfig) -> pd.DataFrame:
