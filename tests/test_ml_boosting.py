@@ -26,12 +26,9 @@ def _hard_rows(model, X: pd.DataFrame) -> pd.DataFrame:
     edges = model._bin_mapper.bin_thresholds_
     rows = []
     for j, col in enumerate(X.columns):
-        for e in edges[j][:: max(1, len(edges[j]) // 20)]:
-            for v in (e, np.nextafter(e, -np.inf), np.nextafter(e, np.inf)):
-                row = X.iloc[j].copy()
-                row[col] = v
-                rows.append(row)
-        for v in (np.nan, np.inf, -np.inf, -1e12, 1e12):
+        near = [v for e in edges[j][:: max(1, len(edges[j]) // 20)]
+                for v in (e, np.nextafter(e, -np.inf), np.nextafter(e, np.inf))]
+        for v in near + [np.nan, np.inf, -np.inf, -1e12, 1e12]:
             row = X.iloc[j].copy()
             row[col] = v
             rows.append(row)

@@ -233,9 +233,9 @@ def test_clv_scores_describe_only_the_count_models_they_read(timeline_world):
     model, card = clv.train(con, CFG, FCFG)
     day = con.execute("SELECT max(known_at)::DATE FROM core.customer_events").fetchall()[0][0]
     every = clv._frame(con, FCFG, [day], "core.customer_events", False, fixed=model.fit)[0]
-    served = "pareto_nbd_gamma_gamma" if model.served == "gradient_boosting" else model.served
+    btyd_served = "pareto_nbd_gamma_gamma" if model.served == "gradient_boosting" else model.served
     for outlook, served in (("bg_nbd", "bg_nbd_gamma_gamma"), ("pareto_nbd", "pareto_nbd_gamma_gamma"),
-                            ("bg_nbd", served), (model.outlook, model.served)):
+                            ("bg_nbd", btyd_served), (model.outlook, model.served)):
         variant = copy.copy(model)
         variant.outlook, variant.served = outlook, served
         lean = clv.scoring_frame(con, FCFG, day, model=variant)

@@ -241,7 +241,7 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
     columns = feature_columns(train_set, {LABEL} | _outlook_columns(train_set))
     reg = make_pipeline(preprocessor(columns, scale=False),
                         BoostedRegressor(loss="poisson", max_iter=300, learning_rate=0.05,
-                                                      l2_regularization=1.0, random_state=cfg.random_state))
+                                         l2_regularization=1.0, random_state=cfg.random_state))
     reg.fit(design(train_set, columns), train_set[LABEL].clip(lower=0))
     y = test_set[LABEL].to_numpy(float)
     preds = {BASELINE: test_set["historic_12m"].to_numpy(float),

@@ -149,7 +149,7 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
     cols = columns()
     model = make_pipeline(preprocessor(cols, scale=False, categorical=("category",)),
                           BoostedClassifier(max_iter=200, learning_rate=0.05,
-                                                         l2_regularization=1.0, random_state=cfg.random_state))
+                                            l2_regularization=1.0, random_state=cfg.random_state))
     # the ranking within a customer is what counts: learn which category is bought, from the
     # customers who bought a new one (who buys at all is the churn model's question)
     buyers = train_set[train_set.groupby(["customer_id", "cutoff"])[LABEL].transform("max") > 0]
