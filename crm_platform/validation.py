@@ -167,9 +167,11 @@ def _required_values(con, table: str, model: type[pa.DataFrameModel], result: Va
     required = [n for n, c in model.to_schema().columns.items() if not c.nullable and n in present]
     if not required:
         return pd.DataFrame()
-    counts = con.execute("SELECT " + ", ".join(f'count(*) FILTER (WHERE "{c}" IS NULL)' for c in required)
-                         + f" FROM {table}").fetchall()[0]
-    empty = {c: n for c, n in zip(required, counts) if n}
+    # count(column) counts the non-empty values from the column's validity alone (often from its
+    # statistics): far quicker than a filter that reads the values
+    total, *filled = con.execute("SELECT count(*), " + ", ".join(f'count("{c}")' for c in required)
+                                 + f" FROM {table}").fetchall()[0]
+    empty = {c: total - n for c, n in zip(required, filled) if total - n}
     result.failure_count += sum(empty.values())
     return pd.DataFrame({"schema_context": "Column", "column": list(empty), "check": "not_nullable",
                          "failure_case": [f"{n:,} empty values" for n in empty.values()], "index": None})

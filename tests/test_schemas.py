@@ -4,7 +4,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from crm_platform.schemas import STAGING_SCHEMAS
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from crm_platform.schemas import STAGING_SCHEMAS, Text
 from crm_platform.validation import validate_frame, validate_table
 
 # A value that breaks each kind of column check.
@@ -83,6 +86,31 @@ def test_every_check_fails_on_a_crafted_bad_frame(staged, name, column, check, b
     assert not failures.empty, f"{model.__name__}.{column or ''} {check} did not fire"
     assert failures["check"].astype(str).str.startswith(check).any(), \
         failures[["column", "check"]].to_string()
+
+
+def test_text_columns_validate_exactly_as_pandera_str_columns():
+    """Text (the vectorised str) coerces and fails the same values as Pandera's str, with the same
+    failure cases: strings and empties pass untouched, a number becomes its text, a mismatch is
+    reported by value."""
+    def model(dtype, coerced):
+        class M(pa.DataFrameModel):
+            code: Series[dtype] = pa.Field(nullable=True, str_matches=r"^K\d+$")
+            note: Series[dtype] = pa.Field(nullable=True)
+
+            class Config:
+                coerce = coerced
+        return M
+
+    frames = {"clean": pd.DataFrame({"code": ["K1", None, "K22"], "note": [None, None, None]}),
+              "mixed": pd.DataFrame({"code": ["K1", 7, "X9"], "note": ["a", 3.5, None]})}
+    for coerce in (True, False):
+        for name, df in frames.items():
+            ours, theirs = validate_frame(df.copy(), model(Text, coerce)), validate_frame(df.copy(), model(str, coerce))
+            assert (ours.empty, theirs.empty) == (name == "clean", name == "clean")
+            pd.testing.assert_frame_equal(ours.reset_index(drop=True), theirs.reset_index(drop=True))
+    numbers = pd.DataFrame({"code": ["K1", None], "note": [3.5, "a"]})
+    assert model(Text, True).validate(numbers.copy())["note"].tolist() == ["3.5", "a"]
+    assert model(str, True).validate(numbers.copy())["note"].tolist() == ["3.5", "a"]
 
 
 def orders_copy(loaded_world, tmp_path):
