@@ -259,12 +259,13 @@ def _as_utf8(path: Path, ds: Dataset) -> Path:
     """Check the declared encoding; transcode non-UTF-8 files to a UTF-8 copy for DuckDB."""
     enc = ds.encoding.replace("_", "-")
     if enc in ("utf-8", "utf8", "utf-8-sig"):
-        with path.open("rb") as fh:
-            for n, line in enumerate(fh, start=1):
-                try:
-                    line.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise UnreadableFile(_bad_bytes(ds, n, e)) from None
+        if not _valid_utf8(path):
+            with path.open("rb") as fh:      # find the line, for the reason
+                for n, line in enumerate(fh, start=1):
+                    try:
+                        line.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        raise UnreadableFile(_bad_bytes(ds, n, e)) from None
         return path
     _not_utf8(path, ds)
     out = path.with_name(f".{path.name}.utf8.tmp")
@@ -276,6 +277,19 @@ def _as_utf8(path: Path, ds: Dataset) -> Path:
         out.unlink(missing_ok=True)
         raise UnreadableFile(f"cannot decode as {ds.encoding}: {e}") from None
     return out
+
+
+def _valid_utf8(path: Path) -> bool:
+    """Whether the whole file decodes as UTF-8, read in blocks (a character may span two)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _bad_bytes(ds: Dataset, line: int, e: Exception) -> str:

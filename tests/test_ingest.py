@@ -270,3 +270,27 @@ def test_timestamps_of_every_kind_in_one_file_parse_whichever_comes_first(home, 
         "o1": "2026-03-01 08:00:00", "o2": "2026-03-01 09:00:00", "o3": "2026-03-01 10:00:00",
         "o4": "2026-03-01 10:00:00.25", "o5": "2026-02-28 23:00:00"}
     assert "ordered_at: cannot parse 'someday'" in con.execute("SELECT reason FROM raw.quarantine_rows").fetchall()[0][0]
+
+
+def test_utf8_is_checked_in_blocks_yet_a_bad_byte_is_named_by_its_line(tmp_path):
+    """The UTF-8 check reads blocks of 4 MiB: a 'ü' split by a block boundary is valid, and a bad
+    byte far into the file is still reported with its line."""
+    from crm_platform.ingest import UnreadableFile, _as_utf8
+    ds = parse_sources(CONTACTS_YAML).dataset("crm_orders")
+    block = 1 << 22
+    head = b"id,person,at,total\n"
+    line = "o1,Müller,2026-01-05 10:00:00,3\n".encode()
+    body = head + line * (block // len(line) + 10)
+    # shift the text so that the two bytes of one 'ü' sit on either side of the block boundary
+    umlaut = body.index("ü".encode(), block - len(line))
+    body = body[:1] + b"x" * (block - umlaut - 1) + body[1:]
+    assert body[block - 1:block + 1] == "ü".encode()
+    good = tmp_path / "good.csv"
+    good.write_bytes(body)
+    assert _as_utf8(good, ds) == good
+    bad = tmp_path / "bad.csv"
+    lines = body.split(b"\n")
+    lines[100_000] = lines[100_000].replace("ü".encode(), b"\xfc")
+    bad.write_bytes(b"\n".join(lines))
+    with pytest.raises(UnreadableFile, match="not valid UTF-8.*line 100001"):
+        _as_utf8(bad, ds)
