@@ -164,12 +164,12 @@ def scores_asset(task: ModuleType, table: str, schema, description: str):
                 con.unregister("_scores")
                 replace_partition(con, table, "_scores_t", "snapshot_date", date.fromisoformat(day))
                 counts[day] = int(out["customer_id"].nunique())
-                missing[day] = len(set(task.eligible(frame)["customer_id"]) - set(out["customer_id"]))
+                scored = task.eligible(frame) if len(frame) else frame
+                missing[day] = int((~scored["customer_id"].drop_duplicates().isin(out["customer_id"])).sum())
             check = partition_check(con, table, "snapshot_date", days, schema, key)
             meta = table_metadata(con, table, where=f"snapshot_date = DATE '{days[-1]}'")
         score_col = task.SCORE
         drift = {"score": psi(card["reference"]["score"], out[score_col])}
-        scored = task.eligible(frame) if len(frame) else frame
         drift.update({f: psi(ref, scored[f]) for f, ref in card["reference"].items() if f != "score" and f in scored})
         drift = {k: round(v, 4) for k, v in drift.items()}
         shifted = {k: v for k, v in drift.items() if v >= CONFIG.drift_psi_warn}

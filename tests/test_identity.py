@@ -357,3 +357,18 @@ def test_fast_clustering_path_gives_the_ordered_union_find_result():
     assert sum(o != cl.ACCEPTED for o in fast.outcomes) > 50          # the guards had work to do
     partition = lambda labels: sorted(map(tuple, pd.Series(range(n)).groupby(labels).apply(list)))  # noqa: E731
     assert partition(fast.labels) == partition(slow.labels)
+
+
+def test_blocking_ceiling_joins_compared_true_pairs_transitively():
+    """a1-a2 and a2-a3 were compared, a1-a3 was not but a perfect classifier joins it through a2;
+    the b pair was never compared; b1-a1 was compared but is false."""
+    con = duckdb.connect()
+    truth = pd.DataFrame({"record_id": ["a1", "a2", "a3", "b1", "b2"], "entity_id": ["A", "A", "A", "B", "B"]})
+    con.execute("CREATE TABLE c AS SELECT * FROM (VALUES ('a1', 1), ('a2', 1), ('a3', 2), ('b1', 3), ('b2', 4)) "
+                "t(record_id, cluster_id)")
+    con.execute("CREATE TABLE p AS SELECT * FROM (VALUES ('a2', 'a1'), ('a2', 'a3'), ('b1', 'a1')) t(left_id, right_id)")
+    m = evaluate.with_truth(con, "SELECT * FROM c", truth, "SELECT * FROM p")
+    assert (m["true_pairs"], m["true_pairs_not_compared"], m["blocking_recall"]) == (4, 2, 0.5)
+    assert m["blocking_recall_connected"] == 0.75                 # a1-a3 through a2
+    assert m["best_possible_bcubed_recall"] == 0.8                # (3 * 1 + 1/2 + 1/2) / 5
+    assert m["bcubed_recall"] < m["best_possible_bcubed_recall"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from crm_platform.identity.cluster import cluster
 
@@ -81,16 +82,22 @@ def without_truth(con, clusters_sql: str, review_queue_sql: str | None = None) -
 def _ceiling(con, candidate_pairs_sql: str) -> tuple[float, int]:
     """B-cubed recall of a perfect classifier: true candidate pairs, joined transitively. What
     blocking leaves reachable; no scoring can do better. Also the number of true pairs so joined
-    (directly compared or through a chain of true compared pairs)."""
-    recs = con.execute("SELECT record_id, entity_id FROM _ev ORDER BY record_id").df()
-    index = pd.Series(np.arange(len(recs)), index=recs.record_id)
-    e = con.execute(f"""SELECT c.left_id, c.right_id FROM ({candidate_pairs_sql}) c
-        JOIN _ev a ON a.record_id = c.left_id JOIN _ev b ON b.record_id = c.right_id
-        WHERE a.entity_id = b.entity_id""").df()
-    res = cluster(len(recs), index[e.left_id].to_numpy(), index[e.right_id].to_numpy(),
-                  np.zeros(len(e), bool), {}, [], max_size=len(recs) + 1)
-    recs["cluster_id"] = res.labels
-    both = recs.groupby(["cluster_id", "entity_id"]).size()
-    sizes = recs.groupby("entity_id").size()
-    recall = (both ** 2 / sizes.reindex(both.index.get_level_values(1)).to_numpy()).sum() / len(recs)
-    return round(float(recall), 5), int((both * (both - 1) // 2).sum())
+    (directly compared or through a chain of true compared pairs). Records are numbered and
+    counted in DuckDB; only the union-find runs in Python."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _evi AS SELECT row_number() OVER (ORDER BY record_id) - 1 AS i, "
+                "record_id, entity_id FROM _ev")
+    n = con.execute("SELECT count(*) FROM _evi").fetchall()[0][0]
+    e = con.execute(f"""SELECT a.i AS l, b.i AS r FROM ({candidate_pairs_sql}) c
+        JOIN _evi a ON a.record_id = c.left_id JOIN _evi b ON b.record_id = c.right_id
+        WHERE a.entity_id = b.entity_id""").fetchnumpy()
+    res = cluster(n, e["l"].astype(np.int64), e["r"].astype(np.int64), np.zeros(len(e["l"]), bool), {}, [],
+                  max_size=n + 1)
+    con.register("_ceil", pa.table({"i": np.arange(n, dtype=np.int64), "cluster_id": res.labels}))
+    recall, connected = con.execute("""
+        WITH j AS (SELECT e.entity_id, c.cluster_id FROM _evi e JOIN _ceil c USING (i)),
+             both_ AS (SELECT cluster_id, entity_id, count(*) AS n FROM j GROUP BY ALL),
+             sizes AS (SELECT entity_id, count(*) AS n FROM j GROUP BY ALL)
+        SELECT sum(b.n * b.n / s.n), sum(b.n * (b.n - 1) // 2) FROM both_ b JOIN sizes s USING (entity_id)""").fetchall()[0]
+    con.unregister("_ceil")
+    con.execute("DROP TABLE _evi")
+    return (round(float(recall) / n, 5) if n else 0.0), int(connected or 0)
