@@ -89,3 +89,17 @@ def test_lookalikes_rank_the_seeds_twins_first():
     # a seed larger than max_seed is represented by a sample of it: the same twins still come first
     sampled, _ = clusters.lookalike_scores(snap, seed, clusters.LookalikeConfig(max_seed=30))
     assert len(sampled) == len(scores) and (sampled.head(75).customer_id.map(truth) == 0).all()
+
+
+def test_customers_who_behave_the_same_get_the_same_lookalike_distance():
+    """Customers with the same behaviour are searched for once: every one of them is scored, with
+    the same distance."""
+    snap = _snapshot(per=150)
+    seed = (snap.truth == 0) & (snap.index % 2 == 0)
+    twins = snap[~seed].head(100).assign(customer_id=lambda d: d.customer_id + "-twin")
+    both = pd.concat([snap, twins], ignore_index=True)
+    scores, _ = clusters.lookalike_scores(both, np.r_[seed.to_numpy(), np.zeros(len(twins), bool)])
+    alone, _ = clusters.lookalike_scores(snap, seed)
+    d = scores.set_index("customer_id")["distance"]
+    assert len(scores) == len(alone) + len(twins)
+    assert (d[twins.customer_id].to_numpy() == d[twins.customer_id.str.removesuffix("-twin")].to_numpy()).all()
