@@ -294,3 +294,23 @@ def test_utf8_is_checked_in_blocks_yet_a_bad_byte_is_named_by_its_line(tmp_path)
     bad.write_bytes(b"\n".join(lines))
     with pytest.raises(UnreadableFile, match="not valid UTF-8.*line 100001"):
         _as_utf8(bad, ds)
+
+
+def test_parquet_timestamps_are_read_as_delivered_in_the_systems_time_zone(home):
+    """A Parquet timestamp column is taken as the value it holds (sub-second parts too), local to
+    the system's declared time zone; one in the future is still quarantined."""
+    cfg = parse_sources({"systems": {"web": {"trust_rank": 5, "timezone": "Europe/Berlin", "datasets": {"events": {
+        "entity": "web_events", "path": "web/events*.parquet", "format": "parquet",
+        "columns": {"event_id": "id", "visitor_id": "visitor", "occurred_at": "ts", "event_type": "kind"}}}}}})
+    (home / "landing/web").mkdir()
+    duckdb.connect().execute(f"""COPY (SELECT * FROM (VALUES
+        ('e1', 'v1', TIMESTAMP '2026-01-05 10:00:00.25', 'login'),
+        ('e2', 'v1', TIMESTAMP '2026-07-05 10:00:00', 'page_view'),
+        ('e3', 'v1', TIMESTAMP '2027-01-01 00:00:00', 'login')) t(id, visitor, ts, kind))
+        TO '{home}/landing/web/events.parquet' (FORMAT parquet)""")
+    con = duckdb.connect()
+    f = load(con, cfg, "web_events", home).files[0]
+    assert (f.rows_loaded, f.rows_quarantined) == (2, 1)
+    assert con.execute("SELECT occurred_at::VARCHAR FROM raw.web_events ORDER BY event_id").fetchall() == [
+        ("2026-01-05 09:00:00.25",), ("2026-07-05 08:00:00",)]           # UTC: winter +1 h, summer +2 h
+    assert "in the future" in con.execute("SELECT reason FROM raw.quarantine_rows").fetchall()[0][0]
