@@ -48,7 +48,10 @@ def _fit(nll, k: int, method: str = "L-BFGS-B", starts: int = 3, warm=None) -> n
         if method == "L-BFGS-B":
             res = minimize(nll, start, method=method, bounds=[(-12, 12)] * k)
         else:
-            res = minimize(nll, start, method=method, options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-6})
+            # stops when the log-parameters agree to 1e-5 and the log-likelihood (a sum over
+            # thousands of customers) to 1e-3: 1e-6 for both moved no probability alive by more than
+            # 3e-6 on the 1M world, for 810 likelihood evaluations instead of 752
+            res = minimize(nll, start, method=method, options={"maxiter": 4000, "xatol": 1e-5, "fatol": 1e-3})
         if best is None or res.fun < best.fun:
             best = res
     return np.exp(best.x)
