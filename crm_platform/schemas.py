@@ -19,7 +19,6 @@ from crm_platform.segments import ACTIVE, RFM_SEGMENTS, STAGES
 from crm_platform.timeline import EVENT_TYPES
 
 
-
 @pandas_engine.Engine.register_dtype
 @dtypes.immutable
 class Text(pandas_engine.NpString):

@@ -97,7 +97,8 @@ def _ceiling(con, candidate_pairs_sql: str) -> tuple[float, int]:
         WITH j AS (SELECT e.entity_id, c.cluster_id FROM _evi e JOIN _ceil c USING (i)),
              both_ AS (SELECT cluster_id, entity_id, count(*) AS n FROM j GROUP BY ALL),
              sizes AS (SELECT entity_id, count(*) AS n FROM j GROUP BY ALL)
-        SELECT sum(b.n * b.n / s.n), sum(b.n * (b.n - 1) // 2) FROM both_ b JOIN sizes s USING (entity_id)""").fetchall()[0]
+        SELECT sum(b.n * b.n / s.n), sum(b.n * (b.n - 1) // 2)
+        FROM both_ b JOIN sizes s USING (entity_id)""").fetchall()[0]
     con.unregister("_ceil")
     con.execute("DROP TABLE _evi")
     return (round(float(recall) / n, 5) if n else 0.0), int(connected or 0)
