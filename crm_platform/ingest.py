@@ -429,8 +429,7 @@ def _read_parquet(con, ds: Dataset, path: Path) -> set[str]:
     the one form a cast reads back, so they skip the format list."""
     p = _sq(str(path))
     try:
-        types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM "
-                                 f"read_parquet('{p}'))").fetchall())
+        types = warehouse.column_types(con, f"read_parquet('{p}')")
     except duckdb.Error as e:
         raise UnreadableFile(f"not readable as Parquet: {str(e).splitlines()[0]}") from None
     present = list(types)
@@ -504,7 +503,9 @@ def _validation_sql(ds: Dataset, ent, with_offset: set[str] = frozenset(), typed
     ``with_offset``: timestamp columns to try the formats with a UTC offset on first; ``typed``:
     source columns that were timestamps in the file."""
     parsed, texts, reasons = {}, [], []
-    for col, text in zip(ent.columns, _texts(ds, ent).values()):
+    text_of = _texts(ds, ent)
+    for col in ent.columns:
+        text = text_of[col.name]
         parsed[col.name] = _parse_expr(col, text, ds, col.name in with_offset, ds.columns.get(col.name) in typed)
         texts.append(f"{text} AS _t_{col.name}")
         reasons.extend(_row_rules(col))

@@ -79,7 +79,12 @@ def ensure_raw_table(con: duckdb.DuckDBPyConnection, ds: Dataset) -> str:
 def columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
     """The column names of ``relation``: a table, a view or a table function such as
     ``read_parquet('...')``, in their order."""
-    return [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+    return list(column_types(con, relation))
+
+
+def column_types(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    """The columns of ``relation`` (as ``columns``) with their DuckDB types, in their order."""
+    return {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
