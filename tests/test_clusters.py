@@ -103,3 +103,24 @@ def test_customers_who_behave_the_same_get_the_same_lookalike_distance():
     d = scores.set_index("customer_id")["distance"]
     assert len(scores) == len(alone) + len(twins)
     assert (d[twins.customer_id].to_numpy() == d[twins.customer_id.str.removesuffix("-twin")].to_numpy()).all()
+
+
+def test_lookalike_distance_is_the_mean_distance_to_the_nearest_seed_members():
+    """The distance a customer is ranked by: the mean Euclidean distance, in standardized
+    behaviour space, to the ``neighbours`` nearest seed members - checked against every
+    distance computed by hand, with a neighbour count of one as well."""
+    snap = _snapshot(per=60, seed=3)
+    seed = ((snap.truth == 0) & (snap.index % 2 == 0)).to_numpy()
+    x = snap[list(clusters.LOOKALIKE_FEATURES)].astype(float).fillna(0.0)
+    for c in ("avg_order_value", "category_breadth", "web_sessions_90d", "tickets_total", "engagement_score"):
+        x[c] = np.log1p(x[c].clip(lower=0))
+    z = x.to_numpy()
+    z = (z - z.mean(axis=0)) / np.where(z.std(axis=0) > 0, z.std(axis=0), 1)
+    all_pairs = np.sqrt(((z[~seed][:, None, :] - z[seed][None, :, :]) ** 2).sum(axis=2))
+    for k in (10, 1):
+        scores, _ = clusters.lookalike_scores(snap, seed, clusters.LookalikeConfig(neighbours=k))
+        expected = pd.Series(np.sort(all_pairs, axis=1)[:, :k].mean(axis=1).round(4),
+                             index=snap.customer_id[~seed])
+        got = scores.set_index("customer_id")["distance"]
+        assert np.allclose(got[expected.index].to_numpy(), expected.to_numpy(), atol=1e-4)
+        assert got.nunique() > 10
