@@ -13,6 +13,7 @@ from pandera.engines import pandas_engine
 from pandera.typing import Series
 
 from crm_platform.identity.engine import DECISIONS
+from crm_platform.regex_check import all_text
 from crm_platform.attribution import RULES as ATTRIBUTION_RULES
 from crm_platform.kpis import KPIS
 from crm_platform.segments import ACTIVE, RFM_SEGMENTS, STAGES
@@ -28,16 +29,14 @@ class Text(pandas_engine.NpString):
     own check, so its failure cases read the same."""
 
     def coerce(self, data_container):
-        return data_container if _all_text(data_container) else super().coerce(data_container)
+        return data_container if all_text(data_container) else super().coerce(data_container)
 
     def check(self, pandera_dtype, data_container=None):
-        if data_container is not None and _all_text(data_container):
+        if data_container is not None and all_text(data_container):
             return True
         return super().check(pandera_dtype, data_container)
 
 
-def _all_text(values) -> bool:
-    return values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")
 
 
 E164 = r"^\+[1-9]\d{6,14}$"

@@ -1,5 +1,7 @@
 """Every Pandera check of every staging model passes on real staged data and fails on bad data."""
 
+import re
+
 import duckdb
 import pandas as pd
 import pytest
@@ -199,3 +201,31 @@ def test_empty_table_fails(tmp_path):
     con.execute("CREATE SCHEMA staging; CREATE TABLE staging.leads (lead_id VARCHAR)")
     result = validate_table(con, "staging.leads", STAGING_SCHEMAS["leads"])
     assert not result.passed and result.summary() == "staging.leads is empty"
+
+
+def test_str_matches_answers_every_value_as_python_re_does():
+    """The vectorised ``str_matches`` (RE2 in Arrow) against Python's ``re``, on the values where
+    the two engines differ: Unicode digits and spaces, a trailing newline before ``$``, vertical
+    tabs and separators, patterns RE2 cannot run, flags - and on the project's own patterns."""
+    from crm_platform import regex_check, schemas
+
+    values = pd.Series(["K12", "K١٢", "K1\n", "K 1", "K\v1", "K\x1c1", "K\u00a01", "", "k12", "x@y.de",
+                        "a b@y.de", "a\u00a0b@y.de", "+4917012345", "+４9170123456", "shop_1", "Shop", "ü@ä.de",
+                        None, "K1" * 500], dtype=object)
+    patterns = [r"^K\d+$", r"K\s\d", r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", schemas.E164, schemas.SYSTEM,
+                schemas.CUSTOMER_ID, r"^(?=K)\w+$", r"(K)\d\1", re.compile(r"^k\d+$", re.IGNORECASE),
+                re.compile(r"^K\d+$")]
+    for pattern in patterns:
+        expected = values.str.match(pattern, na=False)
+        got = regex_check.str_matches(values, pattern)
+        assert got.tolist() == expected.tolist(), pattern
+    assert regex_check.str_matches(values, r"^K\d+$").tolist()[:4] == [True, True, True, False]
+    # and it is what Pandera runs on a pandas column
+    assert pa.Check.str_matches("x")._check_fn._function_registry[pd.Series] is regex_check.str_matches
+
+    class M(pa.DataFrameModel):
+        code: Series[Text] = pa.Field(nullable=True, str_matches=r"^K\d+$")
+
+    failures = validate_frame(pd.DataFrame({"code": values}), M)
+    assert set(failures["failure_case"]) == set(values[~values.str.match(r"^K\d+$", na=True)])
+    assert (failures["check"] == r"str_matches('^K\d+$')").all()
