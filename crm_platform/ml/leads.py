@@ -75,23 +75,24 @@ def _X(rows: pd.DataFrame) -> pd.DataFrame:
 def reasons(model, rows: pd.DataFrame, k: int = 3) -> list[str]:
     """Per lead the ``k`` features that raise its log-odds most, e.g. 'lead_source=webinar (+0.62)'."""
     pre, lr = model[0], model[-1]
-    Z = pre.transform(_X(rows))
     names = pre.get_feature_names_out()
-    contrib = Z * lr.coef_[0]
-    out = []
-    for (_, raw), row in zip(rows.iterrows(), contrib):
-        top = [i for i in np.argsort(-row)[:k] if row[i] > 0]
-        out.append("; ".join(f"{_readable(names[i], raw)} (+{row[i]:.2f})" for i in top) or "no feature raises it")
-    return out
+    contrib = np.asarray(pre.transform(_X(rows)) * lr.coef_[0])
+    # the top k of every lead at once and the raw values as arrays, not a Series per lead
+    # (iterrows: 7.7 s a day at 1M customers)
+    top = np.argsort(-contrib, axis=1)[:, :k]
+    gains = np.take_along_axis(contrib, top, axis=1)
+    raw = {n: rows[n].to_numpy() for n in names if n in rows.columns}
+    return ["; ".join(f"{_readable(names[i], raw, r)} (+{g:.2f})" for i, g in zip(idx, gain) if g > 0)
+            or "no feature raises it" for r, (idx, gain) in enumerate(zip(top, gains))]
 
 
-def _readable(name: str, raw: pd.Series) -> str:
+def _readable(name: str, raw: dict, row: int) -> str:
     """'lead_source=webinar', 'lead_age_days=12', 'email_click_rate_90d unknown'."""
     if name.startswith("lead_source_"):
         return f"lead_source={name[len('lead_source_'):]}"
     if name.startswith("missingindicator_"):
         return f"{name[len('missingindicator_'):]} unknown"
-    value = raw.get(name)
+    value = raw[name][row] if name in raw else None
     return f"{name}={value:.4g}" if isinstance(value, (int, float, np.number)) and not pd.isna(value) else name
 
 
