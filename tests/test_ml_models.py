@@ -19,7 +19,7 @@ from crm_platform.ml import NotEnoughData, churn, load_config
 from crm_platform.ml.evaluate import psi, reference_bins
 from crm_platform.ml.gate import decide
 from crm_platform.ml.registry import Registry, RegistryError
-from crm_platform.ml.training import training_sample
+from crm_platform.ml.training import data_hash, training_sample
 from resources.models import ModelStore
 
 CFG = load_config()
@@ -316,3 +316,19 @@ def test_lead_scores_beat_the_channel_rate_with_reasons(timeline_world):
     by = out.set_index("lead_id")
     assert by.loc[fresh, "conversion_probability"] > by.loc[stale, "conversion_probability"]
     assert "lead_age_days=" in by.loc[fresh, "top_reasons"]
+
+
+def test_the_data_hash_names_the_training_rows_exactly():
+    """The model card's data hash: the same rows give the same hash, and any
+    changed value, changed row order or a dropped row gives another."""
+    frame = pd.DataFrame({"customer_id": ["C000000001", "C000000002", "C000000003"],
+                          "cutoff": [date(2026, 1, 31)] * 3, "orders_total": [3, 0, 7],
+                          "recency_days": [12.0, np.nan, 40.0], "lead_channel": ["web", None, "fair"],
+                          "churned": [0, 1, 0]})
+    h = data_hash(frame)
+    assert len(h) == 64 and data_hash(frame.copy()) == h
+    changed = frame.copy()
+    changed.loc[1, "recency_days"] = 0.0
+    variants = [changed, frame.iloc[::-1].reset_index(drop=True), frame.iloc[:2],
+                frame.assign(lead_channel=["web", "fair", "fair"]), frame.assign(cutoff=[date(2026, 2, 28)] * 3)]
+    assert len({h, *(data_hash(v) for v in variants)}) == len(variants) + 1

