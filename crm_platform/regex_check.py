@@ -1,10 +1,11 @@
 """Pandera's ``str_matches`` check on pandas columns, vectorised.
 
-Pandera's own implementation calls Python's ``re`` once per value: 13 s of one day's table checks
-at a million customers. This one runs the pattern over the whole column in Arrow's RE2 and gives
-every value exactly the answer Pandera's gives: values outside printable ASCII (where ``$``
-before a newline, Unicode ``\\d`` and ``\\s`` differ between the engines), patterns RE2 does not
-take (look-arounds, back-references) and patterns compiled with flags still go through ``re``.
+Pandera's own implementation calls Python's ``re`` once per value: at a million customers the
+check of staged contacts took 19 s with it, 11 s with this. This one runs the pattern over the
+whole column in Arrow's RE2 and gives every value exactly the answer Pandera's gives: values
+outside printable ASCII (where ``$`` before a newline, Unicode ``\\d`` and ``\\s`` differ between
+the engines), patterns RE2 does not take (look-arounds, back-references) and patterns compiled
+with flags still go through ``re``.
 
 Registered over Pandera's pandas implementation when this module is imported (``schemas`` does);
 Pandera's module is imported first, so its own registration cannot come later and replace this.

@@ -37,8 +37,6 @@ class Text(pandas_engine.NpString):
         return super().check(pandera_dtype, data_container)
 
 
-
-
 E164 = r"^\+[1-9]\d{6,14}$"
 EMAIL = r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$"
 SYSTEM = r"^[a-z][a-z0-9_]*$"

@@ -78,7 +78,7 @@ def reasons(model, rows: pd.DataFrame, k: int = 3) -> list[str]:
     names = pre.get_feature_names_out()
     contrib = np.asarray(pre.transform(_X(rows)) * lr.coef_[0])
     # the top k of every lead at once and the raw values as arrays, not a Series per lead
-    # (iterrows: 7.7 s a day at 1M customers)
+    # (iterrows: 2.7 s for the 31,739 leads of a day at 1M customers)
     top = np.argsort(-contrib, axis=1)[:, :k]
     gains = np.take_along_axis(contrib, top, axis=1)
     raw = {n: rows[n].to_numpy() for n in names if n in rows.columns}
