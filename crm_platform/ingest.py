@@ -140,8 +140,9 @@ def _load_file(con, ds: Dataset, path: Path, rel: str, version: int, loaded_at: 
     reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[ds.format]
     typed = reader(con, ds, path) or set()
     ent = entity(ds.entity)
-    con.execute(_duplicates_sql(ds, ent))
-    con.execute(_validation_sql(ds, ent, _with_offset(con, ds, ent, typed), typed), [as_of])
+    parsed = _parsed(ds, ent, _with_offset(con, ds, ent, typed), typed)
+    con.execute(_duplicates_sql(ent, parsed))
+    con.execute(_validation_sql(ds, ent, parsed), [as_of])
     if salt is not None:
         _keep_out_erased(con, ds, salt)
     table = f"raw.{ds.key}"
@@ -483,31 +484,35 @@ def _texts(ds: Dataset, ent) -> dict[str, str]:
     return out
 
 
-def _duplicates_sql(ds: Dataset, ent) -> str:
+def _parsed(ds: Dataset, ent, with_offset: set[str] = frozenset(), typed: set[str] = frozenset()) -> dict[str, str]:
+    """The parse expression of every canonical column over _in, as _dups and _v both read it.
+    ``with_offset``: timestamp columns to try the formats with a UTC offset on first; ``typed``:
+    source columns that were timestamps in the file."""
+    text = _texts(ds, ent)
+    return {col.name: _parse_expr(col, text[col.name], ds, col.name in with_offset, ds.columns.get(col.name) in typed)
+            for col in ent.columns}
+
+
+def _duplicates_sql(ent, parsed: dict[str, str]) -> str:
     """SQL creating _dups: the keys delivered more than once in the file, with the first line of
     each. A table of its own, counted over the key texts alone: joined to the parsed rows inside
     one statement it cost a third of the file's validation."""
-    texts = _texts(ds, ent)
-    keys = ", ".join(f"{_parse_expr(ent.column(k), texts[k], ds)} AS {k}" for k in ent.key)
+    keys = ", ".join(f"{parsed[k]} AS {k}" for k in ent.key)
     key_set = " AND ".join(f"{k} IS NOT NULL" for k in ent.key)
     return f"""CREATE OR REPLACE TEMP TABLE _dups AS
         SELECT * EXCLUDE (_n) FROM (SELECT {keys}, min(_source_line) AS _first_line, count(*) AS _n
                                     FROM _in GROUP BY ALL) WHERE _n > 1 AND {key_set}"""
 
 
-def _validation_sql(ds: Dataset, ent, with_offset: set[str] = frozenset(), typed: set[str] = frozenset()) -> str:
-    """SQL creating _v: the parsed canonical columns, the line and the reasons a row is bad.
+def _validation_sql(ds: Dataset, ent, parsed: dict[str, str]) -> str:
+    """SQL creating _v: the parsed canonical columns (``_parsed``), the line and the reasons a row
+    is bad.
 
     Only what is loaded is kept; the raw text of a bad row is read back from _in when it is
-    quarantined. Duplicate keys come from _dups (``_duplicates_sql``).
-    ``with_offset``: timestamp columns to try the formats with a UTC offset on first; ``typed``:
-    source columns that were timestamps in the file."""
-    parsed, texts, reasons = {}, [], []
-    text_of = _texts(ds, ent)
+    quarantined. Duplicate keys come from _dups (``_duplicates_sql``)."""
+    texts, reasons, text_of = [], [], _texts(ds, ent)
     for col in ent.columns:
-        text = text_of[col.name]
-        parsed[col.name] = _parse_expr(col, text, ds, col.name in with_offset, ds.columns.get(col.name) in typed)
-        texts.append(f"{text} AS _t_{col.name}")
+        texts.append(f"{text_of[col.name]} AS _t_{col.name}")
         reasons.extend(_row_rules(col))
     if ent.any_of:
         present = [c for c in ent.any_of]
