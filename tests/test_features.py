@@ -129,3 +129,16 @@ def test_events_after_the_cutoff_leave_its_snapshot_unchanged(timeline_world, tm
     later = features.build_snapshot(con, CFG, date(2025, 7, 31))
     assert later >= len(before)
     con.close()
+
+
+def test_money_features_are_added_up_in_exact_cents(tiny):
+    """Ten orders of 0.10 make 1.00, not 0.9999999999999999: sums of doubles come out in their last
+    bits as the threads happened to add them, and a rerun of a day must write the same features."""
+    tiny.execute("""INSERT INTO core.customer_events BY NAME SELECT 'C000000004' AS customer_id,
+        TIMESTAMP '2026-03-20 10:00' + i * INTERVAL 1 HOUR AS event_at, TIMESTAMP '2026-03-20 10:00' + i * INTERVAL 1 HOUR
+        AS known_at, 'order' AS event_type, 'web' AS channel, 0.1::DOUBLE AS value, 0.1::DOUBLE AS discount,
+        'R4-' || i AS source_record_id FROM range(10) t(i)""")
+    features.build_snapshot(tiny, CFG, date(2026, 3, 31))
+    d = tiny.sql("SELECT * FROM features.customer_features WHERE customer_id = 'C000000004'").df().iloc[0]
+    assert (d.orders_total, d.revenue_total, d.monetary_30d, d.monetary_90d, d.monetary_365d) == (10, 1.0, 1.0, 1.0, 1.0)
+    assert (d.avg_order_value, d.discount_share) == (0.1, 0.5)
