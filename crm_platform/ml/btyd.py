@@ -14,6 +14,8 @@ counted from the first purchase; ``m`` the mean value of the repeat purchases.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +29,24 @@ MAX_FIT_ROWS = 50_000
 # at a fifth of the time)
 PARETO_FIT_ROWS = 10_000
 S_MAX = 10.0
+# NumPy's and SciPy's element-wise functions (hyp2f1, gammaln, log) let go of the interpreter lock,
+# so the likelihoods and predictions are computed on a block of rows per core, in threads
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+SPLIT_ROWS = 4_000
+
+
+def _by_rows(fn, *arrays) -> np.ndarray:
+    """``fn(*arrays)`` for a function whose every output row depends on the same input row alone:
+    computed on a block of rows per core in threads and put back together. Each value is computed
+    as in one call, so the result is the same to the last bit."""
+    arrays = [np.asarray(a, dtype=float) for a in arrays]
+    n = len(arrays[0])
+    if CORES < 2 or n < SPLIT_ROWS:
+        return fn(*arrays)
+    edges = np.linspace(0, n, CORES + 1).astype(int)
+    with ThreadPoolExecutor(CORES) as pool:
+        parts = list(pool.map(lambda i: fn(*(a[edges[i]:edges[i + 1]] for a in arrays)), range(CORES)))
+    return np.concatenate(parts)
 
 
 def _sample(*arrays, rows: int = MAX_FIT_ROWS):
@@ -82,7 +102,8 @@ class BetaGeo:
         """Maximum likelihood; ``warm``: a fit on similar data (e.g. the previous cutoff) to start from."""
         x, t_x, T = _sample(x, t_x, T)
         scale = max(T.max(), 1e-9) / 10   # fit on a unit where T is ~10, then rescale α
-        nll = lambda lp: -self.log_likelihood(np.exp(lp), x, t_x / scale, T / scale).sum()  # noqa: E731
+        t_x, T = t_x / scale, T / scale
+        nll = lambda lp: -_by_rows(lambda *a: self.log_likelihood(np.exp(lp), *a), x, t_x, T).sum()  # noqa: E731
         r, alpha, a, b = _fit(nll, 4, warm=None if warm is None else (warm.r, warm.alpha / scale, warm.a, warm.b))
         self.r, self.alpha, self.a, self.b = r, alpha * scale, a, b
         return self
@@ -97,8 +118,11 @@ class BetaGeo:
         return 1.0 / (1.0 + self._odds_dead(x, t_x, T))
 
     def expected_purchases(self, t, x, t_x, T) -> np.ndarray:
-        """Expected purchases in the next ``t`` time units, given the history."""
-        x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+        """Expected purchases in the next ``t`` time units (one horizon, or one per row), given the history."""
+        x = np.asarray(x, dtype=float)
+        return _by_rows(self._expected_purchases, np.broadcast_to(np.asarray(t, dtype=float), x.shape), x, t_x, T)
+
+    def _expected_purchases(self, t, x, t_x, T) -> np.ndarray:
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         z = t / (alpha + T + t)
         num = (a + b + x - 1) / (a - 1) * (
@@ -146,13 +170,14 @@ class ParetoNBD:
         """Maximum likelihood; ``warm``: a fit on similar data (e.g. the previous cutoff) to start from."""
         x, t_x, T = _sample(x, t_x, T, rows=PARETO_FIT_ROWS)
         scale = max(T.max(), 1e-9) / 10
+        t_x, T = t_x / scale, T / scale
 
         def nll(lp):
             # s above S_MAX: dropout rates nearly alike; the likelihood then runs along a ridge in s and
             # β that changes nothing measurable while hyp2f1 slows down by orders of magnitude
             if np.any(np.abs(lp) > 12) or lp[2] > np.log(S_MAX):
                 return np.inf
-            ll = self.log_likelihood(np.exp(lp), x, t_x / scale, T / scale)
+            ll = _by_rows(lambda *a: self.log_likelihood(np.exp(lp), *a), x, t_x, T)
             return -ll.sum() if np.all(np.isfinite(ll)) else np.inf
 
         # the likelihood has regions where hyp2f1 fails: a simplex search steps around them
@@ -162,7 +187,9 @@ class ParetoNBD:
         return self
 
     def probability_alive(self, x, t_x, T) -> np.ndarray:
-        x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+        return _by_rows(self._probability_alive, x, t_x, T)
+
+    def _probability_alive(self, x, t_x, T) -> np.ndarray:
         p = (self.r, self.alpha, self.s, self.beta)
         log_odds = (np.log(self.s) + (self.r + x) * np.log(self.alpha + T) + self.s * np.log(self.beta + T)
                     + self._log_a0(p, x, t_x, T) - np.log(self.r + self.s + x))
