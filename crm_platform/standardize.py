@@ -24,6 +24,7 @@ COUNTRY_ALIASES = {"de": "DE", "d": "DE", "deu": "DE", "deutschland": "DE", "ger
                    "fr": "FR", "frankreich": "FR", "france": "FR"}
 
 
+@lru_cache(maxsize=200_000)
 def display(value: str | None) -> str | None:
     """NFKC, trimmed, inner white space collapsed: how a value is shown."""
     if value is None:
@@ -66,12 +67,15 @@ def phone_e164(value: str | None, region: str = "DE") -> str | None:
     if value is None or not value.strip():
         return None
     value, region = value.replace("(0)", ""), region or "DE"
-    num = _phone_direct(value, region)
-    if num is None:
-        try:
-            num = phonenumbers.parse(value, region)
-        except phonenumbers.NumberParseException:
-            return None
+    direct = _phone_direct(value, region)
+    if direct is not None:
+        # what the checks and the formatting below make of it, without their objects and lookups
+        code, national = direct
+        return f"+{code}{national}" if _possible(code, len(national)) else None
+    try:
+        num = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
     # German numbers may be short in theory; below six digits it is a typo, not a phone number.
     if not phonenumbers.is_possible_number(num) or len(str(num.national_number)) < 6:
         return None
@@ -87,7 +91,18 @@ _PHONE_SEPARATORS = re.compile(r"[\s/.\-()]+")
 _PHONE_DIGITS = re.compile(r"(\+|00)?([0-9]+)")
 
 
-def _phone_direct(value: str, region: str) -> phonenumbers.PhoneNumber | None:
+@lru_cache(maxsize=None)
+def _possible(country_code: int, digits: int) -> bool:
+    """Whether phone_e164 keeps a number read directly (``_phone_direct``): possible by
+    ``phonenumbers.is_possible_number``, which looks at the country code and the length of the
+    national number alone, and six digits or more. Its E.164 form is then + country code + national
+    number."""
+    number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int("9" * digits))
+    return digits >= 6 and phonenumbers.is_possible_number(number)
+
+
+def _phone_direct(value: str, region: str) -> tuple[int, str] | None:
+    """(country code, national number) of a number read directly; None: parse decides."""
     m = _PHONE_DIGITS.fullmatch(_PHONE_SEPARATORS.sub("", value))
     if m is None or region not in _DIRECT_REGIONS:
         return None
@@ -102,7 +117,7 @@ def _phone_direct(value: str, region: str) -> phonenumbers.PhoneNumber | None:
             return None
     if not national or national[0] == "0":      # trunk or international prefix left: parse decides
         return None
-    return phonenumbers.PhoneNumber(country_code=int(code), national_number=int(national))
+    return int(code), national
 
 
 @lru_cache(maxsize=200_000)
@@ -118,6 +133,7 @@ def street_std(value: str | None) -> str | None:
     return s or None
 
 
+@lru_cache(maxsize=200_000)
 def postcode_std(value: str | None, country: str | None = "DE") -> str | None:
     """German postcodes as five digits, restoring a leading zero a spreadsheet dropped."""
     if value is None:
@@ -132,6 +148,7 @@ def postcode_std(value: str | None, country: str | None = "DE") -> str | None:
     return digits
 
 
+@lru_cache(maxsize=1_000)
 def country_std(value: str | None, default: str = "DE") -> str:
     if value is None or not value.strip():
         return default
