@@ -16,7 +16,7 @@ from pathlib import Path
 
 from crm_platform import segments
 from crm_platform.attribution import attribution_sql
-from crm_platform.features import TABLE, day_end
+from crm_platform.features import TABLE, day_end, exact_sum
 from crm_platform.settings import DEFAULT_SEGMENTS, read_config
 from crm_platform.warehouse import replace_partition, table_exists
 
@@ -81,7 +81,7 @@ base AS (
          WHERE b.stage = 'lead' AND n.stage <> 'lead') AS leads_bought),
 win AS (
     SELECT count(*) FILTER (WHERE event_type = 'order' AND {w}) AS orders,
-           coalesce(sum(value) FILTER (WHERE event_type = 'order' AND {w}), 0) AS revenue,
+           {exact_sum('value', f"event_type = 'order' AND {w}")} AS revenue,
            count(*) FILTER (WHERE event_type = 'nps_answer' AND {w}) AS answers,
            count(*) FILTER (WHERE event_type = 'nps_answer' AND {w} AND value >= 9) AS promoters,
            count(*) FILTER (WHERE event_type = 'nps_answer' AND {w} AND value <= 6) AS detractors,
@@ -93,12 +93,11 @@ per_customer AS (
     SELECT count(*) FILTER (WHERE window_orders > 0) AS buyers,
            count(*) FILTER (WHERE window_orders > 0 AND orders >= 2) AS repeaters,
            count(*) FILTER (WHERE orders > 0) AS clv_customers,
-           sum(value) FILTER (WHERE orders > 0) AS clv_total
+           {exact_sum('value', 'orders > 0', empty=None)} AS clv_total
     FROM (
         SELECT customer_id, count(*) FILTER (WHERE event_type = 'order') AS orders,
                count(*) FILTER (WHERE event_type = 'order' AND {w}) AS window_orders,
-               coalesce(sum(value) FILTER (WHERE event_type = 'order'), 0)
-             - coalesce(sum(value) FILTER (WHERE event_type = 'return'), 0)
+               {exact_sum('value', "event_type = 'order'")} - {exact_sum('value', "event_type = 'return'")}
              - {cfg.support_cost_per_ticket} * count(*) FILTER (WHERE event_type = 'ticket_opened')
              - {cfg.support_cost_per_escalation} * count(*) FILTER (WHERE event_type = 'ticket_closed_escalated') AS value
         FROM ev GROUP BY 1)),
@@ -140,8 +139,9 @@ def channel_kpi_sql(cfg: KpiConfig, day: date) -> str:
 WITH a AS ({attribution_sql(start, end, cfg.attribution_lookback_days)}),
 spend AS (SELECT channel, sum(amount)::DOUBLE AS spend FROM staging.marketing_spend
           WHERE spend_date >= {start}::DATE AND spend_date < {end}::DATE GROUP BY 1),
-new_ AS (SELECT channel, sum(credit) AS customers FROM a WHERE rule = 'first_touch' AND is_first_order GROUP BY 1),
-rev AS (SELECT channel, sum(revenue_credit) AS revenue FROM a WHERE rule = 'linear' GROUP BY 1),
+new_ AS (SELECT channel, {exact_sum('credit', digits=6, empty=None)} AS customers FROM a
+         WHERE rule = 'first_touch' AND is_first_order GROUP BY 1),
+rev AS (SELECT channel, {exact_sum('revenue_credit', digits=4, empty=None)} AS revenue FROM a WHERE rule = 'linear' GROUP BY 1),
 c AS (SELECT s.channel, s.spend, coalesce(n.customers, 0) AS customers, coalesce(r.revenue, 0) AS revenue
       FROM spend s LEFT JOIN new_ n USING (channel) LEFT JOIN rev r USING (channel))
 SELECT DATE '{day.isoformat()}' AS kpi_date, 'cac' AS kpi, channel, {cfg.window_days} AS window_days,
@@ -160,7 +160,8 @@ def engagement_sql(con, cfg: KpiConfig, day: date) -> str:
     head = f"SELECT DATE '{day.isoformat()}' AS kpi_date, 'engagement' AS kpi, {cfg.window_days} AS window_days"
     if table_exists(con, TABLE) and con.execute(f"SELECT count(*) FROM {TABLE} WHERE snapshot_date = ?",
                                                 [day]).fetchall()[0][0]:
-        return (f"{head}, avg(engagement_score) AS value, sum(engagement_score) AS numerator, "
+        total = exact_sum("engagement_score", digits=9, empty=None)
+        return (f"{head}, {total} / count(engagement_score) AS value, {total} AS numerator, "
                 f"count(*)::DOUBLE AS denominator, NULL AS note FROM {TABLE} WHERE snapshot_date = DATE '{day.isoformat()}'")
     return f"{head}, NULL::DOUBLE AS value, NULL::DOUBLE AS numerator, NULL::DOUBLE AS denominator, " \
            f"'no feature snapshot for the day' AS note"
@@ -179,7 +180,7 @@ months AS (
     FROM sizes),
 activity AS (
     SELECT f.cohort_month, date_diff('month', f.cohort_month, date_trunc('month', o.event_at)::DATE) AS months_since_acquisition,
-           count(DISTINCT o.customer_id) AS active_customers, round(sum(o.value), 2) AS revenue
+           count(DISTINCT o.customer_id) AS active_customers, {exact_sum('o.value', empty=None)} AS revenue
     FROM o JOIN first_ f USING (customer_id) GROUP BY 1, 2)
 SELECT DATE '{day.isoformat()}' AS snapshot_date, m.cohort_month, m.months_since_acquisition, m.cohort_size,
        coalesce(a.active_customers, 0) AS active_customers,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from crm_platform.features import day_end, money_sum, population_sql
+from crm_platform.features import day_end, exact_sum, population_sql
 from crm_platform.settings import DEFAULT_SEGMENTS, read_config
 from crm_platform.warehouse import replace_partition
 
@@ -149,7 +149,7 @@ def rfm_sql(cfg: SegmentConfig, day: date, events: str = "core.customer_events")
     return f"""
 WITH o AS (
     SELECT customer_id, date_diff('day', max(event_at)::DATE, DATE '{day.isoformat()}') AS recency_days,
-           count(*) AS frequency, {money_sum('value')} AS monetary
+           count(*) AS frequency, {exact_sum('value', empty=None)} AS monetary
     FROM {events} WHERE event_type = 'order' AND known_at < {end}
       AND event_at >= {end} - INTERVAL {cfg.rfm_window_days} DAY
     GROUP BY 1),

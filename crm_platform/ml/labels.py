@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from crm_platform.features import day_end, money_sum
+from crm_platform.features import day_end, exact_sum
 
 CLV_DAYS = 365
 
@@ -71,8 +71,8 @@ def clv_sql(cutoff: date, events: str = "core.customer_events") -> str:
     after = f"event_at >= {end} AND event_at < {end} + INTERVAL {CLV_DAYS} DAY"
     return f"""
 SELECT customer_id, DATE '{cutoff.isoformat()}' AS cutoff,
-       {money_sum('value', f"event_type = 'order' AND {after}")}
-     - {money_sum('value', f"event_type = 'return' AND {after}")} AS clv_12m
+       {exact_sum('value', f"event_type = 'order' AND {after}")}
+     - {exact_sum('value', f"event_type = 'return' AND {after}")} AS clv_12m
 FROM {events} WHERE event_type IN ('order', 'return')
 GROUP BY 1 HAVING count(*) FILTER (WHERE event_type = 'order' AND event_at < {end} AND known_at < {end}) > 0"""
 
