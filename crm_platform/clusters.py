@@ -122,7 +122,9 @@ def _labels(x: np.ndarray, cluster: np.ndarray, k: int) -> dict[int, str]:
 def build_day(con, day, cfg: ClusterConfig = ClusterConfig(), features_table: str = "features.customer_features") -> ClusterResult:
     """Cluster the day's feature snapshot; replace the day in marts.behaviour_clusters and
     marts.behaviour_cluster_profiles."""
-    feats = con.execute(f"SELECT * FROM {features_table} WHERE snapshot_date = ?", [day]).df()
+    # in customer order: the sample is drawn by row position, and a parallel scan returns the rows in
+    # no fixed order (a rerun of a day at 1M customers clustered other customers)
+    feats = con.execute(f"SELECT * FROM {features_table} WHERE snapshot_date = ? ORDER BY customer_id", [day]).df()
     res = cluster_customers(feats, cfg)
     a = res.assignments.assign(snapshot_date=pd.Timestamp(day))
     p = res.profiles.assign(snapshot_date=pd.Timestamp(day), k=res.k,
@@ -205,7 +207,8 @@ def load_lookalike_config(path) -> LookalikeConfig:
 def build_lookalikes(con, day, cfg: LookalikeConfig = LookalikeConfig()) -> tuple[int, str | None]:
     """Replace the day in marts.lookalikes: every customer outside the seed segment, scored."""
     df = con.execute("""SELECT f.*, s.lifecycle_stage, s.rfm_segment FROM features.customer_features f
-        JOIN marts.customer_segments s USING (snapshot_date, customer_id) WHERE f.snapshot_date = ?""", [day]).df()
+        JOIN marts.customer_segments s USING (snapshot_date, customer_id) WHERE f.snapshot_date = ?
+        ORDER BY customer_id""", [day]).df()      # in customer order, as the clusters (the seed sample)
     scores, note = lookalike_scores(df, df["rfm_segment"] == cfg.seed_segment, cfg)
     if note:
         if table_exists(con, "marts.lookalikes"):

@@ -124,3 +124,22 @@ def test_lookalike_distance_is_the_mean_distance_to_the_nearest_seed_members():
         got = scores.set_index("customer_id")["distance"]
         assert np.allclose(got[expected.index].to_numpy(), expected.to_numpy(), atol=1e-4)
         assert got.nunique() > 10
+
+
+def test_a_days_clusters_do_not_depend_on_the_order_its_rows_are_stored_in():
+    """The clustering sample is drawn by row position: the rows are read in customer order, so a
+    rerun (whose parallel scan returns them in another order) clusters the same customers the same."""
+    snap = _snapshot().drop(columns="truth").assign(snapshot_date=pd.Timestamp("2026-03-31"))
+    cfg = clusters.ClusterConfig(k_min=2, k_max=6, sample=300)
+    out = []
+    for rows in (snap, snap.iloc[::-1].reset_index(drop=True).copy()):
+        con = duckdb.connect()
+        con.execute("CREATE SCHEMA features")
+        con.register("_s", rows)
+        con.execute("CREATE TABLE features.customer_features AS SELECT * REPLACE (snapshot_date::DATE AS snapshot_date) "
+                    "FROM _s")
+        clusters.build_day(con, date(2026, 3, 31), cfg)
+        out.append([con.sql(f"SELECT * FROM marts.{t} ORDER BY ALL").df()
+                    for t in ("behaviour_clusters", "behaviour_cluster_profiles")])
+    for a, b in zip(*out):
+        pd.testing.assert_frame_equal(a, b)
