@@ -372,3 +372,14 @@ def test_blocking_ceiling_joins_compared_true_pairs_transitively():
     assert m["blocking_recall_connected"] == 0.75                 # a1-a3 through a2
     assert m["best_possible_bcubed_recall"] == 0.8                # (3 * 1 + 1/2 + 1/2) / 5
     assert m["bcubed_recall"] < m["best_possible_bcubed_recall"]
+
+
+def test_the_spec_fingerprint_is_what_it_asks_not_where_it_is_read_from(tmp_path):
+    """A match re-matches everyone when the spec changed: the same spec in another checkout has the
+    same fingerprint, a changed nickname list another one."""
+    shutil.copytree(DEFAULT_MATCH_SPEC.parent, tmp_path / "config")
+    here, there = load_spec(DEFAULT_MATCH_SPEC), load_spec(tmp_path / "config" / DEFAULT_MATCH_SPEC.name)
+    assert here.path != there.path and engine.spec_fingerprint(here) == engine.spec_fingerprint(there)
+    nicknames = there.lookups["nicknames"]
+    nicknames.write_text(nicknames.read_text() + "johannes,jo\n")
+    assert engine.spec_fingerprint(load_spec(there.path)) != engine.spec_fingerprint(here)
