@@ -36,24 +36,18 @@ def customer_timeline(warehouse: DuckDBResource):
     build (timeline.build)."""
     with warehouse.get_connection() as con:
         counts = timeline.build(con, incremental=True)
-        by_channel = con.sql("SELECT channel, count(*) AS events, count(DISTINCT customer_id) AS customers, "
-                             "round(sum(value), 2) AS value FROM core.customer_events GROUP BY 1 "
-                             "ORDER BY 2 DESC").df()
-        per_customer = con.sql("""SELECT quantile_cont(n, [0.1, 0.5, 0.9]) AS q, max(n) AS most
-            FROM (SELECT customer_id, count(*) AS n FROM core.customer_events GROUP BY 1)""").fetchall()[0]
         example = con.sql("""SELECT event_at, known_at, event_type, channel, value, category, campaign
-            FROM core.customer_events WHERE customer_id = (SELECT customer_id FROM core.customer_events
-            GROUP BY 1 ORDER BY count(DISTINCT channel) DESC, count(*) DESC, customer_id LIMIT 1)
-            ORDER BY event_at LIMIT 30""").df()
+            FROM core.customer_events WHERE customer_id = ? ORDER BY event_at, event_type LIMIT 30""",
+                          params=[counts["most_channels_customer"]]).df()
         meta = {k: table_metadata(con, ".".join(k.path)) for k in (EVENTS, UNATTRIBUTED)}
         lost = dict(con.execute("SELECT reason, count(*) FROM core.unattributed_events GROUP BY 1 "
                                 "ORDER BY 2 DESC").fetchall())
     yield dg.MaterializeResult(asset_key=EVENTS, metadata={
         **meta[EVENTS], "customers_with_events": counts["customers_with_events"],
         "events_by_type": dg.MetadataValue.json(counts["by_type"]),
-        "by_channel": dg.MetadataValue.md(markdown_table(by_channel, 20)),
-        "events_per_customer_p10_p50_p90": dg.MetadataValue.json([float(x) for x in per_customer[0]]),
-        "events_per_customer_max": int(per_customer[1]),
+        "by_channel": dg.MetadataValue.md(markdown_table(counts["by_channel"], 20)),
+        "events_per_customer_p10_p50_p90": dg.MetadataValue.json(counts["events_per_customer"]),
+        "events_per_customer_max": int(counts["events_per_customer_max"] or 0),
         "web_events_attributed_after_login": counts["web_events_attributed_after_login"],
         ("not_attributed_by_reason" if counts["mode"] == "full" else "not_attributed_by_reason_rows_made_this_run"):
             dg.MetadataValue.json(counts["unattributed"]),

@@ -21,7 +21,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 
-from crm_platform.warehouse import replace_partition, table_exists
+from crm_platform.warehouse import frame, replace_partition, table_exists
 
 # feature -> (words when high, words when low); missing values mean "none of it"
 FEATURES = {
@@ -124,7 +124,7 @@ def build_day(con, day, cfg: ClusterConfig = ClusterConfig(), features_table: st
     marts.behaviour_cluster_profiles."""
     # in customer order: the sample is drawn by row position, and a parallel scan returns the rows in
     # no fixed order (a rerun of a day at 1M customers clustered other customers)
-    feats = con.execute(f"SELECT * FROM {features_table} WHERE snapshot_date = ? ORDER BY customer_id", [day]).df()
+    feats = frame(con, f"SELECT * FROM {features_table} WHERE snapshot_date = ? ORDER BY customer_id", [day])
     res = cluster_customers(feats, cfg)
     a = res.assignments.assign(snapshot_date=pd.Timestamp(day))
     p = res.profiles.assign(snapshot_date=pd.Timestamp(day), k=res.k,
@@ -206,9 +206,9 @@ def load_lookalike_config(path) -> LookalikeConfig:
 
 def build_lookalikes(con, day, cfg: LookalikeConfig = LookalikeConfig()) -> tuple[int, str | None]:
     """Replace the day in marts.lookalikes: every customer outside the seed segment, scored."""
-    df = con.execute("""SELECT f.*, s.lifecycle_stage, s.rfm_segment FROM features.customer_features f
+    df = frame(con, """SELECT f.*, s.lifecycle_stage, s.rfm_segment FROM features.customer_features f
         JOIN marts.customer_segments s USING (snapshot_date, customer_id) WHERE f.snapshot_date = ?
-        ORDER BY customer_id""", [day]).df()      # in customer order, as the clusters (the seed sample)
+        ORDER BY customer_id""", [day])      # in customer order, as the clusters (the seed sample)
     scores, note = lookalike_scores(df, df["rfm_segment"] == cfg.seed_segment, cfg)
     if note:
         if table_exists(con, "marts.lookalikes"):

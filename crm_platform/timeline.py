@@ -295,18 +295,39 @@ def build(con, crosswalk: str = "identity.crosswalk", incremental: bool = False)
     rows = con.execute("SELECT count(*) FROM _affected").fetchall()[0][0] if mode == "incremental" else None
     for t in ("_affected", "_moved", "_logins", "_web_sessions", "_web_visitors", "_stale", "_web_in_scope"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
+    by_type = con.execute("SELECT event_type, count(*), count(*) FILTER (WHERE channel = 'web' AND known_at > event_at) "
+                          "FROM core.customer_events GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
     counts = {
         "mode": mode, "reason": reason or "staged rows loaded or contacts resolved since the last build",
         "staged_rows_rebuilt": rows,
-        "events": con.execute("SELECT count(*) FROM core.customer_events").fetchall()[0][0],
-        "customers_with_events": con.execute(
-            "SELECT count(DISTINCT customer_id) FROM core.customer_events").fetchall()[0][0],
-        "by_type": dict(con.execute("SELECT event_type, count(*) FROM core.customer_events "
-                                    "GROUP BY 1 ORDER BY 2 DESC").fetchall()),
-        "web_events_attributed_after_login": con.execute(
-            "SELECT count(*) FROM core.customer_events WHERE channel = 'web' AND known_at > event_at").fetchall()[0][0],
+        "events": sum(n for _, n, _ in by_type),
+        "by_type": {t: n for t, n, _ in by_type},
+        "web_events_attributed_after_login": sum(w for _, _, w in by_type),
         # of the rows made this run (all of them in a full build)
         "unattributed": dict(con.execute("SELECT reason, count(*) FROM _lost GROUP BY 1 ORDER BY 2 DESC").fetchall()),
+        **summary(con),
     }
     con.execute("DROP TABLE _lost")
     return counts
+
+
+def summary(con) -> dict:
+    """Figures of the timeline for people to look at: customers with events, events per customer
+    (10th, 50th, 90th percentile and most), per channel (events, customers, value) and the
+    customer seen on the most channels (the example timeline). From one pass grouping the events by
+    customer and channel: read once per figure, the 35M events of a million customers took 5 s."""
+    con.execute("""CREATE OR REPLACE TEMP TABLE _per AS SELECT customer_id, channel, count(*) AS n,
+        sum(value::DECIMAL(18,2)) AS value FROM core.customer_events GROUP BY ALL""")
+    con.execute("CREATE OR REPLACE TEMP TABLE _per_customer AS SELECT customer_id, sum(n) AS n, count(*) AS channels "
+                "FROM _per GROUP BY 1")
+    try:
+        customers, q, most = con.execute("SELECT count(*), quantile_cont(n, [0.1, 0.5, 0.9]), max(n) "
+                                         "FROM _per_customer").fetchall()[0]
+        example = con.execute("SELECT customer_id FROM _per_customer ORDER BY channels DESC, n DESC, customer_id "
+                              "LIMIT 1").fetchall()
+        by_channel = con.sql("""SELECT channel, sum(n)::BIGINT AS events, count(*) AS customers,
+            round(sum(value), 2)::DOUBLE AS value FROM _per GROUP BY 1 ORDER BY 2 DESC, 1""").df()
+    finally:
+        con.execute("DROP TABLE _per; DROP TABLE _per_customer")
+    return {"customers_with_events": customers, "events_per_customer": [float(x) for x in q or []],
+            "events_per_customer_max": most, "most_channels_customer": example[0][0] if example else None, "by_channel": by_channel}

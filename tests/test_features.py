@@ -142,3 +142,28 @@ def test_money_features_are_added_up_in_exact_cents(tiny):
     d = tiny.sql("SELECT * FROM features.customer_features WHERE customer_id = 'C000000004'").df().iloc[0]
     assert (d.orders_total, d.revenue_total, d.monetary_30d, d.monetary_90d, d.monetary_365d) == (10, 1.0, 1.0, 1.0, 1.0)
     assert (d.avg_order_value, d.discount_share) == (0.1, 0.5)
+
+
+def test_a_query_read_through_arrow_has_the_values_duckdb_reads_itself():
+    """warehouse.frame, which the models and clusters read their frames with, gives every value
+    DuckDB's own .df() gives; dates as dates, decimals as floats, empty integers as NaN."""
+    import datetime as dt
+
+    import duckdb
+    import numpy as np
+
+    from crm_platform.warehouse import frame
+
+    con = duckdb.connect()
+    query = """SELECT * FROM (VALUES ('C1', DATE '2026-10-01', 12.34::DECIMAL(18,2), 3::BIGINT, 0.5, true),
+                                     ('C2', DATE '2026-10-02', NULL, NULL, NULL, NULL))
+               t(customer_id, cutoff, money, orders, score, flag) WHERE customer_id >= ?"""
+    ours, theirs = frame(con, query, ["C"]), con.sql(query, params=["C"]).df()
+    assert list(ours.columns) == list(theirs.columns)
+    assert ours["cutoff"].tolist() == [dt.date(2026, 10, 1), dt.date(2026, 10, 2)]
+    assert ours["money"].dtype == float and ours["money"].iloc[0] == 12.34 and np.isnan(ours["money"].iloc[1])
+    assert ours["orders"].iloc[0] == 3 and np.isnan(ours["orders"].iloc[1])
+    for c in ("customer_id", "money", "orders", "score"):
+        assert ours[c].astype(object).where(ours[c].notna(), None).tolist() == \
+            theirs[c].astype(object).where(theirs[c].notna(), None).tolist(), c
+    assert frame(con, "SELECT 1 AS x WHERE false").empty

@@ -17,6 +17,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
+from crm_platform import warehouse
 from crm_platform.features import FeatureConfig
 from crm_platform.ml import ModelConfig, labels
 from crm_platform.ml.boosting import BoostedClassifier
@@ -131,7 +132,7 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
 def scoring_frame(con, fcfg: FeatureConfig, day, events: str = "core.customer_events",
                   model=None) -> pd.DataFrame:
     """The feature snapshot of the scoring day."""
-    return con.sql(f"SELECT * FROM {snapshot(con, fcfg, day, events)}").df()
+    return warehouse.frame(con, f"SELECT * FROM {snapshot(con, fcfg, day, events)}")
 
 
 eligible = has_ordered

@@ -24,6 +24,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.pipeline import make_pipeline
 
+from crm_platform import warehouse
 from crm_platform.features import FeatureConfig, day_end
 from crm_platform.ml import ModelConfig, NotEnoughData, labels
 from crm_platform.ml.btyd import BetaGeo, GammaGamma, ParetoNBD
@@ -157,7 +158,7 @@ def _frame(con, fcfg: FeatureConfig, cutoffs, events: str, with_label: bool,
     the count models described in full (default: all; BG/NBD's feature columns always)."""
     parts, b = [], warm
     for c in cutoffs:
-        h = con.sql(history_sql(c, events)).df()
+        h = warehouse.frame(con, history_sql(c, events))
         # without a label, the customers scored are those with a history: read from the frame
         # already made, not from the history query run a second time (3 s a day at 1M customers)
         con.register("_clv_histories", h[["customer_id"]])

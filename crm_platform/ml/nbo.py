@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import make_pipeline
 
+from crm_platform import warehouse
 from crm_platform.features import FeatureConfig, day_end
 from crm_platform.ml import ModelConfig, NotEnoughData
 from crm_platform.ml.boosting import BoostedClassifier
@@ -96,11 +97,9 @@ def frame(con, fcfg: FeatureConfig, cutoff: date, horizon_days: int,
           events: str = "core.customer_events") -> pd.DataFrame:
     """Candidate rows of one cutoff joined to the customer's snapshot features."""
     cols = ", ".join(f"f.{c}" for c in CUSTOMER_FEATURES)
-    rows = con.sql(f"SELECT c.*, {cols} FROM ({candidates_sql(cutoff, horizon_days, events)}) c "
-                   f"JOIN {snapshot(con, fcfg, cutoff, events)} f USING (customer_id) "
-                   f"ORDER BY c.customer_id, c.category").df()
-    rows["cutoff"] = pd.to_datetime(rows["cutoff"]).dt.date
-    return rows
+    return warehouse.frame(con, f"SELECT c.*, {cols} FROM ({candidates_sql(cutoff, horizon_days, events)}) c "
+                                f"JOIN {snapshot(con, fcfg, cutoff, events)} f USING (customer_id) "
+                                f"ORDER BY c.customer_id, c.category")
 
 
 def columns() -> list[str]:

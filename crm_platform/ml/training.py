@@ -98,13 +98,10 @@ def snapshot(con, fcfg: FeatureConfig, day: date, events: str = "core.customer_e
 def examples(con, fcfg: FeatureConfig, cutoffs, label_sql: Callable[[date], str],
              events: str = "core.customer_events") -> pd.DataFrame:
     """Features of each cutoff's snapshot joined to that cutoff's labels, one frame."""
-    parts = [con.sql(f"SELECT l.cutoff, f.* EXCLUDE (snapshot_date), l.* EXCLUDE (customer_id, cutoff) "
-                     f"FROM {snapshot(con, fcfg, c, events)} f JOIN ({label_sql(c)}) l USING (customer_id) "
-                     f"ORDER BY f.customer_id").df() for c in cutoffs]
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    if "cutoff" in frame:
-        frame["cutoff"] = pd.to_datetime(frame["cutoff"]).dt.date
-    return frame
+    parts = [warehouse.frame(con, f"SELECT l.cutoff, f.* EXCLUDE (snapshot_date), l.* EXCLUDE (customer_id, cutoff) "
+                                  f"FROM {snapshot(con, fcfg, c, events)} f JOIN ({label_sql(c)}) l USING (customer_id) "
+                                  f"ORDER BY f.customer_id") for c in cutoffs]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def feature_columns(frame: pd.DataFrame, labels: set[str]) -> list[str]:
