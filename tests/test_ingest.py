@@ -84,6 +84,33 @@ def test_malformed_rows_are_quarantined_with_reason_and_line(home):
     assert "malformed line: TOO MANY COLUMNS" in bad[10]
 
 
+def test_a_file_without_malformed_lines_keeps_every_rows_line_and_record(home):
+    """Every line parses as CSV: rows are numbered by their place in the file, and a row a rule
+    refuses keeps its line and its delivered text."""
+    cfg = parse_sources(CONTACTS_YAML)
+    write(home / "landing/crm/orders.csv", "\n".join([
+        "id,person,at,total",
+        "o1,p1,2026-01-05 10:00:00,10.50",      # line 2 good
+        "o2,p2,2026-01-05 10:00:00,-3",         # line 3 negative
+        "o3,p3,2026-01-06 10:00:00,3",          # line 4 good
+        "o1,p1,2026-01-07 10:00:00,4",          # line 5 duplicate of line 2
+        "o5,p5,2026-01-08 10:00:00,5",          # line 6 good
+    ]) + "\n")
+    con = duckdb.connect()
+    f = load(con, cfg, "crm_orders", home).files[0]
+    assert (f.rows_read, f.rows_loaded, f.rows_quarantined) == (5, 3, 2) and f.reconciles
+    assert con.execute("SELECT order_id, _source_line FROM raw.crm_orders ORDER BY _source_line").fetchall() == \
+        [("o1", 2), ("o3", 4), ("o5", 6)]
+    bad = con.execute("SELECT source_line, reason, record FROM raw.quarantine_rows ORDER BY source_line").fetchall()
+    assert [line for line, _, _ in bad] == [3, 5]
+    assert "negative amount" in bad[0][1] and json.loads(bad[0][2])["total"] == "-3"
+    assert "first seen at line 2" in bad[1][1] and json.loads(bad[1][2])["at"] == "2026-01-07 10:00:00"
+    # nothing of the load is left behind in the connection
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name LIKE '\\_%' ESCAPE '\\'"
+                       ).fetchall()[0][0] + con.execute("SELECT count(*) FROM duckdb_views() WHERE temporary "
+                                                        "AND view_name = '_in'").fetchall()[0][0] == 0
+
+
 def test_malformed_email_and_unidentifiable_contact_are_quarantined(home):
     cfg = parse_sources(CONTACTS_YAML)
     write(home / "landing/crm/people.csv", "id,first,last,email,created\n"
