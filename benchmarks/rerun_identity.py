@@ -1,15 +1,18 @@
-"""A day's partition run twice on a large warehouse writes the same tables, row for row.
+"""A day's partition, or the core refresh, run twice on a large warehouse writes the same tables,
+row for row.
 
-    .venv/bin/python benchmarks/rerun_identity.py 1000000 [--home DIR] [--record]
+    .venv/bin/python benchmarks/rerun_identity.py 1000000 [--job refresh_core] [--home DIR] [--record]
 
 The test suite runs the refresh and a day twice on a tiny world (tests/test_recovery.py); what
 differs between two runs only at scale (sums DuckDB's threads add in no fixed order, rows a
 parallel scan returns in no fixed order) shows here. The benchmark home of the size
 (``benchmarks/_work/<N>-daily`` as ``full_chain.py --daily`` leaves it, or ``--home``) is copied
-without its landing files; ``daily_snapshots`` of its last day runs twice on the copy, and after
-each run every warehouse table is summed up by the order-independent row hash of the recovery
-tests (the columns that say when the platform did something left out). The tables that differ
-are printed, and with ``--record`` appended to benchmarks/results.md.
+(its landing files and the generator's truth linked, not copied); ``daily_snapshots`` of its last
+day (or ``refresh_core``, with no new file) runs twice on the copy. Before and after each run every
+warehouse table is summed up by the order-independent row hash of the recovery tests (the columns
+that say when the platform did something left out). The tables that differ between the two runs,
+and between the warehouse as the benchmark left it and the first run, are printed, and with
+``--record`` appended to benchmarks/results.md.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("customers", type=int)
     ap.add_argument("--home", type=Path)
+    ap.add_argument("--job", choices=("daily_snapshots", "refresh_core"), default="daily_snapshots")
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
     source = args.home or HERE / "_work" / f"{args.customers}-daily"
@@ -39,24 +43,32 @@ def main() -> None:
     home = HERE / "_work" / f"rerun_{args.customers}"
     shutil.rmtree(home, ignore_errors=True)
     shutil.copytree(source, home, ignore=shutil.ignore_patterns("landing", "deliveries", "truth"))
+    for linked in ("landing", "truth"):          # read, never written: the refresh finds its files known
+        if (source / linked).exists():
+            (home / linked).symlink_to((source / linked).resolve(), target_is_directory=True)
     import duckdb
 
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     day = con.execute("SELECT max(known_at)::DATE FROM core.customer_events").fetchall()[0][0].isoformat()
     con.close()
-    snaps, seconds = [], []
+    what = f"{args.job} {day}" if args.job == "daily_snapshots" else f"{args.job} with no new file"
+    snaps, seconds = [snapshot(home / "warehouse.duckdb")], []
     for _ in range(2):
         start = time.time()
-        run_job(home, "daily_snapshots", day)
+        run_job(home, args.job, *([day] if args.job == "daily_snapshots" else []))
         seconds.append(round(time.time() - start, 1))
         snaps.append(snapshot(home / "warehouse.duckdb"))
-    diff = differences(*snaps)
+    before, diff = differences(snaps[0], snaps[1]), differences(snaps[1], snaps[2])
     shutil.rmtree(home, ignore_errors=True)
-    lines = [f"daily_snapshots {day} run twice at {args.customers:,} customers ({seconds[0]} s, {seconds[1]} s): "
-             f"{len(snaps[0])} tables, {len(diff)} differ"] + [f"- {t}: rows, row hash {a} then {b}" for t, (a, b) in diff.items()]
+    lines = [f"{what} run twice at {args.customers:,} customers ({seconds[0]} s, {seconds[1]} s): "
+             f"{len(snaps[1])} tables, {len(diff)} differ between the two runs"] + \
+        [f"- {t}: rows, row hash {a} then {b}" for t, (a, b) in diff.items()] + \
+        [f"the first run against the warehouse as the benchmark left it: {len(before)} tables differ"] + \
+        [f"- {t}: rows, row hash {a} then {b}" for t, (a, b) in before.items()]
     print("\n".join(lines))
     if args.record:
-        append_results([*machine_header("Rerun identity", f"benchmarks/rerun_identity.py {args.customers} --record"),
+        job = "" if args.job == "daily_snapshots" else f" --job {args.job}"
+        append_results([*machine_header("Rerun identity", f"benchmarks/rerun_identity.py {args.customers}{job} --record"),
                         "", *lines])
     sys.exit(1 if diff else 0)
 

@@ -104,8 +104,8 @@ def examples(con, fcfg: FeatureConfig, cutoffs, label_sql: Callable[[date], str]
              events: str = "core.customer_events") -> pd.DataFrame:
     """Features of each cutoff's snapshot joined to that cutoff's labels, one frame."""
     parts = [warehouse.frame(con, f"SELECT l.cutoff, f.* EXCLUDE (snapshot_date), l.* EXCLUDE (customer_id, cutoff) "
-                                  f"FROM {snapshot(con, fcfg, c, events)} f JOIN ({label_sql(c)}) l USING (customer_id) "
-                                  f"ORDER BY f.customer_id") for c in cutoffs]
+                                  f"FROM {snapshot(con, fcfg, c, events)} f JOIN ({label_sql(c)}) l "
+                                  f"USING (customer_id) ORDER BY f.customer_id") for c in cutoffs]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
