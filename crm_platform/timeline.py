@@ -217,11 +217,18 @@ def _affected(con, crosswalk: str) -> int:
         UNION SELECT DISTINCT contact_key FROM core.customer_events ANTI JOIN {crosswalk} USING (contact_key)""")
     # who a session or visitor belongs to comes from its logins (WEB): a session with a new login or
     # a login of a re-resolved contact, and a visitor whose logins now name a customer more or start
-    # earlier (or name a re-resolved contact), may belong to someone else now
+    # earlier (or name a re-resolved contact), may belong to someone else now. Only the logins of
+    # visitors with a new or re-resolved login can change either: the other visitors' logins
+    # (13.5M of the 20M web events at 1M customers) are not looked at
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _logins AS
+        WITH touched AS (SELECT DISTINCT visitor_id FROM staging.web_events
+                         WHERE contact_key IS NOT NULL
+                           AND (_loaded_at > {L} OR contact_key IN (SELECT contact_key FROM _moved)))
         SELECT w.visitor_id, w.session_id, x.customer_id, w.occurred_at, w._loaded_at > {L} AS new,
                w.contact_key IN (SELECT contact_key FROM _moved) AS moved
-        FROM staging.web_events w JOIN {crosswalk} x USING (contact_key)""")
+        FROM staging.web_events w JOIN {crosswalk} x USING (contact_key)
+        WHERE w.visitor_id IN (SELECT visitor_id FROM touched) OR w._loaded_at > {L}
+           OR w.contact_key IN (SELECT contact_key FROM _moved)""")
     con.execute("CREATE OR REPLACE TEMP TABLE _web_sessions AS SELECT DISTINCT session_id FROM _logins WHERE new OR moved")
     con.execute("""CREATE OR REPLACE TEMP TABLE _web_visitors AS SELECT visitor_id FROM _logins GROUP BY 1
         HAVING bool_or(moved) OR (bool_or(new) AND (
