@@ -75,9 +75,9 @@ def test_timeline_and_report_pass_their_contracts(built):
         CustomerEvents.validate(bad, lazy=True)
 
 
-def test_anonymous_sessions_join_the_customer_from_the_login_on(built, tmp_path):
-    src, _ = built
-    path = tmp_path / "web.duckdb"
+def _web_world(src, path) -> tuple[str, str]:
+    """Attach at ``path`` (as webcase) a warehouse of the built world's crosswalk, empty staged
+    activity and no web event yet; the contact keys of two shop customers."""
     src.execute(f"ATTACH '{path}' AS webcase")
     for t in ("staging", "identity"):
         src.execute(f"CREATE SCHEMA webcase.{t}")
@@ -85,8 +85,23 @@ def test_anonymous_sessions_join_the_customer_from_the_login_on(built, tmp_path)
         src.execute(f"CREATE TABLE webcase.staging.{t} AS SELECT * FROM staging.{t} LIMIT 0")
     src.execute("CREATE TABLE webcase.identity.crosswalk AS SELECT * FROM identity.crosswalk")
     src.execute("CREATE TABLE webcase.staging.web_events AS SELECT * FROM staging.web_events LIMIT 0")
-    a, b = [r[0] for r in src.execute("SELECT contact_key FROM identity.crosswalk WHERE dataset = 'shop_customers' "
-                                      "ORDER BY customer_id LIMIT 2").fetchall()]
+    return tuple(r[0] for r in src.execute("SELECT contact_key FROM identity.crosswalk WHERE dataset = "
+                                           "'shop_customers' ORDER BY customer_id LIMIT 2").fetchall())
+
+
+def _deliver(src, rows, loaded_at=None) -> None:
+    """Stage web events (event, visitor, session, time, type, contact) in the attached webcase."""
+    for e, v, s, ts, typ, ck in rows:
+        src.execute("""INSERT INTO webcase.staging.web_events BY NAME SELECT ? AS event_id, ? AS visitor_id,
+            ? AS session_id, ?::TIMESTAMP AS occurred_at, ? AS event_type, ? AS contact_key,
+            'web' AS source_system, 'web_events' AS dataset, ?::TIMESTAMP AS _loaded_at""",
+                    [e, v, s, ts, typ, ck, loaded_at])
+
+
+def test_anonymous_sessions_join_the_customer_from_the_login_on(built, tmp_path):
+    src, _ = built
+    path = tmp_path / "web.duckdb"
+    a, b = _web_world(src, path)
     rows = [  # event, visitor, session, time, type, contact
         ("E1", "V1", "S1", "2025-01-01 10:00:00", "page_view", None),     # anonymous, before V1's login
         ("E2", "V1", "S2", "2025-01-05 09:00:00", "page_view", None),     # same session as the login ...
@@ -97,10 +112,7 @@ def test_anonymous_sessions_join_the_customer_from_the_login_on(built, tmp_path)
         ("E7", "V3", "S6", "2025-01-03 10:00:00", "login", b),
         ("E8", "V3", "S7", "2025-01-04 10:00:00", "product_view", None),
     ]
-    for e, v, s, ts, typ, ck in rows:
-        src.execute("""INSERT INTO webcase.staging.web_events BY NAME SELECT ? AS event_id, ? AS visitor_id,
-            ? AS session_id, ?::TIMESTAMP AS occurred_at, ? AS event_type, ? AS contact_key,
-            'web' AS source_system, 'web_events' AS dataset""", [e, v, s, ts, typ, ck])
+    _deliver(src, rows)
     src.execute("DETACH webcase")
     con = duckdb.connect(str(path))
     counts = timeline.build(con)
@@ -124,43 +136,27 @@ def test_a_days_logins_move_web_sessions_in_an_incremental_build_as_in_a_full_on
     rows of a full build of the same data."""
     src, _ = built
     path = tmp_path / "web.duckdb"
-    src.execute(f"ATTACH '{path}' AS webcase")
-    for t in ("staging", "identity"):
-        src.execute(f"CREATE SCHEMA webcase.{t}")
-    for t in ("contacts", "orders", "order_items", "email_events", "support_tickets", "nps_responses", "leads"):
-        src.execute(f"CREATE TABLE webcase.staging.{t} AS SELECT * FROM staging.{t} LIMIT 0")
-    src.execute("CREATE TABLE webcase.identity.crosswalk AS SELECT * FROM identity.crosswalk")
-    src.execute("CREATE TABLE webcase.staging.web_events AS SELECT * FROM staging.web_events LIMIT 0")
+    a, b = _web_world(src, path)
     # staged long ago, never rebuilt since: the timeline may build on what it made
     src.execute("CREATE TABLE webcase.staging.build_state AS SELECT unnest(?) AS entity, 'x' AS dataset, "
                 "'x' AS source_file, 1 AS version, 'x' AS query_hash, TIMESTAMP '2000-01-01' AS built_at",
                 [list(timeline.ACTIVITY_ENTITIES)])
-    a, b = [r[0] for r in src.execute("SELECT contact_key FROM identity.crosswalk WHERE dataset = 'shop_customers' "
-                                      "ORDER BY customer_id LIMIT 2").fetchall()]
-
-    def deliver(rows, loaded_at):
-        for e, v, s, ts, typ, ck in rows:
-            src.execute("""INSERT INTO webcase.staging.web_events BY NAME SELECT ? AS event_id, ? AS visitor_id,
-                ? AS session_id, ?::TIMESTAMP AS occurred_at, ? AS event_type, ? AS contact_key,
-                'web' AS source_system, 'web_events' AS dataset, ?::TIMESTAMP AS _loaded_at""",
-                        [e, v, s, ts, typ, ck, loaded_at])
-
     filler = [(f"F{i}", "V9", f"S9{i // 5}", f"2025-03-{1 + i // 5:02d} 10:{i % 5:02d}:00",
                "login" if i % 5 == 0 else "page_view", a if i % 5 == 0 else None) for i in range(60)]
-    deliver([("E1", "V1", "S1", "2025-01-01 10:00:00", "page_view", None),
-             ("E3", "V1", "S2", "2025-01-05 09:05:00", "login", a),
-             ("E9", "V4", "S8", "2025-01-01 10:00:00", "page_view", None),
-             ("E10", "V4", "S9", "2025-01-10 10:00:00", "login", a),
-             ("E11", "V5", "S10", "2025-01-10 10:00:00", "login", b),
-             ("E12", "V5", "S11", "2025-01-02 10:00:00", "page_view", None), *filler], "2026-01-01")
+    _deliver(src, [("E1", "V1", "S1", "2025-01-01 10:00:00", "page_view", None),
+                   ("E3", "V1", "S2", "2025-01-05 09:05:00", "login", a),
+                   ("E9", "V4", "S8", "2025-01-01 10:00:00", "page_view", None),
+                   ("E10", "V4", "S9", "2025-01-10 10:00:00", "login", a),
+                   ("E11", "V5", "S10", "2025-01-10 10:00:00", "login", b),
+                   ("E12", "V5", "S11", "2025-01-02 10:00:00", "page_view", None), *filler], "2026-01-01")
     src.execute("DETACH webcase")
     con = duckdb.connect(str(path))
     assert timeline.build(con, incremental=True)["mode"] == "full"
     con.close()
     src.execute(f"ATTACH '{path}' AS webcase")
-    deliver([("E13", "V4", "S12", "2025-01-12 10:00:00", "login", b),      # V4: a shared computer now
-             ("E14", "V5", "S13", "2025-01-03 10:00:00", "login", b),      # V5 logged in earlier than known
-             ("E15", "V1", "S14", "2025-02-01 08:00:00", "page_view", None)], "2026-01-02")
+    _deliver(src, [("E13", "V4", "S12", "2025-01-12 10:00:00", "login", b),      # V4: a shared computer now
+                   ("E14", "V5", "S13", "2025-01-03 10:00:00", "login", b),      # V5 logged in earlier than known
+                   ("E15", "V1", "S14", "2025-02-01 08:00:00", "page_view", None)], "2026-01-02")
     src.execute("DETACH webcase")
     shutil.copy(path, tmp_path / "full.duckdb")
     con = duckdb.connect(str(path))
