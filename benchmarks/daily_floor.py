@@ -58,9 +58,8 @@ def measure(home: Path, day: date) -> list[tuple[str, int, float]]:
             timed("churn: the model's predictions alone",
                   lambda: model.predict_proba(design(frame, card["features"]))[:, 1])
         if task is nbo:
-            timed("next_best_offer: the model's predictions alone", lambda: [
-                p for i in range(0, len(frame), nbo.PREDICT_ROWS) for p in model.predict_proba(
-                    design(frame.iloc[i:i + nbo.PREDICT_ROWS], card["features"], categorical=("category",)))[:, 1]])
+            timed("next_best_offer: the model's predictions alone",
+                  lambda: nbo.predictions(model, frame, card["features"]))
     con.close()
     return out
 

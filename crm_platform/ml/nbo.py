@@ -194,10 +194,15 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
 PREDICT_ROWS = 250_000
 
 
-def _offers(model, rows: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+def predictions(model, rows: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """The model's probability of every candidate row, ``PREDICT_ROWS`` rows at a time."""
     p = [model.predict_proba(design(rows.iloc[i:i + PREDICT_ROWS], cols, categorical=("category",)))[:, 1]
          for i in range(0, len(rows), PREDICT_ROWS)]
-    ranked = rank(rows, np.concatenate(p) if p else np.array([]))
+    return np.concatenate(p) if p else np.array([])
+
+
+def _offers(model, rows: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    ranked = rank(rows, predictions(model, rows, cols))
     return ranked[ranked["rank"] <= TOP]
 
 
