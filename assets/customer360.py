@@ -5,7 +5,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from assets.metadata import markdown_table, table_metadata, table_spec
-from crm_platform import timeline
+from crm_platform import features, settings, timeline
 
 EVENTS = dg.AssetKey(["core", "customer_events"])
 UNATTRIBUTED = dg.AssetKey(["core", "unattributed_events"])
@@ -42,8 +42,10 @@ def customer_timeline(warehouse: DuckDBResource):
         meta = {k: table_metadata(con, ".".join(k.path)) for k in (EVENTS, UNATTRIBUTED)}
         lost = dict(con.execute("SELECT reason, count(*) FROM core.unattributed_events GROUP BY 1 "
                                 "ORDER BY 2 DESC").fetchall())
+        first_day = features.record_first_day(con, settings.paths().first_day_file)
     yield dg.MaterializeResult(asset_key=EVENTS, metadata={
         **meta[EVENTS], "customers_with_events": counts["customers_with_events"],
+        "first_event_day": str(first_day) if first_day else "no events yet",
         "events_by_type": dg.MetadataValue.json(counts["by_type"]),
         "by_channel": dg.MetadataValue.md(markdown_table(counts["by_channel"], 20)),
         "events_per_customer_p10_p50_p90": dg.MetadataValue.json(counts["events_per_customer"]),

@@ -13,8 +13,10 @@ from crm_platform import features, settings
 from crm_platform.schemas import CustomerFeatures
 
 CONFIG = features.load_config(settings.features_file())
-# one start date for every daily asset (features, segments, KPIs, scores, alerts)
-PARTITIONS = dg.DailyPartitionsDefinition(start_date=CONFIG.partitions_start.isoformat())
+# one start date for every daily asset (features, segments, KPIs, scores, alerts): the first day
+# with data unless features.yaml names one
+PARTITIONS = dg.DailyPartitionsDefinition(
+    start_date=features.partitions_start(CONFIG, settings.paths().first_day_file).isoformat())
 # a backfill of a range is one run: every daily asset loops over its days in one connection
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 KEY = dg.AssetKey(["features", "customer_features"])

@@ -82,7 +82,8 @@ def match_contacts(config: MatchConfig, warehouse: DuckDBResource, identity: Ide
         **meta["match_weights"], "weights": dg.MetadataValue.md(markdown_table(weights, 60)),
         "em_sessions": dg.MetadataValue.md(markdown_table(pd.DataFrame(rep.sessions), 20, 80)),
         "prior_match_probability": float(rep.prior_match_probability), "model": rep.model,
-        "spec": str(spec.path.name if spec.path else spec.name)})
+        "spec": str(spec.path.name if spec.path else spec.name),
+        "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in rep.notes) or "the data trained every comparison")})
     yield dg.MaterializeResult(asset_key=K["pair_scores"], metadata={
         **meta["pair_scores"], "decisions": dg.MetadataValue.json(rep.decisions), "model": rep.model,
         "review_labels": dg.MetadataValue.json(rep.labels),

@@ -20,7 +20,7 @@ def build_staging_asset(entity_name: str, cfg: SourceConfig) -> dg.AssetsDefinit
 
     @dg.asset(
         key=["staging", entity_name],
-        deps=[raw_key(ds) for ds in cfg.by_entity(entity_name)],
+        deps=[raw_key(ds) for ds in staging.datasets_of(cfg, entity_name)],
         group_name="staging",
         kinds={"duckdb", "sql"},
         pool="duckdb",

@@ -49,14 +49,20 @@ def prepare_dagster_home(home: Path) -> None:
 RUN_PID, RUN_HOST = "crm_platform/pid", "crm_platform/host"
 
 
-def job_runner(raise_on_error: bool = False, log_level: str = "WARNING"):
+def job_runner(raise_on_error: bool = False, log_level: str = "WARNING", fresh: bool = False):
     """A function that runs a job of the code location in this process, recorded in DAGSTER_HOME
     when set (prepared first), in a throwaway instance otherwise. Before each run, runs this
-    machine started whose process died are released (``release_dead_runs``)."""
+    machine started whose process died are released (``release_dead_runs``). ``fresh`` loads the
+    code location again (the daily partitions start where the data does, known after the first
+    core refresh)."""
     import socket
 
     import dagster as dg
 
+    if fresh:
+        for name in [m for m in sys.modules if m.split(".")[0] in ("assets", "sensors", "resources")
+                     or m == "crm_platform.definitions"]:
+            del sys.modules[name]
     from crm_platform.definitions import defs
 
     home = os.environ.get("DAGSTER_HOME")
@@ -132,6 +138,8 @@ def materialize(raise_on_error: bool = False, history_days: int = 14):
     day = latest_data_day() if results[0].success else None
     if day is None:
         return results
+    if _partitions_moved():
+        run = job_runner(raise_on_error, fresh=True)
     results.append(run("retrain_models"))
     last = date.fromisoformat(day)
     earlier = last - timedelta(days=load_config(settings.alerts_file()).uplift_window_days + 1)
@@ -139,6 +147,15 @@ def materialize(raise_on_error: bool = False, history_days: int = 14):
     first = last - timedelta(days=max(history_days, 0))
     results.append(run("daily_snapshots", tags=range_tags(first, last)))
     return results
+
+
+def _partitions_moved() -> bool:
+    """Whether the daily partitions of the loaded code location start elsewhere than the data now
+    says (the first core refresh of a new home records the first day with data)."""
+    from assets.features import CONFIG, PARTITIONS
+    from crm_platform import features
+
+    return PARTITIONS.start.date() != features.partitions_start(CONFIG, settings.paths().first_day_file)
 
 
 def latest_data_day() -> str | None:
@@ -171,11 +188,7 @@ def summary_lines(results=()) -> list[str]:
         for ev in failed:
             lines.append(f"  check {ev.asset_key.to_user_string()}:{ev.check_name} "
                          f"{'failed' if ev in errors else 'warns'}: {ev.description}")
-    try:
-        con = warehouse.connect(p.warehouse, read_only=True)
-    except duckdb.ConnectionException:
-        # a failed step's error still holds this process's read-write handle: share it
-        con = warehouse.connect(p.warehouse)
+    con = warehouse.reader(p.warehouse)
     try:
         lines.append("staging tables:")
         for (name,) in con.execute("SELECT table_name FROM information_schema.tables WHERE "

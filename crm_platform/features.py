@@ -13,7 +13,7 @@ All set work in one DuckDB statement; configuration (windows, the engagement wei
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from crm_platform.settings import DEFAULT_FEATURES, read_config
@@ -36,7 +36,7 @@ class FeatureConfigError(ValueError):
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    partitions_start: date
+    partitions_start: date | None        # None: the first day with data (``partitions_start``)
     windows: tuple[int, ...]
     activity_window_days: int
     engagement_weights: dict[str, float]
@@ -44,13 +44,37 @@ class FeatureConfig:
 
 def load_config(path: str | Path = DEFAULT_FEATURES) -> FeatureConfig:
     cfg = read_config(path, lambda raw: FeatureConfig(
-        partitions_start=date.fromisoformat(str(raw["partitions_start"])),
+        partitions_start=None if str(raw.get("partitions_start", "auto")) == "auto"
+        else date.fromisoformat(str(raw["partitions_start"])),
         windows=tuple(int(w) for w in raw["windows"]),
         activity_window_days=int(raw["activity_window_days"]),
         engagement_weights={str(k): float(v) for k, v in raw["engagement_weights"].items()}), FeatureConfigError)
     if not cfg.windows or min(cfg.windows) < 1 or cfg.activity_window_days < 1:
         raise FeatureConfigError(f"{path}: windows and activity_window_days must be positive days")
     return cfg
+
+
+def partitions_start(cfg: FeatureConfig, first_day_file: Path) -> date:
+    """The first day of the daily partitions: the configured date, else the first day the timeline
+    holds an event for (``record_first_day``, written by each timeline build), else, before any
+    data, two years before today. Read from a small file, not the warehouse: the code location
+    loads while a run may hold the warehouse's write lock."""
+    if cfg.partitions_start is not None:
+        return cfg.partitions_start
+    try:
+        return date.fromisoformat(first_day_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return date.today() - timedelta(days=730)
+
+
+def record_first_day(con, first_day_file: Path) -> date | None:
+    """Write the timeline's first event day where ``partitions_start`` reads it; returns it."""
+    day = con.execute("SELECT min(event_at)::DATE FROM core.customer_events").fetchall()[0][0]
+    if day is not None:
+        first_day_file.parent.mkdir(parents=True, exist_ok=True)
+        if not first_day_file.exists() or first_day_file.read_text().strip() != day.isoformat():
+            first_day_file.write_text(day.isoformat() + "\n")
+    return day
 
 
 def day_end(day: date) -> str:

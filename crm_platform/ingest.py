@@ -32,9 +32,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from crm_platform import warehouse
+from crm_platform import standardize, warehouse
 from crm_platform.model import Column, entity
-from crm_platform.sources import Dataset
+from crm_platform.sources import Dataset, Derivation
 
 EMAIL_PATTERN = r"^[^@\s,;<>()\[\]]+@[^@\s,;<>()\[\]]+\.[a-zA-Z]{2,}$"
 TRUE_WORDS = ("1", "true", "t", "yes", "y", "ja", "j", "x", "opt-in", "optin", "subscribed")
@@ -60,6 +60,8 @@ class FileResult:
     rows_quarantined: int = 0
     reason: str | None = None
     quarantine_path: str | None = None
+    fields_quarantined: int = 0     # values set to NULL in loaded rows, each a row in raw.quarantine_rows
+    notes: str | None = None        # what was repaired on the way in (NUL bytes removed)
 
     @property
     def reconciles(self) -> bool:
@@ -128,7 +130,7 @@ def ingest_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, landing: Path,
             result = _quarantine_file(ds, path, rel, version, digest, quarantine, str(e))
             _record_manifest(con, ds, result, size, digest, loaded_at)
         finally:
-            for t in ("_in", "_v", "_dups", "_rejects", "_raw", "_rej_errors", "_rej_scans"):
+            for t in ("_in", "_v", "_dups", "_rejects", "_raw", "_rej_errors", "_rej_scans", "_field_issues"):
                 _drop_temp(con, t)
         report.files.append(result)
     con.execute("DROP TABLE IF EXISTS _erased")
@@ -145,12 +147,16 @@ def _drop_temp(con, name: str) -> None:
 
 def _load_file(con, ds: Dataset, path: Path, rel: str, version: int, loaded_at: datetime,
                as_of: datetime, size: int, digest: str, salt: str | None = None) -> FileResult:
+    if any(c.country_rule for c in entity(ds.entity).columns):
+        standardize.register(con)
     reader = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}[ds.format]
-    typed = reader(con, ds, path) or set()
+    notes: list[str] = []
+    typed = reader(con, ds, path, notes) or set()
     ent = entity(ds.entity)
     parsed = _parsed(ds, ent, _with_offset(con, ds, ent, typed), typed)
     con.execute(_duplicates_sql(ent, parsed))
     con.execute(_validation_sql(ds, ent, parsed), [as_of])
+    _apply_field_issues(con, ent)
     if salt is not None:
         _keep_out_erased(con, ds, salt)
     table = f"raw.{ds.key}"
@@ -161,18 +167,25 @@ def _load_file(con, ds: Dataset, path: Path, rel: str, version: int, loaded_at: 
         con.execute(
             f"INSERT INTO {table} SELECT {canon}, ?, ?, ?, ?, _source_line, ? "
             f"FROM _v WHERE _reason = '' ORDER BY _source_line", lineage)
+        # whole rows kept out (field NULL), then the values set to NULL in rows that loaded
         con.execute(
-            "INSERT INTO raw.quarantine_rows SELECT ?, ?, ?, ?, _source_line, _reason, _record, ? "
+            "INSERT INTO raw.quarantine_rows (dataset, source_system, source_file, file_version, source_line, reason, "
+            "record, quarantined_at, field) SELECT ?, ?, ?, ?, _source_line, _reason, _record, ?, _field "
             "FROM (SELECT _v._source_line, _reason, CASE WHEN _reason <> ? THEN "
-            f"       {_record_sql(ds)} END AS _record FROM _v JOIN _in USING (_source_line) WHERE _reason <> '' "
-            "      UNION ALL SELECT line, reason, record FROM _rejects) ORDER BY _source_line",
+            f"       {_record_sql(ds)} END AS _record, NULL AS _field FROM _v JOIN _in USING (_source_line) "
+            "      WHERE _reason <> '' "
+            "      UNION ALL SELECT line, reason, record, NULL FROM _rejects "
+            f"     UNION ALL SELECT f._source_line, f.x.reason, {_record_sql(ds)}, f.x.field FROM "
+            "        (SELECT _source_line, unnest(_fields) AS x FROM _v WHERE _reason = '') f "
+            "        JOIN _in USING (_source_line)) ORDER BY _source_line, _field NULLS FIRST",
             [ds.key, ds.system, rel, version, loaded_at, ERASED_REASON])
-        loaded, bad = con.execute(
-            "SELECT count(*) FILTER (WHERE _reason = ''), count(*) FILTER (WHERE _reason <> '') "
-            "FROM _v").fetchall()[0]
+        loaded, bad, fields = con.execute(
+            "SELECT count(*) FILTER (WHERE _reason = ''), count(*) FILTER (WHERE _reason <> ''), "
+            "coalesce(sum(len(_fields)) FILTER (WHERE _reason = ''), 0) FROM _v").fetchall()[0]
         rejected = con.execute("SELECT count(*) FROM _rejects").fetchall()[0][0]
         result = FileResult(rel, version, "loaded", rows_read=loaded + bad + rejected,
-                            rows_loaded=loaded, rows_quarantined=bad + rejected)
+                            rows_loaded=loaded, rows_quarantined=bad + rejected, fields_quarantined=int(fields),
+                            notes="; ".join(notes) or None)
         _record_manifest(con, ds, result, size, digest, loaded_at)
         con.execute("COMMIT")
     except Exception:
@@ -182,6 +195,22 @@ def _load_file(con, ds: Dataset, path: Path, rel: str, version: int, loaded_at: 
 
 
 ERASED_REASON = "erased person: on the erasure list (record not kept)"
+
+
+def _apply_field_issues(con, ent) -> None:
+    """Problems a reader found in single values (``_field_issues``: line, canonical column,
+    reason; the reader left the value empty): on a key or required column the row is kept out,
+    on any other the value's field is quarantined and the row loads."""
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = '_field_issues'"
+                       ).fetchall()[0][0]:
+        return
+    whole = [c.name for c in ent.columns if c.required or c.name in ent.key]
+    con.execute("""UPDATE _v SET _reason = concat_ws('; ', nullif(_v._reason, ''), i.reasons) FROM (
+        SELECT line, string_agg(reason, '; ' ORDER BY field) AS reasons FROM _field_issues
+        WHERE list_contains(?, field) GROUP BY line) i WHERE _v._source_line = i.line""", [whole])
+    con.execute("""UPDATE _v SET _fields = list_concat(_v._fields, i.items) FROM (
+        SELECT line, list({'field': field, 'reason': reason} ORDER BY field) AS items FROM _field_issues
+        WHERE NOT list_contains(?, field) GROUP BY line) i WHERE _v._source_line = i.line""", [whole])
 
 
 def _keep_out_erased(con, ds: Dataset, salt: str) -> None:
@@ -204,9 +233,11 @@ def _keep_out_erased(con, ds: Dataset, salt: str) -> None:
 def _record_manifest(con, ds: Dataset, r: FileResult, size: int, digest: str,
                      loaded_at: datetime) -> None:
     con.execute(
-        "INSERT INTO raw.ingest_manifest VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO raw.ingest_manifest (dataset, source_system, source_file, size_bytes, sha256, version, status, "
+        "rows_read, rows_loaded, rows_quarantined, reason, quarantine_path, loaded_at, fields_quarantined, notes) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [ds.key, ds.system, r.source_file, size, digest, r.version, r.status, r.rows_read,
-         r.rows_loaded, r.rows_quarantined, r.reason, r.quarantine_path, loaded_at])
+         r.rows_loaded, r.rows_quarantined, r.reason, r.quarantine_path, loaded_at, r.fields_quarantined, r.notes])
 
 
 def _quarantine_file(ds: Dataset, path: Path, rel: str, version: int, digest: str,
@@ -258,14 +289,21 @@ def _check_columns(ds: Dataset, present: list[str], all_mapped: bool = True) -> 
 
 def _csv_header(path: Path, ds: Dataset) -> list[str]:
     with path.open("r", encoding="utf-8", newline="") as fh:
-        first = fh.readline()
+        first = fh.readline().lstrip("\ufeff")        # a byte-order mark before a quoted first name
     if not first.strip():
         raise UnreadableFile("empty file: no header line")
-    header = next(csv.reader(io.StringIO(first), delimiter=ds.delimiter, quotechar=ds.quote or None))
-    return [h.strip().lstrip("\ufeff") for h in header]
+    header = [h.strip() for h in next(csv.reader(io.StringIO(first), delimiter=ds.delimiter,
+                                                 quotechar=ds.quote or None))]
+    twice = [c for c in ds.source_columns if header.count(c) > 1]
+    if twice:
+        where = ", ".join(f"{c!r} (columns {', '.join(str(i + 1) for i, h in enumerate(header) if h == c)})"
+                          for c in twice)
+        raise UnreadableFile(f"the header names a mapped column more than once: {where} - which one is meant "
+                             f"cannot be told; rename one in the export or in sources.yaml ({ds.key})")
+    return header
 
 
-def _as_utf8(path: Path, ds: Dataset) -> Path:
+def _as_utf8(path: Path, ds: Dataset, notes: list[str] | None = None) -> Path:
     """Check the declared encoding; transcode non-UTF-8 files to a UTF-8 copy for DuckDB."""
     enc = ds.encoding.replace("_", "-")
     if enc in ("utf-8", "utf8", "utf-8-sig"):
@@ -276,7 +314,7 @@ def _as_utf8(path: Path, ds: Dataset) -> Path:
                         line.decode("utf-8")
                     except UnicodeDecodeError as e:
                         raise UnreadableFile(_bad_bytes(ds, n, e)) from None
-        return path
+        return _without_nul(path, notes)
     _not_utf8(path, ds)
     out = path.with_name(f".{path.name}.utf8.tmp")
     try:
@@ -286,6 +324,26 @@ def _as_utf8(path: Path, ds: Dataset) -> Path:
     except (UnicodeDecodeError, LookupError) as e:
         out.unlink(missing_ok=True)
         raise UnreadableFile(f"cannot decode as {ds.encoding}: {e}") from None
+    return out
+
+
+# more NUL bytes than this share of a file: not text with a stray NUL but UTF-16 or binary
+MAX_NUL_SHARE = 0.01
+
+
+def _without_nul(path: Path, notes: list[str] | None) -> Path:
+    """A UTF-8 file with NUL bytes (a stray one from a legacy export) as a copy without them, the
+    count in ``notes``; the file itself when it has none."""
+    data = path.read_bytes()
+    n = data.count(b"\0")
+    if not n:
+        return path
+    if n > MAX_NUL_SHARE * len(data):
+        raise UnreadableFile(f"not valid UTF-8 text: {n:,} of its {len(data):,} bytes are NUL (UTF-16 or binary?)")
+    out = path.with_name(f".{path.name}.nonul.tmp")
+    out.write_bytes(data.replace(b"\0", b""))
+    if notes is not None:
+        notes.append(f"{n} NUL byte(s) removed")
     return out
 
 
@@ -329,8 +387,8 @@ def _not_utf8(path: Path, ds: Dataset) -> None:
                          f"load garbled): re-export it as {ds.encoding} or declare encoding utf-8 in sources.yaml")
 
 
-def _read_csv(con, ds: Dataset, path: Path) -> None:
-    readable = _as_utf8(path, ds)
+def _read_csv(con, ds: Dataset, path: Path, notes: list[str]) -> None:
+    readable = _as_utf8(path, ds, notes)
     try:
         header = _csv_header(readable, ds)
         _check_columns(ds, header)
@@ -387,7 +445,7 @@ def _read_csv(con, ds: Dataset, path: Path) -> None:
             readable.unlink(missing_ok=True)
 
 
-def _read_jsonl(con, ds: Dataset, path: Path) -> None:
+def _read_jsonl(con, ds: Dataset, path: Path, notes: list[str]) -> None:
     """JSON lines, parsed in Python for exact line numbers and clear messages on broken lines."""
     wanted = ds.source_columns
     rows: dict[str, list] = {c: [] for c in wanted}
@@ -401,6 +459,16 @@ def _read_jsonl(con, ds: Dataset, path: Path) -> None:
         data = data[len(codecs.BOM_UTF8):]
     if not data.strip():
         raise UnreadableFile("empty file: no records")
+    nul = data.count(b"\0") if enc == "utf-8" else 0
+    if nul > MAX_NUL_SHARE * len(data):
+        raise UnreadableFile(f"not valid UTF-8 text: {nul:,} of its {len(data):,} bytes are NUL (UTF-16 or binary?)")
+    if nul:
+        data = data.replace(b"\0", b"")
+    escaped_nul = 0
+    issues: list[tuple[int, str, str]] = []
+    canonical = {}
+    for canon, src in ds.columns.items():
+        canonical.setdefault(src, []).append(canon)
     chunks = data.split(b"\n")
     last = max(i for i, c in enumerate(chunks, start=1) if c.strip())
     for n, raw in enumerate(chunks, start=1):
@@ -421,8 +489,16 @@ def _read_jsonl(con, ds: Dataset, path: Path) -> None:
             continue
         for c in wanted:
             v = _json_path(obj, c)
-            rows[c].append(None if v is None else (json.dumps(v) if isinstance(v, (dict, list))
-                                                   else str(v)))
+            if isinstance(v, (dict, list, _Blocked)):
+                # an object or list where one value belongs: the value is not guessed at
+                what = v.why if isinstance(v, _Blocked) else \
+                    f"holds a JSON {'object' if isinstance(v, dict) else 'list'}, not a single value"
+                issues.extend((n, canon, f"{canon}: {c} {what}") for canon in canonical.get(c, []))
+                v = None
+            elif isinstance(v, str) and "\0" in v:
+                escaped_nul += v.count("\0")
+                v = v.replace("\0", "")
+            rows[c].append(None if v is None else str(v))
         seen_keys.update(_flat_keys(obj))
         lines.append(n)
     if not lines:
@@ -436,9 +512,14 @@ def _read_jsonl(con, ds: Dataset, path: Path) -> None:
     _empty_rejects(con)
     if rejects:
         con.executemany("INSERT INTO _rejects VALUES (?, ?, ?)", rejects)
+    if nul + escaped_nul:
+        notes.append(f"{nul + escaped_nul} NUL byte(s) removed")
+    if issues:
+        con.execute("CREATE OR REPLACE TEMP TABLE _field_issues (line BIGINT, field VARCHAR, reason VARCHAR)")
+        con.executemany("INSERT INTO _field_issues VALUES (?, ?, ?)", issues)
 
 
-def _read_parquet(con, ds: Dataset, path: Path) -> set[str]:
+def _read_parquet(con, ds: Dataset, path: Path, notes: list[str]) -> set[str]:
     """Returns the source columns the file holds as timestamps without time zone: their text is
     the one form a cast reads back, so they skip the format list."""
     p = _sq(str(path))
@@ -489,12 +570,30 @@ def _texts(ds: Dataset, ent) -> dict[str, str]:
         if col.name in ds.columns:
             src = ds.columns[col.name]
             raw = f'"{_dq(src)}"' if src in raw_cols else "NULL::VARCHAR"
+        elif col.name in ds.derived:
+            raw = _derived_sql(ds.derived[col.name])
         elif col.name in ds.constants:
             raw = f"'{_sq(ds.constants[col.name])}'"
         else:
             raw = "NULL::VARCHAR"
         out[col.name] = f"nullif(trim({raw}), '')"
     return out
+
+
+def _derived_sql(d: Derivation) -> str:
+    """The text of a derived column (``sources.Derivation``) over _in."""
+    cell = lambda c: f"""nullif(trim("{_dq(c)}"), '')"""  # noqa: E731
+    if d.kind == "map":
+        cases = " ".join(f"WHEN '{_sq(k)}' THEN '{_sq(v)}'" for k, v in d.mapping)
+        return f"CASE {cell(d.sources[0])} {cases} ELSE {cell(d.sources[0])} END"
+    if d.kind == "part":
+        return standardize.name_part_sql(cell(d.sources[0]), d.part)
+    # a template: its parts filled in, white space of the empty ones folded; empty if all are
+    pieces = re.split(r"\{([^{}]+)\}", d.template)
+    sql = " || ".join(f"coalesce({cell(p.strip())}, '')" if i % 2 else f"'{_sq(p)}'"
+                      for i, p in enumerate(pieces) if p or i % 2)
+    filled = " OR ".join(f"{cell(c)} IS NOT NULL" for c in d.sources)
+    return f"CASE WHEN {filled} THEN regexp_replace(trim({sql}), '\\s+', ' ', 'g') END"
 
 
 def _parsed(ds: Dataset, ent, with_offset: set[str] = frozenset(), typed: set[str] = frozenset()) -> dict[str, str]:
@@ -518,19 +617,27 @@ def _duplicates_sql(ent, parsed: dict[str, str]) -> str:
 
 
 def _validation_sql(ds: Dataset, ent, parsed: dict[str, str]) -> str:
-    """SQL creating _v: the parsed canonical columns (``_parsed``), the line and the reasons a row
-    is bad.
+    """SQL creating _v: the parsed canonical columns (``_parsed``), the line, the reasons a row is
+    kept out (``_reason``) and the values set to NULL (``_fields``: field and reason).
 
-    Only what is loaded is kept; the raw text of a bad row is read back from _in when it is
+    A broken rule on a key or required column keeps the whole row out: the record cannot exist
+    without it. Any other broken rule - a birth date in 1850, a malformed e-mail or phone, a
+    postcode not of its country, a code outside its set - sets that value to NULL, and the row
+    loads. Only what is loaded is kept; the raw text of a bad row is read back from _in when it is
     quarantined. Duplicate keys come from _dups (``_duplicates_sql``)."""
     texts, reasons, text_of = [], [], _texts(ds, ent)
+    checked, fields = [], []
     for col in ent.columns:
         texts.append(f"{text_of[col.name]} AS _t_{col.name}")
-        reasons.extend(_row_rules(col))
-    if ent.any_of:
-        present = [c for c in ent.any_of]
-        reasons.append(f"CASE WHEN coalesce({', '.join(present)}) IS NULL THEN "
-                       f"'no identifying field: all of {', '.join(present)} are empty' END")
+        rules = _row_rules(col, ds)
+        if col.required or col.name in ent.key or not rules:
+            reasons.extend(rules)
+            checked.append(col.name)
+        else:
+            checked.append(f"CASE WHEN _f_{col.name} = '' THEN {col.name} END AS {col.name}")
+            fields.append(f"concat_ws('; ', {', '.join(rules)}) AS _f_{col.name}")
+    field_list = "[" + ", ".join(f"{{'field': '{c.name}', 'reason': _f_{c.name}}}" for c in ent.columns
+                                 if f"AS _f_{c.name}" in " ".join(fields)) + "]"
     keys = ", ".join(ent.key)
     reasons.append(
         f"CASE WHEN _first_line IS NOT NULL AND _first_line <> _source_line THEN "
@@ -539,9 +646,13 @@ def _validation_sql(ds: Dataset, ent, parsed: dict[str, str]) -> str:
         CREATE OR REPLACE TEMP TABLE _v AS
         WITH parsed AS (
             SELECT _source_line, {', '.join(f"{e} AS {n}" for n, e in parsed.items())}, {', '.join(texts)} FROM _in
+        ), judged AS (
+            SELECT *{''.join(', ' + f for f in fields)}, concat_ws('; ', {', '.join(reasons)}) AS _reason
+            FROM parsed LEFT JOIN _dups USING ({keys}), (SELECT ?::TIMESTAMP AS _as_of)
         )
-        SELECT {', '.join(ent.column_names)}, _source_line, concat_ws('; ', {', '.join(reasons)}) AS _reason
-        FROM parsed LEFT JOIN _dups USING ({keys}), (SELECT ?::TIMESTAMP AS _as_of)
+        SELECT {', '.join(checked)}, _source_line, _reason,
+               {'list_filter(' + field_list + ", lambda x: x.reason <> '')" if fields else "[]::STRUCT(field VARCHAR, reason VARCHAR)[]"} AS _fields
+        FROM judged
     """
 
 
@@ -584,7 +695,7 @@ def _parse_expr(col: Column, text: str, ds: Dataset, offset_first: bool = False,
     raise ValueError(col.type)
 
 
-def _row_rules(col: Column) -> list[str]:
+def _row_rules(col: Column, ds: Dataset | None = None) -> list[str]:
     n, t = col.name, f"_t_{col.name}"
     # a reason names the bad value, unless it is personal data (the record column keeps it for repair)
     shown = "'(value hidden: personal data)'" if col.pii else f"'''' || left({t}, 60) || ''''"
@@ -603,11 +714,20 @@ def _row_rules(col: Column) -> list[str]:
         rules.append(f"CASE WHEN {n} < {col.min} THEN '{n}: ' || {n} || ' is below {col.min:g}' END")
     if col.max is not None:
         rules.append(f"CASE WHEN {n} > {col.max} THEN '{n}: ' || {n} || ' is above {col.max:g}' END")
+    value = shown if col.pii else f"{n}"
     if col.type in ("date", "timestamp"):
-        rules.append(f"CASE WHEN {n} < DATE '{EARLIEST}' THEN '{n}: ' || {n} || ' is before {EARLIEST}' END")
+        rules.append(f"CASE WHEN {n} < DATE '{EARLIEST}' THEN '{n}: ' || {value} || ' is before {EARLIEST}' END")
     if col.not_future:
         limit = f"_as_of + {FUTURE_TOLERANCE}" if col.type == "timestamp" else "_as_of::DATE"
-        rules.append(f"CASE WHEN {n} > {limit} THEN '{n}: ' || {n} || ' is in the future' END")
+        rules.append(f"CASE WHEN {n} > {limit} THEN '{n}: ' || {value} || ' is in the future' END")
+    if col.country_rule and ds is not None:
+        country = f"std_country(_t_country, '{_sq(ds.default_country)}')"
+        test = {"phone": f"std_phone({t}, {country}) IS NULL", "postcode": f"std_postcode({t}, {country}) IS NULL",
+                "country": f"std_country({t}, '') = ''"}[col.country_rule]
+        what = {"phone": "is not a phone number of ", "postcode": "is not a postcode of ",
+                "country": "is not a country"}[col.country_rule]
+        where = f" || {country}" if col.country_rule != "country" else ""
+        rules.append(f"CASE WHEN {t} IS NOT NULL AND {test} THEN '{n}: ' || {shown} || ' {what}'{where} END")
     if col.allowed:
         vals = ", ".join(f"'{v}'" for v in col.allowed)
         rules.append(f"CASE WHEN {n} IS NOT NULL AND lower({n}) NOT IN ({vals}) THEN "
@@ -619,10 +739,23 @@ def _fmt_list(fmts: list[str]) -> str:
     return "[" + ", ".join(f"'{_sq(f)}'" for f in dict.fromkeys(fmts)) + "]"
 
 
+@dataclass(frozen=True)
+class _Blocked:
+    """A dotted JSON path that runs into a list or a single value before its last part."""
+    why: str
+
+
 def _json_path(obj: dict, dotted: str):
-    cur = obj
-    for part in dotted.split("."):
-        if not isinstance(cur, dict) or part not in cur:
+    """The value at a dotted path; None when a part is missing or null, ``_Blocked`` when the
+    record holds something else than an object on the way (``satisfaction_rating: [..]``)."""
+    cur, parts = obj, dotted.split(".")
+    for i, part in enumerate(parts):
+        if cur is None:
+            return None
+        if not isinstance(cur, dict):
+            kind = "a list" if isinstance(cur, list) else "a single value"
+            return _Blocked(f"cannot be read: {'.'.join(parts[:i])} holds {kind}, not an object")
+        if part not in cur:
             return None
         cur = cur[part]
     return cur

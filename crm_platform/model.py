@@ -26,6 +26,8 @@ class Column:
     allowed: tuple[str, ...] | None = None
     pii: bool = False
     doc: str = ""
+    # a rule of the record's country, checked at load: "phone", "postcode" or "country"
+    country_rule: str | None = None
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
@@ -39,8 +41,6 @@ class Entity:
     columns: tuple[Column, ...]
     # Natural key within one source system: duplicates of it inside one file are quarantined.
     key: tuple[str, ...]
-    # At least one of these must be present (a record nobody could ever identify is quarantined).
-    any_of: tuple[str, ...] = ()
     # Column holding the record id of the person in a contact dataset (the event's owner).
     contact_ref: str | None = None
     extra: dict = field(default_factory=dict)
@@ -67,18 +67,19 @@ ENTITIES: dict[str, Entity] = {
             "requester, sales lead contact, survey respondent.",
             (
                 C("source_record_id", required=True, doc="the record's id in its system"),
-                C("record_kind", doc="customer, subscriber, requester, lead_contact, respondent"),
+                C("record_kind", allowed=("customer", "subscriber", "requester", "lead_contact", "respondent",
+                                          "contact")),
                 C("salutation", pii=True),
                 C("first_name", pii=True),
                 C("last_name", pii=True),
                 C("full_name", pii=True, doc="used when a system keeps one name field"),
                 C("email", "email", pii=True),
-                C("phone", pii=True),
+                C("phone", pii=True, country_rule="phone"),
                 C("company", doc="employer for B2B contacts"),
                 C("street", pii=True, doc="street and house number"),
-                C("postcode", pii=True),
+                C("postcode", pii=True, country_rule="postcode"),
                 C("city", pii=True),
-                C("country"),
+                C("country", country_rule="country", doc="ISO code or name; the dataset's `country` when empty"),
                 C("birth_date", "date", pii=True, not_future=True),
                 C("shop_customer_no", doc="shop customer number carried by another system"),
                 C("created_at", "timestamp", not_future=True),
@@ -86,8 +87,9 @@ ENTITIES: dict[str, Entity] = {
                 C("consent_email", "bool"),
                 C("consent_phone", "bool"),
             ),
+            # the system's own id identifies a record: one without e-mail, phone or name is a customer
+            # all the same (a shop's customer number), who matches nobody else
             key=("source_record_id",),
-            any_of=("email", "phone", "last_name", "full_name"),
             contact_ref="source_record_id",
         ),
         Entity(
@@ -243,7 +245,6 @@ def markdown() -> str:
     for e in ENTITIES.values():
         out += [f"### `staging.{e.name}`", "", e.doc, "",
                 f"Natural key per system: `{', '.join(e.key)}`."
-                + (f" At least one of `{', '.join(e.any_of)}` must be present." if e.any_of else "")
                 + (f" Owner: `{e.contact_ref}` → `contact_key`." if e.contact_ref and e.name != "contacts" else ""),
                 "", "| column | type | rules | PII | notes |", "|---|---|---|---|---|"]
         for c in e.columns:
@@ -255,6 +256,10 @@ def markdown() -> str:
                 rules.append(f"≤ {c.max:g}")
             if c.allowed:
                 rules.append("one of " + "/".join(c.allowed))
+            if c.country_rule:
+                rules.append({"phone": "a phone number of the record's country",
+                              "postcode": "a postcode of the record's country",
+                              "country": "a country"}[c.country_rule])
             out.append(f"| `{c.name}` | {c.type} | {', '.join(rules)} | {'yes' if c.pii else ''} | {c.doc} |")
         out.append("")
     return "\n".join(out)

@@ -14,6 +14,7 @@ from pandera.typing import Series
 
 from crm_platform.identity.engine import DECISIONS
 from crm_platform.regex_check import all_text
+from crm_platform.standardize import postcode_valid
 from crm_platform.attribution import RULES as ATTRIBUTION_RULES
 from crm_platform.kpis import KPIS
 from crm_platform.segments import ACTIVE, RFM_SEGMENTS, STAGES
@@ -71,19 +72,16 @@ class Contacts(_Lineage):
     email_std: Series[Text] = pa.Field(nullable=True, str_matches=EMAIL)
     phone_e164: Series[Text] = pa.Field(nullable=True, str_matches=E164)
     street_std: Series[Text] = pa.Field(nullable=True)
-    postcode: Series[Text] = pa.Field(nullable=True, str_matches=r"^\d{4,10}$")
+    postcode: Series[Text] = pa.Field(nullable=True)
     country: Series[Text] = pa.Field(str_matches=r"^[A-Z]{2}$")
     birth_date: Series[pd.Timestamp] = pa.Field(nullable=True, ge=pd.Timestamp("1900-01-01"))
     created_at: Series[pd.Timestamp] = pa.Field(nullable=True)
     consent_email: Series[pd.BooleanDtype] = pa.Field(nullable=True)
 
-    @pa.dataframe_check(error="a record without e-mail, phone or name cannot be identified")
-    def identifiable(cls, df: pd.DataFrame) -> Series[bool]:
-        return df["email_std"].notna() | df["phone_e164"].notna() | df["last_name_std"].notna()
-
-    @pa.dataframe_check(error="German postcodes have five digits")
-    def german_postcode(cls, df: pd.DataFrame) -> Series[bool]:
-        return (df["country"] != "DE") | df["postcode"].isna() | (df["postcode"].str.len() == 5)
+    @pa.dataframe_check(error="a postcode in its country's form (DE 01067, GB SW1A 1AA, NL 1234 AB)")
+    def postcode_fits_country(cls, df: pd.DataFrame) -> Series[bool]:
+        pairs = zip(df["postcode"].tolist(), df["country"].tolist())
+        return pd.Series([postcode_valid(p, c) for p, c in pairs], index=df.index, dtype=bool)
 
     class Config:
         unique = ["contact_key"]
@@ -372,10 +370,6 @@ class Customers(pa.DataFrameModel):
     consent_email: Series[pd.BooleanDtype] = pa.Field(nullable=True)
     source_records: Series[int] = pa.Field(ge=1)
 
-    @pa.dataframe_check(error="a golden record without e-mail, phone or name cannot be contacted")
-    def reachable(cls, df: pd.DataFrame) -> Series[bool]:
-        return df["email"].notna() | df["phone"].notna() | df["last_name"].notna()
-
     class Config:
         coerce = True
         strict = False
@@ -442,7 +436,7 @@ class CustomerEvents(pa.DataFrameModel):
     event_at: Series[pd.Timestamp]
     known_at: Series[pd.Timestamp]
     event_type: Series[Text] = pa.Field(isin=list(EVENT_TYPES))
-    channel: Series[Text]
+    channel: Series[Text] = pa.Field(nullable=True)     # an order log may not say where it was placed
     # order totals, returned amounts, NPS and satisfaction scores, expected lead values
     value: Series[float] = pa.Field(nullable=True, ge=0)
     discount: Series[float] = pa.Field(nullable=True, ge=0)
@@ -731,8 +725,18 @@ IDENTITY_SCHEMAS: dict[tuple[str, str], type[pa.DataFrameModel]] = {
     ("core", "customer_field_provenance"): CustomerFieldProvenance,
     ("identity", "resolution_quality"): ResolutionQuality,
 }
-# Tables that may rightly be empty: nothing uncertain to review, no id changed this run.
-MAY_BE_EMPTY = {("identity", "review_queue"), ("identity", "id_changes"), ("core", "unattributed_events")}
+# Tables that may rightly be empty, and why: nothing uncertain to review, no id changed this run,
+# no two records sharing a blocking key (a single system without duplicates, records known by
+# their system's id alone), no golden field with a value.
+MAY_BE_EMPTY = {
+    ("identity", "review_queue"): "no uncertain pair to review",
+    ("identity", "id_changes"): "no customer id changed this run",
+    ("core", "unattributed_events"): "every activity row has its customer",
+    ("identity", "candidate_pairs"): "no two contact records share a blocking key",
+    ("identity", "pair_scores"): "no candidate pair to score",
+    ("identity", "links"): "no pair scored as a link",
+    ("core", "customer_field_provenance"): "no golden record has a field beyond its id",
+}
 IDENTITY_BLOCKING = {("identity", "crosswalk"), ("core", "customers")}
 
 

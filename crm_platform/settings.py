@@ -84,6 +84,11 @@ class Paths:
         return self.salt_file.read_text().strip()
 
     @property
+    def first_day_file(self) -> Path:
+        """The first day the timeline holds an event for: where the daily partitions start."""
+        return self.home / "state" / "first_event_day"
+
+    @property
     def review(self) -> Path:
         """Review queue exports and the reviewers' decisions file."""
         return self.home / "review"
@@ -132,11 +137,16 @@ DUCKDB_MEMORY_CAP = 6 * 1024**3
 
 def duckdb_config() -> dict[str, str]:
     """The settings every warehouse connection opens with: ``CRM_PLATFORM_DUCKDB_MEMORY`` (a
-    DuckDB size such as ``4GB``) or 6 GiB, at most 80 % of the machine's memory."""
+    DuckDB size such as ``4GB``) or 6 GiB, at most 80 % of the machine's memory. The same for the
+    Dagster resource and the platform's own connections (the resource would add a user agent of its
+    own otherwise): DuckDB shares one open database within a process only between connections of
+    equal settings."""
     if "CRM_PLATFORM_DUCKDB_MEMORY" in os.environ:
-        return {"memory_limit": os.environ["CRM_PLATFORM_DUCKDB_MEMORY"]}
-    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"memory_limit": f"{min(DUCKDB_MEMORY_CAP, int(physical * 0.8)) // 1024**2}MiB"}
+        memory = os.environ["CRM_PLATFORM_DUCKDB_MEMORY"]
+    else:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        memory = f"{min(DUCKDB_MEMORY_CAP, int(physical * 0.8)) // 1024**2}MiB"
+    return {"memory_limit": memory, "custom_user_agent": "crm_platform"}
 
 
 def read_config(path: str | Path, build: Callable[[dict], T], error: type[Exception], section: str | None = None) -> T:

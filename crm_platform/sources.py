@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from crm_platform.model import entity
+from crm_platform.standardize import country_std
 
 FORMATS = {"csv", "jsonl", "parquet"}
 DEFAULT_TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S",
@@ -27,6 +28,49 @@ class SourceConfigError(ValueError):
     """The source declaration is not usable; the message says where and why."""
 
 
+_TEMPLATE_PART = re.compile(r"\{([^{}]+)\}")
+NAME_PARTS = ("first", "last")
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """A canonical column made from the system's columns: a ``template`` over several
+    (``"{Strasse} {Hausnr}"``), a value ``map`` of one (``{A: completed, S: cancelled}``; other
+    values pass as delivered, for the entity's rules to judge), or one ``part`` (first, last) of a
+    full name in one column."""
+    kind: str                                  # template | map | part
+    sources: tuple[str, ...]
+    template: str = ""
+    mapping: tuple[tuple[str, str], ...] = ()
+    part: str = ""
+
+
+def parse_derivation(where: str, canon: str, value) -> Derivation | None:
+    """A mapping value as a derivation; None for a plain column name."""
+    if isinstance(value, str):
+        names = _TEMPLATE_PART.findall(value)
+        if "{}" in value or any(not n.strip() for n in names):
+            raise _fail(where, f"column {canon!r}: an empty {{}} in template {value!r} names no column")
+        if "{" in _TEMPLATE_PART.sub("", value) or "}" in _TEMPLATE_PART.sub("", value):
+            raise _fail(where, f"column {canon!r}: unbalanced braces in template {value!r}")
+        if not names:
+            return None
+        return Derivation("template", tuple(dict.fromkeys(n.strip() for n in names)), template=value)
+    if not isinstance(value, dict) or not isinstance(value.get("column"), str) or not value["column"]:
+        raise _fail(where, f"column {canon!r}: expected a column name, a template such as \"{{street}} {{no}}\", "
+                           "or {column: ..., map: {...}} / {column: ..., part: first|last}")
+    extra = set(value) - {"column", "map", "part"}
+    if extra or ("map" in value) == ("part" in value):
+        raise _fail(where, f"column {canon!r}: give either map or part with column (not {sorted(set(value) - {'column'})})")
+    if "map" in value:
+        if not isinstance(value["map"], dict) or not value["map"]:
+            raise _fail(where, f"column {canon!r}: map must be a mapping of delivered values to canonical ones")
+        return Derivation("map", (value["column"],), mapping=tuple((str(k), str(v)) for k, v in value["map"].items()))
+    if value["part"] not in NAME_PARTS:
+        raise _fail(where, f"column {canon!r}: part must be one of {', '.join(NAME_PARTS)}, not {value['part']!r}")
+    return Derivation("part", (value["column"],), part=value["part"])
+
+
 @dataclass(frozen=True)
 class Dataset:
     system: str
@@ -36,6 +80,7 @@ class Dataset:
     format: str
     columns: dict[str, str]
     constants: dict[str, str] = field(default_factory=dict)
+    derived: dict[str, Derivation] = field(default_factory=dict)
     delimiter: str = ","
     quote: str = '"'
     encoding: str = "utf-8"
@@ -56,13 +101,14 @@ class Dataset:
     @property
     def source_columns(self) -> list[str]:
         """The system's own column names this dataset needs from each file."""
-        return sorted(set(self.columns.values()))
+        return sorted(set(self.columns.values()) | {c for d in self.derived.values() for c in d.sources})
 
     @property
     def required_source_columns(self) -> list[str]:
         """Source columns mapped to required canonical columns: a file without them is unreadable."""
         ent = entity(self.entity)
-        return sorted({src for canon, src in self.columns.items() if ent.column(canon).required})
+        return sorted({src for canon, src in self.columns.items() if ent.column(canon).required}
+                      | {c for canon, d in self.derived.items() if ent.column(canon).required for c in d.sources})
 
 
 @dataclass(frozen=True)
@@ -73,6 +119,24 @@ class SourceConfig:
 
     def by_entity(self, entity_name: str) -> list[Dataset]:
         return [d for d in self.datasets if d.entity == entity_name]
+
+    def implying_contacts(self) -> list[Dataset]:
+        """Event datasets whose contact system declares no contact dataset: the ids they carry
+        (a shop's customer number in a plain order log) are that system's contact records."""
+        with_contacts = {d.system for d in self.by_entity("contacts")}
+        return [d for d in self.datasets if d.entity != "contacts" and entity(d.entity).contact_ref
+                and d.contact_system not in with_contacts]
+
+    def declares(self, entity_name: str) -> bool:
+        """Whether any source delivers ``entity_name`` (contacts also through the ids of
+        ``implying_contacts``); an entity nobody declares is absent, not a failure."""
+        return bool(self.by_entity(entity_name) or (entity_name == "contacts" and self.implying_contacts()))
+
+    def absent(self) -> list[str]:
+        """The canonical entities no source declares."""
+        from crm_platform.model import ENTITIES
+
+        return [name for name in ENTITIES if not self.declares(name)]
 
     def dataset(self, key: str) -> Dataset:
         for d in self.datasets:
@@ -131,6 +195,8 @@ def _parse_dataset(system, name, ddef, defaults, sdef, rank, where) -> Dataset:
     if not ddef.get("path"):
         raise _fail(where, "needs a 'path' glob relative to the landing folder")
     columns = ddef.get("columns") or {}
+    if not isinstance(columns, dict):
+        raise _fail(where, "columns must be a mapping of canonical names to the system's columns")
     constants = {k: str(v) for k, v in (ddef.get("constants") or {}).items()}
     known = set(ent.column_names)
     for canon in list(columns) + list(constants):
@@ -140,6 +206,10 @@ def _parse_dataset(system, name, ddef, defaults, sdef, rank, where) -> Dataset:
     for col in ent.columns:
         if col.required and col.name not in columns and col.name not in constants:
             raise _fail(where, f"required column {col.name!r} of {ent.name} is not mapped")
+    derived = {canon: d for canon, v in columns.items() if (d := parse_derivation(where, canon, v)) is not None}
+    if ent.key and any(k in derived and derived[k].kind == "part" for k in ent.key):
+        raise _fail(where, "a key column cannot be a part of a name")
+    columns = {k: v for k, v in columns.items() if k not in derived}
     opts = {**(defaults.get("options") or {}), **(sdef.get("options") or {}),
             **(ddef.get("options") or {})}
 
@@ -149,16 +219,19 @@ def _parse_dataset(system, name, ddef, defaults, sdef, rank, where) -> Dataset:
     delimiter = str(opts.get("delimiter", ","))
     if len(delimiter) != 1:
         raise _fail(where, "delimiter must be one character")
+    country = str(pick("country", "DE")).strip().upper()
+    if country_std(country, "") != country:
+        raise _fail(where, f"country {country!r} is not an ISO 3166 country code (DE, AT, CH, GB, US, FR, NL, AU, ...)")
     return Dataset(
         system=system, name=name, entity=ent.name, path=str(ddef["path"]), format=fmt,
-        columns={k: str(v) for k, v in columns.items()}, constants=constants,
+        columns={k: str(v) for k, v in columns.items()}, constants=constants, derived=derived,
         delimiter=delimiter, quote=str(opts.get("quote", '"')),
         encoding=str(opts.get("encoding", "utf-8")).lower(),
         timestamp_formats=tuple(pick("timestamp_formats", ())) + DEFAULT_TIMESTAMP_FORMATS,
         date_formats=tuple(pick("date_formats", ())) + DEFAULT_DATE_FORMATS,
         decimal_comma=bool(pick("decimal_comma", False)),
         timezone=str(pick("timezone", "Europe/Berlin")),
-        default_country=str(pick("country", "DE")),
+        default_country=country,
         contact_system=str(ddef.get("contact_system", system)),
         trust_rank=rank, description=str(ddef.get("description", sdef.get("description", ""))),
     )

@@ -56,9 +56,36 @@ def generation(con: duckdb.DuckDBPyConnection, entity_name: str) -> str:
 def _latest_rows(ds: Dataset) -> str:
     """Rows of a raw table from the file versions this build reads."""
     return f"""
-        SELECT r.*, {ds.trust_rank} AS trust_rank, '{ds.contact_system}' AS contact_system
+        SELECT r.*, {ds.trust_rank} AS trust_rank, '{ds.contact_system}' AS contact_system,
+               '{ds.default_country}' AS default_country
         FROM raw.{ds.key} r
         JOIN {FILES} m ON m.dataset = '{ds.key}' AND r._source_file = m.source_file AND r._file_version = m.version"""
+
+
+# the record kind of a contact known only from the events that carry its id
+IMPLIED_KIND = {"orders": "customer", "web_events": "customer", "email_events": "subscriber",
+                "support_tickets": "requester", "nps_responses": "respondent", "leads": "lead_contact"}
+
+
+def _implied_contacts(cfg: SourceConfig, ds: Dataset) -> str:
+    """The contact records a dataset's event rows imply (``SourceConfig.implying_contacts``): one
+    row per event with the id it carries and nothing else known; staging keeps the newest per id."""
+    ref = entity(ds.entity).contact_ref
+    known = {"source_record_id": f"r.{ref}", "record_kind": f"'{IMPLIED_KIND[ds.entity]}'"}
+    cols = ", ".join(f"{known.get(c.name, f'NULL::{warehouse.SQL_TYPES[c.type]}')} AS {c.name}"
+                     for c in entity("contacts").columns)
+    return f"""
+        SELECT {cols}, '{ds.contact_system}' AS _source_system, r._dataset, r._source_file, r._file_version,
+               r._source_line, r._loaded_at, {cfg.trust_ranks[ds.contact_system]} AS trust_rank,
+               '{ds.contact_system}' AS contact_system, '{ds.default_country}' AS default_country
+        FROM raw.{ds.key} r
+        JOIN {FILES} m ON m.dataset = '{ds.key}' AND r._source_file = m.source_file AND r._file_version = m.version
+        WHERE r.{ref} IS NOT NULL"""
+
+
+def datasets_of(cfg: SourceConfig, entity_name: str) -> list[Dataset]:
+    """The datasets a staging table is built from: for contacts also the events implying them."""
+    return cfg.by_entity(entity_name) + (cfg.implying_contacts() if entity_name == "contacts" else [])
 
 
 def _union(con, cfg: SourceConfig, entity_name: str) -> str:
@@ -66,12 +93,16 @@ def _union(con, cfg: SourceConfig, entity_name: str) -> str:
     for ds in cfg.by_entity(entity_name):
         warehouse.ensure_raw_table(con, ds)
         parts.append(_latest_rows(ds))
+    if entity_name == "contacts":
+        for ds in cfg.implying_contacts():
+            warehouse.ensure_raw_table(con, ds)
+            parts.append(_implied_contacts(cfg, ds))
     if not parts:
         cols = ", ".join(f"NULL::{warehouse.SQL_TYPES[c.type]} AS {c.name}" for c in entity(entity_name).columns)
         return (f"SELECT {cols}, NULL::VARCHAR AS _source_system, NULL::VARCHAR AS _dataset, "
                 "NULL::VARCHAR AS _source_file, NULL::INTEGER AS _file_version, NULL::BIGINT AS "
                 "_source_line, NULL::TIMESTAMP AS _loaded_at, NULL::INTEGER AS trust_rank, "
-                "NULL::VARCHAR AS contact_system WHERE false")
+                "NULL::VARCHAR AS contact_system, NULL::VARCHAR AS default_country WHERE false")
     return "\nUNION ALL BY NAME\n".join(parts)
 
 
@@ -95,18 +126,16 @@ CONTACTS_SQL = """
 WITH src AS ({newest}),
 named AS (
     SELECT *,
-        coalesce(first_name, CASE WHEN contains(full_name, ',') THEN trim(split_part(full_name, ',', 2))
-                                  ELSE nullif(regexp_replace(trim(full_name), '\\s*\\S+$', ''), '') END) AS first_raw,
-        coalesce(last_name, CASE WHEN contains(full_name, ',') THEN trim(split_part(full_name, ',', 1))
-                                 ELSE regexp_extract(trim(full_name), '(\\S+)$') END) AS last_raw,
-        std_country(country, 'DE') AS country_iso
+        coalesce(first_name, {first_of_full}) AS first_raw,
+        coalesce(last_name, {last_of_full}) AS last_raw,
+        std_country(country, default_country) AS country_iso
     FROM src
 )
 SELECT
     _source_system || ':' || source_record_id AS contact_key,
     _source_system AS source_system,
     _dataset AS dataset,
-    coalesce(record_kind, 'contact') AS record_kind,
+    coalesce(lower(record_kind), 'contact') AS record_kind,
     source_record_id,
     trust_rank,
     std_display(salutation) AS salutation,
@@ -144,7 +173,8 @@ ORDER BY contact_key
 def contacts_sql(con: duckdb.DuckDBPyConnection, cfg: SourceConfig) -> str:
     standardize.register(con)
     return CONTACTS_SQL.format(newest=_newest(_union(con, cfg, "contacts"), entity("contacts").key),
-                               lineage=LINEAGE)
+                               lineage=LINEAGE, first_of_full=standardize.name_part_sql("full_name", "first"),
+                               last_of_full=standardize.name_part_sql("full_name", "last"))
 
 
 def events_sql(con: duckdb.DuckDBPyConnection, cfg: SourceConfig, entity_name: str) -> str:
@@ -191,7 +221,7 @@ def _why_full(con, table: str, entity_name: str, fingerprint: str) -> str | None
 
 def _materialize(con, cfg: SourceConfig, entity_name: str, sql: str) -> StagingReport:
     table = f"staging.{entity_name}"
-    keys = [ds.key for ds in cfg.by_entity(entity_name)] or [""]
+    keys = [ds.key for ds in datasets_of(cfg, entity_name)] or [""]
     fingerprint = query_fingerprint(sql)
     _latest_files(con, keys)
     reason = _why_full(con, table, entity_name, fingerprint)
@@ -216,14 +246,16 @@ def _materialize(con, cfg: SourceConfig, entity_name: str, sql: str) -> StagingR
         con.execute(f"DROP TABLE IF EXISTS {FILES}")
     by_system = dict(con.execute(
         f"SELECT source_system, count(*) FROM {table} GROUP BY 1 ORDER BY 1").fetchall())
-    # Rows offered = rows loaded from the newest version of every file, as the manifest counted them.
-    offered = con.execute(
-        "SELECT coalesce(sum(rows_loaded), 0) FROM raw.ingest_manifest m WHERE dataset IN "
-        f"({', '.join('?' for _ in keys)}) AND status = 'loaded' AND version = (SELECT max(version) "
-        "FROM raw.ingest_manifest l WHERE l.dataset = m.dataset AND l.source_file = m.source_file "
-        "AND l.status = 'loaded')", keys).fetchall()[0][0]
+    # Rows offered = rows loaded from the newest version of every file of the entity's own datasets
+    # (not of the events implying contacts), as the manifest counted them.
+    own = [ds.key for ds in cfg.by_entity(entity_name)] or [""]
+    offered, own_rows = con.execute(
+        "SELECT coalesce(sum(rows_loaded), 0), (SELECT count(*) FROM " + table + " WHERE list_contains($own, dataset)) "
+        "FROM raw.ingest_manifest m WHERE list_contains($own, dataset) AND status = 'loaded' AND version = "
+        "(SELECT max(version) FROM raw.ingest_manifest l WHERE l.dataset = m.dataset AND "
+        "l.source_file = m.source_file AND l.status = 'loaded')", {"own": own}).fetchall()[0]
     rows = sum(by_system.values())
-    return StagingReport(table, rows, by_system, offered - rows, "full" if reason else "incremental",
+    return StagingReport(table, rows, by_system, offered - own_rows, "full" if reason else "incremental",
                          reason or "only new files since the last build", int(files_read), int(rows_read))
 
 

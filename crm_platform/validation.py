@@ -39,6 +39,7 @@ class ValidationResult:
     failures: pd.DataFrame = field(default_factory=pd.DataFrame)
     messages: list[str] = field(default_factory=list)
     allow_empty: bool = False
+    empty_note: str = "nothing to record this run"   # why an allowed empty table is right
     sampled: int = 0                  # rows validated row by row when not all of them were
     only: str = ""                    # which rows the row checks were limited to (words), if they were
     checked: int = 0                  # rows the row checks were limited to
@@ -58,7 +59,7 @@ class ValidationResult:
 
     def summary(self) -> str:
         if self.rows == 0:
-            return f"{self.table} is empty" + (" (allowed: nothing to record this run)" if self.allow_empty else "")
+            return f"{self.table} is empty" + (f" (allowed: {self.empty_note})" if self.allow_empty else "")
         if self.passed:
             return f"{self.table}: {self.rows} rows pass{self.scope}"
         by_check = (self.failures.groupby(["column", "check"], dropna=False).size()
@@ -108,11 +109,15 @@ def _sample_clause(con, table: str, share: float) -> str:
 
 def validate_table(con: duckdb.DuckDBPyConnection, table: str, model: type[pa.DataFrameModel],
                    chunk_rows: int = 1_000_000, allow_empty: bool = False,
-                   max_rows: int = MAX_ROWS, only: tuple[str, str] | None = None) -> ValidationResult:
-    """``allow_empty`` is for tables that rightly hold nothing some runs (a review queue);
-    ``only``: (SQL condition, the same in words) of the rows to check row by row."""
+                   max_rows: int = MAX_ROWS, only: tuple[str, str] | None = None,
+                   empty_note: str = "") -> ValidationResult:
+    """``allow_empty`` is for tables that rightly hold nothing some runs (a review queue), with
+    ``empty_note`` saying why; ``only``: (SQL condition, the same in words) of the rows to check row
+    by row."""
     rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     result = ValidationResult(table, rows, allow_empty=allow_empty)
+    if empty_note:
+        result.empty_note = empty_note
     if rows == 0:
         if not allow_empty:
             result.messages.append("table is empty")

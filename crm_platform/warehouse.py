@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS raw.ingest_manifest (
     rows_quarantined BIGINT NOT NULL,
     reason VARCHAR,                    -- why a whole file was quarantined
     quarantine_path VARCHAR,
-    loaded_at TIMESTAMP NOT NULL
+    loaded_at TIMESTAMP NOT NULL,
+    fields_quarantined BIGINT DEFAULT 0, -- values set to NULL in loaded rows (raw.quarantine_rows.field)
+    notes VARCHAR                      -- what was repaired in a loaded file (NUL bytes removed, ...)
 );
 CREATE TABLE IF NOT EXISTS raw.quarantine_rows (
     dataset VARCHAR NOT NULL,
@@ -50,8 +52,13 @@ CREATE TABLE IF NOT EXISTS raw.quarantine_rows (
     source_line BIGINT,
     reason VARCHAR NOT NULL,
     record VARCHAR,                    -- the offending record as delivered (JSON or raw line)
-    quarantined_at TIMESTAMP NOT NULL
+    quarantined_at TIMESTAMP NOT NULL,
+    field VARCHAR                      -- the column whose value was set to NULL while the row loaded;
+                                       -- NULL when the whole row was kept out
 );
+ALTER TABLE raw.quarantine_rows ADD COLUMN IF NOT EXISTS field VARCHAR;
+ALTER TABLE raw.ingest_manifest ADD COLUMN IF NOT EXISTS fields_quarantined BIGINT DEFAULT 0;
+ALTER TABLE raw.ingest_manifest ADD COLUMN IF NOT EXISTS notes VARCHAR;
 """
 
 
@@ -61,6 +68,20 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     return duckdb.connect(str(path), read_only=read_only, config=settings.duckdb_config())
+
+
+def reader(path: Path | str) -> duckdb.DuckDBPyConnection:
+    """A connection for reading. Read-only, unless this process still holds the warehouse open for
+    writing - a failed step's error keeps its connection alive - when DuckDB refuses a read-only
+    one: then the garbage of that error is collected, and failing that, the open database is shared."""
+    import gc
+
+    for attempt in range(2):
+        try:
+            return connect(path, read_only=True)
+        except duckdb.ConnectionException:
+            gc.collect()
+    return connect(path)
 
 
 def ensure_layers(con: duckdb.DuckDBPyConnection) -> None:

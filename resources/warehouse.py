@@ -51,7 +51,7 @@ def warehouse_resource() -> DuckDBResource:
 @contextmanager
 def read_only(warehouse: DuckDBResource):
     """A read-only connection for checks and readers (DuckDB allows one writer)."""
-    con = wh.connect(warehouse.database, read_only=True)
+    con = wh.reader(warehouse.database)
     try:
         yield con
     finally:

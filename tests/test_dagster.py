@@ -24,7 +24,7 @@ def platform(world, demo_sources, tmp_path):
                  "landing": LandingZone(home=str(home), sources_path=str(demo_sources.path)),
                  "identity": IdentityResolution(home=str(home), match_spec_path=str(settings.DEFAULT_MATCH_SPEC),
                                                 survivorship_path=str(settings.DEFAULT_SURVIVORSHIP))}
-    defs = [*raw_assets(demo_sources), *staging_assets(demo_sources), *staging_checks(),
+    defs = [*raw_assets(demo_sources), *staging_assets(demo_sources), *staging_checks(demo_sources),
             *identity_assets(), *identity_checks(), *customer360_assets(), *customer360_checks()]
 
     def run():

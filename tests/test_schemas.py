@@ -22,8 +22,7 @@ BREAKERS = {
 }
 # Row edits that break each table-level check.
 FRAME_BREAKERS = {
-    "identifiable": {"email_std": None, "phone_e164": None, "last_name_std": None},
-    "german_postcode": {"country": "DE", "postcode": "1234567"},
+    "postcode_fits_country": {"country": "DE", "postcode": "1234567"},
     "discount_within_total": {"discount_amount": 50.0, "total_amount": -60.0},
     "return_date_needs_return": {"returned": False, "returned_at": pd.Timestamp("2026-01-01")},
     "closed_after_opened": {"opened_at": pd.Timestamp("2026-01-02"), "closed_at": pd.Timestamp("2026-01-01")},

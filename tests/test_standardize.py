@@ -64,3 +64,21 @@ def test_postcodes_and_countries():
     assert postcode_std("D-80331", "DE") == "80331"
     assert postcode_std("123", "DE") is None
     assert country_std("Deutschland") == country_std("germany") == country_std(None) == "DE"
+
+
+def test_a_name_match_form_is_valid_whatever_was_delivered():
+    """The staging check on contacts holds every name's match form to letters first, then letters,
+    hyphens and spaces: standardization must make that form from any delivered value, or none."""
+    import re
+
+    from crm_platform.schemas import Contacts
+
+    rule = re.compile(Contacts.to_schema().columns["last_name_std"].checks[0].statistics["pattern"])
+    assert name_std("-Schmidt") == "schmidt" and name_std("Meyer-") == "meyer"
+    assert name_std("Müller-Lüdenscheidt") == "mueller-luedenscheidt" and name_std("-- ") is None
+    rng = random.Random(5)
+    alphabet = "aZ -'.,_0ÄöüßéØł李Ж\u200b\t"
+    for _ in range(5000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        out = name_std(value)
+        assert out is None or rule.fullmatch(out), (value, out)

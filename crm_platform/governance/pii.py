@@ -80,7 +80,10 @@ def mask_text(text: str | None) -> str | None:
 def content_violations_sql(table: str, text_columns: list[str]) -> str:
     """SQL counting, per text column of ``table``, values that look like an e-mail address or a
     phone number (one row per column: column, rows, example-free)."""
+    # an identifier column (order_id) of digits and dashes is a record number, not a phone number
+    # (a plain order log's "01234-5678"); an e-mail address is personal data wherever it stands
     parts = [f"SELECT '{c}' AS column_name, count(*) AS rows FROM {table} "
-             f"WHERE regexp_matches(\"{c}\"::VARCHAR, '{EMAIL_RE}') OR regexp_matches(\"{c}\"::VARCHAR, '{PHONE_RE}')"
+             f"WHERE regexp_matches(\"{c}\"::VARCHAR, '{EMAIL_RE}')"
+             + ("" if c.endswith("_id") else f" OR regexp_matches(\"{c}\"::VARCHAR, '{PHONE_RE}')")
              for c in text_columns]
     return " UNION ALL ".join(parts) if parts else "SELECT NULL::VARCHAR AS column_name, 0 AS rows WHERE false"

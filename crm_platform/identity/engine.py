@@ -55,6 +55,7 @@ class EngineReport:
     reason: str = ""                  # why this mode
     records_matched: int = 0          # records blocked and compared this run (all in a full run)
     records_removed: int = 0          # records gone from the input since the last run (incremental)
+    notes: list = field(default_factory=list)   # what the data did not allow, in words (nothing to learn from)
 
 
 def _rel(out: str, name: str) -> str:
@@ -225,6 +226,14 @@ def estimate_u(con, spec: MatchSpec, out: str) -> dict[str, np.ndarray]:
     return u
 
 
+def starting_m(comp) -> np.ndarray:
+    """EM's start for a comparison's m probabilities: the mass on the strong levels (agreement is
+    evidence of a match). A comparison the data gives nothing to learn from keeps it, as in Splink."""
+    k = len(comp.levels) + 1
+    start = np.array([0.05] + [2.0 ** i for i in range(1, k)])
+    return start / start.sum()
+
+
 def em_session(spec: MatchSpec, patterns: pd.DataFrame, u: dict[str, np.ndarray], train: list,
                tol: float = 1e-6) -> tuple[dict[str, np.ndarray], float, int]:
     """Fellegi-Sunter EM, u held fixed, over the pairs of one blocking rule.
@@ -233,11 +242,7 @@ def em_session(spec: MatchSpec, patterns: pd.DataFrame, u: dict[str, np.ndarray]
     pairs, so they carry no information there (Splink trains the same way)."""
     n = patterns["n"].to_numpy(float)
     G = {c.name: patterns[c.gamma].to_numpy() for c in train}
-    m = {}
-    for c in train:
-        k = len(c.levels) + 1
-        start = np.array([0.05] + [2.0 ** i for i in range(1, k)])   # mass on the strong levels
-        m[c.name] = start / start.sum()
+    m = {c.name: starting_m(c) for c in train}
     lam, it = 0.3, 0
     for it in range(1, spec.em_max_iterations + 1):
         log_m = np.full(len(n), math.log(lam))
@@ -283,10 +288,13 @@ def _involved(comp, keys: tuple[str, ...], spec: MatchSpec) -> bool:
 MIN_SESSION_PAIRS = 50
 
 
-def train_m(spec: MatchSpec, patterns: pd.DataFrame, u: dict) -> tuple[dict, list[dict]]:
+def train_m(spec: MatchSpec, patterns: pd.DataFrame, u: dict) -> tuple[dict, list[dict], list[str]]:
     """m probabilities: one EM session per training blocking rule (all rules unless the spec names
     them), averaged per comparison weighted by each session's expected matches. Rules whose pairs are mostly look-alike non-matches, such as
-    household members sharing an address, teach EM the wrong thing and are left out by the spec."""
+    household members sharing an address, teach EM the wrong thing and are left out by the spec.
+
+    A comparison no session could train (one system without duplicates, no candidate pair at all)
+    keeps its starting m probabilities (``starting_m``); the notes returned say which and why."""
     sums = {c.name: np.zeros(len(c.levels) + 1) for c in spec.comparisons}
     seen = {c.name: 0 for c in spec.comparisons}
     sessions = []
@@ -311,21 +319,24 @@ def train_m(spec: MatchSpec, patterns: pd.DataFrame, u: dict) -> tuple[dict, lis
         if all(seen.values()):
             break
     untrained = [k for k, v in seen.items() if not v]
+    notes = []
     if untrained:
         free = [r.name for _, r in rules if any(not _involved(c, r.keys, spec) for c in spec.comparisons
                                                 if c.name in untrained)]
-        raise ValueError(
-            f"{spec.name}: nothing to learn comparisons {untrained} from: " +
-            (f"the blocking rules that leave them free ({', '.join(free)}) proposed no pair with a match "
-             "(too few records to learn from)" if free else
-             "no blocking rule leaves them free to train; add a blocking rule on other fields"))
-    return {k: sums[k] / seen[k] for k in sums}, sessions
+        why = (f"the blocking rules that leave them free ({', '.join(free)}) proposed no pair"
+               if free else "no blocking rule leaves them free to train")
+        notes.append(f"not enough data to learn comparisons {', '.join(untrained)}: {why}; their m "
+                     "probabilities are EM's starting values (agreement counts as evidence of a match)")
+    start = {c.name: starting_m(c) for c in spec.comparisons}
+    return {k: sums[k] / seen[k] if seen[k] else start[k] for k in sums}, sessions, notes
 
 
-def prior(con, spec: MatchSpec, out: str) -> float:
+def prior(con, spec: MatchSpec, out: str, sessions: list[dict] = (), notes: list[str] | None = None) -> float:
     """Probability that two random records match: pairs accepted by the deterministic rules,
     divided by the recall those rules are assumed to have, over all comparable pairs (Splink's
-    estimate); or the spec's fixed value."""
+    estimate); or the spec's fixed value. Without a deterministic hit, the most matches an EM
+    session expects among its pairs, over all comparable pairs; without either, one match among
+    them (``notes`` gets a line saying so)."""
     if spec.prior_match_probability:
         return spec.prior_match_probability
     recs = _rel(out, "records")
@@ -337,9 +348,13 @@ def prior(con, spec: MatchSpec, out: str) -> float:
         total = n * (n - 1) / 2
     det = con.execute(f"SELECT count(*) FROM {_rel(out, 'comparisons')} WHERE deterministic_rule IS NOT NULL "
                       "AND cannot_link_rule IS NULL").fetchall()[0][0]
-    if not det:
-        raise ValueError(f"{spec.name}: no deterministic rule matched any pair; set prior.match_probability")
-    return min(det / spec.deterministic_recall / max(total, 1), 0.5)
+    if det:
+        return min(det / spec.deterministic_recall / max(total, 1), 0.5)
+    expected = max((s["match_share"] * s["pairs"] for s in sessions), default=0.0)
+    if notes is not None:
+        notes.append("no deterministic rule matched a pair: the prior match probability is "
+                     + ("the matches EM expects" if expected >= 1 else "one match") + " among all comparable pairs")
+    return min(max(expected, 1.0) / max(total, 2), 0.5)
 
 
 def _weights_frame(spec: MatchSpec, m: dict, u: dict) -> pd.DataFrame:
@@ -432,8 +447,11 @@ def score(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None = None,
     t = time.perf_counter()
     u = estimate_u(con, spec, out)
     masked = _pattern_counts(con, spec, _rel(out, "comparisons"), ", rule_mask")
-    m, rep.sessions = train_m(spec, masked, u)
-    lam = prior(con, spec, out)
+    m, rep.sessions, rep.notes = train_m(spec, masked, u)
+    if not len(masked):
+        rep.notes.insert(0, "no candidate pairs: blocking found no two records sharing a key, so every record "
+                            "stays a customer of its own")
+    lam = prior(con, spec, out, rep.sessions, rep.notes)
     patterns = masked.groupby(spec.gammas, as_index=False)["n"].sum()
     weights = _weights_frame(spec, m, u)
     pats = _score_patterns(spec, patterns, weights, lam)

@@ -42,7 +42,7 @@ def plan(cfg: ModelConfig, fcfg: FeatureConfig, first: date, last: date) -> tupl
     step = timedelta(days=30)
     newest_test = last - timedelta(days=cfg.horizon_days)
     tests = [newest_test - i * step for i in range(TEST_CUTOFFS)][::-1]
-    earliest = max(first + timedelta(days=cfg.horizon_days), fcfg.partitions_start)
+    earliest = max(first + timedelta(days=cfg.horizon_days), fcfg.partitions_start or first)
     train, c = [], tests[0] - timedelta(days=cfg.horizon_days + 1)
     while c >= earliest:
         train.append(c)

@@ -45,7 +45,7 @@ def default_plan(cfg: ModelConfig, fcfg: FeatureConfig, first: date, last: date,
     span = max(cfg.horizon_days, label_days or cfg.horizon_days)
     test = last - timedelta(days=span)
     newest = test - timedelta(days=span + 1)
-    earliest = max(first + timedelta(days=cfg.horizon_days), fcfg.partitions_start)
+    earliest = max(first + timedelta(days=cfg.horizon_days), fcfg.partitions_start or first)
     train = [newest - timedelta(days=i * cfg.cutoff_spacing_days) for i in range(cfg.train_cutoffs)]
     train = [c for c in train if c >= earliest]
     if not train:
@@ -110,8 +110,25 @@ def examples(con, fcfg: FeatureConfig, cutoffs, label_sql: Callable[[date], str]
 
 
 def feature_columns(frame: pd.DataFrame, labels: set[str]) -> list[str]:
-    return [c for c in frame.columns if c not in NOT_FEATURES and c not in labels] + \
+    """The columns a model learns from: every feature of the training frame that varies in it (a
+    source the company does not have leaves its features empty, and an empty or constant column
+    teaches nothing and breaks some learners), plus the derived ratios that do."""
+    design_frame = frame.assign(**{c: fn(frame) for c, fn in DERIVED.items() if c not in frame.columns})
+    candidates = [c for c in frame.columns if c not in NOT_FEATURES and c not in labels] + \
         [c for c in DERIVED if c not in frame.columns]
+    return [c for c in candidates if c not in uninformative(design_frame, candidates)]
+
+
+def uninformative(frame: pd.DataFrame, columns: list[str]) -> dict[str, str]:
+    """Columns of ``frame`` a model cannot learn from, with the reason: no value, or one value."""
+    out = {}
+    for c in columns:
+        n = frame[c].nunique(dropna=True)
+        if n == 0:
+            out[c] = "no value in the training examples"
+        elif n == 1 and frame[c].notna().all():
+            out[c] = "the same value in every training example"
+    return out
 
 
 # ratios a tree would need many splits for: the customer's typical days between orders, and how

@@ -1,0 +1,267 @@
+"""Any company's data: the chain runs on exports the generator did not make, tried as a new user
+would - a sources mapping, the README's command, nothing else."""
+
+import csv
+import os
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from crm_platform import staging, warehouse
+from crm_platform.identity import resolve
+from crm_platform.identity.spec import load_spec
+from crm_platform.settings import DEFAULT_MATCH_SPEC
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ORDER_LOG_SOURCES = """
+defaults:
+  timezone: UTC
+systems:
+  cdshop:
+    trust_rank: 1
+    timestamp_formats: ["%Y%m%d"]
+    datasets:
+      orders:
+        entity: orders
+        path: cdshop/orders*.csv
+        constants: {status: completed, currency: USD}
+        columns: {order_id: order_no, customer_ref: customer_id, ordered_at: date, total_amount: dollars}
+"""
+
+
+def write_order_log(path: Path, customers: int, start: date, months: int, seed: int = 1) -> int:
+    """A plain order log as a CD shop keeps one (customer number, day, amount): each customer
+    buys at a rate of their own until they stop, like the CDNOW log. Returns the lines written."""
+    rng = np.random.default_rng(seed)
+    days = months * 30
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["order_no", "customer_id", "date", "cds", "dollars"])
+        for c in range(customers):
+            first = int(rng.integers(0, days // 2))
+            rate, life = rng.gamma(1.5, 1 / 40), rng.exponential(days / 2)
+            t = first
+            while t < min(days, first + life):
+                n += 1
+                w.writerow([f"{n:07d}", f"{c:05d}", (start + timedelta(days=t)).strftime("%Y%m%d"),
+                            int(rng.integers(1, 4)), f"{rng.gamma(2, 15):.2f}"])
+                t += max(1, int(rng.exponential(1 / rate)))
+    return n
+
+
+def cli(home: Path, *args: str, sources: Path | None = None) -> subprocess.CompletedProcess:
+    """``crm-platform`` as a user runs it, in a fresh process."""
+    env = {**os.environ, "CRM_PLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
+    if sources:
+        env["CRM_PLATFORM_SOURCES"] = str(sources)
+    return subprocess.run([sys.executable, "-m", "crm_platform.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_a_plain_order_log_alone_runs_end_to_end(tmp_path):
+    home = tmp_path / "home"
+    lines = write_order_log(home / "landing" / "cdshop" / "orders.csv", 600, date(1997, 1, 1), 9)
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(ORDER_LOG_SOURCES)
+    out = cli(home, "materialize", sources=sources)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        # every customer number is a customer, from the orders alone (no customer file)
+        assert con.execute("SELECT count(*) FROM staging.orders").fetchall()[0][0] == lines
+        buyers = con.execute("SELECT count(DISTINCT customer_ref) FROM staging.orders").fetchall()[0][0]
+        assert con.execute("SELECT count(DISTINCT customer_id) FROM identity.crosswalk").fetchall()[0][0] == buyers
+        assert con.execute("SELECT count(*) FROM core.customers").fetchall()[0][0] == buyers
+        assert con.execute("SELECT count(DISTINCT customer_id) FROM core.customer_events").fetchall()[0][0] == buyers
+        # the daily partitions start where the data does, and the last days were computed
+        first = date.fromisoformat((home / "state" / "first_event_day").read_text().strip())
+        assert first == con.execute("SELECT min(ordered_at)::DATE FROM staging.orders").fetchall()[0][0]
+        last = con.execute("SELECT max(snapshot_date) FROM features.customer_features").fetchall()[0][0]
+        assert last == con.execute("SELECT max(ordered_at)::DATE FROM staging.orders").fetchall()[0][0]
+        assert con.execute("SELECT count(*) FROM marts.channel_attribution").fetchall()[0][0] > 0
+        assert con.execute("SELECT count(*) FROM marts.customer_segments WHERE snapshot_date = ?",
+                           [last]).fetchall()[0][0] == buyers
+    finally:
+        con.close()
+    # what is absent is said, not failed
+    assert "FAILED" not in out.stdout and "0 failed check(s)" in out.stdout.splitlines()[0]
+    assert f"{buyers:,} contact records -> {buyers:,} customers" in out.stdout
+
+
+def test_staging_checks_of_an_entity_nobody_declares_pass_saying_so(tmp_path):
+    import dagster as dg
+
+    from assets.checks import staging_checks
+    from crm_platform.sources import parse_sources
+    import yaml
+
+    cfg = parse_sources(yaml.safe_load(ORDER_LOG_SOURCES))
+    assert cfg.declares("orders") and cfg.declares("contacts") and not cfg.declares("order_items")
+    checks = {c.check_specs_by_output_name[next(iter(c.check_specs_by_output_name))].asset_key.path[-1]: c
+              for c in staging_checks(cfg)}
+    db = tmp_path / "warehouse.duckdb"
+    con = duckdb.connect(str(db))
+    for name in ("order_items", "orders"):       # the order log's file has not arrived yet
+        staging.build(con, cfg, name)
+    con.close()
+    from dagster_duckdb import DuckDBResource
+
+    resources = {"warehouse": DuckDBResource(database=str(db))}
+    instance = dg.DagsterInstance.ephemeral()
+    results = {}
+    for name in ("order_items", "orders"):
+        spec = next(iter(checks[name].check_specs))
+
+        @dg.asset(key=spec.asset_key)
+        def table():
+            """The staging table as written above."""
+
+        results[name] = dg.materialize([table, checks[name]], resources=resources, instance=instance,
+                                       raise_on_error=False).get_asset_check_evaluations()
+    absent, = results["order_items"]
+    assert absent.passed and "absent: no source declares order_items" in absent.description
+    declared, = results["orders"]
+    assert not declared.passed and "staging.orders is empty" in declared.description
+
+
+PEOPLE_SOURCES = """
+defaults: {country: DE}
+systems:
+  crm:
+    trust_rank: 1
+    datasets:
+      people:
+        entity: contacts
+        path: crm/people*.csv
+        columns: {source_record_id: id, first_name: first, last_name: last, email: email, phone: phone,
+                  street: street, postcode: zip, city: city, country: country, birth_date: born}
+      requesters:
+        entity: contacts
+        path: crm/requesters*.jsonl
+        format: jsonl
+        columns: {source_record_id: id, full_name: name}
+      tickets:
+        entity: support_tickets
+        path: crm/tickets*.jsonl
+        format: jsonl
+        columns: {ticket_id: id, requester_ref: requester_id, opened_at: created_at,
+                  satisfaction_score: satisfaction_rating.score}
+"""
+
+
+PEOPLE_HEADER = "id,first,last,email,phone,street,zip,city,country,born"
+
+
+def _load_people(tmp_path, files: dict[str, bytes]):
+    """The files under landing/crm/, ingested and staged under PEOPLE_SOURCES."""
+    import yaml
+
+    from crm_platform.ingest import ingest_dataset
+    from crm_platform.sources import parse_sources
+
+    landing = tmp_path / "landing"
+    for name, data in files.items():
+        (landing / "crm").mkdir(parents=True, exist_ok=True)
+        (landing / "crm" / name).write_bytes(data)
+    cfg = parse_sources(yaml.safe_load(PEOPLE_SOURCES))
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    reports = {ds.key: ingest_dataset(con, ds, landing, tmp_path / "quarantine") for ds in cfg.datasets}
+    for name in staging.STAGING_ENTITIES:
+        staging.build(con, cfg, name)
+    return con, reports
+
+
+def test_identity_with_nothing_to_learn_still_resolves_and_says_why(tmp_path):
+    """One system without duplicates: no pair to learn from, so no model is learnt - every
+    record still gets a customer id, and the report says what could not be learnt."""
+    firsts = ["Anna", "Bert", "Carla", "Dieter", "Emil", "Frieda", "Gustav", "Hanna", "Ida", "Jonas"]
+    lasts = ["Adler", "Brandt", "Conrad", "Dorn", "Eckert", "Fuchs", "Graf", "Hahn", "Isler", "Jung"]
+    rows = [PEOPLE_HEADER]
+    for i in range(40):
+        rows.append(f"K{i:04d},{firsts[i % 10]},{lasts[(i * 3 + i // 10) % 10]}{i},p{i}@example.org,"
+                    f"+49 30 {1000000 + i * 7919},Weg {i},{10115 + i * 37:05d},Stadt{i},,19{50 + i}-0{1 + i % 9}-1{i % 9}")
+    con, _ = _load_people(tmp_path, {"people.csv": ("\n".join(rows) + "\n").encode()})
+    spec = load_spec(DEFAULT_MATCH_SPEC)
+    rep = resolve.match(con, spec)
+    assert rep.candidate_pairs == 0 and rep.notes[0].startswith("no candidate pairs")
+    assert any("not enough data to learn comparisons" in n for n in rep.notes)
+    resolve.resolve(con, spec)
+    assert con.execute("SELECT count(*), count(DISTINCT customer_id) FROM identity.crosswalk").fetchall()[0] == (40, 40)
+
+
+def test_a_reader_opens_while_this_process_holds_the_warehouse_for_writing(tmp_path):
+    """A failed step's error keeps its read-write connection (opened by the Dagster resource) alive
+    in the process; the closing summary and later checks must still be able to read."""
+    from resources.warehouse import warehouse_resource
+
+    db = tmp_path / "warehouse.duckdb"
+    resource = warehouse_resource().model_copy(update={"database": str(db)})
+    with resource.get_connection() as held:
+        held.execute("CREATE TABLE t AS SELECT 1 AS x")
+        con = warehouse.reader(db)
+        assert con.execute("SELECT x FROM t").fetchall() == [(1,)]
+        con.close()
+
+
+def test_odd_but_valid_values_load_and_pass_the_contacts_check(tmp_path):
+    """A surname '-Schmidt', postcodes and phones of other countries, a birth date of 1850: every
+    record loads and gets its customer; what is unusable is set aside field by field, and the
+    staging check passes on what standardization made."""
+    from crm_platform.schemas import Contacts
+    from crm_platform.validation import validate_table
+
+    people = ("\ufeff\"id\"," + PEOPLE_HEADER[3:] + "\n"          # a byte-order mark before a quoted name
+              "1,Anna,-Schmidt,,030 1234567,,10115,,,1980-02-01\n"
+              "2,John,Smith,,020 7946 0958,,sw1a1aa,,United Kingdom,1850-06-01\n"
+              "3,Jane,Doe,,(212) 555-0100,,02134,,USA,31.02.1985\n"
+              "4,Piet,de Vries,,06 12345678,,1234ab,,NL,\n"
+              "5,Max,Muster,,12,,00,,DE,\n")
+    con, reports = _load_people(tmp_path, {"people.csv": people.encode()})
+    file = reports["crm_people"].files[0]
+    assert (file.status, file.rows_loaded, file.rows_quarantined) == ("loaded", 5, 0), file
+    assert dict(con.execute("SELECT source_record_id, postcode FROM staging.contacts ORDER BY 1").fetchall()) == \
+        {"1": "10115", "2": "SW1A 1AA", "3": "02134", "4": "1234 AB", "5": None}
+    assert con.execute("SELECT last_name, last_name_std FROM staging.contacts WHERE source_record_id = '1'"
+                       ).fetchall() == [("-Schmidt", "schmidt")]
+    phones = dict(con.execute("SELECT source_record_id, phone_e164 FROM staging.contacts").fetchall())
+    assert phones["2"] == "+442079460958" and phones["3"] == "+12125550100" and phones["4"] == "+31612345678"
+    fields = {(line, field) for line, field in con.execute(
+        "SELECT source_line, field FROM raw.quarantine_rows WHERE field IS NOT NULL").fetchall()}
+    # 1850 and 31 February are no birth dates; '12' no phone, '00' no German postcode
+    assert fields == {(3, "birth_date"), (4, "birth_date"), (6, "phone"), (6, "postcode")}
+    result = validate_table(con, "staging.contacts", Contacts)
+    assert result.passed, result.summary()
+
+
+def test_json_values_that_are_not_single_values_are_quarantined_field_by_field(tmp_path):
+    requesters = (b'{"id": "r1", "name": {"first": "Ann", "last": "Lee"}}\n'
+                  b'{"id": "r2", "name": "Bo\\u0000b Ray"}\n')
+    tickets = (b'{"id": "t1", "requester_id": "r1", "created_at": "2026-01-05T10:00:00Z", '
+               b'"satisfaction_rating": [{"score": 5}]}\n'
+               b'{"id": "t2", "requester_id": "r2", "created_at": "2026-01-05T10:00:00Z", '
+               b'"satisfaction_rating": {"score": 4}}\n')
+    con, reports = _load_people(tmp_path, {"requesters.jsonl": requesters, "tickets.jsonl": tickets})
+    assert con.execute("SELECT source_record_id, full_name FROM raw.crm_requesters ORDER BY 1").fetchall() == \
+        [("r1", None), ("r2", "Bob Ray")]
+    assert reports["crm_requesters"].files[0].notes == "1 NUL byte(s) removed"
+    assert con.execute("SELECT ticket_id, satisfaction_score FROM raw.crm_tickets ORDER BY 1").fetchall() == \
+        [("t1", None), ("t2", 4)]
+    reasons = dict(con.execute("SELECT field, reason FROM raw.quarantine_rows WHERE field IS NOT NULL").fetchall())
+    assert reasons["full_name"] == "full_name: name holds a JSON object, not a single value"
+    assert reasons["satisfaction_score"] == ("satisfaction_score: satisfaction_rating.score cannot be read: "
+                                             "satisfaction_rating holds a list, not an object")
+
+
+def test_a_csv_header_naming_a_mapped_column_twice_is_a_file_error(tmp_path):
+    con, reports = _load_people(tmp_path, {"people.csv": b"id,first,last,last,email,phone,street,zip,city,country,born\n1,A,B,C,,,,,,,\n"})
+    file = reports["crm_people"].files[0]
+    assert file.status == "quarantined" and "'last' (columns 3, 4)" in file.reason
