@@ -265,3 +265,55 @@ def test_a_csv_header_naming_a_mapped_column_twice_is_a_file_error(tmp_path):
     con, reports = _load_people(tmp_path, {"people.csv": b"id,first,last,last,email,phone,street,zip,city,country,born\n1,A,B,C,,,,,,,\n"})
     file = reports["crm_people"].files[0]
     assert file.status == "quarantined" and "'last' (columns 3, 4)" in file.reason
+
+
+DERIVED_SOURCES = """
+systems:
+  legacy:
+    options: {delimiter: ";"}
+    datasets:
+      kunden:
+        entity: contacts
+        path: legacy/kunden*.csv
+        columns:
+          source_record_id: Nr
+          first_name: {column: Name, part: first}
+          last_name: {column: Name, part: last}
+          street: "{Strasse} {Hausnr}"
+          record_kind: {column: Typ, map: {K: customer, A: subscriber}}
+"""
+
+
+def test_a_mapping_derives_columns_from_templates_value_maps_and_name_parts(tmp_path):
+    import yaml
+
+    from crm_platform.ingest import ingest_dataset
+    from crm_platform.sources import parse_sources
+
+    (tmp_path / "landing" / "legacy").mkdir(parents=True)
+    (tmp_path / "landing" / "legacy" / "kunden.csv").write_text(
+        "Nr;Name;Strasse;Hausnr;Typ\n1;Müller, Hans;Hauptstr.;5a;K\n2;Eva Maria Schulz;;;A\n3;Otto;Weg;;X\n")
+    cfg = parse_sources(yaml.safe_load(DERIVED_SOURCES))
+    con = duckdb.connect()
+    file = ingest_dataset(con, cfg.datasets[0], tmp_path / "landing", tmp_path / "quarantine").files[0]
+    assert (file.rows_loaded, file.fields_quarantined) == (3, 1)         # 'X' is no record kind
+    assert con.execute("SELECT source_record_id, first_name, last_name, street, record_kind FROM raw.legacy_kunden "
+                       "ORDER BY 1").fetchall() == [("1", "Hans", "Müller", "Hauptstr. 5a", "customer"),
+                                                    ("2", "Eva Maria", "Schulz", None, "subscriber"),
+                                                    ("3", None, "Otto", "Weg", None)]
+
+
+@pytest.mark.parametrize("street, message", [
+    ('"{Strasse} {"', "unbalanced braces"), ('"{} {Hausnr}"', "an empty {}"),
+    ("{column: Name, part: middle}", "part must be one of first, last"),
+    ("{column: Name, map: {}}", "map must be a mapping"), ("{map: {a: b}}", "expected a column name")])
+def test_a_mistake_in_a_derivation_names_the_dataset_and_column(street, message):
+    import yaml
+
+    from crm_platform.sources import SourceConfigError, parse_sources
+
+    doc = yaml.safe_load(DERIVED_SOURCES)
+    doc["systems"]["legacy"]["datasets"]["kunden"]["columns"]["street"] = yaml.safe_load(street)
+    with pytest.raises(SourceConfigError, match="systems.legacy.datasets.kunden: column 'street'") as e:
+        parse_sources(doc)
+    assert message in str(e.value)
