@@ -121,30 +121,46 @@ def staging_checks(cfg: SourceConfig) -> list[dg.AssetChecksDefinition]:
             for name, model in STAGING_SCHEMAS.items()]
 
 
-def identity_checks() -> list[dg.AssetChecksDefinition]:
-    return [pandera_check(list(key), model, key in IDENTITY_BLOCKING, key in MAY_BE_EMPTY,
-                          MAY_BE_EMPTY.get(key, ""))
+def empty_note(key: tuple[str, str], cfg: SourceConfig) -> str:
+    """Why the table ``key`` may be empty with these sources ('' when it may not): what no source
+    declares, or a state the data is rightly in (``MAY_BE_EMPTY``)."""
+    if not cfg.declares("contacts") and key[0] in ("identity", "core"):
+        return "absent: no source declares contacts"
+    activity = [e for e in ACTIVITY_ENTITIES if cfg.declares(e)]
+    if key == ("core", "customer_events") and not activity:
+        return f"absent: no source declares an activity ({', '.join(ACTIVITY_ENTITIES)})"
+    return MAY_BE_EMPTY.get(key, "")
+
+
+# the entities the timeline is made of
+ACTIVITY_ENTITIES = ("orders", "email_events", "support_tickets", "web_events", "nps_responses", "leads")
+
+
+def identity_checks(cfg: SourceConfig) -> list[dg.AssetChecksDefinition]:
+    return [pandera_check(list(key), model, key in IDENTITY_BLOCKING, bool(note := empty_note(key, cfg)), note)
             for key, model in IDENTITY_SCHEMAS.items()]
 
 
-def customer360_checks() -> list[dg.AssetChecksDefinition]:
-    return [pandera_check(list(key), model, key in CUSTOMER360_BLOCKING, key in MAY_BE_EMPTY,
-                          MAY_BE_EMPTY.get(key, ""))
+def customer360_checks(cfg: SourceConfig) -> list[dg.AssetChecksDefinition]:
+    return [pandera_check(list(key), model, key in CUSTOMER360_BLOCKING, bool(note := empty_note(key, cfg)), note)
             for key, model in CUSTOMER360_SCHEMAS.items()]
 
 
 def partition_check(con, table: str, day_column: str, days: list[str], model: type[pa.DataFrameModel],
-                    asset_key: dg.AssetKey, allow_empty: bool = False) -> dg.AssetCheckResult:
+                    asset_key: dg.AssetKey, allow_empty: bool | set[str] = False) -> dg.AssetCheckResult:
     """The Pandera check of a daily-partitioned table, over the days just written only (the whole
     history is validated when it was written). A table never created (nothing to record yet, e.g.
-    too few customers to cluster) is an empty one."""
+    too few customers to cluster) is an empty one. ``allow_empty``: for every day, or the days
+    that rightly hold nothing (no order placed that day)."""
+    allowed = (lambda day: allow_empty) if isinstance(allow_empty, bool) else (lambda day: day in allow_empty)
     if not table_exists(con, table):
         return dg.AssetCheckResult(
-            asset_key=asset_key, check_name=f"pandera_{model.__name__}", passed=allow_empty,
+            asset_key=asset_key, check_name=f"pandera_{model.__name__}", passed=all(map(allowed, days)),
             severity=dg.AssetCheckSeverity.ERROR,
-            description=f"{table} does not exist" + (" (allowed: nothing to record yet)" if allow_empty else ""))
+            description=f"{table} does not exist" + (" (allowed: nothing to record yet)"
+                                                     if all(map(allowed, days)) else ""))
     results = [validate_table(con, f"(SELECT * FROM {table} WHERE {day_column} = DATE '{day}')", model,
-                              allow_empty=allow_empty) for day in days]
+                              allow_empty=allowed(day)) for day in days]
     failed = [r for r in results if not r.passed]
     return dg.AssetCheckResult(
         asset_key=asset_key, check_name=f"pandera_{model.__name__}", passed=not failed,

@@ -74,7 +74,8 @@ def model_asset(task: ModuleType, description: str):
               check_specs=[dg.AssetCheckSpec("quality_gate", asset=key, blocking=True, description=(
                   "Promotes the challenger to champion only if its main metric beats the naive baseline "
                   f"by {CONFIG.gate_margin} and is at most {CONFIG.gate_tolerance} below the champion's on the "
-                  "same test examples; otherwise the champion stays and this check fails."))])
+                  "same test examples; otherwise the champion stays and this check fails (as a warning while "
+                  "there is no champion: the data does not support a better model yet)."))])
     def train(context: dg.AssetExecutionContext, warehouse: DuckDBResource, models: ModelStore):
         registry = models.registry()
         current = registry.champion(task.TASK)
@@ -111,9 +112,14 @@ def model_asset(task: ModuleType, description: str):
                          "promoted" if decision.passed else "refused",
                          {"metric": decision.metric, "challenger": decision.challenger, "baseline": decision.baseline,
                           "champion": decision.champion, "previous_champion": current, "reasons": decision.reasons})
+        # refused with a champion serving: the retraining made nothing better, which the team must
+        # see (and the champion's scores stay). Refused with none: the data does not support a model
+        # better than the naive baseline yet - a state to report, like too little data
         yield dg.AssetCheckResult(
-            check_name="quality_gate", passed=decision.passed, severity=dg.AssetCheckSeverity.ERROR,
-            description=decision.summary(),
+            check_name="quality_gate", passed=decision.passed,
+            severity=dg.AssetCheckSeverity.ERROR if current else dg.AssetCheckSeverity.WARN,
+            description=decision.summary() if current or decision.passed else
+            f"not enough signal yet: {decision.summary()}; nothing is served until a model beats the baseline",
             metadata={"challenger": version, "champion": registry.champion(task.TASK) or "none",
                       "metric": decision.metric, "challenger_value": decision.challenger,
                       "baseline_value": decision.baseline,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -182,12 +183,16 @@ def summary_lines(results=()) -> list[str]:
     for result in results:
         failed = [ev for ev in result.get_asset_check_evaluations() if not ev.passed]
         errors = [ev for ev in failed if ev.severity == dg.AssetCheckSeverity.ERROR]
-        lines.append(f"run {result.dagster_run.job_name}{_partitions(result.dagster_run.tags)}"
+        job = result.dagster_run.job_name
+        lines.append(f"run {'of the selection' if job == '__ASSET_JOB' else job}{_partitions(result.dagster_run.tags)}"
                      f" {'succeeded' if result.success else 'FAILED'}; {len(errors)} failed check(s), "
                      f"{len(failed) - len(errors)} warning(s)")
         for ev in failed:
             lines.append(f"  check {ev.asset_key.to_user_string()}:{ev.check_name} "
                          f"{'failed' if ev in errors else 'warns'}: {ev.description}")
+            if ev in errors:
+                lines += [f"    {row}" for row in _failure_cases(ev)]
+        lines += [f"  step {key} failed: {message}" for key, message in _step_failures(result)]
     con = warehouse.reader(p.warehouse)
     try:
         lines.append("staging tables:")
@@ -252,6 +257,34 @@ def summary_lines(results=()) -> list[str]:
     return lines
 
 
+def _failure_cases(evaluation, rows: int = 5) -> list[str]:
+    """The first failure cases a failed check recorded (its markdown table), as terminal lines."""
+    for name in ("failure_cases", "examples"):
+        value = evaluation.metadata.get(name)
+        text = getattr(value, "md_str", None) or getattr(value, "value", None)
+        if isinstance(text, str) and text.count("\n") >= 2:
+            table = [line for line in text.splitlines() if line.strip()]
+            return [table[0]] + table[2:2 + rows] + ([f"... ({len(table) - 2 - rows} more)"]
+                                                    if len(table) > 2 + rows else [])
+    return []
+
+
+def _step_failures(result) -> list[tuple[str, str]]:
+    """(step, first line of its error) of every step that raised (not a failed blocking check,
+    which the check lines say)."""
+    out = []
+    for event in result.all_events:
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        error = event.event_specific_data.error
+        while error is not None and error.cause is not None and "DagsterExecutionStepExecutionError" in error.cls_name:
+            error = error.cause
+        if error is None or "DagsterAssetCheckFailedError" in (error.cls_name or ""):
+            continue
+        out.append((event.step_key, f"{error.cls_name}: {error.message.strip().splitlines()[0][:300]}"))
+    return out
+
+
 def _partitions(tags) -> str:
     if "dagster/partition" in tags:
         return f" [{tags['dagster/partition']}]"
@@ -307,7 +340,11 @@ def _model_lines(con, p: settings.Paths) -> list[str]:
     for task in reg.tasks():
         champion, attempt = reg.champion(task), reg.last_attempt(task) or {}
         if champion is None:
-            lines.append(f"model {task}: no champion ({attempt.get('status', 'never trained')})")
+            status = attempt.get("status", "never trained")
+            last = reg.decisions(task)[-1:]
+            if status == "trained" and last and last[0]["version"] == attempt.get("version"):
+                status = f"{attempt['version']} refused: {'; '.join(last[0]['reasons'])}"
+            lines.append(f"model {task}: no champion ({status})")
             continue
         card = reg.card(task, champion)
         m = card["metrics"][card["model"]]
@@ -333,10 +370,57 @@ def _model_lines(con, p: settings.Paths) -> list[str]:
     return lines
 
 
+# exit codes of materialize and backfill (README "The command line")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def materialize_selection(selection: str, partition: str | None = None, raise_on_error: bool = False):
+    """Runs of the assets a Dagster asset selection names (``group:identity``, ``+core/customers``,
+    ``key:marts/*``) with their checks: the assets not partitioned by day in one run, then the
+    daily ones for ``partition`` (default: the last day with data) in another."""
+    from dagster._core.definitions.asset_selection import AssetSelection
+
+    run = job_runner(raise_on_error)
+    from crm_platform.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    try:
+        with warnings.catch_warnings():        # a group selection asks a beta parameter of Dagster's own
+            warnings.simplefilter("ignore")
+            keys = AssetSelection.from_string(selection).resolve(graph)
+    except Exception as e:             # the selection's own parser says what is wrong
+        raise SelectionError(f"--select {selection!r}: {str(e).splitlines()[0]}") from None
+    keys = {k for k in keys if graph.get(k).is_materializable}
+    if not keys:
+        raise SelectionError(f"--select {selection!r} names no asset of this code location")
+    daily = {k for k in keys if graph.get(k).partitions_def is not None}
+    results = []
+    if keys - daily:
+        results.append(run("__ASSET_JOB", asset_selection=sorted(keys - daily)))
+    if daily and (not results or results[-1].success):
+        day = partition or latest_data_day()
+        if day is None:
+            raise SelectionError(f"--select {selection!r} names daily assets, and the timeline holds no event yet: "
+                                 "materialize the core first, or give --partition")
+        if _partitions_moved():
+            run = job_runner(raise_on_error, fresh=True)
+        results.append(run("__ASSET_JOB", asset_selection=sorted(daily), partition_key=day))
+    return results
+
+
+class SelectionError(ValueError):
+    """An asset selection the code location cannot run; the message says why."""
+
+
 def _materialize(args) -> int:
-    results = materialize()
+    try:
+        results = materialize_selection(args.select, args.partition) if args.select else \
+            materialize(history_days=args.days)
+    except SelectionError as e:
+        print(f"crm-platform materialize: {e}", file=sys.stderr)
+        return EXIT_USAGE
     print("\n".join(summary_lines(results)))
-    return 0 if all(r.success for r in results) else 1
+    return EXIT_OK if all(r.success for r in results) else EXIT_FAILED
 
 
 def _backfill(args) -> int:
@@ -450,7 +534,16 @@ def main(argv: list[str] | None = None) -> int:
                        help="hold back what the last N days created as a delivery under deliveries/<end date>/")
         p.add_argument("--home", help="output folder (default: $CRM_PLATFORM_HOME)")
         p.set_defaults(fn=fn)
-    m = sub.add_parser("materialize", help="materialize every asset and run every check")
+    m = sub.add_parser("materialize", help="materialize every asset and run every check (or a selection)",
+                       description="Without --select: the core refresh, the models, then the daily assets of "
+                                   "the last day with data and the --days before it, as the schedules run "
+                                   "them. Exit 0: every run succeeded; 1: a run failed (a step's error or a "
+                                   "blocking check; the summary says which); 2: bad arguments or sources.")
+    m.add_argument("--select", help="a Dagster asset selection: group:identity, +core/customers, "
+                                    "key:ml/churn_scores, ... (daily assets run for the last day with data)")
+    m.add_argument("--partition", help="with --select: the day of the daily assets (default: the last day with data)")
+    m.add_argument("--days", type=int, default=14, help="daily partitions before the last day to compute too "
+                                                        "(default 14: a baseline for the KPI alerts)")
     m.set_defaults(fn=_materialize)
     b = sub.add_parser("backfill", help="materialize the daily assets of a range of days in one run")
     b.add_argument("--from", dest="start", required=True, help="first day, e.g. 2026-09-01")
@@ -474,7 +567,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "home", None):
         os.environ["CRM_PLATFORM_HOME"] = str(Path(args.home).resolve())
-    return args.fn(args) or 0
+    from crm_platform.sources import SourceConfigError
+
+    try:
+        return args.fn(args) or 0
+    except SourceConfigError as e:          # the mapping says where; a traceback would not help
+        print(f"crm-platform: the source declaration is not usable: {e}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ _assets = dg.map_asset_specs(automate, [
 
 defs = dg.Definitions(
     assets=_assets,
-    asset_checks=[*staging_checks(_sources), *identity_checks(), *customer360_checks(),
+    asset_checks=[*staging_checks(_sources), *identity_checks(_sources), *customer360_checks(_sources),
                   *pii_checks({k for a in _assets for k in a.keys})],
     resources=build_resources(),
     jobs=jobs,

@@ -216,6 +216,10 @@ def build_day(con, seg_cfg: segments.SegmentConfig, cfg: KpiConfig, day: date, h
            "not_reported": dict(con.execute("SELECT kpi || coalesce('/' || channel, ''), note FROM _kpi "
                                             "WHERE note IS NOT NULL").fetchall()),
            "cohort_rows": con.execute("SELECT count(*) FROM _cohorts").fetchall()[0][0]}
+    # no cohort at all is right only while nobody has ordered (a newsletter or a support desk alone)
+    out["orders_known"] = None if out["cohort_rows"] else con.execute(
+        f"SELECT count(*) FROM core.customer_events WHERE event_type = 'order' AND known_at < {day_end(day)}"
+    ).fetchall()[0][0]
     con.execute("DROP TABLE _hist" if history is None else "DROP VIEW _hist")
     for t in ("_kpi", "_cohorts"):
         con.execute(f"DROP TABLE {t}")

@@ -24,7 +24,7 @@ COUNTRY_ALIASES = {"d": "DE", "deutschland": "DE", "brd": "DE", "a": "AT", "öst
                    "frankreich": "FR", "uk": "GB", "great britain": "GB", "england": "GB", "scotland": "GB",
                    "wales": "GB", "northern ireland": "GB", "vereinigtes königreich": "GB", "grossbritannien": "GB",
                    "großbritannien": "GB", "vereinigte staaten": "US", "united states of america": "US",
-                   "america": "US", "australien": "AU", "belgien": "BE", "italien": "IT", "spanien": "ES",
+                   "america": "US", "u.s.": "US", "u.s.a.": "US", "australien": "AU", "belgien": "BE", "italien": "IT", "spanien": "ES",
                    "polen": "PL", "dänemark": "DK", "schweden": "SE", "norwegen": "NO", "tschechien": "CZ"}
 
 

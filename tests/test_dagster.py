@@ -25,7 +25,8 @@ def platform(world, demo_sources, tmp_path):
                  "identity": IdentityResolution(home=str(home), match_spec_path=str(settings.DEFAULT_MATCH_SPEC),
                                                 survivorship_path=str(settings.DEFAULT_SURVIVORSHIP))}
     defs = [*raw_assets(demo_sources), *staging_assets(demo_sources), *staging_checks(demo_sources),
-            *identity_assets(), *identity_checks(), *customer360_assets(), *customer360_checks()]
+            *identity_assets(), *identity_checks(demo_sources), *customer360_assets(),
+            *customer360_checks(demo_sources)]
 
     def run():
         return dg.materialize(defs, resources=resources, instance=dg.DagsterInstance.ephemeral(),

@@ -131,7 +131,7 @@ def generate(cfg: GeneratorConfig, out: Path) -> GenerationSummary:
     if cfg.delivery_days:
         first = date.fromordinal(cfg.end_date.toordinal() - cfg.delivery_days + 1)
         cutoff = int(datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp())
-    w = _Writers(landing, truth, delivery_dir(out, cfg.end_date), cutoff)
+    w = _Writers(landing, truth, delivery_dir(out, cfg.end_date), cutoff, cfg.locale.timezone)
     counters: dict[str, int] = {}
     spend = np.zeros((cfg.months * 31 + 31, len(CHANNEL_NAMES)))
     errors: list = []
@@ -227,7 +227,7 @@ def _chunk(rng, cfg: GeneratorConfig, start: int, n: int, bounds, w: "_Writers",
             "customer_no": acc_no[i], "salutation": {"f": "Frau", "m": "Herr"}[per.gender] if rng.random() < 0.8 else "",
             "first_name": ident.first, "last_name": ident.last, "email": ident.email, "phone": ident.phone,
             "street": ident.street, "zip": ident.postcode, "city": ident.city,
-            "country": str(rng.choice(["DE", "Deutschland", "Germany", "D"], p=[0.7, 0.2, 0.05, 0.05])),
+            "country": cfg.locale.country_value(rng),
             "birthday": ident.birth.isoformat() if ident.birth else "",
             "newsletter_optin": "1" if b.subscribed_at[p] >= 0 else "0",
             "created_at": int(acc_created[i]), "updated_at": updated})
@@ -429,8 +429,9 @@ class _Writers:
     """The landing files; with a ``cutoff`` (epoch seconds), rows created at or after it go to the
     same-named files of the delivery folder instead."""
 
-    def __init__(self, landing: Path, truth: Path, delivery: Path | None = None, cutoff: int | None = None):
-        self.landing, self.truth = landing, truth
+    def __init__(self, landing: Path, truth: Path, delivery: Path | None = None, cutoff: int | None = None,
+                 tz: str = BERLIN):
+        self.landing, self.truth, self.tz = landing, truth, tz      # local times are written in tz
         self.delivery, self.cutoff = delivery, cutoff
         self.later: dict[str, _Csv] = {}
         self.later_jsonl: dict[str, object] = {}
@@ -496,7 +497,7 @@ class _Writers:
         cols = {k: [r[k] for r in rows] for k in rows[0]}
         out = {}
         for k, v in cols.items():
-            out[k] = _fmt(np.array(v, dtype=np.int64), ts_cols[k]) if k in ts_cols else \
+            out[k] = _fmt(np.array(v, dtype=np.int64), ts_cols[k], self.tz) if k in ts_cols else \
                 pa.array([None if x in ("", None) else str(x) for x in v], pa.string())
         return pa.table(out)
 
@@ -511,7 +512,7 @@ class _Writers:
 
     def orders(self, order_no, customer_no, o, dirt):
         t = pa.table({"order_no": order_no, "customer_no": customer_no,
-                      "order_date": _fmt(o["t"], "%Y-%m-%d %H:%M:%S"),
+                      "order_date": _fmt(o["t"], "%Y-%m-%d %H:%M:%S", self.tz),
                       "status": ORDER_STATUS[o["status"]], "channel": ORDER_CHANNEL[o["channel"]],
                       "currency": np.full(len(order_no), "EUR"),
                       "total": np.char.mod("%.2f", o["total"]), "discount": np.char.mod("%.2f", o["discount"]),
@@ -530,7 +531,7 @@ class _Writers:
                       "category": CATS[it["category"]], "qty": it["qty"].astype(str),
                       "unit_price": np.char.mod("%.2f", it["price"]),
                       "returned": np.where(it["returned"], "1", "0"),
-                      "returned_at": _fmt(it["returned_at"], "%Y-%m-%d %H:%M:%S")})
+                      "returned_at": _fmt(it["returned_at"], "%Y-%m-%d %H:%M:%S", self.tz)})
         t = dirt.apply("shop_order_items", t, "order_no", [
             ("qty", "below_minimum", "0"), ("unit_price", "unparseable_number", "zwölf")])
         self._write("shop_order_items", t, ordered_at)

@@ -33,8 +33,6 @@ def _weighted(pairs):
 FEMALE, FEMALE_P = _weighted(N.FEMALE_FIRST)
 MALE, MALE_P = _weighted(N.MALE_FIRST)
 LASTN, LAST_P = _weighted(N.LAST)
-CITY_IDX, CITY_P = _weighted([(i, w) for i, (_, _, w) in enumerate(N.CITIES)])
-DOMAINS, DOMAIN_P = _weighted(N.EMAIL_DOMAINS)
 
 
 @dataclass
@@ -71,6 +69,15 @@ class GeneratorConfig:
     dirty_rate: float = 0.002
     # The last N days go to a delivery folder instead of landing/ (see generate); 0: none.
     delivery_days: int = 0
+    # Where the people live: addresses, postcodes and phone numbers in that country's formats
+    # (generator/locales.py: DE, US, GB).
+    country: str = "DE"
+
+    @property
+    def locale(self):
+        from crm_platform.generator.locales import LOCALES
+
+        return LOCALES[self.country]
 
 
 @dataclass
@@ -110,16 +117,16 @@ def make_persons(rng: np.random.Generator, cfg: GeneratorConfig, start: int, n: 
         persons.append(p)
         i += 1
         if i < n and rng.random() < cfg.p_twin:
-            persons.append(_twin_of(rng, p, start + i))
+            persons.append(_twin_of(rng, cfg, p, start + i))
             i += 1
         elif i < n and rng.random() < cfg.p_household:
-            persons.append(_household_member(rng, p, start + i))
+            persons.append(_household_member(rng, cfg, p, start + i))
             i += 1
     for p in persons:
         if rng.random() < cfg.p_married:
             p.maiden = str(rng.choice(LASTN, p=LAST_P))
         if rng.random() < cfg.p_moved:
-            street, no, pc, city = _address(rng)
+            street, no, pc, city = cfg.locale.address(rng)
             p.old_address = (street, no, pc, city)
     if taken is not None:
         for p in persons:
@@ -133,14 +140,7 @@ def make_persons(rng: np.random.Generator, cfg: GeneratorConfig, start: int, n: 
     return persons
 
 
-def _address(rng):
-    ci = int(rng.choice(CITY_IDX, p=CITY_P))
-    city, prefix, _ = N.CITIES[ci]
-    return (str(rng.choice(N.STREETS)), str(int(rng.integers(1, 160))) + ("a" if rng.random() < 0.05 else ""),
-            prefix + f"{int(rng.integers(0, 1000)):03d}", city)
-
-
-def _email(rng, first: str, last: str, birth: date) -> str:
+def _email(rng, cfg, first: str, last: str, birth: date) -> str:
     f, l = first.lower().translate(ASCII_EMAIL), last.lower().translate(ASCII_EMAIL)
     pattern = rng.integers(0, 5)
     local = [f"{f}.{l}", f"{f[0]}.{l}", f"{f}{l}", f"{l}.{f}", f"{f}_{l}"][pattern]
@@ -148,12 +148,7 @@ def _email(rng, first: str, last: str, birth: date) -> str:
         local += str(int(rng.integers(1, 10_000)))
     elif rng.random() < 0.5:
         local += f"{birth.year % 100:02d}"
-    return f"{local}@{rng.choice(DOMAINS, p=DOMAIN_P)}"
-
-
-def _mobile(rng) -> str:
-    return f"+4915{int(rng.integers(0, 10))}{int(rng.integers(0, 10**7)):07d}" if rng.random() < 0.4 \
-        else f"+491{int(rng.choice([60, 62, 70, 71, 72, 73, 75, 76, 77, 78, 79]))}{int(rng.integers(0, 10**7)):07d}"
+    return f"{local}@{cfg.locale.email_domain(rng)}"
 
 
 def _birth(rng) -> date:
@@ -165,17 +160,16 @@ def _new_person(rng, cfg, idx: int) -> Person:
     first = str(rng.choice(FEMALE, p=FEMALE_P) if gender == "f" else rng.choice(MALE, p=MALE_P))
     last = str(rng.choice(LASTN, p=LAST_P))
     birth = _birth(rng)
-    street, no, pc, city = _address(rng)
-    # German area codes never start with 0 after the country code.
-    landline = f"+49{2 + int(pc[0]) % 8}{pc[1]}{int(rng.integers(10**6, 10**7))}"
+    street, no, pc, city = cfg.locale.address(rng)
+    landline = cfg.locale.landline(rng, pc, city)
     p = Person(pid=f"P{idx:08d}", gender=gender, first=first, last=last, birth=birth,
-               street=street, house_no=no, postcode=pc, city=city, mobile=_mobile(rng),
-               landline=landline, email=_email(rng, first, last, birth),
-               alt_email=_email(rng, first, last, birth), household_id=f"H{idx:08d}")
+               street=street, house_no=no, postcode=pc, city=city, mobile=cfg.locale.mobile(rng),
+               landline=landline, email=_email(rng, cfg, first, last, birth),
+               alt_email=_email(rng, cfg, first, last, birth), household_id=f"H{idx:08d}")
     return p
 
 
-def _household_member(rng, anchor: Person, idx: int) -> Person:
+def _household_member(rng, cfg, anchor: Person, idx: int) -> Person:
     """Same address, landline and surname; different first name and birth date."""
     gender = "m" if anchor.gender == "f" else "f"
     pool, probs = (FEMALE, FEMALE_P) if gender == "f" else (MALE, MALE_P)
@@ -191,13 +185,13 @@ def _household_member(rng, anchor: Person, idx: int) -> Person:
         birth = date.fromordinal(birth.toordinal() + 400)
     return Person(pid=f"P{idx:08d}", gender=gender, first=first, last=anchor.last, birth=birth,
                   street=anchor.street, house_no=anchor.house_no, postcode=anchor.postcode,
-                  city=anchor.city, mobile=_mobile(rng), landline=anchor.landline,
-                  email=_email(rng, first, anchor.last, birth),
-                  alt_email=_email(rng, first, anchor.last, birth), household_id=anchor.household_id)
+                  city=anchor.city, mobile=cfg.locale.mobile(rng), landline=anchor.landline,
+                  email=_email(rng, cfg, first, anchor.last, birth),
+                  alt_email=_email(rng, cfg, first, anchor.last, birth), household_id=anchor.household_id)
 
 
-def _twin_of(rng, anchor: Person, idx: int) -> Person:
-    twin = _household_member(rng, anchor, idx)
+def _twin_of(rng, cfg, anchor: Person, idx: int) -> Person:
+    twin = _household_member(rng, cfg, anchor, idx)
     twin.birth = anchor.birth
     twin.twin_group = anchor.twin_group = f"T{int(anchor.pid[1:]):08d}"
     return twin
@@ -222,24 +216,6 @@ def typo(rng, s: str, edits: int) -> str:
             chars[i], chars[i + 1] = chars[i + 1], chars[i]
     out = "".join(chars)
     return out if out != s else s + str(rng.choice(list(LETTERS)))
-
-
-def phone_format(rng, e164: str) -> str:
-    """The same E.164 number as a person or system might type it."""
-    national = e164[3:]
-    area, rest = national[:3], national[3:]
-    style = int(rng.integers(0, 7))
-    return [f"+49 {area} {rest}", f"0{area} {rest}", f"0049 {area} {rest}", f"0{area}/{rest}",
-            f"0{national}", f"+49 (0){area} {rest}", f"+49-{area}-{rest}"][style]
-
-
-def street_variant(rng, street: str) -> str:
-    for full in ("straße", "Straße"):
-        if street.endswith(full):
-            stem = street[: -len(full)]
-            return stem + str(rng.choice(["str.", "strasse", "Str.", " Str."] if full == "straße"
-                                         else ["Str.", "Strasse", "str."]))
-    return street
 
 
 @dataclass
@@ -286,13 +262,13 @@ def vary(rng, p: Person, cfg: GeneratorConfig, *, email: str | None = None, old:
         first, last = last, first
         v.append("swapped_names")
     if rng.random() < cfg.p_street_abbrev:
-        street = street_variant(rng, street)
-    addr = f"{street} {no}"
+        street = cfg.locale.street_variant(rng, street)
+    addr = cfg.locale.street_line(street, no)
     mail = email if email is not None else p.email
     if email is None and rng.random() < cfg.p_second_email:
         mail = p.alt_email
         v.append("second_email")
-    tel = phone_format(rng, phone or p.mobile)
+    tel = cfg.locale.phone_format(rng, phone or p.mobile)
     birth: date | None = p.birth
     if rng.random() < cfg.p_missing:
         drop = int(rng.integers(0, 4))

@@ -224,10 +224,12 @@ def _write(con, spec: MatchSpec, edges: pd.DataFrame, crosswalk: pd.DataFrame, c
             rows_of=f"left_id IN (SELECT id FROM {subset}) OR right_id IN (SELECT id FROM {subset})")
     con.unregister("_edges")
     con.register("_xw", crosswalk)
-    replace("crosswalk", f"""SELECT x.record_id AS {uid}, x.customer_id, r.dataset, r.source_system, r.source_record_id,
+    # typed: with no contact at all (a marketing-spend export alone) the frame's columns are empty
+    replace("crosswalk", f"""SELECT x.record_id::VARCHAR AS {uid}, x.customer_id::VARCHAR AS customer_id, r.dataset,
+               r.source_system, r.source_record_id,
                count(*) OVER (PARTITION BY x.customer_id)::INTEGER AS cluster_size,
                ?::TIMESTAMP AS resolved_at
-        FROM _xw x JOIN {SCHEMA}.records r ON r.{uid} = x.record_id ORDER BY x.customer_id, 1""", [now],
+        FROM _xw x JOIN {SCHEMA}.records r ON r.{uid} = x.record_id::VARCHAR ORDER BY 2, 1""", [now],
             rows_of=f"{uid} IN (SELECT id FROM {subset})")
     con.unregister("_xw")
     con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.id_changes (

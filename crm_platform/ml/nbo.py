@@ -27,7 +27,7 @@ from crm_platform.ml import ModelConfig, NotEnoughData
 from crm_platform.ml.boosting import BoostedClassifier
 from crm_platform.ml.evaluate import reference_bins, top_predictors
 from crm_platform.ml.training import (data_hash, data_window, default_plan, design, preprocessor, require,
-                                      simple_params, snapshot)
+                                      simple_params, snapshot, uninformative)
 
 TASK = "next_best_offer"
 SCORE = "offer_probability"
@@ -145,13 +145,14 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
     test_set = frame(con, fcfg, plan.test, cfg.horizon_days, events)
     require(train_set, LABEL, cfg, "next-best-offer training set")
     require(test_set, LABEL, cfg, "next-best-offer test set")
-    cols = columns()
-    model = make_pipeline(preprocessor(cols, scale=False, categorical=("category",)),
-                          BoostedClassifier(max_iter=200, learning_rate=0.05,
-                                            l2_regularization=1.0, random_state=cfg.random_state))
     # the ranking within a customer is what counts: learn which category is bought, from the
     # customers who bought a new one (who buys at all is the churn model's question)
     buyers = train_set[train_set.groupby(["customer_id", "cutoff"])[LABEL].transform("max") > 0]
+    # a source the company does not have leaves its features empty: they teach nothing
+    cols = [c for c in columns() if c not in uninformative(buyers, columns())]
+    model = make_pipeline(preprocessor(cols, scale=False, categorical=("category",)),
+                          BoostedClassifier(max_iter=200, learning_rate=0.05,
+                                            l2_regularization=1.0, random_state=cfg.random_state))
     model.fit(design(buyers, cols, categorical=("category",)), buyers[LABEL])
     X = design(test_set, cols, categorical=("category",))
     p = model.predict_proba(X)[:, 1]
