@@ -317,3 +317,40 @@ def test_a_mistake_in_a_derivation_names_the_dataset_and_column(street, message)
     with pytest.raises(SourceConfigError, match="systems.legacy.datasets.kunden: column 'street'") as e:
         parse_sources(doc)
     assert message in str(e.value)
+
+
+def test_the_cli_runs_a_selection_and_says_plainly_what_is_wrong(tmp_path):
+    home = tmp_path / "home"
+    write_order_log(home / "landing" / "cdshop" / "orders.csv", 50, date(1997, 1, 1), 3)
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(ORDER_LOG_SOURCES)
+    out = cli(home, "materialize", "--select", "+group:staging", sources=sources)     # staging and what it reads
+    assert out.returncode == 0 and out.stdout.startswith("run of the selection succeeded"), out.stdout + out.stderr
+    assert "staging.orders" in out.stdout
+    bad = cli(home, "materialize", "--select", "key:no/such_asset", sources=sources)
+    assert bad.returncode == 2 and "names no asset of this code location" in bad.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(ORDER_LOG_SOURCES.replace("total_amount: dollars", "total_amount: dollars, price: p"))
+    out = cli(home, "materialize", sources=broken)
+    assert out.returncode == 2 and "'price' is not a column of entity orders" in out.stderr
+    assert "Traceback" not in out.stderr
+    # a declared export that has not arrived: its blocking check fails, and the terminal says which and why
+    (home / "landing" / "cdshop" / "orders.csv").unlink()
+    empty = tmp_path / "empty_home"
+    out = cli(empty, "materialize", "--select", "+group:staging", sources=sources)
+    assert out.returncode == 1
+    assert "check staging/orders:pandera_Orders failed: staging.orders is empty" in out.stdout
+
+
+def test_a_failed_checks_first_failure_cases_are_printed():
+    import dagster as dg
+
+    from crm_platform.cli import _failure_cases
+
+    table = "| column | check | failing_value |\n|---|---|---|\n" + "".join(
+        f"| postcode | postcode_fits_country | {i} |\n" for i in range(8))
+    ev = dg.AssetCheckEvaluation(asset_key=dg.AssetKey(["staging", "contacts"]), check_name="pandera_Contacts",
+                                 passed=False, metadata={"failure_cases": dg.MetadataValue.md(table)})
+    lines = _failure_cases(ev)
+    assert lines[0] == "| column | check | failing_value |"
+    assert lines[1:6] == [f"| postcode | postcode_fits_country | {i} |" for i in range(5)] and lines[6] == "... (3 more)"
