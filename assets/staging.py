@@ -45,6 +45,8 @@ def build_staging_asset(entity_name: str, cfg: SourceConfig) -> dg.AssetsDefinit
         meta.update({"build_mode": report.mode, "build_mode_reason": report.reason,
                      "file_versions_read": report.files_read, "rows_staged_this_run": report.rows_read})
         meta["rows_by_system"] = dg.MetadataValue.json(report.rows_by_system)
+        if not staging.datasets_of(cfg, entity_name):
+            meta["absent"] = f"no source declares {entity_name}: leaves out {ent.leaves_out}"
         meta["rows_superseded_by_later_delivery"] = report.superseded
         return dg.MaterializeResult(metadata=meta)
 

@@ -137,7 +137,7 @@ def materialize(raise_on_error: bool = False, history_days: int = 14):
     run = job_runner(raise_on_error)
     results = [run("refresh_core")]
     day = latest_data_day() if results[0].success else None
-    if day is None:
+    if day is None:      # nothing on the timeline: no day to compute (the summary says what is absent)
         return results
     if _partitions_moved():
         run = job_runner(raise_on_error, fresh=True)
@@ -200,6 +200,9 @@ def summary_lines(results=()) -> list[str]:
                                    "table_schema = 'staging' ORDER BY 1").fetchall():
             n = con.execute(f"SELECT count(*) FROM staging.{name}").fetchall()[0][0]
             lines.append(f"  staging.{name:<20} {n:>12,} rows")
+        from crm_platform.staging import without_data
+
+        lines += [f"  no {name} in the data: leaves out {what}" for name, what in without_data(con)]
         files = con.execute("SELECT count(*) FILTER (WHERE status = 'loaded'), count(*) FILTER "
                             "(WHERE status = 'quarantined'), coalesce(sum(rows_read), 0), coalesce(sum(rows_loaded), 0), "
                             "coalesce(sum(rows_quarantined), 0) FROM raw.ingest_manifest").fetchall()[0] \
@@ -221,7 +224,10 @@ def summary_lines(results=()) -> list[str]:
                 lines.append("  against the generator's truth: " + ", ".join(
                     f"{k} {quality[k]:.4f}" for k in ("bcubed_precision", "bcubed_recall", "bcubed_f1",
                                                      "pairwise_f1", "blocking_recall")))
-        if warehouse.table_exists(con, "core.customer_events"):
+        if warehouse.table_exists(con, "core.customer_events") and not latest_data_day():
+            lines.append("timeline: no event yet, so no daily snapshot (features, segments, KPIs, scores, alerts, "
+                         "dashboard) was computed")
+        elif warehouse.table_exists(con, "core.customer_events"):
             ev = con.execute("SELECT count(*), count(DISTINCT customer_id), count(DISTINCT channel) "
                              "FROM core.customer_events").fetchall()[0]
             lost = con.execute("SELECT count(*) FROM core.unattributed_events").fetchall()[0][0]

@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from crm_platform import standardize, warehouse
 from crm_platform.model import Column, entity
-from crm_platform.sources import Dataset, Derivation
+from crm_platform.sources import WHITESPACE, Dataset, Derivation
 
 EMAIL_PATTERN = r"^[^@\s,;<>()\[\]]+@[^@\s,;<>()\[\]]+\.[a-zA-Z]{2,}$"
 TRUE_WORDS = ("1", "true", "t", "yes", "y", "ja", "j", "x", "opt-in", "optin", "subscribed")
@@ -153,9 +153,9 @@ def _load_file(con, ds: Dataset, path: Path, rel: str, version: int, loaded_at: 
     notes: list[str] = []
     typed = reader(con, ds, path, notes) or set()
     ent = entity(ds.entity)
-    parsed = _parsed(ds, ent, _with_offset(con, ds, ent, typed), typed)
+    parsed = _parsed(ds, ent, _with_offset(con, ds, ent, typed), typed, rel)
     con.execute(_duplicates_sql(ent, parsed))
-    con.execute(_validation_sql(ds, ent, parsed), [as_of])
+    con.execute(_validation_sql(ds, ent, parsed, rel), [as_of])
     _apply_field_issues(con, ent)
     if salt is not None:
         _keep_out_erased(con, ds, salt)
@@ -287,12 +287,12 @@ def _check_columns(ds: Dataset, present: list[str], all_mapped: bool = True) -> 
                              f"(found: {', '.join(present)[:300]}){hint}")
 
 
-def _csv_header(path: Path, ds: Dataset) -> list[str]:
+def _csv_header(path: Path, ds: Dataset, delimiter: str | None = None) -> list[str]:
     with path.open("r", encoding="utf-8", newline="") as fh:
         first = fh.readline().lstrip("\ufeff")        # a byte-order mark before a quoted first name
     if not first.strip():
         raise UnreadableFile("empty file: no header line")
-    header = [h.strip() for h in next(csv.reader(io.StringIO(first), delimiter=ds.delimiter,
+    header = [h.strip() for h in next(csv.reader(io.StringIO(first), delimiter=delimiter or ds.delimiter,
                                                  quotechar=ds.quote or None))]
     twice = [c for c in ds.source_columns if header.count(c) > 1]
     if twice:
@@ -387,19 +387,39 @@ def _not_utf8(path: Path, ds: Dataset) -> None:
                          f"load garbled): re-export it as {ds.encoding} or declare encoding utf-8 in sources.yaml")
 
 
+def _aligned(path: Path, ds: Dataset) -> tuple[Path, str]:
+    """A copy the CSV reader takes, and its delimiter: a whitespace-aligned file with its columns
+    separated by tabs, a file without a header line with the declared one in front."""
+    delimiter = "\t" if ds.delimiter == WHITESPACE else ds.delimiter
+    out = path.with_name(f".{path.name}.aligned.tmp")
+    with path.open("r", encoding="utf-8", newline="") as src, out.open("w", encoding="utf-8", newline="") as dst:
+        if ds.header:
+            dst.write(delimiter.join(ds.header) + "\n")
+        for line in src:
+            dst.write("\t".join(line.split()) + "\n" if ds.delimiter == WHITESPACE else line)
+    return out, delimiter
+
+
 def _read_csv(con, ds: Dataset, path: Path, notes: list[str]) -> None:
     readable = _as_utf8(path, ds, notes)
+    temps = [readable] if readable != path else []
+    delimiter = ds.delimiter
+    if ds.delimiter == WHITESPACE or ds.header:
+        readable, delimiter = _aligned(readable, ds)
+        temps.append(readable)
+    # a declared header is not a line of the file: the records start at its line 1
+    first = 1 if ds.header else 2
     try:
-        header = _csv_header(readable, ds)
+        header = _csv_header(readable, ds, delimiter)
         _check_columns(ds, header)
         names = _unique(header)
         columns = "{" + ", ".join(f"'{_sq(n)}': 'VARCHAR'" for n in names) + "}"
-        quote = _sq(ds.quote)
+        quote = "" if ds.delimiter == WHITESPACE else _sq(ds.quote)
         con.execute("DROP TABLE IF EXISTS _rej_errors; DROP TABLE IF EXISTS _rej_scans")
         try:
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE _raw AS SELECT * FROM read_csv('{_sq(str(readable))}',"
-                f" header=true, auto_detect=false, columns={columns}, delim='{_sq(ds.delimiter)}',"
+                f" header=true, auto_detect=false, columns={columns}, delim='{_sq(delimiter)}',"
                 f" quote='{quote}', escape='{quote}', strict_mode=true, store_rejects=true,"
                 f" rejects_table='_rej_errors', rejects_scan='_rej_scans', max_line_size=1048576)")
         except duckdb.Error as e:
@@ -419,7 +439,7 @@ def _read_csv(con, ds: Dataset, path: Path, notes: list[str]) -> None:
         _empty_rejects(con)
         # One row per rejected line (DuckDB may report several errors for one line).
         con.execute(
-            "INSERT INTO _rejects SELECT line, 'malformed line: ' || string_agg(DISTINCT "
+            f"INSERT INTO _rejects SELECT line - {2 - first}, 'malformed line: ' || string_agg(DISTINCT "
             "error_type::VARCHAR || ' (' || error_message || ')', '; '), any_value(csv_line) "
             "FROM _rej_errors GROUP BY line")
         # DuckDB numbers records as lines (header = 1). A good row's line is its position among
@@ -428,21 +448,21 @@ def _read_csv(con, ds: Dataset, path: Path, notes: list[str]) -> None:
         # numbering the read rows (10M order lines: 3.9 s saved)
         select = ", ".join(f'"{_dq(n)}"' for n in names)
         if not errors:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW _in AS SELECT {select}, rowid + 2 AS _source_line FROM _raw")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW _in AS SELECT {select}, rowid + {first} AS _source_line FROM _raw")
             return
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _in AS
             WITH good AS (SELECT rowid + 1 AS k, {select} FROM _raw),
-                 ranked AS (SELECT line - 1 - row_number() OVER (ORDER BY line) AS good_before,
+                 ranked AS (SELECT line - {first - 1} - row_number() OVER (ORDER BY line) AS good_before,
                                    row_number() OVER (ORDER BY line) AS j
                             FROM (SELECT DISTINCT line FROM _rejects)),
                  rej AS (SELECT good_before, max(j) AS j FROM ranked GROUP BY good_before)
-            SELECT good.* EXCLUDE (k), good.k + 1 + coalesce(rej.j, 0) AS _source_line
+            SELECT good.* EXCLUDE (k), good.k + {first - 1} + coalesce(rej.j, 0) AS _source_line
             FROM good ASOF LEFT JOIN rej ON good.k > rej.good_before""")
         con.execute("DROP TABLE IF EXISTS _raw")
     finally:
-        if readable != path:
-            readable.unlink(missing_ok=True)
+        for temp in temps:
+            temp.unlink(missing_ok=True)
 
 
 def _read_jsonl(con, ds: Dataset, path: Path, notes: list[str]) -> None:
@@ -562,7 +582,7 @@ def _with_offset(con, ds: Dataset, ent, typed: set[str] = frozenset()) -> set[st
     return out
 
 
-def _texts(ds: Dataset, ent) -> dict[str, str]:
+def _texts(ds: Dataset, ent, file: str = "") -> dict[str, str]:
     """The trimmed text of every canonical column of _in (NULL when empty or not delivered)."""
     raw_cols = set(ds.source_columns)
     out = {}
@@ -571,7 +591,7 @@ def _texts(ds: Dataset, ent) -> dict[str, str]:
             src = ds.columns[col.name]
             raw = f'"{_dq(src)}"' if src in raw_cols else "NULL::VARCHAR"
         elif col.name in ds.derived:
-            raw = _derived_sql(ds.derived[col.name])
+            raw = _derived_sql(ds.derived[col.name], file)
         elif col.name in ds.constants:
             raw = f"'{_sq(ds.constants[col.name])}'"
         else:
@@ -580,9 +600,11 @@ def _texts(ds: Dataset, ent) -> dict[str, str]:
     return out
 
 
-def _derived_sql(d: Derivation) -> str:
-    """The text of a derived column (``sources.Derivation``) over _in."""
-    cell = lambda c: f"""nullif(trim("{_dq(c)}"), '')"""  # noqa: E731
+def _derived_sql(d: Derivation, file: str = "") -> str:
+    """The text of a derived column (``sources.Derivation``) over _in; ``_file`` and ``_line`` in
+    a template are the file's path under landing/ and the record's line."""
+    def cell(c):
+        return {"_file": f"'{_sq(file)}'", "_line": "_source_line::VARCHAR"}.get(c, f"""nullif(trim("{_dq(c)}"), '')""")
     if d.kind == "map":
         cases = " ".join(f"WHEN '{_sq(k)}' THEN '{_sq(v)}'" for k, v in d.mapping)
         return f"CASE {cell(d.sources[0])} {cases} ELSE {cell(d.sources[0])} END"
@@ -596,11 +618,12 @@ def _derived_sql(d: Derivation) -> str:
     return f"CASE WHEN {filled} THEN regexp_replace(trim({sql}), '\\s+', ' ', 'g') END"
 
 
-def _parsed(ds: Dataset, ent, with_offset: set[str] = frozenset(), typed: set[str] = frozenset()) -> dict[str, str]:
+def _parsed(ds: Dataset, ent, with_offset: set[str] = frozenset(), typed: set[str] = frozenset(),
+            file: str = "") -> dict[str, str]:
     """The parse expression of every canonical column over _in, as _dups and _v both read it.
     ``with_offset``: timestamp columns to try the formats with a UTC offset on first; ``typed``:
     source columns that were timestamps in the file."""
-    text = _texts(ds, ent)
+    text = _texts(ds, ent, file)
     return {col.name: _parse_expr(col, text[col.name], ds, col.name in with_offset, ds.columns.get(col.name) in typed)
             for col in ent.columns}
 
@@ -616,7 +639,7 @@ def _duplicates_sql(ent, parsed: dict[str, str]) -> str:
                                     FROM _in GROUP BY ALL) WHERE _n > 1 AND {key_set}"""
 
 
-def _validation_sql(ds: Dataset, ent, parsed: dict[str, str]) -> str:
+def _validation_sql(ds: Dataset, ent, parsed: dict[str, str], file: str = "") -> str:
     """SQL creating _v: the parsed canonical columns (``_parsed``), the line, the reasons a row is
     kept out (``_reason``) and the values set to NULL (``_fields``: field and reason).
 
@@ -625,7 +648,7 @@ def _validation_sql(ds: Dataset, ent, parsed: dict[str, str]) -> str:
     postcode not of its country, a code outside its set - sets that value to NULL, and the row
     loads. Only what is loaded is kept; the raw text of a bad row is read back from _in when it is
     quarantined. Duplicate keys come from _dups (``_duplicates_sql``)."""
-    texts, reasons, text_of = [], [], _texts(ds, ent)
+    texts, reasons, text_of = [], [], _texts(ds, ent, file)
     checked, fields = [], []
     for col in ent.columns:
         texts.append(f"{text_of[col.name]} AS _t_{col.name}")

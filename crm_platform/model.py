@@ -44,6 +44,7 @@ class Entity:
     # Column holding the record id of the person in a contact dataset (the event's owner).
     contact_ref: str | None = None
     extra: dict = field(default_factory=dict)
+    leaves_out: str = ""     # what a company without this entity does not get
 
     @property
     def column_names(self) -> list[str]:
@@ -91,6 +92,7 @@ ENTITIES: dict[str, Entity] = {
             # all the same (a shop's customer number), who matches nobody else
             key=("source_record_id",),
             contact_ref="source_record_id",
+            leaves_out="customers (without contact records or events that carry their ids there is nobody to resolve)",
         ),
         Entity(
             "orders",
@@ -109,6 +111,7 @@ ENTITIES: dict[str, Entity] = {
             ),
             key=("order_id",),
             contact_ref="customer_ref",
+            leaves_out="purchases: RFM, revenue and order KPIs, cohorts, attribution, the churn and CLV models",
         ),
         Entity(
             "order_items",
@@ -125,6 +128,7 @@ ENTITIES: dict[str, Entity] = {
                 C("returned_at", "timestamp", not_future=True),
             ),
             key=("order_id", "line_number"),
+            leaves_out="categories and returns of order lines: next-best-offer, category breadth, return rates",
         ),
         Entity(
             "email_events",
@@ -140,6 +144,7 @@ ENTITIES: dict[str, Entity] = {
             ),
             key=("event_id",),
             contact_ref="subscriber_ref",
+            leaves_out="e-mail engagement: open and click rates, e-mail touches in attribution",
         ),
         Entity(
             "support_tickets",
@@ -158,6 +163,7 @@ ENTITIES: dict[str, Entity] = {
             ),
             key=("ticket_id",),
             contact_ref="requester_ref",
+            leaves_out="support history: ticket and satisfaction features, support cost in historic CLV",
         ),
         Entity(
             "web_events",
@@ -178,6 +184,7 @@ ENTITIES: dict[str, Entity] = {
             ),
             key=("event_id",),
             contact_ref="customer_ref",
+            leaves_out="web behaviour: sessions, cart abandonment, campaign touches in attribution",
         ),
         Entity(
             "nps_responses",
@@ -192,6 +199,7 @@ ENTITIES: dict[str, Entity] = {
             ),
             key=("response_id",),
             contact_ref="respondent_ref",
+            leaves_out="the Net Promoter Score and NPS features",
         ),
         Entity(
             "leads",
@@ -210,6 +218,7 @@ ENTITIES: dict[str, Entity] = {
             ),
             key=("lead_id",),
             contact_ref="contact_ref",
+            leaves_out="the sales pipeline: lead scoring, lead-to-buyer conversion",
         ),
         Entity(
             "marketing_spend",
@@ -222,6 +231,7 @@ ENTITIES: dict[str, Entity] = {
                 C("currency"),
             ),
             key=("spend_date", "channel", "campaign"),
+            leaves_out="spend per channel: CAC and ROMI",
         ),
     ]
 }
@@ -243,7 +253,7 @@ def markdown() -> str:
     """The entity tables of docs/data-model.md, rendered from this module (a test keeps them equal)."""
     out = []
     for e in ENTITIES.values():
-        out += [f"### `staging.{e.name}`", "", e.doc, "",
+        out += [f"### `staging.{e.name}`", "", e.doc + (f" Without it: {e.leaves_out}." if e.leaves_out else ""), "",
                 f"Natural key per system: `{', '.join(e.key)}`."
                 + (f" Owner: `{e.contact_ref}` → `contact_key`." if e.contact_ref and e.name != "contacts" else ""),
                 "", "| column | type | rules | PII | notes |", "|---|---|---|---|---|"]

@@ -81,8 +81,9 @@ class Dataset:
     columns: dict[str, str]
     constants: dict[str, str] = field(default_factory=dict)
     derived: dict[str, Derivation] = field(default_factory=dict)
-    delimiter: str = ","
+    delimiter: str = ","            # one character, or "whitespace": columns aligned by runs of blanks
     quote: str = '"'
+    header: tuple[str, ...] = ()    # the column names of a file without a header line
     encoding: str = "utf-8"
     timestamp_formats: tuple[str, ...] = DEFAULT_TIMESTAMP_FORMATS
     date_formats: tuple[str, ...] = DEFAULT_DATE_FORMATS
@@ -101,14 +102,15 @@ class Dataset:
     @property
     def source_columns(self) -> list[str]:
         """The system's own column names this dataset needs from each file."""
-        return sorted(set(self.columns.values()) | {c for d in self.derived.values() for c in d.sources})
+        return sorted(set(_columns_read(self.columns, self.derived)))
 
     @property
     def required_source_columns(self) -> list[str]:
         """Source columns mapped to required canonical columns: a file without them is unreadable."""
         ent = entity(self.entity)
         return sorted({src for canon, src in self.columns.items() if ent.column(canon).required}
-                      | {c for canon, d in self.derived.items() if ent.column(canon).required for c in d.sources})
+                      | {c for canon, d in self.derived.items() if ent.column(canon).required for c in d.sources
+                         if c not in LINE_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,16 @@ class SourceConfig:
             if d.key == key:
                 return d
         raise KeyError(f"no dataset {key!r} declared")
+
+
+WHITESPACE = "whitespace"
+# what a template may name besides the file's columns: the file (its path under landing/) and the
+# line a record stands on - the key of a log whose lines have no number of their own
+LINE_FIELDS = ("_file", "_line")
+
+
+def _columns_read(columns: dict, derived: dict) -> list[str]:
+    return [v for v in columns.values()] + [c for d in derived.values() for c in d.sources if c not in LINE_FIELDS]
 
 
 def _fail(where: str, msg: str) -> SourceConfigError:
@@ -217,15 +229,24 @@ def _parse_dataset(system, name, ddef, defaults, sdef, rank, where) -> Dataset:
         return ddef.get(key, sdef.get(key, defaults.get(key, default)))
 
     delimiter = str(opts.get("delimiter", ","))
-    if len(delimiter) != 1:
-        raise _fail(where, "delimiter must be one character")
+    if len(delimiter) != 1 and delimiter != WHITESPACE:
+        raise _fail(where, f"delimiter must be one character, or {WHITESPACE!r} for columns aligned by blanks")
+    header = ddef.get("header") or ()
+    if header and (not isinstance(header, list) or not all(isinstance(h, str) and h for h in header)
+                   or len(set(header)) != len(header)):
+        raise _fail(where, "header must be a list of distinct column names (for a file without a header line)")
+    if header and fmt != "csv":
+        raise _fail(where, "header is for CSV files without a header line")
+    missing = [c for c in _columns_read(columns, derived) if header and c not in header]
+    if missing:
+        raise _fail(where, f"mapped columns {missing} are not in the declared header {header}")
     country = str(pick("country", "DE")).strip().upper()
     if country_std(country, "") != country:
         raise _fail(where, f"country {country!r} is not an ISO 3166 country code (DE, AT, CH, GB, US, FR, NL, AU, ...)")
     return Dataset(
         system=system, name=name, entity=ent.name, path=str(ddef["path"]), format=fmt,
         columns={k: str(v) for k, v in columns.items()}, constants=constants, derived=derived,
-        delimiter=delimiter, quote=str(opts.get("quote", '"')),
+        delimiter=delimiter, quote=str(opts.get("quote", '"')), header=tuple(header),
         encoding=str(opts.get("encoding", "utf-8")).lower(),
         timestamp_formats=tuple(pick("timestamp_formats", ())) + DEFAULT_TIMESTAMP_FORMATS,
         date_formats=tuple(pick("date_formats", ())) + DEFAULT_DATE_FORMATS,

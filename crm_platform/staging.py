@@ -277,6 +277,17 @@ def _merge_new(con, table: str, entity_name: str, sql: str) -> tuple[int, int]:
     return files, n
 
 
+def without_data(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(entity, what it leaves out) of every staged entity without a row: an export the company
+    does not have (or that has not arrived), in the words the summary and the dashboard use."""
+    out = []
+    for name in STAGING_ENTITIES:
+        table = f"staging.{name}"
+        if not warehouse.table_exists(con, table) or not con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]:
+            out.append((name, entity(name).leaves_out))
+    return out
+
+
 STAGING_ENTITIES = ("contacts", "orders", "order_items", "email_events", "support_tickets",
                     "web_events", "nps_responses", "leads", "marketing_spend")
 

@@ -94,6 +94,7 @@ def test_a_plain_order_log_alone_runs_end_to_end(tmp_path):
         con.close()
     # what is absent is said, not failed
     assert "FAILED" not in out.stdout and "0 failed check(s)" in out.stdout.splitlines()[0]
+    assert "no order_items in the data: leaves out categories and returns of order lines" in out.stdout
     assert f"{buyers:,} contact records -> {buyers:,} customers" in out.stdout
 
 
@@ -354,3 +355,37 @@ def test_a_failed_checks_first_failure_cases_are_printed():
     lines = _failure_cases(ev)
     assert lines[0] == "| column | check | failing_value |"
     assert lines[1:6] == [f"| postcode | postcode_fits_country | {i} |" for i in range(5)] and lines[6] == "... (3 more)"
+
+
+def test_a_whitespace_aligned_log_without_header_or_order_number_loads_line_by_line(tmp_path):
+    """The CDNOW sample's shape: columns aligned by blanks, CRLF, no header line, no order
+    number - the mapping declares the header and numbers each purchase by its file and line."""
+    import yaml
+
+    from crm_platform.ingest import ingest_dataset
+    from crm_platform.sources import parse_sources
+
+    (tmp_path / "landing" / "cd").mkdir(parents=True)
+    (tmp_path / "landing" / "cd" / "log.txt").write_bytes(
+        b" 00004 0001 19970101  2   29.33\r\n 00004 0001 19970101  1   10.00\r\n"
+        b" 00018 0002 1997010x  1   12.00\r\n 00021 0003 19970102  3   45.90\r\n")
+    cfg = parse_sources(yaml.safe_load("""
+systems:
+  cd:
+    options: {delimiter: whitespace}
+    timestamp_formats: ["%Y%m%d"]
+    datasets:
+      orders:
+        entity: orders
+        path: cd/log*.txt
+        header: [master_id, customer_id, date, cds, dollars]
+        columns: {order_id: "{_file}:{_line}", customer_ref: customer_id, ordered_at: date, total_amount: dollars}
+"""))
+    con = duckdb.connect()
+    file = ingest_dataset(con, cfg.datasets[0], tmp_path / "landing", tmp_path / "quarantine").files[0]
+    assert (file.rows_read, file.rows_loaded, file.rows_quarantined) == (4, 3, 1)
+    # two purchases of one customer on one day stay two orders; lines count from the file's first
+    assert con.execute("SELECT order_id, customer_ref, total_amount::DOUBLE, _source_line FROM raw.cd_orders ORDER BY 4"
+                       ).fetchall() == [("cd/log.txt:1", "0001", 29.33, 1), ("cd/log.txt:2", "0001", 10.0, 2),
+                                        ("cd/log.txt:4", "0003", 45.9, 4)]
+    assert con.execute("SELECT source_line FROM raw.quarantine_rows").fetchall() == [(3,)]

@@ -493,6 +493,18 @@ def ingestion(ctx: Context):
     return fig
 
 
+@table("coverage", "What the data covers",
+       "The kinds of data no source delivers, and what the dashboard and the models go without "
+       "because of it: add the export to the sources mapping to get them.", "raw.ingest_manifest", wide=False)
+def coverage(ctx: Context):
+    from crm_platform.staging import without_data
+
+    missing = without_data(ctx.con)
+    if not missing:
+        return "every kind of data is there: shop, order lines, e-mail, support, web, survey, sales and spend"
+    return pd.DataFrame(missing, columns=["not in the data", "leaves out"])
+
+
 @chart("quarantine_reasons", "Quarantine reasons",
        "The most frequent reasons rows were set aside (values masked); fix the source or the "
        "mapping for the top ones.",
@@ -626,7 +638,7 @@ def build(ctx: Context) -> tuple[list[Tile], list[Section]]:
         Section("identity", "Identity resolution", merged,
                 [cluster_sizes(ctx), review_queue(ctx), identity_table(ctx)]),
         Section("data_quality", "Data quality", "What the sources sent, what was refused, and the state of every check.",
-                [ingestion(ctx), quarantine_reasons(ctx), check_status(ctx), failing_checks(ctx)]),
+                [coverage(ctx), ingestion(ctx), quarantine_reasons(ctx), check_status(ctx), failing_checks(ctx)]),
         Section("alerts", "Alerts and their effect", "What the platform told the teams and whether it helped.",
                 [alerts_per_day(ctx), delivery(ctx), uplift(ctx), kpi_band_alerts(ctx)]),
     ]

