@@ -9,7 +9,9 @@ import pytest
 from crm_platform.generator.variants import Variant, make
 from tests.test_any_data import cli
 
-CUSTOMERS, SEED = 300, 5
+# a year of history is enough for every daily output; the three-month and order-log worlds say
+# their own length
+CUSTOMERS, SEED, MONTHS = 300, 5, 12
 
 
 def _count(con, sql: str) -> int:
@@ -45,28 +47,28 @@ def _full_chain(y) -> bool:
 
 COMBINATIONS = {
     # each system alone: its own customers (from its contacts, or the ids its events carry) and its events
-    "shop_alone": (Variant("shop_alone", systems=("shop",)), lambda y: _full_chain(y) and y["event_types"] <= {
+    "shop_alone": (Variant("shop_alone", systems=("shop",), months=MONTHS), lambda y: _full_chain(y) and y["event_types"] <= {
         "order", "order_cancelled", "return"}),
-    "newsletter_alone": (Variant("newsletter_alone", systems=("newsletter",)),
+    "newsletter_alone": (Variant("newsletter_alone", systems=("newsletter",), months=MONTHS),
                          lambda y: _activity("email_send", "email_open", "email_click", "email_unsubscribe",
                                              "email_bounce")(y) and y["cohorts"] == 0),
-    "support_alone": (Variant("support_alone", systems=("support",)),
+    "support_alone": (Variant("support_alone", systems=("support",), months=MONTHS),
                       _activity("ticket_opened", "ticket_closed", "ticket_closed_escalated")),
-    "sales_alone": (Variant("sales_alone", systems=("sales",)), _activity("lead_created", "lead_converted")),
-    "web_alone": (Variant("web_alone", systems=("web",)),
+    "sales_alone": (Variant("sales_alone", systems=("sales",), months=MONTHS), _activity("lead_created", "lead_converted")),
+    "web_alone": (Variant("web_alone", systems=("web",), months=MONTHS),
                   _activity("web_page_view", "web_product_view", "web_add_to_cart", "web_checkout", "web_login")),
-    "nps_alone": (Variant("nps_alone", systems=("nps",)), _activity("nps_answer")),
+    "nps_alone": (Variant("nps_alone", systems=("nps",), months=MONTHS), _activity("nps_answer")),
     # spend without a single customer: nothing to resolve, no timeline, and no failure
-    "marketing_alone": (Variant("marketing_alone", systems=("marketing",)),
+    "marketing_alone": (Variant("marketing_alone", systems=("marketing",), months=MONTHS),
                         lambda y: y["spend"] > 0 and y["contacts"] == 0 and y["events"] == 0),
     "order_log_alone": (Variant("order_log_alone", systems=("shop",), order_log=True, months=18),
                         lambda y: _full_chain(y) and y["event_types"] == {"order"}),
     # names, birth dates and addresses only: customers, and nothing to compute day by day
     "person_list_alone": (Variant("person_list_alone", systems=("shop",), datasets=("shop_customers",),
                                   drop=("email", "phone")), lambda y: y["customers"] > 0 and y["events"] == 0),
-    "no_email_no_phone": (Variant("no_email_no_phone", drop=("email", "phone")), _full_chain),
-    "us_formats": (Variant("us_formats", country="US"), _full_chain),
-    "gb_formats": (Variant("gb_formats", country="GB"), _full_chain),
+    "no_email_no_phone": (Variant("no_email_no_phone", drop=("email", "phone"), months=MONTHS), _full_chain),
+    "us_formats": (Variant("us_formats", country="US", months=MONTHS), _full_chain),
+    "gb_formats": (Variant("gb_formats", country="GB", months=MONTHS), _full_chain),
     "three_months": (Variant("three_months", months=3), _full_chain),
 }
 
