@@ -327,8 +327,9 @@ def _as_utf8(path: Path, ds: Dataset, notes: list[str] | None = None) -> Path:
     return out
 
 
-# more NUL bytes than this share of a file: not text with a stray NUL but UTF-16 or binary
-MAX_NUL_SHARE = 0.01
+# more NUL bytes than this share of a file: not text with stray NULs but UTF-16 (about half its
+# bytes, for Latin text) or binary
+MAX_NUL_SHARE = 0.1
 
 
 def _without_nul(path: Path, notes: list[str] | None) -> Path:

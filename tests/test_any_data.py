@@ -389,3 +389,14 @@ systems:
                        ).fetchall() == [("cd/log.txt:1", "0001", 29.33, 1), ("cd/log.txt:2", "0001", 10.0, 2),
                                         ("cd/log.txt:4", "0003", 45.9, 4)]
     assert con.execute("SELECT source_line FROM raw.quarantine_rows").fetchall() == [(3,)]
+
+
+def test_nul_bytes_in_a_csv_are_removed_and_counted(tmp_path):
+    people = ("id,first,last,email,phone,street,zip,city,country,born\n"
+              "1,Ann\x00a,Lee,,,,,,,\n2,Bo,Ray\x00\x00,,,,,,,\n").encode()
+    con, reports = _load_people(tmp_path, {"people.csv": people})
+    file = reports["crm_people"].files[0]
+    assert (file.status, file.rows_loaded, file.notes) == ("loaded", 2, "3 NUL byte(s) removed")
+    assert con.execute("SELECT first_name, last_name FROM raw.crm_people ORDER BY 1").fetchall() == \
+        [("Anna", "Lee"), ("Bo", "Ray")]
+    assert con.execute("SELECT notes FROM raw.ingest_manifest").fetchall() == [("3 NUL byte(s) removed",)]
