@@ -335,14 +335,19 @@ MAX_NUL_SHARE = 0.1
 def _without_nul(path: Path, notes: list[str] | None) -> Path:
     """A UTF-8 file with NUL bytes (a stray one from a legacy export) as a copy without them, the
     count in ``notes``; the file itself when it has none."""
-    data = path.read_bytes()
-    n = data.count(b"\0")
+    n = size = 0
+    with path.open("rb") as fh:                 # in blocks: an export may be gigabytes
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            n += block.count(b"\0")
+            size += len(block)
     if not n:
         return path
-    if n > MAX_NUL_SHARE * len(data):
-        raise UnreadableFile(f"not valid UTF-8 text: {n:,} of its {len(data):,} bytes are NUL (UTF-16 or binary?)")
+    if n > MAX_NUL_SHARE * size:
+        raise UnreadableFile(f"not valid UTF-8 text: {n:,} of its {size:,} bytes are NUL (UTF-16 or binary?)")
     out = path.with_name(f".{path.name}.nonul.tmp")
-    out.write_bytes(data.replace(b"\0", b""))
+    with path.open("rb") as src, out.open("wb") as dst:
+        for block in iter(lambda: src.read(1 << 22), b""):
+            dst.write(block.replace(b"\0", b""))
     if notes is not None:
         notes.append(f"{n} NUL byte(s) removed")
     return out

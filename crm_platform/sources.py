@@ -134,12 +134,6 @@ class SourceConfig:
         ``implying_contacts``); an entity nobody declares is absent, not a failure."""
         return bool(self.by_entity(entity_name) or (entity_name == "contacts" and self.implying_contacts()))
 
-    def absent(self) -> list[str]:
-        """The canonical entities no source declares."""
-        from crm_platform.model import ENTITIES
-
-        return [name for name in ENTITIES if not self.declares(name)]
-
     def dataset(self, key: str) -> Dataset:
         for d in self.datasets:
             if d.key == key:
