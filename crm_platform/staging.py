@@ -123,6 +123,7 @@ def _newest(src: str, key: tuple[str, ...]) -> str:
 
 
 CONTACTS_SQL = """
+-- match forms of crm_platform.standardize version {standardize_version}
 WITH src AS ({newest}),
 named AS (
     SELECT *,
@@ -174,7 +175,8 @@ def contacts_sql(con: duckdb.DuckDBPyConnection, cfg: SourceConfig) -> str:
     standardize.register(con)
     return CONTACTS_SQL.format(newest=_newest(_union(con, cfg, "contacts"), entity("contacts").key),
                                lineage=LINEAGE, first_of_full=standardize.name_part_sql("full_name", "first"),
-                               last_of_full=standardize.name_part_sql("full_name", "last"))
+                               last_of_full=standardize.name_part_sql("full_name", "last"),
+                               standardize_version=standardize.VERSION)
 
 
 def events_sql(con: duckdb.DuckDBPyConnection, cfg: SourceConfig, entity_name: str) -> str:

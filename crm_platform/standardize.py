@@ -18,6 +18,12 @@ _NON_NAME = re.compile(r"[^a-z\- ]+")
 _SPACES = re.compile(r"\s+")
 _STREET_SUFFIX = re.compile(r"(str\.?|strasse|straße)(?=\s|\d|$)")
 _HOUSE_NO = re.compile(r"(\d+)\s+([a-z])\b")
+# English street types and their abbreviations, folded to one form (12 High Street, 12 High St)
+ENGLISH_STREET = {"street": "st", "road": "rd", "avenue": "ave", "av": "ave", "lane": "ln", "boulevard": "blvd",
+                  "drive": "dr", "place": "pl", "court": "ct", "terrace": "tce", "crescent": "cres", "close": "cl"}
+_ENGLISH_STREET = re.compile(r"\b(" + "|".join(ENGLISH_STREET) + r")\b")
+# bump when a match form changes: staging's query carries it, so staged contacts are rebuilt
+VERSION = 2
 # names ISO 3166 (pycountry) does not know: German ones, common short forms and vehicle codes
 COUNTRY_ALIASES = {"d": "DE", "deutschland": "DE", "brd": "DE", "a": "AT", "österreich": "AT", "oesterreich": "AT",
                    "schweiz": "CH", "suisse": "CH", "svizzera": "CH", "niederlande": "NL", "holland": "NL",
@@ -128,13 +134,15 @@ def _phone_direct(value: str, region: str) -> tuple[int, str] | None:
 
 @lru_cache(maxsize=200_000)
 def street_std(value: str | None) -> str | None:
-    """Hauptstraße 5 A, Hauptstrasse 5a and Hauptstr. 5a all give 'hauptstr 5a'."""
+    """Hauptstraße 5 A, Hauptstrasse 5a and Hauptstr. 5a all give 'hauptstr 5a'; 12 High Street
+    and 12 High St. give '12 high st'."""
     if value is None:
         return None
     s = unicodedata.normalize("NFKC", value).casefold().strip()
     s = _STREET_SUFFIX.sub("str ", s).replace("ß", "ss")
     s = unidecode(s.translate(_UMLAUTS)).lower()
     s = re.sub(r"[^a-z0-9 ]+", " ", s)
+    s = _ENGLISH_STREET.sub(lambda m: ENGLISH_STREET[m.group(1)], s)
     s = _HOUSE_NO.sub(r"\1\2", _SPACES.sub(" ", s).strip())
     return s or None
 

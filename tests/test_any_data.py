@@ -72,7 +72,7 @@ def test_a_plain_order_log_alone_runs_end_to_end(tmp_path):
     lines = write_order_log(home / "landing" / "cdshop" / "orders.csv", 600, date(1997, 1, 1), 9)
     sources = tmp_path / "sources.yaml"
     sources.write_text(ORDER_LOG_SOURCES)
-    out = cli(home, "materialize", sources=sources)
+    out = cli(home, "materialize", "--days", "1", sources=sources)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:

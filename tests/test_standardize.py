@@ -82,3 +82,8 @@ def test_a_name_match_form_is_valid_whatever_was_delivered():
         value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
         out = name_std(value)
         assert out is None or rule.fullmatch(out), (value, out)
+
+
+@pytest.mark.parametrize("raw", ["12 High Street", "12 high st.", "12 High St", " 12  HIGH STREET "])
+def test_english_street_types_share_a_form(raw):
+    assert street_std(raw) == "12 high st"
