@@ -21,6 +21,7 @@ from dagster_duckdb import DuckDBResource
 from assets.metadata import markdown_table
 from crm_platform import staging
 from crm_platform.governance import pii
+from crm_platform.model import ENTITIES
 from crm_platform.sources import SourceConfig
 from crm_platform.schemas import (BLOCKING, CUSTOMER360_BLOCKING, CUSTOMER360_SCHEMAS, IDENTITY_BLOCKING,
                                   IDENTITY_SCHEMAS, MAY_BE_EMPTY, STAGING_SCHEMAS)
@@ -132,8 +133,8 @@ def empty_note(key: tuple[str, str], cfg: SourceConfig) -> str:
     return MAY_BE_EMPTY.get(key, "")
 
 
-# the entities the timeline is made of
-ACTIVITY_ENTITIES = ("orders", "email_events", "support_tickets", "web_events", "nps_responses", "leads")
+# what can put a customer on the timeline: every entity with an owner in the contacts
+ACTIVITY_ENTITIES = tuple(name for name, e in ENTITIES.items() if e.contact_ref and name != "contacts")
 
 
 def identity_checks(cfg: SourceConfig) -> list[dg.AssetChecksDefinition]:

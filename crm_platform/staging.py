@@ -53,13 +53,18 @@ def generation(con: duckdb.DuckDBPyConnection, entity_name: str) -> str:
                        [entity_name]).fetchall()[0][0]
 
 
+def _read_files(ds: Dataset) -> str:
+    """The join keeping the rows of raw.<dataset> r from the file versions this build reads."""
+    return f"JOIN {FILES} m ON m.dataset = '{ds.key}' AND r._source_file = m.source_file AND r._file_version = m.version"
+
+
 def _latest_rows(ds: Dataset) -> str:
     """Rows of a raw table from the file versions this build reads."""
     return f"""
         SELECT r.*, {ds.trust_rank} AS trust_rank, '{ds.contact_system}' AS contact_system,
                '{ds.default_country}' AS default_country
         FROM raw.{ds.key} r
-        JOIN {FILES} m ON m.dataset = '{ds.key}' AND r._source_file = m.source_file AND r._file_version = m.version"""
+        {_read_files(ds)}"""
 
 
 # the record kind of a contact known only from the events that carry its id
@@ -79,7 +84,7 @@ def _implied_contacts(cfg: SourceConfig, ds: Dataset) -> str:
                r._source_line, r._loaded_at, {cfg.trust_ranks[ds.contact_system]} AS trust_rank,
                '{ds.contact_system}' AS contact_system, '{ds.default_country}' AS default_country
         FROM raw.{ds.key} r
-        JOIN {FILES} m ON m.dataset = '{ds.key}' AND r._source_file = m.source_file AND r._file_version = m.version
+        {_read_files(ds)}
         WHERE r.{ref} IS NOT NULL"""
 
 
