@@ -49,14 +49,28 @@ class MatchConfig(dg.Config):
     ],
     pool="duckdb",
 )
+def _prior_metadata(rep) -> dict:
+    """How EM estimated the match rate (full matches; a daily match keeps the last model's)."""
+    if rep.prior is None:
+        return {}
+    fit = rep.prior
+    out = {"match_rate_method": fit.method, "match_rate_em_iterations": fit.iterations,
+           "match_rate_em_converged": fit.converged, "expected_true_pairs": round(fit.expected_matches, 1),
+           "expected_duplicate_share": round(min(fit.expected_matches / max(rep.records, 1), 1.0), 4)}
+    for name, cx in rep.contexts.items():
+        out[f"context_{name}"] = dg.MetadataValue.json({"pairs": cx.pairs, "match_share": round(cx.probability, 4),
+                                                        "em_iterations": cx.iterations})
+    return out
+
+
 def match_contacts(config: MatchConfig, warehouse: DuckDBResource, identity: IdentityResolution):
     """Block, compare and score staging.contacts; reviewer decisions join as labels. Contacts new
     or delivered again since the last run are matched against all, under the last model; a changed
     spec or reviewer decisions, a model older than a week, many changed contacts or the launchpad's
     ``full_rematch`` re-match everyone (resolve.match)."""
-    spec = identity.spec()
     decisions, bad_rows = review.load_decisions(identity.review_dir)
     with warehouse.get_connection() as con:
+        spec = identity.spec(con)
         rep = resolve.match(con, spec, decisions, incremental=not config.full_rematch)
         salt = settings.Paths(Path(identity.home)).hash_salt()
         audit.record_many(con, [
@@ -66,9 +80,9 @@ def match_contacts(config: MatchConfig, warehouse: DuckDBResource, identity: Ide
              "outcome": "match" if d.label == 1 else "no_match", "details": {"applied_as": "must_link" if d.label == 1
                                                                               else "cannot_link"}}
             for d in decisions.itertuples(index=False)])
-        weights = con.sql("SELECT comparison, level, round(m_probability, 4) AS m, round(u_probability, 6) AS u, "
-                          "round(weight_bits, 2) AS weight_bits FROM identity.match_weights "
-                          "ORDER BY comparison, gamma DESC").df()
+        weights = con.sql("SELECT context, comparison, level, round(m_probability, 4) AS m, "
+                          "round(u_probability, 6) AS u, round(weight_bits, 2) AS weight_bits FROM identity.match_weights "
+                          "ORDER BY context, comparison, gamma DESC").df()
         meta = {k: table_metadata(con, ".".join(K[k].path)) for k in ("candidate_pairs", "match_weights", "pair_scores")}
     rejected = pd.concat([bad_rows.assign(left_id_given="", right_id_given=""),
                           (rep.rejected_labels if rep.rejected_labels is not None else pd.DataFrame())])
@@ -82,7 +96,8 @@ def match_contacts(config: MatchConfig, warehouse: DuckDBResource, identity: Ide
         **meta["match_weights"], "weights": dg.MetadataValue.md(markdown_table(weights, 60)),
         "em_sessions": dg.MetadataValue.md(markdown_table(pd.DataFrame(rep.sessions), 20, 80)),
         "prior_match_probability": float(rep.prior_match_probability), "model": rep.model,
-        "spec": str(spec.path.name if spec.path else spec.name),
+        **_prior_metadata(rep),
+        "spec": str(spec.path.name if spec.path else "derived from the data (crm-platform match-spec prints it)"),
         "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in rep.notes) or "the data trained every comparison")})
     yield dg.MaterializeResult(asset_key=K["pair_scores"], metadata={
         **meta["pair_scores"], "decisions": dg.MetadataValue.json(rep.decisions), "model": rep.model,
@@ -108,17 +123,17 @@ def match_contacts(config: MatchConfig, warehouse: DuckDBResource, identity: Ide
         dg.AssetCheckSpec("guard_max_cluster_size", asset=K["crosswalk"], blocking=True,
                           description="No customer holds more records than the spec's max_cluster_size."),
         dg.AssetCheckSpec("guard_conflicting_ids", asset=K["crosswalk"], blocking=True,
-                          description="No customer holds two different birth dates or carried shop numbers."),
+                          description="No customer holds two different values of a declared strong identifier (national id, carried shop number)."),
         dg.AssetCheckSpec("guard_cannot_link", asset=K["crosswalk"], blocking=True,
-                          description="No customer holds a pair a cannot-link rule (households) or a reviewer keeps apart."),
+                          description="No customer holds a pair a cannot-link rule of the spec or a reviewer keeps apart."),
     ],
     pool="duckdb",
 )
 def resolve_customers(warehouse: DuckDBResource, identity: IdentityResolution):
     """Cluster accepted links with over-merge guards and map clusters onto stable customer ids;
     daily, only the link components that new, changed or removed contacts touch (resolve.resolve)."""
-    spec = identity.spec()
     with warehouse.get_connection() as con:
+        spec = identity.spec(con)
         rep = resolve.resolve(con, spec, incremental=True)
         queue = con.sql("SELECT * FROM identity.review_queue").df()
         review.export_queue(queue, identity.review_dir)

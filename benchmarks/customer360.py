@@ -37,8 +37,6 @@ def stage(name: str, customers: int) -> dict:
 
     from crm_platform import features, timeline
     from crm_platform.identity import resolve
-    from crm_platform.identity.spec import load_spec
-    from crm_platform.settings import DEFAULT_MATCH_SPEC
 
     db = _db(customers)
     if name == "resolve":
@@ -48,7 +46,9 @@ def stage(name: str, customers: int) -> dict:
     out: dict = {"stage": name, "customers": customers}
     t0 = time.perf_counter()
     if name == "resolve":
-        spec = load_spec(DEFAULT_MATCH_SPEC)
+        from crm_platform.identity import derive
+
+        spec = derive.spec_for(con)          # derived from the staged contacts, as the platform does
         resolve.match(con, spec)
         res = resolve.resolve(con, spec)
         out["rows"] = res.records

@@ -51,12 +51,11 @@ def _db(customers: int, engine_name: str) -> Path:
 
 def run_platform(db: Path) -> dict:
     from crm_platform.identity import resolve
-    from crm_platform.identity.spec import load_spec
-    from crm_platform.settings import DEFAULT_MATCH_SPEC
+    from crm_platform.identity import derive
 
-    spec = load_spec(DEFAULT_MATCH_SPEC)
     con = duckdb.connect(str(db))
     t0 = time.perf_counter()
+    spec = derive.spec_for(con)              # derived from the staged contacts, as the platform does
     rep = resolve.match(con, spec)
     t1 = time.perf_counter()
     res = resolve.resolve(con, spec)

@@ -457,6 +457,39 @@ def _explain(args) -> int:
     return 0
 
 
+def _match_spec(args) -> int:
+    """Print the match spec the platform uses: derived from the staged contacts (or, before any
+    contact is staged, the one for data that fills every match column), or the user's file merged
+    onto it."""
+    import yaml
+
+    from crm_platform import warehouse
+    from crm_platform.identity import derive
+    from crm_platform.identity.spec import MatchSpecError, _read
+
+    p = settings.paths()
+    derived, where = derive.derive(derive.for_columns(derive.MATCH_COLUMNS)), "data that fills every match column"
+    if p.warehouse.exists():
+        con = warehouse.reader(p.warehouse)
+        try:
+            if warehouse.table_exists(con, "staging.contacts"):
+                prof = derive.profile(con)
+                derived, where = derive.derive(prof), f"staging.contacts ({prof.records:,} records)"
+        finally:
+            con.close()
+    own = settings.match_spec_file()
+    try:
+        spec = _read(own, derived=derived) if own else derived
+    except MatchSpecError as e:
+        print(f"crm-platform: the match spec is not usable: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"# match spec derived from {where}" + (f", with {own.name} merged onto it" if own else "")
+          + "\n# save it, edit it and point CRM_PLATFORM_MATCH_SPEC at it (or start a file with "
+            "'extends: derived' and name only what differs); see docs/identity.md")
+    print(yaml.safe_dump(spec, sort_keys=False, width=110, allow_unicode=True), end="")
+    return 0
+
+
 def _subject(args) -> tuple[str, str]:
     return ("email", args.email) if args.email else ("customer_id", args.customer_id)
 
@@ -565,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("left", help="contact key, e.g. shop:K00000123")
     e.add_argument("right", help="contact key, e.g. newsletter:NL-0000456")
     e.set_defaults(fn=_explain)
+    ms = sub.add_parser("match-spec", help="print the match spec identity resolution uses (derived from the data)")
+    ms.set_defaults(fn=_match_spec)
     for name, fn, help_ in (("erase", _erase, "erase a person from every table and file, verify, write a receipt"),
                             ("export", _export, "write everything held about a person as one JSON document")):
         g = sub.add_parser(name, help=help_)

@@ -83,6 +83,8 @@ ENTITIES: dict[str, Entity] = {
                 C("country", country_rule="country", doc="ISO code or name; the dataset's `country` when empty"),
                 C("birth_date", "date", pii=True, not_future=True),
                 C("shop_customer_no", doc="shop customer number carried by another system"),
+                C("national_id", pii=True, doc="a national identification number (social security, tax id): "
+                  "one person's, so two different ones never join"),
                 C("created_at", "timestamp", not_future=True),
                 C("updated_at", "timestamp", not_future=True),
                 C("consent_email", "bool"),

@@ -69,6 +69,9 @@ class Contacts(_Lineage):
     last_name: Series[Text] = pa.Field(nullable=True)
     first_name_std: Series[Text] = pa.Field(nullable=True, str_matches=r"^[a-z][a-z\- ]*$")
     last_name_std: Series[Text] = pa.Field(nullable=True, str_matches=r"^[a-z][a-z\- ]*$")
+    first_name_phonetic: Series[Text] = pa.Field(nullable=True, str_matches=r"^[A-Z0]+$")
+    last_name_phonetic: Series[Text] = pa.Field(nullable=True, str_matches=r"^[A-Z0]+$")
+    national_id: Series[Text] = pa.Field(nullable=True, str_matches=r"^[0-9A-Z]+$")
     email_std: Series[Text] = pa.Field(nullable=True, str_matches=EMAIL)
     phone_e164: Series[Text] = pa.Field(nullable=True, str_matches=E164)
     street_std: Series[Text] = pa.Field(nullable=True)
@@ -269,6 +272,8 @@ class MatchWeights(pa.DataFrameModel):
     m_probability: Series[float] = pa.Field(nullable=True, ge=0, le=1)
     u_probability: Series[float] = pa.Field(nullable=True, gt=0, le=1)
     weight_bits: Series[float]
+    context: Series[Text]                 # '' for the main model, else the context whose model it is
+    context_match_probability: Series[float] = pa.Field(nullable=True, gt=0, lt=1)
     prior_match_probability: Series[float] = pa.Field(gt=0, lt=1)
     model: Series[Text] = pa.Field(isin=["fellegi_sunter_em", "recordlinkage_logistic_regression"])
     # what the model was trained under: an incremental match reuses it only while both hold

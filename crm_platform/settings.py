@@ -19,7 +19,6 @@ T = TypeVar("T")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SOURCES = PACKAGE_DIR / "config" / "sources.yaml"
-DEFAULT_MATCH_SPEC = PACKAGE_DIR / "config" / "match_spec.yaml"
 DEFAULT_SURVIVORSHIP = PACKAGE_DIR / "config" / "survivorship.yaml"
 DEFAULT_FEATURES = PACKAGE_DIR / "config" / "features.yaml"
 DEFAULT_SEGMENTS = PACKAGE_DIR / "config" / "segments.yaml"
@@ -106,8 +105,10 @@ def sources_file() -> Path:
     return Path(os.environ.get("CRM_PLATFORM_SOURCES", DEFAULT_SOURCES)).resolve()
 
 
-def match_spec_file() -> Path:
-    return Path(os.environ.get("CRM_PLATFORM_MATCH_SPEC", DEFAULT_MATCH_SPEC)).resolve()
+def match_spec_file() -> Path | None:
+    """The user's match spec (``CRM_PLATFORM_MATCH_SPEC``); None: the spec derived from the data."""
+    path = os.environ.get("CRM_PLATFORM_MATCH_SPEC", "").strip()
+    return Path(path).resolve() if path else None
 
 
 def survivorship_file() -> Path:

@@ -23,7 +23,7 @@ ENGLISH_STREET = {"street": "st", "road": "rd", "avenue": "ave", "av": "ave", "l
                   "drive": "dr", "place": "pl", "court": "ct", "terrace": "tce", "crescent": "cres", "close": "cl"}
 _ENGLISH_STREET = re.compile(r"\b(" + "|".join(ENGLISH_STREET) + r")\b")
 # bump when a match form changes: staging's query carries it, so staged contacts are rebuilt
-VERSION = 2
+VERSION = 3
 # names ISO 3166 (pycountry) does not know: German ones, common short forms and vehicle codes
 COUNTRY_ALIASES = {"d": "DE", "deutschland": "DE", "brd": "DE", "a": "AT", "österreich": "AT", "oesterreich": "AT",
                    "schweiz": "CH", "suisse": "CH", "svizzera": "CH", "niederlande": "NL", "holland": "NL",
@@ -64,6 +64,30 @@ def name_key(value: str | None) -> str | None:
     if s is None:
         return None
     return s.replace("ae", "a").replace("oe", "o").replace("ue", "u")
+
+
+_REPEATS = re.compile(r"(.)\1+")
+
+
+@lru_cache(maxsize=200_000)
+def phonetic(value: str | None) -> str | None:
+    """A sound-alike key of a name for blocking: Metaphone (jellyfish) of the match key, repeated
+    letters folded (Schmidt, Schmitt -> SXMT; Meier, Mayer -> MR; Katharina, Catharina -> K0RN)."""
+    import jellyfish
+
+    s = name_key(value)
+    if s is None:
+        return None
+    return _REPEATS.sub(r"\1", jellyfish.metaphone(s).replace(" ", "")) or None
+
+
+@lru_cache(maxsize=200_000)
+def identifier_std(value: str | None) -> str | None:
+    """Match form of an identifier (a national id, a membership number): letters and digits only,
+    upper case (094-164-280 and 094164280 are one number)."""
+    if value is None:
+        return None
+    return re.sub(r"[^0-9A-Za-z]", "", unicodedata.normalize("NFKC", value)).upper() or None
 
 
 def email_std(value: str | None) -> str | None:
@@ -251,6 +275,7 @@ def register(con) -> None:
         "std_display": (display, 1), "std_name": (name_std, 1), "std_name_key": (name_key, 1),
         "std_email": (email_std, 1), "std_phone": (phone_e164, 2), "std_street": (street_std, 1),
         "std_postcode": (postcode_std, 2), "std_country": (country_std, 2),
+        "std_phonetic": (phonetic, 1), "std_identifier": (identifier_std, 1),
     }
     for name, (fn, arity) in specs.items():
         try:

@@ -7,22 +7,25 @@ from pathlib import Path
 import dagster as dg
 
 from crm_platform import settings
-from crm_platform.identity import golden
-from crm_platform.identity.spec import MatchSpec, load_spec
+from crm_platform.identity import derive, golden
+from crm_platform.identity.spec import MatchSpec
 
 
 class IdentityResolution(dg.ConfigurableResource):
     """Where the match spec and survivorship rules live and where reviewers hand back decisions.
 
+    Without ``match_spec_path`` the spec is derived from the staged contacts
+    (``crm_platform.identity.derive``); a spec file may start from that one with ``extends: derived``.
+
     Truth (``<home>/truth/contact_records.csv``) exists only for generated demo data; the quality
     asset measures against it when present and describes the clusters otherwise."""
 
     home: str
-    match_spec_path: str
     survivorship_path: str
+    match_spec_path: str = ""
 
-    def spec(self) -> MatchSpec:
-        return load_spec(self.match_spec_path)
+    def spec(self, con) -> MatchSpec:
+        return derive.spec_for(con, self.match_spec_path or None)
 
     def survivorship(self) -> list[golden.FieldRule]:
         return golden.load_rules(self.survivorship_path)
@@ -37,5 +40,6 @@ class IdentityResolution(dg.ConfigurableResource):
 
 
 def identity_resource() -> IdentityResolution:
-    return IdentityResolution(home=str(settings.home()), match_spec_path=str(settings.match_spec_file()),
+    spec = settings.match_spec_file()
+    return IdentityResolution(home=str(settings.home()), match_spec_path=str(spec) if spec else "",
                               survivorship_path=str(settings.survivorship_file()))

@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 
 from crm_platform import staging, warehouse
-from crm_platform.identity import resolve
-from crm_platform.identity.spec import load_spec
-from crm_platform.settings import DEFAULT_MATCH_SPEC
+from crm_platform.identity import derive, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,7 +189,7 @@ def test_identity_with_nothing_to_learn_still_resolves_and_says_why(tmp_path):
         rows.append(f"K{i:04d},{firsts[i % 10]},{lasts[(i * 3 + i // 10) % 10]}{i},p{i}@example.org,"
                     f"+49 30 {1000000 + i * 7919},Weg {i},{10115 + i * 37:05d},Stadt{i},,19{50 + i}-0{1 + i % 9}-1{i % 9}")
     con, _ = _load_people(tmp_path, {"people.csv": ("\n".join(rows) + "\n").encode()})
-    spec = load_spec(DEFAULT_MATCH_SPEC)
+    spec = derive.spec_for(con)
     rep = resolve.match(con, spec)
     assert rep.candidate_pairs == 0 and rep.notes[0].startswith("no candidate pairs")
     assert any("not enough data to learn comparisons" in n for n in rep.notes)

@@ -22,7 +22,7 @@ def platform(world, demo_sources, tmp_path):
     shutil.copytree(world / "truth", home / "truth")
     resources = {"warehouse": DuckDBResource(database=str(home / "warehouse.duckdb")),
                  "landing": LandingZone(home=str(home), sources_path=str(demo_sources.path)),
-                 "identity": IdentityResolution(home=str(home), match_spec_path=str(settings.DEFAULT_MATCH_SPEC),
+                 "identity": IdentityResolution(home=str(home), match_spec_path="",
                                                 survivorship_path=str(settings.DEFAULT_SURVIVORSHIP))}
     defs = [*raw_assets(demo_sources), *staging_assets(demo_sources), *staging_checks(demo_sources),
             *identity_assets(), *identity_checks(demo_sources), *customer360_assets(),

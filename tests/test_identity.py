@@ -12,10 +12,11 @@ import pytest
 from crm_platform.identity import engine, evaluate, golden, guards, ids, resolve, review
 from crm_platform.identity.cluster import cluster
 from crm_platform.identity.spec import MatchSpecError, load_spec, parse_spec
-from crm_platform.settings import DEFAULT_MATCH_SPEC
 import yaml
 
-SPEC = load_spec(DEFAULT_MATCH_SPEC)
+from tests.conftest import generator_spec
+
+SPEC = generator_spec()
 CLUSTERS = "SELECT contact_key AS record_id, customer_id AS cluster_id FROM identity.crosswalk"
 
 
@@ -275,7 +276,10 @@ def test_survivorship_rules(resolved):
 # --- the spec -----------------------------------------------------------------------------------
 
 def _raw_spec():
-    return yaml.safe_load(DEFAULT_MATCH_SPEC.read_text())
+    from crm_platform.identity import derive
+    from crm_platform.identity.spec import PACKAGE_CONFIG, _resolve_lookups
+
+    return _resolve_lookups(derive.derive(derive.for_columns(derive.MATCH_COLUMNS)), PACKAGE_CONFIG)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -289,7 +293,7 @@ def test_bad_spec_is_refused_with_the_place_named(change, message):
     raw = _raw_spec()
     change(raw)
     with pytest.raises(MatchSpecError, match=message):
-        parse_spec(raw, DEFAULT_MATCH_SPEC)
+        parse_spec(raw)
 
 
 def test_engine_refuses_repeated_ids(tmp_path):
@@ -377,8 +381,14 @@ def test_blocking_ceiling_joins_compared_true_pairs_transitively():
 def test_the_spec_fingerprint_is_what_it_asks_not_where_it_is_read_from(tmp_path):
     """A match re-matches everyone when the spec changed: the same spec in another checkout has the
     same fingerprint, a changed nickname list another one."""
-    shutil.copytree(DEFAULT_MATCH_SPEC.parent, tmp_path / "config")
-    here, there = load_spec(DEFAULT_MATCH_SPEC), load_spec(tmp_path / "config" / DEFAULT_MATCH_SPEC.name)
+    from crm_platform.identity.spec import PACKAGE_CONFIG
+
+    raw = _raw_spec()
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(PACKAGE_CONFIG / "nicknames.csv", tmp_path / folder / "nicknames.csv")
+        (tmp_path / folder / "spec.yaml").write_text(yaml.safe_dump({**raw, "lookups": {"nicknames": "nicknames.csv"}}))
+    here, there = load_spec(tmp_path / "a" / "spec.yaml"), load_spec(tmp_path / "b" / "spec.yaml")
     assert here.path != there.path and engine.spec_fingerprint(here) == engine.spec_fingerprint(there)
     nicknames = there.lookups["nicknames"]
     nicknames.write_text(nicknames.read_text() + "johannes,jo\n")

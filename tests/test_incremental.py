@@ -12,13 +12,11 @@ import pytest
 
 from crm_platform import staging, timeline
 from crm_platform.identity import engine, golden, resolve
-from crm_platform.identity.spec import load_spec
-from crm_platform.settings import DEFAULT_MATCH_SPEC
 from crm_platform.generator import GeneratorConfig, deliver, generate
-from tests.conftest import ingest_all
+from tests.conftest import generator_spec, ingest_all
 
 DAY = date(2026, 9, 30)
-SPEC = load_spec(DEFAULT_MATCH_SPEC)
+SPEC = generator_spec()
 RULES = golden.load_rules()
 
 

@@ -56,6 +56,8 @@ class EngineReport:
     records_matched: int = 0          # records blocked and compared this run (all in a full run)
     records_removed: int = 0          # records gone from the input since the last run (incremental)
     notes: list = field(default_factory=list)   # what the data did not allow, in words (nothing to learn from)
+    prior: "PriorFit | None" = None   # how the match rate was estimated (full runs)
+    contexts: dict = field(default_factory=dict)   # context name -> its model (ContextFit)
 
 
 def _rel(out: str, name: str) -> str:
@@ -196,13 +198,14 @@ def compare(con, spec: MatchSpec, out: str, pairs: str | None = None, into: str 
         SELECT p.left_id, p.right_id, p.blocking_rule, p.rule_mask, {gammas},
                {''.join(f"greatest(l.{c.tf}, r.{c.tf}) AS {c.tf}, " for c in spec.comparisons if c.tf_column)}
                {rule_case(spec.deterministic, 'deterministic_rule')},
-               {rule_case(spec.guards.cannot_link, 'cannot_link_rule')}
+               {rule_case(spec.guards.cannot_link, 'cannot_link_rule')},
+               coalesce({rule_case(spec.contexts)}, '') AS context
         FROM {pairs or _rel(out, 'candidate_pairs')} p
         JOIN {recs} l ON l.{uid} = p.left_id JOIN {recs} r ON r.{uid} = p.right_id""")
 
 
-def _pattern_counts(con, spec: MatchSpec, rel: str, extra: str = "") -> pd.DataFrame:
-    g = ", ".join(spec.gammas)
+def _pattern_counts(con, spec: MatchSpec, rel: str, extra: str = "", keys: list[str] | None = None) -> pd.DataFrame:
+    g = ", ".join(keys or spec.gammas)
     return con.execute(f"SELECT {g}{extra}, count(*) AS n FROM {rel} GROUP BY ALL ORDER BY ALL").df()
 
 
@@ -271,9 +274,12 @@ def em_session(spec: MatchSpec, patterns: pd.DataFrame, u: dict[str, np.ndarray]
 
 
 def _involved(comp, keys: tuple[str, ...], spec: MatchSpec) -> bool:
-    """Does a blocking rule's key touch the fields a comparison looks at?"""
-    text = " ".join([*comp.columns, *(lv.sql for lv in comp.levels)])
-    tokens = set(re.findall(r"[a-z_][a-z0-9_]*", text))
+    """Does a blocking rule's key touch the column a comparison compares? Only the comparison's
+    own columns count, not every column a level reads: a first-name comparison with a
+    swapped-with-surname level still learns from pairs blocked on the surname."""
+    tokens = set()
+    for c in (*comp.columns, *([comp.tf_column] if comp.tf_column else [])):
+        tokens |= set(re.findall(r"[a-z_][a-z0-9_]*", spec.derive.get(c, c))) | {c}
     for k in keys:
         words = set(re.findall(r"[a-z_][a-z0-9_]*", k))
         # a derived key counts through the columns its expression reads
@@ -331,56 +337,170 @@ def train_m(spec: MatchSpec, patterns: pd.DataFrame, u: dict) -> tuple[dict, lis
     return {k: sums[k] / seen[k] if seen[k] else start[k] for k in sums}, sessions, notes
 
 
-def prior(con, spec: MatchSpec, out: str, sessions: list[dict] = (), notes: list[str] | None = None) -> float:
-    """Probability that two random records match: pairs accepted by the deterministic rules,
-    divided by the recall those rules are assumed to have, over all comparable pairs (Splink's
-    estimate); or the spec's fixed value. Without a deterministic hit, the most matches an EM
-    session expects among its pairs, over all comparable pairs; without either, one match among
-    them (``notes`` gets a line saying so)."""
-    if spec.prior_match_probability:
-        return spec.prior_match_probability
+def comparable_pairs(con, spec: MatchSpec, out: str) -> float:
+    """How many record pairs the link type allows: every pair a record could be part of."""
     recs = _rel(out, "records")
     if spec.link_type == "link_only":
         sizes = [r[0] for r in con.execute(f"SELECT count(*) FROM {recs} GROUP BY {spec.source_column}").fetchall()]
-        total = sum(a * b for i, a in enumerate(sizes) for b in sizes[i + 1:])
-    else:
-        n = con.execute(f"SELECT count(*) FROM {recs}").fetchall()[0][0]
-        total = n * (n - 1) / 2
-    det = con.execute(f"SELECT count(*) FROM {_rel(out, 'comparisons')} WHERE deterministic_rule IS NOT NULL "
-                      "AND cannot_link_rule IS NULL").fetchall()[0][0]
-    if det:
-        return min(det / spec.deterministic_recall / max(total, 1), 0.5)
-    expected = max((s["match_share"] * s["pairs"] for s in sessions), default=0.0)
-    if notes is not None:
-        notes.append("no deterministic rule matched a pair: the prior match probability is "
-                     + ("the matches EM expects" if expected >= 1 else "one match") + " among all comparable pairs")
-    return min(max(expected, 1.0) / max(total, 2), 0.5)
+        return float(sum(a * b for i, a in enumerate(sizes) for b in sizes[i + 1:]))
+    n = con.execute(f"SELECT count(*) FROM {recs}").fetchall()[0][0]
+    return n * (n - 1) / 2
 
 
-def _weights_frame(spec: MatchSpec, m: dict, u: dict) -> pd.DataFrame:
-    rows = []
+@dataclass
+class PriorFit:
+    """The match rate lambda of all comparable pairs, estimated by EM."""
+    probability: float
+    expected_matches: float
+    iterations: int
+    converged: bool
+    method: str = "em"
+
+
+def estimate_prior(spec: MatchSpec, patterns: pd.DataFrame, m: dict, u: dict, total_pairs: float,
+                   max_iterations: int = 500, tol: float = 1e-7) -> PriorFit:
+    """EM for lambda, the probability that two comparable records match, with m and u as trained.
+
+    The pairs blocking did not propose are taken as non-matches (blocking's assumption), so over
+    all ``total_pairs`` the E step gives each candidate pattern its posterior and every other pair
+    zero, and the M step sets lambda to the expected matches over all pairs:
+    ``lambda = sum_k n_k p_k(lambda) / total_pairs``. The fixed point is unique (the right side
+    over lambda falls as lambda grows) and EM climbs to it from any start. No deterministic rule
+    or assumed recall is involved (the Fellegi-Sunter literature and Splink's EM estimate the
+    match rate the same way)."""
+    if spec.prior_match_probability:
+        p = float(spec.prior_match_probability)
+        return PriorFit(p, p * total_pairs, 0, True, "fixed by the spec")
+    n = patterns["n"].to_numpy(float)
+    if not len(n) or total_pairs < 1:
+        return PriorFit(min(1.0 / max(total_pairs, 2.0), 0.5), 0.0, 0, True, "no candidate pair")
+    log_bf = np.zeros(len(n))
     for c in spec.comparisons:
-        labels = c.labels()
-        for g in range(len(c.levels), -1, -1):
-            rows.append({"comparison": c.name, "gamma": g, "level": labels[g],
-                         "m_probability": float(m[c.name][g]), "u_probability": float(u[c.name][g]),
-                         "weight_bits": float(np.log2(m[c.name][g] / u[c.name][g]))})
-        rows.append({"comparison": c.name, "gamma": -1, "level": "null", "m_probability": None,
-                     "u_probability": None, "weight_bits": 0.0})
-    return pd.DataFrame(rows)
+        g = patterns[c.gamma].to_numpy()
+        ok = g >= 0
+        gi = np.where(ok, g, 0)
+        log_bf += np.where(ok, np.log(m[c.name][gi]) - np.log(u[c.name][gi]), 0.0)
+    bf = np.exp(np.clip(log_bf, -700, 700))
+    lam, it, converged = min(n.sum() / total_pairs, 0.5), 0, False
+    for it in range(1, max_iterations + 1):
+        odds = lam / (1 - lam)
+        new = float((n * (odds * bf / (1 + odds * bf))).sum() / total_pairs)
+        new = min(max(new, 1e-12), 0.5)
+        if abs(new - lam) <= tol * max(lam, 1e-12):
+            lam, converged = new, True
+            break
+        lam = new
+    return PriorFit(lam, lam * total_pairs, it, converged)
+
+
+@dataclass
+class ContextFit:
+    """A context's own model: m and u of the comparisons it scores, and its match rate, by EM."""
+    m: dict
+    u: dict
+    probability: float
+    pairs: int
+    iterations: int
+
+
+# pseudo-pairs that pull a context's m and u towards the main model's: a context holding few
+# non-matches (a list without households) learns little about them
+CONTEXT_PSEUDO_PAIRS = 5.0
+
+
+def fit_contexts(spec: MatchSpec, patterns: pd.DataFrame, m: dict, u: dict, tol: float = 1e-6) -> dict:
+    """EM over the candidate pairs of each context, m, u and the match rate all free, started
+    from the main model (a pair in the context is more likely a match than a random pair: start
+    at one half)."""
+    fits = {}
+    for cx in spec.contexts:
+        sub = patterns[patterns["context"] == cx.name]
+        if not len(sub):
+            continue
+        comps = [spec.comparison(n) for n in cx.comparisons]
+        n = sub["n"].to_numpy(float)
+        G = {c.name: sub[c.gamma].to_numpy() for c in comps}
+        mm = {c.name: m[c.name].copy() for c in comps}
+        uu = {c.name: u[c.name].copy() for c in comps}
+        lam, it = 0.5, 0
+        for it in range(1, spec.em_max_iterations + 1):
+            lm, lu = np.full(len(n), math.log(lam)), np.full(len(n), math.log(1 - lam))
+            for c in comps:
+                g = G[c.name]
+                ok, gi = g >= 0, np.where(g >= 0, g, 0)
+                lm += np.where(ok, np.log(mm[c.name][gi]), 0.0)
+                lu += np.where(ok, np.log(uu[c.name][gi]), 0.0)
+            p = 1.0 / (1.0 + np.exp(np.clip(lu - lm, -700, 700)))
+            new_lam = min(max(float((n * p).sum() / n.sum()), 1e-6), 1 - 1e-6)
+            delta = abs(new_lam - lam)
+            for c in comps:
+                g, k = G[c.name], len(c.levels) + 1
+                for par, w, base in ((mm, n * p, m), (uu, n * (1 - p), u)):
+                    tally = np.bincount(g[g >= 0], weights=w[g >= 0], minlength=k) + CONTEXT_PSEUDO_PAIRS * base[c.name]
+                    new = tally / tally.sum()
+                    delta = max(delta, float(np.abs(new - par[c.name]).max()))
+                    par[c.name] = new
+            lam = new_lam
+            if delta < tol:
+                break
+        fits[cx.name] = ContextFit(mm, uu, lam, int(n.sum()), it)
+    return fits
+
+
+def _weights_frame(spec: MatchSpec, m: dict, u: dict, contexts: dict | None = None) -> pd.DataFrame:
+    """m, u and weight of every level: the main model's rows (``context`` '') and each context
+    model's rows for the comparisons it scores (with the context's own match rate)."""
+    rows = []
+    models = [("", None, m, u, [c.name for c in spec.comparisons])]
+    for cx in spec.contexts:
+        fit = (contexts or {}).get(cx.name)
+        if fit is not None:
+            models.append((cx.name, fit.probability, fit.m, fit.u, list(cx.comparisons)))
+    for context, lam, mm, uu, names in models:
+        for c in spec.comparisons:
+            if c.name not in names:
+                continue
+            labels = c.labels()
+            for g in range(len(c.levels), -1, -1):
+                rows.append({"comparison": c.name, "gamma": g, "level": labels[g],
+                             "m_probability": float(mm[c.name][g]), "u_probability": float(uu[c.name][g]),
+                             "weight_bits": float(np.log2(mm[c.name][g] / uu[c.name][g])),
+                             "context": context, "context_match_probability": lam})
+            rows.append({"comparison": c.name, "gamma": -1, "level": "null", "m_probability": None,
+                         "u_probability": None, "weight_bits": 0.0, "context": context,
+                         "context_match_probability": lam})
+    return pd.DataFrame(rows, columns=["comparison", "gamma", "level", "m_probability", "u_probability",
+                                       "weight_bits", "context", "context_match_probability"])
 
 
 def _u_top(weights: pd.DataFrame, comp) -> float:
-    w = weights[(weights.comparison == comp.name) & (weights.gamma == len(comp.levels))]
+    w = weights[(weights.comparison == comp.name) & (weights.gamma == len(comp.levels)) & (weights.context == "")]
     return float(w["u_probability"].iloc[0])
 
 
 def _score_patterns(spec: MatchSpec, patterns: pd.DataFrame, weights: pd.DataFrame, lam: float) -> pd.DataFrame:
+    """Weights and probability of each pattern: the main model's, or for a pattern in a context
+    its context model's (the fields the context shares weigh nothing there)."""
     out = patterns.copy()
+    ctx = out["context"].to_numpy() if "context" in out else np.full(len(out), "")
+    main = weights[weights.context == ""]
     total = np.full(len(out), math.log2(lam / (1 - lam)))
     for c in spec.comparisons:
-        lut = weights[weights.comparison == c.name].set_index("gamma")["weight_bits"]
+        lut = main[main.comparison == c.name].set_index("gamma")["weight_bits"]
         out[f"w_{c.name}"] = out[c.gamma].map(lut).astype(float)
+    for cx in spec.contexts:
+        rows = weights[weights.context == cx.name]
+        here = ctx == cx.name
+        if not len(rows) or not here.any():
+            continue
+        lam_c = float(rows["context_match_probability"].iloc[0])
+        total[here] = math.log2(lam_c / (1 - lam_c))
+        for c in spec.comparisons:
+            lut = rows[rows.comparison == c.name].set_index("gamma")["weight_bits"]
+            col = out[f"w_{c.name}"].to_numpy(float).copy()
+            col[here] = out.loc[here, c.gamma].map(lut).astype(float).fillna(0.0).to_numpy() if len(lut) else 0.0
+            out[f"w_{c.name}"] = col
+    for c in spec.comparisons:
         total += out[f"w_{c.name}"].to_numpy()
     out["total_weight"] = total
     out["fs_probability"] = 1.0 / (1.0 + np.power(2.0, -np.clip(total, -1000, 1000)))
@@ -446,14 +566,18 @@ def score(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None = None,
     rep = EngineReport()
     t = time.perf_counter()
     u = estimate_u(con, spec, out)
-    masked = _pattern_counts(con, spec, _rel(out, "comparisons"), ", rule_mask")
+    masked = _pattern_counts(con, spec, _rel(out, "comparisons"), ", rule_mask", spec.pattern_keys)
     m, rep.sessions, rep.notes = train_m(spec, masked, u)
     if not len(masked):
         rep.notes.insert(0, "no candidate pairs: blocking found no two records sharing a key, so every record "
                             "stays a customer of its own")
-    lam = prior(con, spec, out, rep.sessions, rep.notes)
-    patterns = masked.groupby(spec.gammas, as_index=False)["n"].sum()
-    weights = _weights_frame(spec, m, u)
+    patterns = masked.groupby(spec.pattern_keys, as_index=False)["n"].sum()
+    fit = estimate_prior(spec, patterns, m, u, comparable_pairs(con, spec, out))
+    lam, rep.prior = fit.probability, fit
+    if not fit.converged:
+        rep.notes.append(f"the match rate did not converge in {fit.iterations} EM iterations; the last estimate is used")
+    rep.contexts = fit_contexts(spec, patterns, m, u)
+    weights = _weights_frame(spec, m, u, rep.contexts)
     pats = _score_patterns(spec, patterns, weights, lam)
     rep.patterns, rep.prior_match_probability = len(pats), lam
     rep.seconds["em"] = round(time.perf_counter() - t, 2)
@@ -488,14 +612,14 @@ def _pair_scores_sql(spec: MatchSpec, out: str, comparisons: str, weights: pd.Da
     scored patterns and the reviewers' ``_decisions``."""
     # a common value agreeing (Mueller, Berlin) is weaker evidence than a rare one: the strongest
     # level's u is replaced by the frequency of the value itself (Splink's term frequencies)
-    adj = {c.name: (f"CASE WHEN c.{c.gamma} = {len(c.levels)} THEN log2({_u_top(weights, c)} / "
+    adj = {c.name: (f"CASE WHEN c.{c.gamma} = {len(c.levels)} AND c.context = '' THEN log2({_u_top(weights, c)} / "
                     f"greatest(c.{c.tf}, 1e-9)) ELSE 0 END") for c in spec.comparisons if c.tf_column}
     wcols = ", ".join(f"p.w_{c.name} + {adj[c.name]} AS w_{c.name}" if c.name in adj else f"p.w_{c.name}"
                       for c in spec.comparisons)
     total = "p.total_weight" + "".join(f" + {a}" for a in adj.values())
     prob_sql = "pattern_probability" if model != "fellegi_sunter_em" else \
         "1 / (1 + pow(2, -greatest(least(total_weight, 1000), -1000)))"
-    using = ", ".join(spec.gammas)
+    using = ", ".join(spec.pattern_keys)
     return f"""
         WITH s AS (
             SELECT c.* EXCLUDE ({', '.join(c.tf for c in spec.comparisons if c.tf_column) or 'rule_mask'}),
@@ -558,7 +682,7 @@ def _why_full(con, spec: MatchSpec, out: str, decisions: pd.DataFrame | None, ge
     if spec.compare_backend != "duckdb":
         return "the recordlinkage comparison backend runs in full"
     cols = set(columns(con, _rel(out, 'match_weights')))
-    if not {"spec_hash", "decisions_hash", "model", "trained_at", "source_generation"} <= cols:
+    if not {"spec_hash", "decisions_hash", "model", "trained_at", "source_generation", "context"} <= cols:
         return "the model does not say what it was trained under"
     cols = set(columns(con, _rel(out, 'pair_scores')))
     if "_built_at" not in cols:
@@ -644,7 +768,7 @@ def _match_delta(con, spec: MatchSpec, source_sql: str, out: str, decisions: pd.
     t2 = time.perf_counter()
     compare(con, spec, out, pairs="_new_pairs", into="_new_comparisons")
     t3 = time.perf_counter()
-    gcols = ", ".join(spec.gammas)
+    gcols = ", ".join(spec.pattern_keys)
     unseen = con.execute(f"SELECT {gcols}, count(*) AS n FROM _new_comparisons ANTI JOIN {_rel(out, 'patterns')} "
                          f"USING ({gcols}) GROUP BY ALL").df()
     if len(unseen):

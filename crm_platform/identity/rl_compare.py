@@ -54,7 +54,8 @@ class SpecFeature(BaseCompareFeature):
 def _features(spec: MatchSpec) -> list[SpecFeature]:
     feats = [SpecFeature(c.case_sql(alias=False), referenced_columns(c.case_sql()), c.gamma)
              for c in spec.comparisons]
-    for label, rules in (("deterministic_rule", spec.deterministic), ("cannot_link_rule", spec.guards.cannot_link)):
+    for label, rules in (("deterministic_rule", spec.deterministic), ("cannot_link_rule", spec.guards.cannot_link),
+                         ("context", spec.contexts)):
         if rules:
             case = engine.rule_case(rules)
             feats.append(SpecFeature(case, referenced_columns(case), label))
@@ -87,8 +88,9 @@ def compare(con, spec: MatchSpec, out: str, chunk_pairs: int = 250_000) -> None:
             if label not in chunk:
                 chunk[label] = None
             chunk[label] = chunk[label].astype(object).where(chunk[label].notna(), None)
+        chunk["context"] = chunk["context"].fillna("").astype(str) if "context" in chunk else ""
         order = ["left_id", "right_id", "blocking_rule", "rule_mask", *spec.gammas, *tfs,
-                 "deterministic_rule", "cannot_link_rule"]
+                 "deterministic_rule", "cannot_link_rule", "context"]
         con.register("_chunk", chunk[order])
         if first:
             con.execute(f"CREATE TABLE {out}.comparisons AS SELECT * FROM _chunk")

@@ -124,6 +124,18 @@ class BlockingRule:
 
 
 @dataclass(frozen=True)
+class Context:
+    """Pairs in which some fields agree for another reason than being one person (a household
+    shares surname, address and landline). Such a pair is scored by a model of its own, fitted by
+    EM on the context's pairs with m *and* u learnt there: only ``comparisons`` count as evidence
+    (the shared fields do not), and how often each level occurs among the context's non-matches
+    (twins share a birth date far more often than two random people) is learnt from the data."""
+    name: str
+    sql: str
+    comparisons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Guards:
     max_cluster_size: int = 50
     conflicting_ids: tuple[str, ...] = ()
@@ -147,7 +159,6 @@ class MatchSpec:
     review_threshold: float
     training_rules: tuple[str, ...] = ()
     compare_backend: str = "duckdb"          # or "recordlinkage": its Compare API with spec features
-    deterministic_recall: float = 0.7
     prior_match_probability: float | None = None
     u_sample_pairs: int = 1_000_000
     em_max_iterations: int = 100
@@ -155,6 +166,7 @@ class MatchSpec:
     seed: int = 42
     lookups: dict[str, Path] = field(default_factory=dict)
     path: Path | None = None
+    contexts: tuple[Context, ...] = ()
 
     def comparison(self, name: str) -> Comparison:
         for c in self.comparisons:
@@ -165,6 +177,11 @@ class MatchSpec:
     @property
     def gammas(self) -> list[str]:
         return [c.gamma for c in self.comparisons]
+
+    @property
+    def pattern_keys(self) -> list[str]:
+        """What identifies a pattern: the comparison levels and the context ('' for none)."""
+        return [*self.gammas, "context"]
 
     def pair_filter(self, l: str = "l", r: str = "r", uid: str | None = None, src: str | None = None) -> str:
         """Which ordered pairs the link type allows (each unordered pair once)."""
@@ -234,12 +251,24 @@ def parse_spec(raw: dict, path: Path | None = None) -> MatchSpec:
     backend = raw.get("compare_backend", "duckdb")
     if backend not in {"duckdb", "recordlinkage"}:
         raise MatchSpecError(f"{where}: compare_backend must be duckdb or recordlinkage")
+    names = {c.name for c in comps}
+    contexts = []
+    for i, cx in enumerate(raw.get("contexts", []) or []):
+        cw = f"{where}: context {cx.get('name', i + 1)}"
+        listed = tuple(_need(cx, "comparisons", cw))
+        if set(listed) - names:
+            raise MatchSpecError(f"{cw}: names unknown comparisons {sorted(set(listed) - names)}")
+        contexts.append(Context(_need(cx, "name", cw), _need(cx, "sql", cw), listed))
+    unknown = set(raw.get("prior") or {}) - {"match_probability"}
+    if unknown:
+        raise MatchSpecError(f"{where}: prior knows only 'match_probability' (a fixed match rate), not "
+                             f"{sorted(unknown)}; without it the match rate is estimated by EM")
     th = raw.get("thresholds", {}) or {}
     link_t, review_t = float(th.get("link", 0.95)), float(th.get("review", 0.5))
     if not 0 < review_t <= link_t < 1:
         raise MatchSpecError(f"{where}: thresholds need 0 < review <= link < 1")
-    base = path.parent if path else Path.cwd()
-    lookups = {k: (base / v).resolve() for k, v in (raw.get("lookups", {}) or {}).items()}
+    raw = _resolve_lookups(raw, path.parent if path else Path.cwd())
+    lookups = {k: Path(v) for k, v in (raw.get("lookups", {}) or {}).items()}
     for k, p in lookups.items():
         if not p.exists():
             raise MatchSpecError(f"{where}: lookup '{k}' file {p.name} does not exist")
@@ -251,17 +280,64 @@ def parse_spec(raw: dict, path: Path | None = None) -> MatchSpec:
         deterministic=det, guards=guards, link_threshold=link_t, review_threshold=review_t,
         training_rules=tuple(raw.get("training_rules", []) or []),
         compare_backend=backend,
-        deterministic_recall=float((raw.get("prior") or {}).get("deterministic_recall", 0.7)),
         prior_match_probability=(raw.get("prior") or {}).get("match_probability"),
         u_sample_pairs=int(raw.get("u_sample_pairs", 1_000_000)),
         em_max_iterations=int(raw.get("em_max_iterations", 100)),
         min_labels_per_class=int(raw.get("min_labels_per_class", 25)),
-        seed=int(raw.get("seed", 42)), lookups=lookups, path=path)
+        seed=int(raw.get("seed", 42)), lookups=lookups, path=path, contexts=tuple(contexts))
 
 
-def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
-    """The YAML of a spec; ``extends: other.yaml`` starts from another spec, top-level keys
-    of this one replacing its own."""
+PACKAGE_CONFIG = Path(__file__).resolve().parents[1] / "config"
+# lists whose items have names: ``extends`` merges them item by item
+NAMED_LISTS = {("blocking", "rules"), ("comparisons",), ("deterministic",), ("guards", "cannot_link"), ("contexts",)}
+
+
+def _resolve_lookups(raw: dict, base: Path) -> dict:
+    """Lookup paths made absolute against the folder of the file that names them
+    (``package:<file>`` names a file shipped in crm_platform/config)."""
+    look = raw.get("lookups")
+    if isinstance(look, dict):
+        raw = {**raw, "lookups": {k: str(PACKAGE_CONFIG / v[len("package:"):]) if str(v).startswith("package:")
+                                  else str((base / v).resolve()) for k, v in look.items()}}
+    return raw
+
+
+def merge(base: dict, over: dict, at: tuple = ()) -> dict:
+    """``over`` laid onto ``base``: mappings merge key by key, the named lists (blocking rules,
+    comparisons, deterministic rules, cannot-link rules) item by item - an item of the same name
+    replaces the base's, a new one is added, ``{name: x, drop: true}`` removes x - and any other
+    value replaces the base's."""
+    out = dict(base)
+    for k, v in over.items():
+        here = (*at, k)
+        if here in NAMED_LISTS and isinstance(v, list) and isinstance(base.get(k), list):
+            items = {i.get("name"): i for i in base[k] if isinstance(i, dict)}
+            order = [i.get("name") for i in base[k] if isinstance(i, dict)]
+            for item in v:
+                if not isinstance(item, dict) or "name" not in item:
+                    raise MatchSpecError(f"{'.'.join(here)}: every item needs a 'name' to be merged by")
+                name = item["name"]
+                if item.get("drop"):
+                    if name not in items:
+                        raise MatchSpecError(f"{'.'.join(here)}: cannot drop '{name}': the base spec has "
+                                             f"no such item (it has {', '.join(map(str, order))})")
+                    items.pop(name)
+                    order.remove(name)
+                    continue
+                if name not in items:
+                    order.append(name)
+                items[name] = item
+            out[k] = [items[n] for n in order]
+        elif isinstance(v, dict) and isinstance(base.get(k), dict):
+            out[k] = merge(base[k], v, here)
+        else:
+            out[k] = v
+    return out
+
+
+def _read(path: Path, seen: tuple[Path, ...] = (), derived: dict | None = None) -> dict:
+    """The YAML of a spec; ``extends: other.yaml`` starts from another spec (``extends: derived``
+    from the spec derived from the data) and merges this one onto it (``merge``)."""
     if path in seen:
         raise MatchSpecError(f"{path}: 'extends' loops back to itself")
     try:
@@ -272,12 +348,18 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         raise MatchSpecError(f"{path}: cannot read: {e.strerror}") from e
     if not isinstance(raw, dict):
         raise MatchSpecError(f"{path}: expected a mapping at the top level")
+    raw = _resolve_lookups(raw, path.parent)
     base = raw.pop("extends", None)
-    if base:
-        raw = {**_read((path.parent / base).resolve(), (*seen, path)), **raw}
+    if base == "derived":
+        if derived is None:
+            raise MatchSpecError(f"{path}: 'extends: derived' needs the data to derive a spec from")
+        raw = merge(_resolve_lookups(derived, PACKAGE_CONFIG), raw)
+    elif base:
+        raw = merge(_read((path.parent / base).resolve(), (*seen, path), derived), raw)
     return raw
 
 
-def load_spec(path: str | Path) -> MatchSpec:
+def load_spec(path: str | Path, derived: dict | None = None) -> MatchSpec:
+    """The spec in ``path``; ``derived`` is the spec derived from the data, for ``extends: derived``."""
     path = Path(path).resolve()
-    return parse_spec(_read(path), path)
+    return parse_spec(_read(path, derived=derived), path)
