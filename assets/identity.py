@@ -35,20 +35,6 @@ class MatchConfig(dg.Config):
     full_rematch: bool = False     # train the weights afresh and re-match every contact
 
 
-@dg.multi_asset(
-    specs=[
-        _spec(K["candidate_pairs"], "Record pairs proposed by the match spec's blocking rules, each once, "
-              "with the first rule that proposed it. Never a cross product: oversized blocks are skipped "
-              "and reported.", [CONTACTS, TICKETS]),
-        _spec(K["match_weights"], "The Fellegi-Sunter model: m and u probability and match weight (bits) "
-              "of every comparison level; u from random pairs, m by EM per training blocking rule.",
-              [K["candidate_pairs"]]),
-        _spec(K["pair_scores"], "Every candidate pair with its comparison vector, per-field weights, "
-              "total weight, match probability and decision (must_link, deterministic, link, review, "
-              "no_link, cannot_link).", [K["match_weights"]]),
-    ],
-    pool="duckdb",
-)
 def _prior_metadata(rep) -> dict:
     """How EM estimated the match rate (full matches; a daily match keeps the last model's)."""
     if rep.prior is None:
@@ -63,6 +49,20 @@ def _prior_metadata(rep) -> dict:
     return out
 
 
+@dg.multi_asset(
+    specs=[
+        _spec(K["candidate_pairs"], "Record pairs proposed by the match spec's blocking rules, each once, "
+              "with the first rule that proposed it. Never a cross product: oversized blocks are skipped "
+              "and reported.", [CONTACTS, TICKETS]),
+        _spec(K["match_weights"], "The Fellegi-Sunter model: m and u probability and match weight (bits) "
+              "of every comparison level; u from random pairs, m by EM per training blocking rule.",
+              [K["candidate_pairs"]]),
+        _spec(K["pair_scores"], "Every candidate pair with its comparison vector, per-field weights, "
+              "total weight, match probability and decision (must_link, deterministic, link, review, "
+              "no_link, cannot_link).", [K["match_weights"]]),
+    ],
+    pool="duckdb",
+)
 def match_contacts(config: MatchConfig, warehouse: DuckDBResource, identity: IdentityResolution):
     """Block, compare and score staging.contacts; reviewer decisions join as labels. Contacts new
     or delivered again since the last run are matched against all, under the last model; a changed

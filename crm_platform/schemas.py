@@ -290,14 +290,14 @@ class MatchWeights(pa.DataFrameModel):
 
     @pa.dataframe_check(error="m and u probabilities of a comparison sum to 1")
     def distributions(cls, df: pd.DataFrame) -> Series[bool]:
-        sums = df[df.gamma >= 0].groupby("comparison")[["m_probability", "u_probability"]].transform("sum")
+        sums = df[df.gamma >= 0].groupby(["context", "comparison"])[["m_probability", "u_probability"]].transform("sum")
         ok = ((sums - 1).abs() < 1e-6).all(axis=1)
         return ok.reindex(df.index, fill_value=True)
 
     class Config:
         coerce = True
         strict = False
-        unique = ["comparison", "gamma"]
+        unique = ["context", "comparison", "gamma"]
 
 
 class PairScores(_Pair):
@@ -738,6 +738,8 @@ MAY_BE_EMPTY = {
     ("identity", "id_changes"): "no customer id changed this run",
     ("core", "unattributed_events"): "every activity row has its customer",
     ("identity", "candidate_pairs"): "no two contact records share a blocking key",
+    ("identity", "match_weights"): "no comparable field: the contacts fill none of the match columns (names, "
+                                   "birth date, e-mail, phone, address, identifiers)",
     ("identity", "pair_scores"): "no candidate pair to score",
     ("identity", "links"): "no pair scored as a link",
     ("core", "customer_field_provenance"): "no golden record has a field beyond its id",

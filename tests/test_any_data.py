@@ -187,7 +187,8 @@ def test_identity_with_nothing_to_learn_still_resolves_and_says_why(tmp_path):
     rows = [PEOPLE_HEADER]
     for i in range(40):
         rows.append(f"K{i:04d},{firsts[i % 10]},{lasts[(i * 3 + i // 10) % 10]}{i},p{i}@example.org,"
-                    f"+49 30 {1000000 + i * 7919},Weg {i},{10115 + i * 37:05d},Stadt{i},,19{50 + i}-0{1 + i % 9}-1{i % 9}")
+                    f"+49 30 {1000000 + i * 7919},Weg {i},{10115 + i * 37:05d},{lasts[i % 10]}{'abcd'[i // 10]}stadt,,"
+                    f"19{50 + i}-0{1 + i % 9}-1{i % 9}")
     con, _ = _load_people(tmp_path, {"people.csv": ("\n".join(rows) + "\n").encode()})
     spec = derive.spec_for(con)
     rep = resolve.match(con, spec)

@@ -147,14 +147,15 @@ def test_unreadable_file_fails_its_check_while_the_rest_loads(platform):
 
 
 def test_a_firing_identity_guard_blocks_the_golden_records(platform):
-    """A reviewer forces a merge of two people with different birth dates: the guard check on
-    the crosswalk fails and core.customers is not rebuilt from the bad crosswalk."""
+    """A reviewer forces a merge of two records carrying different shop accounts (a declared
+    strong identifier): the guard check on the crosswalk fails and core.customers is not rebuilt
+    from the bad crosswalk."""
     home, run = platform
     assert run().success
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     a, b = con.execute("""SELECT x.contact_key, y.contact_key FROM identity.crosswalk x
         JOIN staging.contacts cx USING (contact_key), identity.crosswalk y JOIN staging.contacts cy USING (contact_key)
-        WHERE x.customer_id < y.customer_id AND cx.birth_date <> cy.birth_date LIMIT 1""").fetchall()[0]
+        WHERE x.customer_id < y.customer_id AND cx.shop_customer_no <> cy.shop_customer_no LIMIT 1""").fetchall()[0]
     con.close()
     (home / "review").mkdir(exist_ok=True)
     (home / "review/decisions.csv").write_text(f"left_id,right_id,decision\n{a},{b},match\n")

@@ -220,16 +220,22 @@ def test_clustering_guards_refuse_and_explain():
 def test_guard_checks_fire_on_crafted_violations(loaded_world, tmp_path):
     con = _copy(loaded_world, tmp_path)
     _run(con)
+    # two different carried shop numbers (a declared strong identifier) put into one customer
     a, b = con.execute("""SELECT a.contact_key, b.contact_key FROM identity.records a JOIN identity.records b
-        ON a.birth_date <> b.birth_date AND a.contact_key < b.contact_key LIMIT 1""").fetchall()[0]
+        ON a.shop_customer_no <> b.shop_customer_no AND a.contact_key < b.contact_key LIMIT 1""").fetchall()[0]
     con.execute("UPDATE identity.crosswalk SET customer_id = (SELECT customer_id FROM identity.crosswalk "
                 "WHERE contact_key = ?) WHERE contact_key = ?", [a, b])
     assert guards.conflicting_ids(con, SPEC)[0] == 1
-    h = con.execute("SELECT left_id, right_id FROM identity.pair_scores WHERE cannot_link_rule = 'household' LIMIT 1").fetchall()[0]
+    # a pair a reviewer keeps apart, put into one customer
+    h = con.execute("""SELECT s.left_id, s.right_id FROM identity.pair_scores s
+        JOIN identity.crosswalk l ON l.contact_key = s.left_id JOIN identity.crosswalk r ON r.contact_key = s.right_id
+        WHERE l.customer_id <> r.customer_id AND s.left_id NOT IN (?, ?) AND s.right_id NOT IN (?, ?) LIMIT 1""",
+                    [a, b, a, b]).fetchall()[0]
+    con.execute("UPDATE identity.pair_scores SET decision = 'cannot_link' WHERE left_id = ? AND right_id = ?", list(h))
     con.execute("UPDATE identity.crosswalk SET customer_id = (SELECT customer_id FROM identity.crosswalk "
                 "WHERE contact_key = ?) WHERE contact_key = ?", [h[0], h[1]])
     n, rows = guards.cannot_link_violations(con)
-    assert n >= 1 and "household" in set(rows.rule)
+    assert n >= 1 and "reviewer: no match" in set(rows.rule)
     tight = dataclasses.replace(SPEC, guards=dataclasses.replace(SPEC.guards, max_cluster_size=1))
     assert guards.oversized_clusters(con, tight)[0] > 0
     con.execute("DELETE FROM identity.crosswalk WHERE contact_key = ?", [a])

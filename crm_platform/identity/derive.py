@@ -113,6 +113,8 @@ def derive(p: Profile) -> dict:
         tickets = ("(SELECT min(t.shop_customer_no) FROM staging.support_tickets t WHERE t.contact_key = s.contact_key)"
                    if p.tickets_name_accounts else "NULL")
         derive_cols["shop_account"] = f"CASE {own}ELSE coalesce(shop_customer_no, {tickets}) END"
+    else:       # golden records and subject requests read it whatever the data
+        derive_cols["shop_account"] = "shop_customer_no"
     if first and last:
         derive_cols["name_pair"] = "list_sort([first_name_key, last_name_key])"
 
@@ -187,22 +189,27 @@ def derive(p: Profile) -> dict:
         comps.append({"name": "national_id", "column": "national_id", "levels": [
             {"label": "exact", "kind": "exact"},
             {"label": "one_edit", "kind": "damerau_levenshtein", "max": 1}]})
-    if pc:
+    if pc or street or city:
+        # one comparison for the address: a postcode names its city, so the two agreeing are one
+        # piece of evidence; the city counts where the postcodes differ or one is missing
         levels = []
-        if street:
+        if street and pc:
             levels += [{"label": "same_street_and_postcode", "kind": "sql",
                         "sql": "l.street_std = r.street_std AND l.postcode = r.postcode"},
                        {"label": "similar_street_same_postcode", "kind": "sql",
                         "sql": "jaro_winkler_similarity(l.street_std, r.street_std) >= 0.88 AND l.postcode = r.postcode"}]
-        levels += [{"label": "same_postcode", "kind": "exact"},
-                   {"label": "postcode_one_edit", "kind": "damerau_levenshtein", "max": 1}]
-        comps.append({"name": "address", "column": "postcode", "levels": levels})
-    elif street:
-        comps.append({"name": "address", "column": "street_std", "levels": [
-            {"label": "same_street", "kind": "exact"}, _jw("similar_street", "street_std", 0.88)]})
-    if city:
-        comps.append({"name": "city", "column": "city_key", "term_frequency_column": "city_key", "levels": [
-            {"label": "exact", "kind": "exact"}, _jw("jaro_winkler_0.88", "city_key", 0.88)]})
+        elif street:
+            levels += [{"label": "same_street", "kind": "sql", "sql": "l.street_std = r.street_std"}]
+        if pc:
+            levels += [{"label": "same_postcode", "kind": "sql", "sql": "l.postcode = r.postcode"}]
+        if city:
+            levels += [{"label": "same_city", "kind": "sql", "sql": "l.city_key = r.city_key"}]
+        if pc:
+            levels += [{"label": "postcode_one_edit", "kind": "sql", "sql": "damerau_levenshtein(l.postcode, r.postcode) <= 1"}]
+        if city:
+            levels += [{"label": "similar_city", "kind": "sql", "sql": "jaro_winkler_similarity(l.city_key, r.city_key) >= 0.88"}]
+        cols = [c for c, ok in (("postcode", pc), ("street_std", street), ("city_key", city)) if ok]
+        comps.append({"name": "address", "columns": cols, "null_if": "all", "levels": levels})
 
     # -- training: identifier and name-with-birth-date rules; then rules that free the rest
     training = [r["name"] for r in rules if r["_train"]]
@@ -243,7 +250,7 @@ def derive(p: Profile) -> dict:
                                "jaro_winkler_similarity(l.street_std, r.street_std) >= 0.85))" if street else
                                "l.postcode = r.postcode", pc)) if ok]
     contexts = []
-    inside = [c["name"] for c in comps if c["name"] not in ("last_name", "address", "city", "phone")]
+    inside = [c["name"] for c in comps if c["name"] not in ("last_name", "address", "phone")]
     # the same surname, a typo of it, or it standing in the other record's first-name field
     family = ("(jaro_winkler_similarity(l.last_name_key, r.last_name_key) >= 0.8 "
               "OR l.last_name_key = r.first_name_key OR l.first_name_key = r.last_name_key)")
@@ -270,7 +277,8 @@ def derive(p: Profile) -> dict:
         "comparisons": comps,
         "deterministic": deterministic,
         "contexts": contexts,
-        "guards": {"max_cluster_size": 15, "conflicting_ids": strong, "cannot_link": []},
+        "guards": {"max_cluster_size": 15, "conflicting_ids": strong, "cannot_link": [],
+                   "direct_evidence_for": ["birth_date"] if dob else []},
         "thresholds": {"link": 0.5, "review": 0.2},
         "u_sample_pairs": 1_000_000,
         "seed": 42,

@@ -150,7 +150,7 @@ def block(con, spec: MatchSpec, out: str, extra_pairs: list[tuple[str, str]] | N
     con.execute(f"""CREATE OR REPLACE {into} AS
         SELECT left_id, right_id, ({names!r})[min(rule_no) + 1] AS blocking_rule,
                bit_or(1::BIGINT << rule_no) AS rule_mask, now()::TIMESTAMP AS _built_at FROM (
-            {' UNION ALL '.join(parts)}
+            {' UNION ALL '.join(parts) or "SELECT NULL::VARCHAR AS left_id, NULL::VARCHAR AS right_id, 0::SMALLINT AS rule_no WHERE false"}
             UNION ALL SELECT e.left_id, e.right_id, {len(spec.blocking)}::SMALLINT FROM _extra e
               JOIN {recs} a ON a.{uid} = e.left_id JOIN {recs} b ON b.{uid} = e.right_id {extra_new})
         GROUP BY left_id, right_id""")
@@ -193,9 +193,9 @@ def rule_case(rules, label: str | None = None) -> str:
 def compare(con, spec: MatchSpec, out: str, pairs: str | None = None, into: str | None = None) -> None:
     """The comparison vector of every candidate pair (of ``pairs``), computed in SQL."""
     recs, uid = _rel(out, "records"), spec.unique_id
-    gammas = ", ".join(c.case_sql() for c in spec.comparisons)
+    gammas = "".join(f"{c.case_sql()}, " for c in spec.comparisons)
     con.execute(f"""CREATE OR REPLACE TABLE {into or _rel(out, 'comparisons')} AS
-        SELECT p.left_id, p.right_id, p.blocking_rule, p.rule_mask, {gammas},
+        SELECT p.left_id, p.right_id, p.blocking_rule, p.rule_mask, {gammas}
                {''.join(f"greatest(l.{c.tf}, r.{c.tf}) AS {c.tf}, " for c in spec.comparisons if c.tf_column)}
                {rule_case(spec.deterministic, 'deterministic_rule')},
                {rule_case(spec.guards.cannot_link, 'cannot_link_rule')},
@@ -213,6 +213,8 @@ def estimate_u(con, spec: MatchSpec, out: str) -> dict[str, np.ndarray]:
     """u probabilities from random record pairs (almost all non-matches), as Splink does. The
     sample is drawn by a seeded hash of the record id, so a rerun gets the same model."""
     recs = _rel(out, "records")
+    if not spec.comparisons:
+        return {}
     side = max(50, int(math.sqrt(2 * spec.u_sample_pairs)))
     gammas = ", ".join(c.case_sql() for c in spec.comparisons)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _u AS
@@ -623,7 +625,7 @@ def _pair_scores_sql(spec: MatchSpec, out: str, comparisons: str, weights: pd.Da
     return f"""
         WITH s AS (
             SELECT c.* EXCLUDE ({', '.join(c.tf for c in spec.comparisons if c.tf_column) or 'rule_mask'}),
-                   {wcols}, {total} AS total_weight, p.match_probability AS pattern_probability,
+                   {wcols + ', ' if wcols else ''}{total} AS total_weight, p.match_probability AS pattern_probability,
                    d.label AS review_label
             FROM {comparisons} c JOIN {_rel(out, 'patterns')} p USING ({using})
             LEFT JOIN _decisions d USING (left_id, right_id))

@@ -71,7 +71,8 @@ def cluster_scored(con, spec: MatchSpec, schema: str, subset: str | None = None
 
     Returns the records (sorted by id), the links considered with their outcome, and the result."""
     uid, src = spec.unique_id, spec.source_column
-    strong_cols = "".join(f", CAST(r.{c} AS VARCHAR) AS {c}" for c in spec.guards.conflicting_ids)
+    strong_cols = "".join(f", CAST(r.{c} AS VARCHAR) AS {c}"
+                          for c in (*spec.guards.conflicting_ids, *spec.guards.direct_evidence_for))
     # integer positions in SQL: mapping millions of string ids in pandas costs seconds
     con.execute(f"CREATE OR REPLACE TEMP TABLE _idx AS SELECT {uid} AS record_id, "
                 f"(row_number() OVER (ORDER BY {uid}) - 1)::BIGINT AS i FROM {schema}.records"
@@ -86,19 +87,29 @@ def cluster_scored(con, spec: MatchSpec, schema: str, subset: str | None = None
     cannot = con.execute(f"""SELECT a.i AS li, b.i AS ri FROM {schema}.pair_scores s
         JOIN _idx a ON a.record_id = s.left_id JOIN _idx b ON b.record_id = s.right_id
         WHERE s.decision = 'cannot_link'""").df()
+    # pairs the model itself judged clearly apart: a chain through a third record (one without a
+    # name, sharing an address) must not join them either
+    unlike = con.execute(f"""SELECT a.i AS li, b.i AS ri FROM {schema}.pair_scores s
+        JOIN _idx a ON a.record_id = s.left_id JOIN _idx b ON b.record_id = s.right_id
+        WHERE s.decision = 'no_link' AND s.match_probability < {CLEAR_NON_MATCH}""").df()
     con.execute("DROP TABLE _idx")
     strong = {c: recs[c].where(recs[c].notna(), None).to_numpy(dtype=object) for c in spec.guards.conflicting_ids}
+    direct = {c: recs[c].where(recs[c].notna(), None).to_numpy(dtype=object) for c in spec.guards.direct_evidence_for}
     if spec.guards.one_record_per_source:
         # each record is its own identifier within its source: two from one source conflict
         for source in recs["_source"].unique():
             strong[f"record_of_{source}"] = np.where(recs["_source"] == source, recs["record_id"], None)
     res = cluster(len(recs), edges.li.to_numpy(), edges.ri.to_numpy(),
                   (edges.decision == "must_link").to_numpy(), strong,
-                  list(zip(cannot.li.tolist(), cannot.ri.tolist())), spec.guards.max_cluster_size)
+                  list(zip(cannot.li.tolist(), cannot.ri.tolist())), spec.guards.max_cluster_size, direct,
+                  (unlike.li.to_numpy(), unlike.ri.to_numpy()))
     edges["outcome"] = res.outcomes
     return recs, edges, res
 
 
+# A scored pair below this match probability is clearly two people: the clustering never joins
+# them through other records (about 10 bits of evidence against)
+CLEAR_NON_MATCH = 0.001
 # A daily resolution re-clusters at most this share of the records; above it, all of them.
 MAX_INCREMENTAL_SHARE = 0.2
 LINKED = "('must_link', 'deterministic', 'link')"
@@ -276,7 +287,7 @@ def explain(con, left_id: str, right_id: str) -> list[str]:
         return lines + ["this pair was never compared: no blocking rule put the two records together"]
     r = row.iloc[0]
     labels = {(c, int(g)): lv for c, g, lv in con.execute(
-        f"SELECT comparison, gamma, level FROM {SCHEMA}.match_weights").fetchall()}
+        f"SELECT comparison, gamma, level FROM {SCHEMA}.match_weights WHERE context = ''").fetchall()}
     comps = [c[len("gamma_"):] for c in row.columns if c.startswith("gamma_")]
     lines.append(f"proposed by blocking rule {r.blocking_rule}; decision {r.decision} "
                  f"(match probability {r.match_probability:.4f}, total weight {r.total_weight:+.2f} bits)")

@@ -88,6 +88,7 @@ class Comparison:
     levels: tuple[Level, ...]
     description: str = ""
     tf_column: str | None = None     # term-frequency adjust the strongest level on this column
+    null_if: str = "any"             # no evidence when any column is null on a side, or only when all are
 
     @property
     def tf(self) -> str:
@@ -104,7 +105,8 @@ class Comparison:
         return out
 
     def case_sql(self, alias: bool = True) -> str:
-        nulls = " OR ".join(f"l.{c} IS NULL OR r.{c} IS NULL" for c in self.columns)
+        glue = " OR " if self.null_if == "any" else " AND "
+        nulls = glue.join(f"(l.{c} IS NULL OR r.{c} IS NULL)" for c in self.columns)
         n = len(self.levels)
         whens = " ".join(f"WHEN {lv.sql} THEN {n - i}" for i, lv in enumerate(self.levels))
         return f"CASE WHEN {nulls} THEN -1 {whens} ELSE 0 END::TINYINT" + (f" AS {self.gamma}" if alias else "")
@@ -140,6 +142,9 @@ class Guards:
     max_cluster_size: int = 50
     conflicting_ids: tuple[str, ...] = ()
     one_record_per_source: bool = False     # linking files that are each free of duplicates
+    # fields whose different values join one cluster only through a link between two records that
+    # hold them (a birth-date typo the model matched), never through a record without one
+    direct_evidence_for: tuple[str, ...] = ()
     cannot_link: tuple[Rule, ...] = ()
 
 
@@ -233,8 +238,11 @@ def parse_spec(raw: dict, path: Path | None = None) -> MatchSpec:
             levels.append(Level(_need(lv, "label", lw), _level_sql(kind, params, lw)))
         if not levels:
             raise MatchSpecError(f"{cw}: at least one level is required")
+        null_if = c.get("null_if", "any")
+        if null_if not in ("any", "all"):
+            raise MatchSpecError(f"{cw}: null_if must be any or all")
         comps.append(Comparison(name, cols, tuple(levels), c.get("description", ""),
-                                c.get("term_frequency_column")))
+                                c.get("term_frequency_column"), null_if))
     det = tuple(Rule(_need(d, "name", f"{where}: deterministic"), _need(d, "sql", f"{where}: deterministic"))
                 for d in raw.get("deterministic", []) or [])
     g = raw.get("guards", {}) or {}
@@ -242,6 +250,7 @@ def parse_spec(raw: dict, path: Path | None = None) -> MatchSpec:
         max_cluster_size=int(g.get("max_cluster_size", 50)),
         conflicting_ids=tuple(g.get("conflicting_ids", []) or []),
         one_record_per_source=bool(g.get("one_record_per_source", False)),
+        direct_evidence_for=tuple(g.get("direct_evidence_for", []) or []),
         cannot_link=tuple(Rule(_need(d, "name", f"{where}: cannot_link"), _need(d, "sql", f"{where}: cannot_link"))
                           for d in g.get("cannot_link", []) or []),
     )
@@ -332,6 +341,14 @@ def merge(base: dict, over: dict, at: tuple = ()) -> dict:
             out[k] = merge(base[k], v, here)
         else:
             out[k] = v
+    if not at:
+        # what names a dropped item forgets it too: a context its comparison, training a rule
+        kept = {c.get("name") for c in out.get("comparisons") or []}
+        out["contexts"] = [{**cx, "comparisons": [n for n in cx.get("comparisons", []) if n in kept]}
+                           for cx in out.get("contexts") or []]
+        rules = {r.get("name") for r in (out.get("blocking") or {}).get("rules") or []}
+        if "training_rules" in out and "training_rules" not in over:
+            out["training_rules"] = [r for r in out["training_rules"] or [] if r in rules]
     return out
 
 
