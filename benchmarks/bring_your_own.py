@@ -73,10 +73,10 @@ DATASETS = {
 }
 
 
-def _pairwise(con) -> dict:
-    """Pairwise precision / recall / F1 of the crosswalk against the FEBRL record ids."""
-    con.execute("""CREATE TEMP TABLE _x AS SELECT contact_key, customer_id,
-        split_part(source_record_id, '-', 2) AS entity FROM identity.crosswalk""")
+def _pairwise(con, crosswalk: str = "identity.crosswalk") -> dict:
+    """Pairwise precision / recall / F1 of a crosswalk against the FEBRL record ids."""
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _x AS SELECT x.contact_key, x.customer_id,
+        split_part(c.source_record_id, '-', 2) AS entity FROM {crosswalk} x JOIN staging.contacts c USING (contact_key)""")
     tp, predicted, true = con.execute("""SELECT
         (SELECT count(*) FROM _x a JOIN _x b ON a.contact_key < b.contact_key AND a.customer_id = b.customer_id
                                                 AND a.entity = b.entity),
@@ -85,6 +85,60 @@ def _pairwise(con) -> dict:
     p, r = tp / max(predicted, 1), tp / max(true, 1)
     return {"pairwise_precision": round(p, 4), "pairwise_recall": round(r, 4),
             "pairwise_f1": round(2 * p * r / max(p + r, 1e-12), 4), "true_pairs": int(true)}
+
+
+SPLINK_COLUMNS = "contact_key, source_system, first_name_std, last_name_std, birth_date, street_std, postcode, city_std"
+
+
+def _splink(home: Path) -> dict:
+    """Splink 5 on the same staged records and fields (names, birth date, street, postcode, city),
+    a reasonable unsupervised configuration written here: its standard name and date comparisons,
+    blocking on the same kind of keys, lambda from a deterministic rule, u by random sampling, m
+    by EM on three rules, clusters at 0.5. Scored by the same pairwise code."""
+    import splink.comparison_library as cl
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    work = Path(tempfile.mkdtemp(prefix="splink_")) / "w.duckdb"
+    shutil.copy(home / "warehouse.duckdb", work)
+    con = duckdb.connect(str(work))
+    t0 = time.perf_counter()
+    systems = [r[0] for r in con.execute("SELECT DISTINCT source_system FROM staging.contacts ORDER BY 1").fetchall()]
+    api = DuckDBAPI(connection=con)
+    frames = []
+    for i, system in enumerate(systems):
+        con.execute(f"CREATE TABLE sp_{i} AS SELECT {SPLINK_COLUMNS} FROM staging.contacts WHERE source_system = ?",
+                    [system])
+        frames.append(api.register(f"sp_{i}", dataset_display_name=system))
+    settings = SettingsCreator(
+        link_type="link_only" if len(frames) > 1 else "dedupe_only", unique_id_column_name="contact_key",
+        blocking_rules_to_generate_predictions=[
+            block_on("first_name_std", "last_name_std"), block_on("last_name_std", "birth_date"),
+            block_on("first_name_std", "birth_date"), block_on("postcode", "first_name_std"),
+            block_on("postcode", "last_name_std"), block_on("city_std", "birth_date"),
+            block_on("street_std", "postcode")],
+        comparisons=[
+            cl.NameComparison("first_name_std").configure(term_frequency_adjustments=True),
+            cl.NameComparison("last_name_std").configure(term_frequency_adjustments=True),
+            cl.DateOfBirthComparison("birth_date", input_is_string=False),
+            cl.LevenshteinAtThresholds("street_std", [1, 3]),
+            cl.LevenshteinAtThresholds("postcode", [1]),
+            cl.JaroWinklerAtThresholds("city_std", [0.9]).configure(term_frequency_adjustments=True)],
+        retain_intermediate_calculation_columns=False)
+    linker = Linker(frames if len(frames) > 1 else frames[0], settings, log_level="WARNING")
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("first_name_std", "last_name_std", "birth_date")], recall=0.7)
+    linker.training.estimate_u_using_random_sampling(max_pairs=1e6, seed=42)
+    for rule in (block_on("first_name_std", "last_name_std"), block_on("birth_date"), block_on("postcode")):
+        linker.training.estimate_parameters_using_expectation_maximisation(rule)
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+        linker.inference.predict(threshold_match_probability=0.5), 0.5)
+    seconds = round(time.perf_counter() - t0, 1)
+    con.execute(f"""CREATE TABLE identity.splink_crosswalk AS SELECT c.contact_key, k.cluster_id::VARCHAR AS customer_id,
+        c.source_record_id FROM staging.contacts c JOIN {clusters.physical_name} k USING (contact_key)""")
+    out = {f"splink_{k}": v for k, v in _pairwise(con, "identity.splink_crosswalk").items()}
+    con.close()
+    shutil.rmtree(work.parent, ignore_errors=True)
+    return {**out, "splink_seconds": seconds}
 
 
 def run(name: str, keep: bool = False) -> dict:
@@ -111,8 +165,16 @@ def run(name: str, keep: bool = False) -> dict:
                "timeline_events": count("SELECT count(*) FROM core.customer_events")}
         if name.startswith("febrl"):
             row.update(_pairwise(con))
+            # the match rate EM estimated, as pairs: lambda over all comparable pairs
+            n = row["contact_records"]
+            systems = [r[0] for r in con.execute("SELECT count(*) FROM staging.contacts GROUP BY source_system")]
+            comparable = systems[0] * systems[1] if len(systems) == 2 else n * (n - 1) / 2
+            row["em_expected_pairs"] = round(count("SELECT any_value(prior_match_probability) FROM identity.match_weights")
+                                             * comparable)
     finally:
         con.close()
+    if name.startswith("febrl") and importlib.util.find_spec("splink"):
+        row.update(_splink(home))
     lines = out.stdout.splitlines()
     row["outputs"] = [ln.strip() for ln in lines if ln.startswith(("model ", "churn scores", "CLV scores", "KPIs",
                                                                        "features: snapshot"))][:8]
@@ -131,13 +193,17 @@ def main(argv: list[str]) -> None:
     for r in rows:
         print(json.dumps(r, indent=1))
     table = ["| data set | mapping | exit | s | rows loaded / quarantined / values | contact records | customers | "
-             "events | pairwise P / R / F1 |", "|---|---|---|---|---|---|---|---|---|"]
+             "events | pairwise P / R / F1 | true pairs / EM expected | Splink 5 P / R / F1 (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         prf = (f"{r['pairwise_precision']:.3f} / {r['pairwise_recall']:.3f} / **{r['pairwise_f1']:.3f}**"
                if "pairwise_f1" in r else "")
+        pairs = f"{r['true_pairs']:,} / {r['em_expected_pairs']:,}" if "em_expected_pairs" in r else ""
+        spl = (f"{r['splink_pairwise_precision']:.3f} / {r['splink_pairwise_recall']:.3f} / "
+               f"**{r['splink_pairwise_f1']:.3f}** ({r['splink_seconds']})" if "splink_pairwise_f1" in r else "")
         table.append(f"| {r['dataset']} | `{r['mapping']}` | {r['exit']} | {r['seconds']} | {r['rows_loaded']:,} / "
                      f"{r['rows_quarantined']:,} / {r['values_quarantined']:,} | {r['contact_records']:,} | "
-                     f"{r['customers']:,} | {r['timeline_events']:,} | {prf} |")
+                     f"{r['customers']:,} | {r['timeline_events']:,} | {prf} | {pairs} | {spl} |")
     print("\n".join(table))
     if record:
         outputs = [f"- {r['dataset']}: " + "; ".join(r["outputs"] + r["notes"]) for r in rows]

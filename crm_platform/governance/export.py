@@ -84,7 +84,8 @@ def build(con, paths: Paths, cfg: SourceConfig, identifier_type: str, identifier
             con, "SELECT dataset, source_file, file_version, source_line, reason, record FROM raw.quarantine_rows "
                  f"WHERE regexp_matches(lower(coalesce(record, '')), '{rx}') ORDER BY ALL")
     if have("identity.records"):
-        doc["identity_records"] = _rows(con, f"SELECT * EXCLUDE (tf_first_name, tf_last_name, tf_city) FROM identity.records "
+        # the match spec's term frequencies are shares of the whole list, not about the person
+        doc["identity_records"] = _rows(con, "SELECT COLUMNS(lambda c: NOT starts_with(c, 'tf_')) FROM identity.records "
                                              f"WHERE contact_key IN {_q(s.contact_keys)} ORDER BY contact_key")
     if have("identity.id_changes"):
         doc["customer_id_history"] = _rows(con, "SELECT * FROM identity.id_changes WHERE old_customer_id IN "

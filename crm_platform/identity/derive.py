@@ -112,7 +112,8 @@ def derive(p: Profile) -> dict:
         own = f"WHEN dataset = '{p.account_dataset}' THEN source_record_id " if p.account_dataset else ""
         tickets = ("(SELECT min(t.shop_customer_no) FROM staging.support_tickets t WHERE t.contact_key = s.contact_key)"
                    if p.tickets_name_accounts else "NULL")
-        derive_cols["shop_account"] = f"CASE {own}ELSE coalesce(shop_customer_no, {tickets}) END"
+        carried = f"coalesce(shop_customer_no, {tickets})"
+        derive_cols["shop_account"] = f"CASE {own}ELSE {carried} END" if own else carried
     else:       # golden records and subject requests read it whatever the data
         derive_cols["shop_account"] = "shop_customer_no"
     if first and last:
@@ -146,7 +147,7 @@ def derive(p: Profile) -> dict:
     rule("sound_alike_surname_postcode", ["last_name_phonetic", "postcode"], p.has("last_name_phonetic") and pc)
     # a common name in a big city: many people, little evidence; small blocks only
     rule("full_name_city", ["first_name_key", "last_name_key", "city_key"], first and last and city, limit=20)
-    rule("surname_city", ["last_name_key", "city_key"], last and city, limit=50)
+    rule("surname_city", ["last_name_key", "city_key"], last and city, limit=10)
     rule("full_name", ["first_name_key", "last_name_key"], first and last and not (dob or city or pc), limit=20)
 
     # -- comparisons by column type
