@@ -147,7 +147,7 @@ def derive(p: Profile) -> dict:
     rule("sound_alike_surname_postcode", ["last_name_phonetic", "postcode"], p.has("last_name_phonetic") and pc)
     # a common name in a big city: many people, little evidence; small blocks only
     rule("full_name_city", ["first_name_key", "last_name_key", "city_key"], first and last and city, limit=20)
-    rule("surname_city", ["last_name_key", "city_key"], last and city, limit=10)
+    # (surname + city: blocks of ten at most would cross their limit as a day adds records; see docs)
     rule("full_name", ["first_name_key", "last_name_key"], first and last and not (dob or city or pc), limit=20)
 
     # -- comparisons by column type
