@@ -70,6 +70,8 @@ DATASETS = {
     "febrl2": ("febrl_people.yaml", _febrl("dataset2.csv")),
     "febrl3": ("febrl_people.yaml", _febrl("dataset3.csv")),
     "febrl4": ("febrl4_people.yaml", _febrl("dataset4a.csv", "dataset4b.csv")),
+    # the same lists with the social security number mapped as a national id
+    "febrl3_national_id": ("febrl_people_national_id.yaml", _febrl("dataset3.csv")),
 }
 
 

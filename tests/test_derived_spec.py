@@ -152,7 +152,8 @@ def test_extends_adds_overrides_and_drops_one_item_by_name(tmp_path):
         "comparisons": [{"name": "birth_date", "drop": True},
                         {"name": "house_number", "column": "street_std",
                          "levels": [{"label": "same", "kind": "exact"}]}],
-        "blocking": {"rules": [{"name": "surname_city", "keys": ["last_name_key", "city_key"], "max_block_size": 10}]},
+        "blocking": {"rules": [{"name": "full_name_city", "keys": ["first_name_key", "last_name_key", "city_key"],
+                                "max_block_size": 10}]},
         "guards": {"max_cluster_size": 6},
     }))
     spec = load_spec(tmp_path / "mine.yaml", derived=derived)
@@ -160,7 +161,7 @@ def test_extends_adds_overrides_and_drops_one_item_by_name(tmp_path):
     assert "birth_date" not in names and names[-1] == "house_number"
     assert names[:3] == ["first_name", "last_name", "address"]                     # the rest as derived
     assert all("birth_date" not in cx.comparisons for cx in spec.contexts)          # forgotten where named
-    assert {r.name: r.max_block_size for r in spec.blocking}["surname_city"] == 10
+    assert {r.name: r.max_block_size for r in spec.blocking}["full_name_city"] == 10
     assert spec.guards.max_cluster_size == 6 and len(spec.blocking) == len(derived["blocking"]["rules"])
     assert spec.lookups["nicknames"].name == "nicknames.csv" and spec.lookups["nicknames"].exists()
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"extends": "derived", "comparisons": [{"name": "email", "drop": True}]}))
