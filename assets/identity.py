@@ -136,6 +136,7 @@ def resolve_customers(warehouse: DuckDBResource, identity: IdentityResolution):
         spec = identity.spec(con)
         rep = resolve.resolve(con, spec, incremental=True)
         queue = con.sql("SELECT * FROM identity.review_queue").df()
+        vetoing, id_notes = guards.vetoing_ids(con, spec)
         review.export_queue(queue, identity.review_dir)
         meta = {k: table_metadata(con, ".".join(K[k].path)) for k in ("crosswalk", "links", "review_queue", "id_changes")}
         checks = {"every_contact_mapped_once": guards.unmapped_contacts(con),
@@ -147,6 +148,8 @@ def resolve_customers(warehouse: DuckDBResource, identity: IdentityResolution):
         **meta["crosswalk"], "customers": rep.customers, "records": rep.records,
         "merge_rate": round(1 - rep.customers / rep.records, 4) if rep.records else 0.0,
         "cluster_sizes": dg.MetadataValue.md(markdown_table(sizes, 30)),
+        "identifiers_that_veto": dg.MetadataValue.json(vetoing),
+        "identifier_notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in id_notes) or "every declared identifier vetoes"),
         "ids_minted": rep.minted, "id_changes": dg.MetadataValue.json(rep.id_changes),
         "resolve_mode": rep.mode, "resolve_mode_reason": rep.reason, "records_resolved_this_run": rep.records_resolved})
     yield dg.MaterializeResult(asset_key=K["links"], metadata={

@@ -94,7 +94,8 @@ SPLINK_COLUMNS = "contact_key, source_system, first_name_std, last_name_std, bir
 
 def _splink(home: Path) -> dict:
     """Splink 5 on the same staged records and fields (names, birth date, street, postcode, city),
-    a reasonable unsupervised configuration written here: its standard name and date comparisons,
+    a reasonable unsupervised configuration written here (a national id too where the mapping
+    fills one): its standard name and date comparisons,
     blocking on the same kind of keys, lambda from a deterministic rule, u by random sampling, m
     by EM on three rules, clusters at 0.5. Scored by the same pairwise code."""
     import splink.comparison_library as cl
@@ -105,11 +106,13 @@ def _splink(home: Path) -> dict:
     con = duckdb.connect(str(work))
     t0 = time.perf_counter()
     systems = [r[0] for r in con.execute("SELECT DISTINCT source_system FROM staging.contacts ORDER BY 1").fetchall()]
+    # the same fields as the platform: a national id where the mapping fills one
+    nid = con.execute("SELECT count(national_id) > 0 FROM staging.contacts").fetchall()[0][0]
     api = DuckDBAPI(connection=con)
     frames = []
     for i, system in enumerate(systems):
-        con.execute(f"CREATE TABLE sp_{i} AS SELECT {SPLINK_COLUMNS} FROM staging.contacts WHERE source_system = ?",
-                    [system])
+        con.execute(f"CREATE TABLE sp_{i} AS SELECT {SPLINK_COLUMNS}{', national_id' if nid else ''} "
+                    "FROM staging.contacts WHERE source_system = ?", [system])
         frames.append(api.register(f"sp_{i}", dataset_display_name=system))
     settings = SettingsCreator(
         link_type="link_only" if len(frames) > 1 else "dedupe_only", unique_id_column_name="contact_key",
@@ -117,14 +120,15 @@ def _splink(home: Path) -> dict:
             block_on("first_name_std", "last_name_std"), block_on("last_name_std", "birth_date"),
             block_on("first_name_std", "birth_date"), block_on("postcode", "first_name_std"),
             block_on("postcode", "last_name_std"), block_on("city_std", "birth_date"),
-            block_on("street_std", "postcode")],
+            block_on("street_std", "postcode"), *([block_on("national_id")] if nid else [])],
         comparisons=[
             cl.NameComparison("first_name_std").configure(term_frequency_adjustments=True),
             cl.NameComparison("last_name_std").configure(term_frequency_adjustments=True),
             cl.DateOfBirthComparison("birth_date", input_is_string=False),
             cl.LevenshteinAtThresholds("street_std", [1, 3]),
             cl.LevenshteinAtThresholds("postcode", [1]),
-            cl.JaroWinklerAtThresholds("city_std", [0.9]).configure(term_frequency_adjustments=True)],
+            cl.JaroWinklerAtThresholds("city_std", [0.9]).configure(term_frequency_adjustments=True),
+            *([cl.LevenshteinAtThresholds("national_id", [1, 2])] if nid else [])],
         retain_intermediate_calculation_columns=False)
     linker = Linker(frames if len(frames) > 1 else frames[0], settings, log_level="WARNING")
     linker.training.estimate_probability_two_random_records_match(

@@ -187,3 +187,24 @@ def test_an_assumed_recall_is_refused_with_the_reason():
         parse_spec(_resolve_lookups({**raw, "prior": {"deterministic_recall": 0.7}}, PACKAGE_CONFIG))
     assert math.isclose(parse_spec(_resolve_lookups({**raw, "prior": {"match_probability": 0.001}},
                                                     PACKAGE_CONFIG)).prior_match_probability, 0.001)
+
+
+def test_a_national_id_typed_with_typos_is_evidence_not_a_veto():
+    """A declared identifier vetoes only while the model finds one person's records agreeing on
+    it: FEBRL's social security numbers carry typos like its names, and a veto split people."""
+    import duckdb
+
+    from crm_platform.identity import guards
+
+    spec = _spec([*NAMES_DATE_ADDRESS, "national_id"])
+    assert spec.guards.conflicting_ids == ("national_id",)
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA identity")
+    for off, vetoes in ((0.002, True), (0.08, False)):
+        con.execute("""CREATE OR REPLACE TABLE identity.match_weights AS SELECT * FROM (VALUES
+            ('', 'national_id', 2, 'exact', 1 - ?), ('', 'national_id', 1, 'one_edit', ? / 2),
+            ('', 'national_id', 0, 'else', ? / 2)) t(context, comparison, gamma, level, m_probability)""",
+                    [off, off, off])
+        keep, notes = guards.vetoing_ids(con, spec)
+        assert (keep == ["national_id"]) is vetoes
+        assert bool(notes) is not vetoes and (vetoes or "8.0%" in notes[0])

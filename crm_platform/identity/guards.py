@@ -31,15 +31,47 @@ def oversized_clusters(con, spec: MatchSpec) -> tuple[int, pd.DataFrame]:
     return n, con.execute(f"{q} ORDER BY records DESC LIMIT {LIMIT}").df()
 
 
+# An identifier that one person's records disagree on more often than this (typed with typos) is
+# evidence, not a veto: two different values do not keep two records apart
+MAX_ID_DISAGREEMENT = 0.01
+
+
+def vetoing_ids(con, spec: MatchSpec, schema: str = "identity") -> tuple[list[str], list[str]]:
+    """The spec's conflicting identifiers that keep their veto, and a note for each that does not.
+
+    An identifier the spec also compares is checked against the model: when the m probabilities
+    say matching records disagree on it in more than MAX_ID_DISAGREEMENT of pairs (FEBRL's social
+    security numbers carry the same typos as its names), a veto would split people, so the
+    identifier counts only through its comparison."""
+    keep, notes = [], []
+    have = con.execute(f"SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}' "
+                       "AND table_name = 'match_weights'").fetchall()[0][0]
+    for c in spec.guards.conflicting_ids:
+        comp = next((x for x in spec.comparisons if x.columns == (c,)), None)
+        if comp is None or not have:
+            keep.append(c)
+            continue
+        off = con.execute(f"SELECT sum(m_probability) FROM {schema}.match_weights WHERE context = '' "
+                          f"AND comparison = ? AND gamma >= 0 AND gamma < ?", [comp.name, len(comp.levels)]).fetchall()[0][0]
+        if off is not None and off > MAX_ID_DISAGREEMENT:
+            notes.append(f"{c}: one person's records disagree on it in {off:.1%} of pairs (typos), so two "
+                         "different values are evidence against a match, not a veto")
+        else:
+            keep.append(c)
+    return keep, notes
+
+
 def conflicting_ids(con, spec: MatchSpec) -> tuple[int, pd.DataFrame]:
-    """Customers holding two different values of an identifier that must not conflict."""
-    if not spec.guards.conflicting_ids:
+    """Customers holding two different values of an identifier that must not conflict (of those
+    that keep their veto: ``vetoing_ids``)."""
+    strong, _ = vetoing_ids(con, spec)
+    if not strong:
         return 0, pd.DataFrame(columns=["customer_id", "identifier", "values"])
     parts = [f"""SELECT x.customer_id, '{c}' AS identifier,
                    string_agg(DISTINCT CAST(r.{c} AS VARCHAR), ', ') AS values
                  FROM identity.crosswalk x JOIN identity.records r USING (contact_key)
                  WHERE r.{c} IS NOT NULL GROUP BY 1 HAVING count(DISTINCT r.{c}) > 1"""
-             for c in spec.guards.conflicting_ids]
+             for c in strong]
     q = " UNION ALL ".join(parts)
     n = con.execute(f"SELECT count(*) FROM ({q})").fetchall()[0][0]
     return n, con.execute(f"{q} ORDER BY 1 LIMIT {LIMIT}").df()

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from crm_platform import staging
-from crm_platform.identity import engine, ids
+from crm_platform.identity import engine, guards, ids
 from crm_platform.identity.cluster import ACCEPTED, ClusterResult, cluster
 from crm_platform.identity.spec import MatchSpec
 from crm_platform.warehouse import columns, table_exists
@@ -71,8 +71,9 @@ def cluster_scored(con, spec: MatchSpec, schema: str, subset: str | None = None
 
     Returns the records (sorted by id), the links considered with their outcome, and the result."""
     uid, src = spec.unique_id, spec.source_column
+    vetoing, _ = guards.vetoing_ids(con, spec, schema)
     strong_cols = "".join(f", CAST(r.{c} AS VARCHAR) AS {c}"
-                          for c in (*spec.guards.conflicting_ids, *spec.guards.direct_evidence_for))
+                          for c in (*vetoing, *spec.guards.direct_evidence_for))
     # integer positions in SQL: mapping millions of string ids in pandas costs seconds
     con.execute(f"CREATE OR REPLACE TEMP TABLE _idx AS SELECT {uid} AS record_id, "
                 f"(row_number() OVER (ORDER BY {uid}) - 1)::BIGINT AS i FROM {schema}.records"
@@ -93,7 +94,7 @@ def cluster_scored(con, spec: MatchSpec, schema: str, subset: str | None = None
         JOIN _idx a ON a.record_id = s.left_id JOIN _idx b ON b.record_id = s.right_id
         WHERE s.decision = 'no_link' AND s.match_probability < {CLEAR_NON_MATCH}""").df()
     con.execute("DROP TABLE _idx")
-    strong = {c: recs[c].where(recs[c].notna(), None).to_numpy(dtype=object) for c in spec.guards.conflicting_ids}
+    strong = {c: recs[c].where(recs[c].notna(), None).to_numpy(dtype=object) for c in vetoing}
     direct = {c: recs[c].where(recs[c].notna(), None).to_numpy(dtype=object) for c in spec.guards.direct_evidence_for}
     if spec.guards.one_record_per_source:
         # each record is its own identifier within its source: two from one source conflict
