@@ -208,3 +208,35 @@ def test_a_national_id_typed_with_typos_is_evidence_not_a_veto():
         keep, notes = guards.vetoing_ids(con, spec)
         assert (keep == ["national_id"]) is vetoes
         assert bool(notes) is not vetoes and (vetoes or "8.0%" in notes[0])
+
+
+def test_match_spec_prints_the_spec_of_the_staged_contacts_and_a_user_file_merged_onto_it(tmp_path, febrl1):
+    """``crm-platform match-spec``: YAML a user can read, save and edit; without staged contacts
+    the spec for every match column, with them the one the next match uses."""
+    import os
+    import shutil
+
+    from tests.test_any_data import cli
+
+    home = tmp_path / "home"
+    home.mkdir()
+    out = cli(home, "match-spec")
+    assert out.returncode == 0, out.stderr
+    spec = yaml.safe_load(out.stdout)
+    assert {"email", "phone", "national_id"} <= {c["name"] for c in spec["comparisons"]}
+    assert "every match column" in out.stdout.splitlines()[0]
+    con = febrl1[0]
+    con.execute("CHECKPOINT")
+    shutil.copy(con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
+                .fetchall()[0][0], home / "warehouse.duckdb")
+    out = cli(home, "match-spec")
+    derived = yaml.safe_load(out.stdout)
+    assert "staging.contacts (1,000 records)" in out.stdout.splitlines()[0]
+    assert {c["name"] for c in derived["comparisons"]} == {"first_name", "last_name", "birth_date", "address"}
+    (tmp_path / "mine.yaml").write_text("extends: derived\nguards: {max_cluster_size: 4}\n")
+    os.environ["CRM_PLATFORM_MATCH_SPEC"] = str(tmp_path / "mine.yaml")
+    try:
+        mine = yaml.safe_load(cli(home, "match-spec").stdout)
+    finally:
+        del os.environ["CRM_PLATFORM_MATCH_SPEC"]
+    assert mine["guards"]["max_cluster_size"] == 4 and mine["comparisons"] == derived["comparisons"]

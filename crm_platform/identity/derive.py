@@ -89,6 +89,19 @@ def _jw(label: str, col: str, t: float) -> dict:
     return {"label": label, "kind": "jaro_winkler", "column": col, "threshold": t}
 
 
+def _name(name: str, col: str, swap: str | None, nickname: bool = False) -> dict:
+    """A name comparison: exact, a nickname (first names), swapped with the other name field,
+    Jaro-Winkler 0.92 and 0.80; common names weigh less (term frequencies)."""
+    levels = [{"label": "exact", "kind": "exact"}]
+    if nickname:
+        levels.append({"label": "nickname", "kind": "sql",
+                       "sql": "len(list_intersect(l.first_name_forms, r.first_name_forms)) > 0"})
+    if swap:
+        levels.append({"label": swap, "kind": "swapped", "columns": ["first_name_key", "last_name_key"]})
+    levels += [_jw("jaro_winkler_0.92", col, 0.92), _jw("jaro_winkler_0.80", col, 0.80)]
+    return {"name": name, "column": col, "term_frequency_column": col, "levels": levels}
+
+
 def derive(p: Profile) -> dict:
     """The match spec for data of this profile, as the YAML mapping ``spec.parse_spec`` reads."""
     first, last, dob = p.has("first_name_key"), p.has("last_name_key"), p.has("birth_date")
@@ -153,20 +166,10 @@ def derive(p: Profile) -> dict:
     # -- comparisons by column type
     comps: list[dict] = []
     if first:
-        levels = [{"label": "exact", "kind": "exact"},
-                  {"label": "nickname", "kind": "sql", "sql": "len(list_intersect(l.first_name_forms, r.first_name_forms)) > 0"}]
-        if last:
-            levels.append({"label": "swapped_with_surname", "kind": "swapped", "columns": ["first_name_key", "last_name_key"]})
-        levels += [_jw("jaro_winkler_0.92", "first_name_key", 0.92), _jw("jaro_winkler_0.80", "first_name_key", 0.80)]
-        comps.append({"name": "first_name", "column": "first_name_key", "term_frequency_column": "first_name_key",
-                      "levels": levels})
+        comps.append(_name("first_name", "first_name_key", swap="swapped_with_surname" if last else None,
+                           nickname=True))
     if last:
-        levels = [{"label": "exact", "kind": "exact"}]
-        if first:
-            levels.append({"label": "swapped_with_first_name", "kind": "swapped", "columns": ["first_name_key", "last_name_key"]})
-        levels += [_jw("jaro_winkler_0.92", "last_name_key", 0.92), _jw("jaro_winkler_0.80", "last_name_key", 0.80)]
-        comps.append({"name": "last_name", "column": "last_name_key", "term_frequency_column": "last_name_key",
-                      "levels": levels})
+        comps.append(_name("last_name", "last_name_key", swap="swapped_with_first_name" if first else None))
     if dob:
         comps.append({"name": "birth_date", "column": "birth_date", "levels": [
             {"label": "exact", "kind": "exact"},
