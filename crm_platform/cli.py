@@ -465,7 +465,7 @@ def _match_spec(args) -> int:
 
     from crm_platform import warehouse
     from crm_platform.identity import derive
-    from crm_platform.identity.spec import MatchSpecError, _read
+    from crm_platform.identity.spec import MatchSpecError, read_spec
 
     p = settings.paths()
     derived, where = derive.derive(derive.for_columns(derive.MATCH_COLUMNS)), "data that fills every match column"
@@ -479,7 +479,7 @@ def _match_spec(args) -> int:
             con.close()
     own = settings.match_spec_file()
     try:
-        spec = _read(own, derived=derived) if own else derived
+        spec = read_spec(own, derived=derived) if own else derived
     except MatchSpecError as e:
         print(f"crm-platform: the match spec is not usable: {e}", file=sys.stderr)
         return EXIT_USAGE

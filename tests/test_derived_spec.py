@@ -181,12 +181,11 @@ def test_a_relative_lookup_resolves_against_the_file_that_names_it(tmp_path):
 
 def test_an_assumed_recall_is_refused_with_the_reason():
     raw = derive.derive(derive.for_columns(NAMES_DATE_ADDRESS))
-    from crm_platform.identity.spec import PACKAGE_CONFIG, _resolve_lookups, parse_spec
+    from crm_platform.identity.spec import parse_derived
 
     with pytest.raises(MatchSpecError, match="estimated by EM"):
-        parse_spec(_resolve_lookups({**raw, "prior": {"deterministic_recall": 0.7}}, PACKAGE_CONFIG))
-    assert math.isclose(parse_spec(_resolve_lookups({**raw, "prior": {"match_probability": 0.001}},
-                                                    PACKAGE_CONFIG)).prior_match_probability, 0.001)
+        parse_derived({**raw, "prior": {"deterministic_recall": 0.7}})
+    assert math.isclose(parse_derived({**raw, "prior": {"match_probability": 0.001}}).prior_match_probability, 0.001)
 
 
 def test_a_national_id_typed_with_typos_is_evidence_not_a_veto():

@@ -26,6 +26,7 @@ spec (and with it force a full re-match). ``crm-platform match-spec`` prints the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from crm_platform.warehouse import columns, table_exists
@@ -42,10 +43,9 @@ ROLE_MAILBOXES = ("info|kontakt|contact|office|mail|service|sales|vertrieb|einka
 
 @dataclass
 class Profile:
-    """What ``staging.contacts`` holds: records, systems, and per match column its filled records
-    and distinct values."""
+    """What ``staging.contacts`` holds: records, and per match column its filled records and
+    distinct values."""
     records: int
-    datasets: int
     filled: dict[str, int] = field(default_factory=dict)
     distinct: dict[str, int] = field(default_factory=dict)
     account_dataset: str | None = None      # whose record ids other systems carry as shop_customer_no
@@ -57,12 +57,11 @@ class Profile:
 
 def profile(con, table: str = "staging.contacts") -> Profile:
     have = [c for c in MATCH_COLUMNS if c in columns(con, table)]
-    row = con.execute("SELECT count(*), count(DISTINCT dataset)"
+    row = con.execute("SELECT count(*)"
                       + "".join(f", count({c}), count(DISTINCT {c})" for c in have)
                       + f" FROM {table}").fetchall()[0]
-    prof = Profile(records=int(row[0]), datasets=int(row[1]),
-                   filled={c: int(row[2 + 2 * i]) for i, c in enumerate(have)},
-                   distinct={c: int(row[3 + 2 * i]) for i, c in enumerate(have)})
+    prof = Profile(records=int(row[0]), filled={c: int(row[1 + 2 * i]) for i, c in enumerate(have)},
+                   distinct={c: int(row[2 + 2 * i]) for i, c in enumerate(have)})
     if prof.has("shop_customer_no"):
         # the dataset whose own ids the carried numbers are: most of them found among its records
         best = con.execute(f"""SELECT r.dataset, count(DISTINCT c.shop_customer_no) AS n FROM {table} c
@@ -81,7 +80,7 @@ def for_columns(cols, account_dataset: str | None = None, tickets_name_accounts:
     """The profile of data that fills ``cols`` in every record (for the spec of a column set
     before any data is staged, and for tests)."""
     n = 1_000
-    return Profile(records=n, datasets=1, filled={c: n for c in cols}, distinct={c: n for c in cols},
+    return Profile(records=n, filled={c: n for c in cols}, distinct={c: n for c in cols},
                    account_dataset=account_dataset, tickets_name_accounts=tickets_name_accounts)
 
 
@@ -302,7 +301,6 @@ def _expand(keys: set[str], derive_cols: dict[str, str]) -> set[str]:
 
 
 def _words(sql: str) -> set[str]:
-    import re
     return set(re.findall(r"[a-z_][a-z0-9_]*", sql))
 
 
@@ -313,9 +311,9 @@ def _reads(comp: dict, derive_cols: dict[str, str]) -> set[str]:
 
 def spec_from(p: Profile):
     """The derived spec of a profile, parsed (lookups resolved to the shipped files)."""
-    from crm_platform.identity.spec import PACKAGE_CONFIG, _resolve_lookups, parse_spec
+    from crm_platform.identity.spec import parse_derived
 
-    return parse_spec(_resolve_lookups(derive(p), PACKAGE_CONFIG))
+    return parse_derived(derive(p))
 
 
 def spec_for(con, path=None):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from crm_platform.identity.spec import MatchSpec
+from crm_platform.warehouse import table_exists
 
 LIMIT = 20
 
@@ -44,8 +45,7 @@ def vetoing_ids(con, spec: MatchSpec, schema: str = "identity") -> tuple[list[st
     security numbers carry the same typos as its names), a veto would split people, so the
     identifier counts only through its comparison."""
     keep, notes = [], []
-    have = con.execute(f"SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}' "
-                       "AND table_name = 'match_weights'").fetchall()[0][0]
+    have = table_exists(con, f"{schema}.match_weights")
     for c in spec.guards.conflicting_ids:
         comp = next((x for x in spec.comparisons if x.columns == (c,)), None)
         if comp is None or not have:

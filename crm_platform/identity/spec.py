@@ -376,6 +376,16 @@ def _read(path: Path, seen: tuple[Path, ...] = (), derived: dict | None = None) 
     return raw
 
 
+def read_spec(path: str | Path, derived: dict | None = None) -> dict:
+    """The YAML mapping of a spec file with what it ``extends`` merged in (not yet parsed)."""
+    return _read(Path(path).resolve(), derived=derived)
+
+
+def parse_derived(raw: dict) -> MatchSpec:
+    """A spec mapping made by the platform (``derive``): its lookups name shipped files."""
+    return parse_spec(_resolve_lookups(raw, PACKAGE_CONFIG))
+
+
 def load_spec(path: str | Path, derived: dict | None = None) -> MatchSpec:
     """The spec in ``path``; ``derived`` is the spec derived from the data, for ``extends: derived``."""
     path = Path(path).resolve()
