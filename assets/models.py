@@ -50,6 +50,9 @@ def card_metadata(card: dict) -> dict:
         "top_predictors": dg.MetadataValue.md(markdown_table(pd.DataFrame(card["importance"]), 10, 60)),
         "features": dg.MetadataValue.json(card["features"]),
     }
+    if card.get("failed_candidates"):
+        meta["failed_candidates"] = dg.MetadataValue.md("\n".join(
+            f"- {name}: {error}" for name, error in card["failed_candidates"].items()))
     if "training_sample" in card:
         meta["training_sample"] = dg.MetadataValue.json(card["training_sample"])
     if "calibration" in card:

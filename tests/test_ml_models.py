@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 
 import assets.models as model_assets_module
 from crm_platform import features
-from crm_platform.ml import NotEnoughData, churn, load_config
+from crm_platform.ml import NotEnoughData, churn, load_config, training
 from crm_platform.ml.evaluate import psi, reference_bins
 from crm_platform.ml.gate import decide
 from crm_platform.ml.registry import Registry, RegistryError
@@ -47,6 +47,29 @@ def test_churn_model_beats_the_recency_rule_and_is_calibrated(trained):
     assert all(date.fromisoformat(c) + timedelta(days=CFG.horizon_days) < test for c in card["train_cutoffs"])
     assert card["test_examples"] > 500 and card["train_examples"] > card["test_examples"]
     assert card["importance"][0]["feature"] in card["features"] and len(card["data_hash"]) == 64
+
+
+class _Breaks:
+    """A learner that fails on the data, as the calibrated boosting did on a shop's short log."""
+
+    def fit(self, X, y):
+        raise ValueError("window shape cannot be larger than input array shape")
+
+
+def test_a_candidate_that_fails_is_recorded_and_the_others_train(timeline_world, monkeypatch):
+    con = duckdb.connect(str(timeline_world), read_only=True)
+    real = churn.candidates
+    monkeypatch.setattr(churn, "candidates", lambda cols, seed: {**real(cols, seed), "gradient_boosting": _Breaks()})
+    model, card = churn.train(con, CFG, FCFG)
+    assert card["model"] == "logistic_regression" and "gradient_boosting" not in card["metrics"]
+    assert card["failed_candidates"] == {"gradient_boosting": "ValueError: window shape cannot be larger than input array shape"}
+    assert card["metrics"]["recency_rule"]["roc_auc"] > 0.5
+    # with every learned candidate failing the step fails, naming each error
+    monkeypatch.setattr(churn, "candidates", lambda cols, seed: {"recency_rule": real(cols, seed)["recency_rule"],
+                                                                "logistic_regression": _Breaks()})
+    with pytest.raises(training.NoCandidateTrained, match="logistic_regression: ValueError: window shape"):
+        churn.train(con, CFG, FCFG)
+    con.close()
 
 
 def test_scores_every_eligible_customer(trained):

@@ -24,7 +24,7 @@ from crm_platform.ml.boosting import BoostedClassifier
 from crm_platform.ml.evaluate import (calibration_table, classification_metrics, decile_table, reference_bins,
                                       top_predictors)
 from crm_platform.ml.training import (data_hash, data_window, default_plan, design, examples, feature_columns,
-                                      has_ordered, preprocessor, require, simple_params, snapshot)
+                                      fit_candidates, has_ordered, preprocessor, require, simple_params, snapshot)
 
 TASK = "churn"
 SCORE = "churn_probability"
@@ -97,10 +97,10 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
     columns = feature_columns(train_set, {LABEL})
     X, y = design(train_set, columns), train_set[LABEL].to_numpy()
     Xt, yt = design(test_set, columns), test_set[LABEL].to_numpy()
-    fitted = {name: model.fit(X, y) for name, model in candidates(columns, cfg.random_state).items()}
-    scores = {name: m.predict_proba(Xt)[:, 1] for name, m in fitted.items()}
+    fitted, scores, failed = fit_candidates(candidates(columns, cfg.random_state), X, y,
+                                            lambda m: m.predict_proba(Xt)[:, 1], LEARNED, BASELINE)
     metrics = {name: classification_metrics(yt, s) for name, s in scores.items()}
-    best = max(LEARNED, key=lambda n: metrics[n][MAIN_METRIC])
+    best = max((n for n in LEARNED if n in metrics), key=lambda n: metrics[n][MAIN_METRIC])
     model, p = fitted[best], scores[best]
     importance = top_predictors(model, Xt, yt, "roc_auc", cfg.random_state)
     champion_metric = None
@@ -119,6 +119,7 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
         "train_positive_rate": float(y.mean()), "data_hash": data_hash(train_set),
         "metrics": metrics, "challenger_metric": metrics[best][MAIN_METRIC],
         "baseline_metric": metrics[BASELINE][MAIN_METRIC], "champion_metric": champion_metric,
+        "failed_candidates": failed,
         "calibration": calibration_table(yt, p).to_dict("records"),
         "deciles": decile_table(yt, p).to_dict("records"),
         "importance": importance.to_dict("records"),

@@ -194,3 +194,27 @@ def require(frame: pd.DataFrame, label: str | None, cfg: ModelConfig, what: str)
         if min(pos, len(frame) - pos) < cfg.min_positives:
             raise NotEnoughData(f"{what}: {pos} positive and {len(frame) - pos} negative examples, fewer than "
                                 f"the {cfg.min_positives} of each required")
+
+
+class NoCandidateTrained(RuntimeError):
+    """Every learned candidate failed; the message names each with its error."""
+
+
+def fit_candidates(models: dict, X: pd.DataFrame, y, predict: Callable, learned: tuple[str, ...],
+                   baseline: str) -> tuple[dict, dict, dict[str, str]]:
+    """Fit every candidate and score it with ``predict(model)``; a candidate that fails (a learner
+    meeting data it cannot handle) is recorded with its error and the others go on. Returns
+    (fitted, predictions, failed). Raises NoCandidateTrained when none of ``learned`` trained, or
+    the baseline every challenger is measured against did not."""
+    fitted, predictions, failed = {}, {}, {}
+    for name, model in models.items():
+        try:
+            fitted[name] = model.fit(X, y)
+            predictions[name] = predict(fitted[name])
+        except Exception as e:          # noqa: BLE001 - recorded in the card, the others go on
+            fitted.pop(name, None)
+            failed[name] = f"{type(e).__name__}: {e}"[:300]
+    if baseline in failed or not any(n in fitted for n in learned):
+        what = f"the baseline {baseline}" if baseline in failed else "no candidate model"
+        raise NoCandidateTrained(f"{what} trained: " + "; ".join(f"{n}: {e}" for n, e in failed.items()))
+    return fitted, predictions, failed
