@@ -239,6 +239,24 @@ def starting_m(comp) -> np.ndarray:
     return start / start.sum()
 
 
+def _log_likelihoods(comps, G: dict, m: dict, u: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Log P(pattern | match) and log P(pattern | non-match) of each pattern row under m and u,
+    summed over ``comps`` (a null level, gamma -1, is no evidence). ``G``: comparison -> gammas."""
+    n = len(next(iter(G.values()))) if G else 0
+    log_m, log_u = np.zeros(n), np.zeros(n)
+    for c in comps:
+        g = G[c.name]
+        ok = g >= 0
+        gi = np.where(ok, g, 0)
+        log_m += np.where(ok, np.log(m[c.name][gi]), 0.0)
+        log_u += np.where(ok, np.log(u[c.name][gi]), 0.0)
+    return log_m, log_u
+
+
+def _posterior(lam: float, log_m: np.ndarray, log_u: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(np.clip(math.log(1 - lam) + log_u - math.log(lam) - log_m, -700, 700)))
+
+
 def em_session(spec: MatchSpec, patterns: pd.DataFrame, u: dict[str, np.ndarray], train: list,
                tol: float = 1e-6) -> tuple[dict[str, np.ndarray], float, int]:
     """Fellegi-Sunter EM, u held fixed, over the pairs of one blocking rule.
@@ -250,15 +268,7 @@ def em_session(spec: MatchSpec, patterns: pd.DataFrame, u: dict[str, np.ndarray]
     m = {c.name: starting_m(c) for c in train}
     lam, it = 0.3, 0
     for it in range(1, spec.em_max_iterations + 1):
-        log_m = np.full(len(n), math.log(lam))
-        log_u = np.full(len(n), math.log(1 - lam))
-        for c in train:
-            g = G[c.name]
-            ok = g >= 0
-            gi = np.where(ok, g, 0)
-            log_m += np.where(ok, np.log(m[c.name][gi]), 0.0)
-            log_u += np.where(ok, np.log(u[c.name][gi]), 0.0)
-        p = 1.0 / (1.0 + np.exp(np.clip(log_u - log_m, -700, 700)))
+        p = _posterior(lam, *_log_likelihoods(train, G, m, u))
         w = n * p
         new_lam = min(max(w.sum() / n.sum(), 1e-9), 1 - 1e-9)
         delta = abs(new_lam - lam)
@@ -376,13 +386,9 @@ def estimate_prior(spec: MatchSpec, patterns: pd.DataFrame, m: dict, u: dict, to
     n = patterns["n"].to_numpy(float)
     if not len(n) or total_pairs < 1:
         return PriorFit(min(1.0 / max(total_pairs, 2.0), 0.5), 0.0, 0, True, "no candidate pair")
-    log_bf = np.zeros(len(n))
-    for c in spec.comparisons:
-        g = patterns[c.gamma].to_numpy()
-        ok = g >= 0
-        gi = np.where(ok, g, 0)
-        log_bf += np.where(ok, np.log(m[c.name][gi]) - np.log(u[c.name][gi]), 0.0)
-    bf = np.exp(np.clip(log_bf, -700, 700))
+    log_m, log_u = _log_likelihoods(spec.comparisons, {c.name: patterns[c.gamma].to_numpy() for c in spec.comparisons},
+                                    m, u)
+    bf = np.exp(np.clip(log_m - log_u, -700, 700))
     lam, it, converged = min(n.sum() / total_pairs, 0.5), 0, False
     for it in range(1, max_iterations + 1):
         odds = lam / (1 - lam)
@@ -426,13 +432,7 @@ def fit_contexts(spec: MatchSpec, patterns: pd.DataFrame, m: dict, u: dict, tol:
         uu = {c.name: u[c.name].copy() for c in comps}
         lam, it = 0.5, 0
         for it in range(1, spec.em_max_iterations + 1):
-            lm, lu = np.full(len(n), math.log(lam)), np.full(len(n), math.log(1 - lam))
-            for c in comps:
-                g = G[c.name]
-                ok, gi = g >= 0, np.where(g >= 0, g, 0)
-                lm += np.where(ok, np.log(mm[c.name][gi]), 0.0)
-                lu += np.where(ok, np.log(uu[c.name][gi]), 0.0)
-            p = 1.0 / (1.0 + np.exp(np.clip(lu - lm, -700, 700)))
+            p = _posterior(lam, *_log_likelihoods(comps, G, mm, uu))
             new_lam = min(max(float((n * p).sum() / n.sum()), 1e-6), 1 - 1e-6)
             delta = abs(new_lam - lam)
             for c in comps:
