@@ -23,7 +23,7 @@ from crm_platform.ml import NotEnoughData, churn, clv, leads, load_config, nbo
 from crm_platform.ml.evaluate import psi
 from crm_platform.ml.gate import decide
 from crm_platform.ml.training import training_sample
-from crm_platform.plots import calibration_plot, decile_plot, histogram_plot
+from crm_platform.plots import calibration_plot, decile_plot, histogram_plot, value_decile_plot
 from crm_platform.schemas import ChurnScores, ClvScores, LeadScores, NextBestOffer
 from crm_platform.warehouse import replace_partition
 from resources.models import ModelStore
@@ -47,9 +47,18 @@ def card_metadata(card: dict) -> dict:
         "train_cutoffs": dg.MetadataValue.json(card["train_cutoffs"]), "test_cutoff": card["test_cutoff"],
         "train_examples": dg.MetadataValue.int(card["train_examples"]),
         "test_examples": dg.MetadataValue.int(card["test_examples"]),
-        "top_predictors": dg.MetadataValue.md(markdown_table(pd.DataFrame(card["importance"]), 10, 60)),
+        "top_predictors": dg.MetadataValue.md(markdown_table(pd.DataFrame(card["importance"]), 10, 60)
+                                              if card["importance"] else "none: the served model reads no features"),
         "features": dg.MetadataValue.json(card["features"]),
     }
+    if card.get("tier"):
+        meta["tier"] = card["tier"]
+    if card.get("notes"):
+        meta["notes"] = dg.MetadataValue.md("\n".join(f"- {n}" for n in card["notes"]))
+    if card.get("definition"):
+        meta["definition"] = dg.MetadataValue.json(card["definition"])
+    if card.get("compared"):
+        meta["compared_with_rules"] = dg.MetadataValue.md(markdown_table(pd.DataFrame(card["compared"]), 10))
     if card.get("failed_candidates"):
         meta["failed_candidates"] = dg.MetadataValue.md("\n".join(
             f"- {name}: {error}" for name, error in card["failed_candidates"].items()))
@@ -65,7 +74,10 @@ def card_metadata(card: dict) -> dict:
                                      "decile chart")
         meta["deciles"] = dg.MetadataValue.md(markdown_table(deciles, 10))
     if "value_deciles" in card:
-        meta["value_deciles"] = dg.MetadataValue.md(markdown_table(pd.DataFrame(card["value_deciles"]), 10))
+        values = pd.DataFrame(card["value_deciles"])
+        meta["value_deciles"] = dg.MetadataValue.md(markdown_table(values, 10))
+        meta["value_decile_chart"] = image(value_decile_plot(values, f"{card['task']}: predicted vs actual per decile"),
+                                           "value decile chart")
     return meta
 
 
@@ -206,19 +218,23 @@ def scores_asset(task: ModuleType, table: str, schema, description: str):
 
 def model_assets() -> list:
     return [
-        model_asset(churn, "Churn model: trains a recency rule, a logistic regression and a calibrated gradient-"
-                    "boosting model on feature snapshots at rolling cutoffs, labelled 'no order in the horizon "
-                    "after the cutoff', measures them on a later test cutoff and registers the better learned "
-                    "model as challenger with its model card."),
+        model_asset(churn, "Churn model: trains a recency rule, the count models' rules (BG/NBD and Pareto/NBD "
+                    "1 − P(alive) and expected purchases), a logistic regression and a calibrated gradient-boosting "
+                    "model on feature snapshots at rolling cutoffs, labelled 'no order in the horizon after the "
+                    "cutoff' (the horizon from the shop's purchase cadence unless configured), measures them on a "
+                    "later test cutoff and registers the best but the recency rule as challenger with its model "
+                    "card; a candidate that fails is recorded there."),
         scores_asset(churn, "ml.churn_scores", ChurnScores,
                      "Churn probability and low/medium/high risk band of every customer with an order, from the "
                      "day's feature snapshot, scored by the champion churn model (its version on every row)."),
-        model_asset(clv, "CLV model: a historic-value baseline, BG/NBD + Gamma-Gamma and a Poisson gradient-boosting "
-                    "model of the net value of the next 12 months, measured on a later test cutoff; the better of "
-                    "the last two by MAE is the challenger, with an 80% interval from its test residuals."),
+        model_asset(clv, "CLV model: with 365-day label windows in the history, a historic-value baseline, BG/NBD "
+                    "and Pareto/NBD with Gamma-Gamma and a Poisson gradient-boosting model of the net value of the "
+                    "next 12 months, measured on a later test cutoff; with a shorter history the count models "
+                    "alone, chosen on a time split inside it. The best by MAE is the challenger, with an 80% "
+                    "interval from its test residuals; the card says which tier and why."),
         scores_asset(clv, "ml.clv_scores", ClvScores,
-                     "Per customer with an order: probability alive, expected purchases in 90 and 365 days "
-                     "(BG/NBD), predicted 12-month net value with an 80% interval and the expected next-order "
+                     "Per customer with an order: probability alive, expected purchases over the configured "
+                     "horizons (clv_horizons_days), predicted 12-month net value with an 80% interval and the expected next-order "
                      "date, scored by the champion CLV model (its version on every row)."),
         model_asset(nbo, "Next-best-offer model: ranks the product categories a customer does not keep yet by the "
                     "chance they buy them next (popularity, co-purchase rate with their categories, web views, "

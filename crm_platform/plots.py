@@ -41,6 +41,19 @@ def decile_plot(table: pd.DataFrame, title: str) -> bytes:
     return _png(fig)
 
 
+def value_decile_plot(table: pd.DataFrame, title: str) -> bytes:
+    """Mean predicted against mean actual value per prediction decile (1 = highest predictions):
+    a calibrated model's bars pair up, a model that orders well has falling bars."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    pos = table["decile"].astype(int).to_numpy()
+    ax.bar(pos - 0.2, table["mean_predicted"], width=0.4, color="#4c72b0", label="predicted")
+    ax.bar(pos + 0.2, table["mean_actual"], width=0.4, color="#dd8452", label="actual")
+    ax.set_xticks(pos)
+    ax.set(xlabel="prediction decile (1 = highest)", ylabel="mean value per customer", title=title)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 def histogram_plot(values, title: str, xlabel: str, bins: int = 20) -> bytes:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.hist(pd.Series(values, dtype=float).dropna(), bins=bins, color="#55a868")

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pandera.pandas as pa
 from pandera import dtypes
@@ -774,8 +776,9 @@ class ClvScores(pa.DataFrameModel):
     snapshot_date: Series[pd.Timestamp]
     customer_id: Series[Text] = pa.Field(str_matches=CUSTOMER_ID)
     probability_alive: Series[float] = pa.Field(in_range={"min_value": 0, "max_value": 1})
-    expected_purchases_90d: Series[float] = pa.Field(ge=0)
-    expected_purchases_365d: Series[float] = pa.Field(ge=0)
+    # one column per configured horizon (clv_horizons_days); a horizon dropped from the
+    # configuration is empty from then on
+    expected_purchases: Series[float] = pa.Field(alias=r"^expected_purchases_\d+d$", regex=True, ge=0, nullable=True)
     clv_12m: Series[float]
     clv_12m_low: Series[float]
     clv_12m_high: Series[float]
@@ -786,9 +789,19 @@ class ClvScores(pa.DataFrameModel):
     def interval(cls, df: pd.DataFrame) -> Series[bool]:
         return (df["clv_12m_low"] <= df["clv_12m"] + 1e-6) & (df["clv_12m"] <= df["clv_12m_high"] + 1e-6)
 
-    @pa.dataframe_check(error="more purchases are expected in a year than in 90 days")
+    @pa.dataframe_check(error="more purchases are expected over a longer horizon than over a shorter one")
     def nested(cls, df: pd.DataFrame) -> Series[bool]:
-        return df["expected_purchases_90d"] <= df["expected_purchases_365d"] + 1e-9
+        cols = sorted((c for c in df.columns if re.fullmatch(r"expected_purchases_\d+d", c)),
+                      key=lambda c: int(c.split("_")[-1][:-1]))
+        ok = pd.Series(True, index=df.index)
+        for short, long in zip(cols, cols[1:]):
+            ok &= df[short].isna() | df[long].isna() | (df[short] <= df[long] + 1e-9)
+        return ok
+
+    @pa.dataframe_check(error="expected purchases over at least one horizon")
+    def some_horizon(cls, df: pd.DataFrame) -> Series[bool]:
+        cols = [c for c in df.columns if re.fullmatch(r"expected_purchases_\d+d", c)]
+        return df[cols].notna().any(axis=1) if cols else pd.Series(False, index=df.index)
 
     @pa.dataframe_check(error="the next order is expected after the snapshot day, within a year")
     def next_order(cls, df: pd.DataFrame) -> Series[bool]:

@@ -1,13 +1,24 @@
 """Churn: will a customer place no order in the next ``horizon_days``?
 
-Three models are trained on the same rolling-cutoff training set and measured on the same later
-test cutoff: a recency-only rule (the churn rate of customers with the same days since their last
-order, as learned from training), a logistic regression and a calibrated gradient-boosting model.
-The better of the two learned models is the challenger; the quality gate compares it with the
-rule and with the champion. Scores come with a low / medium / high risk band.
+The horizon is ``churn_horizon_days``, or when that is ``auto`` the shop's purchase cadence
+(``labels.churn_horizon``); the card's ``definition`` says which. Candidates are trained on the
+same rolling-cutoff training set and measured on the same later test cutoff:
+
+* ``recency_rule`` (the naive baseline): the churn rate of customers with the same days since
+  their last order, as learned from training;
+* the count models' rules: churn as a monotone function of BG/NBD's or Pareto/NBD's 1 − P(alive)
+  or of their expected purchases over the horizon (fitted at the newest training cutoff, need no
+  features: a shop with nothing but an order log gets them);
+* a logistic regression and a calibrated gradient-boosting model on the feature snapshot.
+
+The best of them but the baseline is the challenger; the quality gate compares it with the
+baseline and with the champion. A candidate that fails to train is recorded in the card with its
+error. Scores come with a low / medium / high risk band.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -19,7 +30,7 @@ from sklearn.pipeline import make_pipeline
 
 from crm_platform import warehouse
 from crm_platform.features import FeatureConfig
-from crm_platform.ml import ModelConfig, labels
+from crm_platform.ml import ModelConfig, NotEnoughData, clv, labels
 from crm_platform.ml.boosting import BoostedClassifier
 from crm_platform.ml.evaluate import (calibration_table, classification_metrics, decile_table, reference_bins,
                                       top_predictors)
@@ -30,29 +41,90 @@ TASK = "churn"
 SCORE = "churn_probability"
 LABEL = "churned"
 BASELINE = "recency_rule"
-LEARNED = ("logistic_regression", "gradient_boosting")
+LEARNED = ("logistic_regression", "gradient_boosting")    # on the feature snapshot; the count rules join them
 MAIN_METRIC = "roc_auc"
 
 
-class RecencyRule(BaseEstimator, ClassifierMixin):
-    """The naive baseline: churn probability as a non-decreasing function of days since the last
-    order, fitted by isotonic regression on the training labels."""
+class ScoreRule(ClassifierMixin, BaseEstimator):
+    """Churn probability as a monotone function of one column, fitted by isotonic regression on
+    the training labels of the rows where it is known; ``missing``: the value an unknown one
+    counts as (None: such rows get the training churn rate)."""
+
+    def __init__(self, column: str = "recency_days", increasing: bool = True, missing: float | None = None):
+        self.column, self.increasing, self.missing = column, increasing, missing
+
+    def _values(self, X: pd.DataFrame) -> np.ndarray:
+        v = pd.to_numeric(X[self.column], errors="coerce")
+        return (v if self.missing is None else v.fillna(self.missing)).to_numpy(dtype=float)
 
     def fit(self, X: pd.DataFrame, y):
-        self.iso_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(self._days(X), np.asarray(y))
+        v, y = self._values(X), np.asarray(y, dtype=float)
+        known = ~np.isnan(v)
+        if known.sum() < 2:
+            raise NotEnoughData(f"no training example has {self.column}")
+        self.iso_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1, increasing=self.increasing).fit(
+            v[known], y[known])
+        self.rate_ = float(y[known].mean())
         self.classes_ = np.array([0, 1])
         return self
 
-    @staticmethod
-    def _days(X: pd.DataFrame) -> np.ndarray:
-        return pd.to_numeric(X["recency_days"], errors="coerce").fillna(10_000).to_numpy(dtype=float)
-
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        p = self.iso_.predict(self._days(X))
+        v = self._values(X)
+        p = np.full(len(v), self.rate_)
+        known = ~np.isnan(v)
+        if known.any():
+            p[known] = self.iso_.predict(v[known])
         return np.column_stack([1 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+
+class RecencyRule(ScoreRule):
+    """The naive baseline: churn probability as a non-decreasing function of days since the last
+    order (a customer without one counts as 10,000 days quiet)."""
+
+    def __init__(self):
+        super().__init__("recency_days", True, 10_000)
+
+    def get_params(self, deep=True):
+        return {}
+
+
+class CountRule(ScoreRule):
+    """A count model's rule: churn as a non-increasing function of its probability alive or of
+    its expected purchases over the horizon. ``fit_``: the BTYD fit scoring keeps Pareto/NBD's
+    parameters from (BG/NBD is refitted on each scoring day)."""
+
+    def __init__(self, column: str = "pareto_nbd_probability_alive", horizon_days: int = 90):
+        super().__init__(column, False, None)
+        self.horizon_days = horizon_days
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in clv.COUNT_MODELS if self.column.startswith(k))
+
+
+def count_rules(available: list[str], horizon_days: int) -> dict:
+    """One rule per count-model column made at the training cutoffs."""
+    return {c.replace("_probability_alive", "_alive"): CountRule(c, horizon_days) for c in available}
+
+
+def count_columns(con, day, events: str, horizon_days: int, warm=None, fixed=None, kinds=None):
+    """(customer_id and per count model ``<model>_probability_alive`` and
+    ``<model>_expected_purchases``, the fit) for the purchase histories of ``day``."""
+    h = warehouse.frame(con, clv.history_sql(day, events))
+    fit = clv.Btyd().fit(h, clv.return_share(con, day, events), warm=warm or fixed,
+                         kinds=tuple(clv.COUNT_MODELS) if fixed is None else ("bg_nbd",))
+    if fixed is not None:
+        fit.counts.update({k: m for k, m in fixed.counts.items() if k not in fit.counts})
+    d = fit.describe(h, kinds, (horizon_days,))
+    keep = [k for k in clv.COUNT_MODELS if f"{k}_expected_purchases_{horizon_days}d" in d]
+    out = d[["customer_id"]].copy()
+    for k in keep:
+        out[f"{k}_probability_alive"] = d[f"{k}_probability_alive"]
+        out[f"{k}_expected_purchases"] = d[f"{k}_expected_purchases_{horizon_days}d"]
+    return out, fit
 
 
 def candidates(columns: list[str], seed: int) -> dict:
@@ -83,26 +155,65 @@ def _params(model) -> dict:
     return {**simple_params(inner), **calibration}
 
 
+def _with_counts(frame: pd.DataFrame, counts: pd.DataFrame | None, cutoff) -> pd.DataFrame:
+    """``frame`` with the count columns of one cutoff's rows (the others: unknown)."""
+    if counts is None:
+        return frame
+    at = pd.to_datetime(frame["cutoff"]) == pd.Timestamp(cutoff)
+    got = frame[["customer_id"]].merge(counts, on="customer_id", how="left")
+    return frame.assign(**{c: got[c].where(at.to_numpy()).to_numpy() for c in counts.columns if c != "customer_id"})
+
+
+def compared(metrics: dict, best: str) -> list[dict]:
+    """The served model against the recency rule and the best count model's 1 − P(alive)."""
+    rules = [BASELINE] + sorted((n for n in metrics if n.endswith("_alive")),
+                                key=lambda n: -metrics[n][MAIN_METRIC])[:1]
+    s = metrics[best]
+    return [{"rule": r, "rule_roc_auc": round(metrics[r]["roc_auc"], 4), "served_roc_auc": round(s["roc_auc"], 4),
+             "roc_auc_gain": round(s["roc_auc"] - metrics[r]["roc_auc"], 4),
+             "pr_auc_gain": round(s["pr_auc"] - metrics[r]["pr_auc"], 4),
+             "brier_change": round(s["brier"] - metrics[r]["brier"], 4),
+             "top_decile_lift_ratio": round(s["top_decile_lift"] / metrics[r]["top_decile_lift"], 4)
+             if metrics[r]["top_decile_lift"] else None} for r in rules if r in metrics and r != best]
+
+
 def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str = "core.customer_events"):
     """Train and evaluate every candidate; return (challenger model, its card). ``champion``:
     (model, card) of the current champion, measured on the same test examples. Raises
     NotEnoughData when the data cannot support an honest evaluation."""
     first, last = data_window(con, events)
-    plan = default_plan(cfg, fcfg, first, last)
-    label_sql = lambda c: labels.churn_sql(c, cfg.horizon_days, events)  # noqa: E731
+    definition = labels.churn_horizon(con, cfg.churn_horizon_days, cfg.horizon_days, first, last, events)
+    horizon = definition.horizon_days
+    plan = default_plan(replace(cfg, horizon_days=horizon), fcfg, first, last)
+    label_sql = lambda c: labels.churn_sql(c, horizon, events)  # noqa: E731
     train_set = examples(con, fcfg, plan.train, label_sql, events)
     test_set = examples(con, fcfg, [plan.test], label_sql, events)
     require(train_set, LABEL, cfg, "churn training set")
     require(test_set, LABEL, cfg, "churn test set")
     columns = feature_columns(train_set, {LABEL})
-    X, y = design(train_set, columns), train_set[LABEL].to_numpy()
-    Xt, yt = design(test_set, columns), test_set[LABEL].to_numpy()
-    fitted, scores, failed = fit_candidates(candidates(columns, cfg.random_state), X, y,
-                                            lambda m: m.predict_proba(Xt)[:, 1], LEARNED, BASELINE)
+    notes = [f"churn = no order in the {horizon} days after the cutoff ({definition.source})"]
+    try:
+        newest_counts, fit = count_columns(con, max(plan.train), events, horizon)
+        test_counts, test_fit = count_columns(con, plan.test, events, horizon, warm=fit)
+    except NotEnoughData as e:
+        newest_counts = test_counts = test_fit = None
+        notes.append(f"no count-model rules: {e}")
+    train_set = _with_counts(train_set, newest_counts, max(plan.train))
+    test_set = _with_counts(test_set, test_counts, plan.test)
+    count_cols = [] if newest_counts is None else [c for c in newest_counts.columns if c != "customer_id"]
+    X, y = design(train_set, columns + count_cols), train_set[LABEL].to_numpy()
+    Xt, yt = design(test_set, columns + count_cols), test_set[LABEL].to_numpy()
+    models = {**candidates(columns, cfg.random_state), **count_rules(count_cols, horizon)}
+    learned = tuple(n for n in models if n != BASELINE)
+    fitted, scores, failed = fit_candidates(models, X, y, lambda m: m.predict_proba(Xt)[:, 1], learned, BASELINE)
     metrics = {name: classification_metrics(yt, s) for name, s in scores.items()}
-    best = max((n for n in LEARNED if n in metrics), key=lambda n: metrics[n][MAIN_METRIC])
+    best = max((n for n in learned if n in metrics), key=lambda n: metrics[n][MAIN_METRIC])
     model, p = fitted[best], scores[best]
-    importance = top_predictors(model, Xt, yt, "roc_auc", cfg.random_state)
+    inputs = [model.column] if isinstance(model, CountRule) else columns
+    if isinstance(model, CountRule):
+        model.fit_ = test_fit if model.kind == "bg_nbd" else clv.Btyd().fit(
+            warehouse.frame(con, clv.history_sql(last, events)), clv.return_share(con, last, events), warm=test_fit)
+    importance = top_predictors(model, Xt[inputs], yt, "roc_auc", cfg.random_state)
     champion_metric = None
     if champion is not None and set(champion[1]["features"]) <= set(test_set.columns):
         cm, cc = champion
@@ -111,15 +222,16 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
     newest = (train_set["cutoff"] == max(plan.train)).to_numpy()
     train_scores = model.predict_proba(X[newest])[:, 1]
     card = {
-        "task": TASK, "model": best, "label": f"no order in the {cfg.horizon_days} days after the cutoff",
+        "task": TASK, "model": best, "label": f"no order in the {horizon} days after the cutoff",
+        "definition": definition.describe(), "notes": notes,
         "main_metric": MAIN_METRIC, "baseline": BASELINE,
         "train_cutoffs": [c.isoformat() for c in plan.train], "test_cutoff": plan.test.isoformat(),
-        "horizon_days": cfg.horizon_days, "features": columns, "params": _params(model),
+        "horizon_days": horizon, "features": inputs, "params": _params(model),
         "train_examples": int(len(train_set)), "test_examples": int(len(test_set)),
         "train_positive_rate": float(y.mean()), "data_hash": data_hash(train_set),
         "metrics": metrics, "challenger_metric": metrics[best][MAIN_METRIC],
         "baseline_metric": metrics[BASELINE][MAIN_METRIC], "champion_metric": champion_metric,
-        "failed_candidates": failed,
+        "failed_candidates": failed, "compared": compared(metrics, best),
         "calibration": calibration_table(yt, p).to_dict("records"),
         "deciles": decile_table(yt, p).to_dict("records"),
         "importance": importance.to_dict("records"),
@@ -132,8 +244,13 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
 
 def scoring_frame(con, fcfg: FeatureConfig, day, events: str = "core.customer_events",
                   model=None) -> pd.DataFrame:
-    """The feature snapshot of the scoring day."""
-    return warehouse.frame(con, f"SELECT * FROM {snapshot(con, fcfg, day, events)}")
+    """The feature snapshot of the scoring day; with a count model's rule serving, its columns of
+    the day too (BG/NBD refitted on the day, Pareto/NBD with the parameters of the training day)."""
+    frame = warehouse.frame(con, f"SELECT * FROM {snapshot(con, fcfg, day, events)}")
+    if isinstance(model, CountRule):
+        counts, _ = count_columns(con, day, events, model.horizon_days, fixed=model.fit_, kinds={model.kind})
+        frame = frame.merge(counts, on="customer_id", how="left")
+    return frame
 
 
 eligible = has_ordered

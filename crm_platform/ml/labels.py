@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import numpy as np
+
 from crm_platform.features import day_end, exact_sum
 
 CLV_DAYS = 365
@@ -108,3 +110,45 @@ FROM {events} WHERE event_type IN ('lead_created', 'lead_converted')
 GROUP BY 1
 HAVING count(*) FILTER (WHERE event_type = 'lead_created' AND event_at < {end} AND known_at < {end}) > 0
    AND count(*) FILTER (WHERE event_type = 'lead_converted' AND event_at < {end}) = 0"""
+
+
+# churn horizon from the purchase cadence: most repeat orders come within it (a customer quiet
+# for longer than 4 in 5 of the shop's order gaps is overdue), in whole months
+CADENCE_QUANTILE = 0.8
+CADENCE_STEP_DAYS = 30
+MIN_CADENCE_GAPS = 100
+
+
+@dataclass(frozen=True)
+class ChurnDefinition:
+    horizon_days: int
+    source: str          # how the horizon was set, for the model card
+
+    def describe(self) -> dict:
+        return {"horizon_days": self.horizon_days, "source": self.source}
+
+
+def churn_horizon(con, configured: int | None, fallback: int, first: date, last: date,
+                  events: str = "core.customer_events") -> ChurnDefinition:
+    """The churn horizon: ``configured`` if set; else the ``CADENCE_QUANTILE`` of the days between
+    a customer's consecutive order days, rounded up to whole ``CADENCE_STEP_DAYS`` (``fallback``
+    with fewer than ``MIN_CADENCE_GAPS`` gaps); at most a third of the history, which must hold a
+    training label window, a test label window and a horizon of features before them."""
+    if configured is not None:
+        return ChurnDefinition(configured, "configured (churn_horizon_days)")
+    gaps, q = con.execute(f"""
+        WITH d AS (SELECT DISTINCT customer_id, event_at::DATE AS day FROM {events} WHERE event_type = 'order'),
+        g AS (SELECT date_diff('day', lag(day) OVER (PARTITION BY customer_id ORDER BY day), day) AS gap FROM d)
+        SELECT count(gap), quantile_cont(gap, {CADENCE_QUANTILE}) FROM g""").fetchall()[0]
+    if gaps < MIN_CADENCE_GAPS:
+        days, source = fallback, (f"horizon_days ({fallback}): only {gaps} repeat orders, fewer than the "
+                                  f"{MIN_CADENCE_GAPS} a purchase cadence is read from")
+    else:
+        days = max(CADENCE_STEP_DAYS, -(-int(np.ceil(q)) // CADENCE_STEP_DAYS) * CADENCE_STEP_DAYS)
+        source = (f"purchase cadence: {int(CADENCE_QUANTILE * 100)}% of {gaps:,} gaps between a customer's orders "
+                  f"are at most {q:.0f} days, rounded up to whole {CADENCE_STEP_DAYS} days")
+    room = (last - first).days // 3 // CADENCE_STEP_DAYS * CADENCE_STEP_DAYS
+    if days > room >= CADENCE_STEP_DAYS:
+        source += f"; shortened from {days} to {room} days, a third of the history from {first} to {last}"
+        days = room
+    return ChurnDefinition(days, source)
