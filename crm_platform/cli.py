@@ -364,6 +364,8 @@ def _model_lines(con, p: settings.Paths) -> list[str]:
                                                         "interval_coverage", "hit_rate_at_3", "hit_rate_at_1") if k in m)
                      + f"; {card['main_metric']} {card['challenger_metric']:.3f} vs baseline {card['baseline']} "
                        f"{card['baseline_metric']:.3f}")
+        if card.get("notes"):
+            lines.append(f"  {card['notes'][0]}")
         for name, error in (card.get("failed_candidates") or {}).items():
             lines.append(f"  candidate {name} failed to train: {error}")
         last = reg.decisions(task)[-1:]

@@ -88,12 +88,15 @@ def test_a_plain_order_log_alone_runs_end_to_end(tmp_path):
         assert con.execute("SELECT count(*) FROM marts.channel_attribution").fetchall()[0][0] > 0
         assert con.execute("SELECT count(*) FROM marts.customer_segments WHERE snapshot_date = ?",
                            [last]).fetchall()[0][0] == buyers
+        # nine months hold no 12-month label window: lifetime value comes from the count models
+        assert con.execute("SELECT count(*) FROM ml.clv_scores WHERE snapshot_date = ?", [last]).fetchall()[0][0] == buyers
     finally:
         con.close()
     # what is absent is said, not failed
     assert "FAILED" not in out.stdout and "0 failed check(s)" in out.stdout.splitlines()[0]
     assert "no order_items in the data: leaves out categories and returns of order lines" in out.stdout
     assert f"{buyers:,} contact records -> {buyers:,} customers" in out.stdout
+    assert "CLV from the count models, which need none" in out.stdout
 
 
 def test_staging_checks_of_an_entity_nobody_declares_pass_saying_so(tmp_path):

@@ -45,10 +45,18 @@ LEARNED = ("logistic_regression", "gradient_boosting")    # on the feature snaps
 MAIN_METRIC = "roc_auc"
 
 
+# the share of a rule's probability that orders customers by the value itself: an isotonic step
+# function ties every customer beyond the range it was trained on (recency past the oldest
+# training cutoff's, on a short history), so the ranking there was lost
+TIE_BREAK = 0.01
+
+
 class ScoreRule(ClassifierMixin, BaseEstimator):
-    """Churn probability as a monotone function of one column, fitted by isotonic regression on
-    the training labels of the rows where it is known; ``missing``: the value an unknown one
-    counts as (None: such rows get the training churn rate)."""
+    """Churn probability as a monotone function of one column: the isotonic regression of the
+    training labels on it (rows where it is known), its steps broken by the value itself
+    (``TIE_BREAK``), so customers are ranked as the value ranks them, also beyond the training
+    range. ``missing``: the value an unknown one counts as (None: such rows get the training
+    churn rate)."""
 
     def __init__(self, column: str = "recency_days", increasing: bool = True, missing: float | None = None):
         self.column, self.increasing, self.missing = column, increasing, missing
@@ -65,6 +73,8 @@ class ScoreRule(ClassifierMixin, BaseEstimator):
         self.iso_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1, increasing=self.increasing).fit(
             v[known], y[known])
         self.rate_ = float(y[known].mean())
+        q1, self.centre_, q3 = np.quantile(v[known], [0.25, 0.5, 0.75])
+        self.scale_ = float(q3 - q1) or float(np.std(v[known])) or 1.0
         self.classes_ = np.array([0, 1])
         return self
 
@@ -73,7 +83,8 @@ class ScoreRule(ClassifierMixin, BaseEstimator):
         p = np.full(len(v), self.rate_)
         known = ~np.isnan(v)
         if known.any():
-            p[known] = self.iso_.predict(v[known])
+            z = (v[known] - self.centre_) / self.scale_ * (1 if self.increasing else -1)
+            p[known] = (1 - TIE_BREAK) * self.iso_.predict(v[known]) + TIE_BREAK * (0.5 + 0.5 * np.tanh(z / 2))
         return np.column_stack([1 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
