@@ -429,7 +429,9 @@ class SelectionError(ValueError):
 
 def _materialize(args) -> int:
     try:
-        results = materialize_selection(args.select, args.partition) if args.select else \
+        # `demo` runs everything: no selection
+        select = getattr(args, "select", None)
+        results = materialize_selection(select, getattr(args, "partition", None)) if select else \
             materialize(history_days=args.days)
     except SelectionError as e:
         print(f"crm-platform materialize: {e}", file=sys.stderr)
@@ -581,6 +583,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--delivery-days", type=int, default=0,
                        help="hold back what the last N days created as a delivery under deliveries/<end date>/")
         p.add_argument("--home", help="output folder (default: $CRM_PLATFORM_HOME)")
+        if name == "demo":
+            p.add_argument("--days", type=int, default=14, help="daily partitions before the last day to compute "
+                                                                "too (default 14)")
         p.set_defaults(fn=fn)
     m = sub.add_parser("materialize", help="materialize every asset and run every check (or a selection)",
                        description="Without --select: the core refresh, the models, then the daily assets of "

@@ -402,3 +402,17 @@ def test_nul_bytes_in_a_csv_are_removed_and_counted(tmp_path):
     assert con.execute("SELECT first_name, last_name FROM raw.crm_people ORDER BY 1").fetchall() == \
         [("Anna", "Lee"), ("Bo", "Ray")]
     assert con.execute("SELECT notes FROM raw.ingest_manifest").fetchall() == [("3 NUL byte(s) removed",)]
+
+
+def test_the_demo_command_generates_then_materializes_everything(tmp_path, monkeypatch):
+    """`make demo` is `crm-platform demo`: it generates, then runs what `materialize` without a
+    selection runs (the demo's own parser has no --select)."""
+    from crm_platform import cli as cli_module
+
+    calls = []
+    monkeypatch.setattr(cli_module, "_generate", lambda args: calls.append(("generate", args.customers)))
+    monkeypatch.setattr(cli_module, "materialize", lambda history_days=14: calls.append(("materialize", history_days)) or [])
+    monkeypatch.setattr(cli_module, "summary_lines", lambda results: [])
+    assert cli_module.main(["demo", "--customers", "50"]) == 0
+    assert cli_module.main(["demo", "--customers", "50", "--days", "3"]) == 0
+    assert calls == [("generate", 50), ("materialize", 14), ("generate", 50), ("materialize", 3)]
