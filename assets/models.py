@@ -59,6 +59,8 @@ def card_metadata(card: dict) -> dict:
         meta["definition"] = dg.MetadataValue.json(card["definition"])
     if card.get("compared"):
         meta["compared_with_rules"] = dg.MetadataValue.md(markdown_table(pd.DataFrame(card["compared"]), 10))
+    if card.get("left_out_features"):
+        meta["left_out_features"] = dg.MetadataValue.json(card["left_out_features"])
     if card.get("failed_candidates"):
         meta["failed_candidates"] = dg.MetadataValue.md("\n".join(
             f"- {name}: {error}" for name, error in card["failed_candidates"].items()))

@@ -74,7 +74,9 @@ def test_a_shop_without_email_support_or_nps_data_trains_churn(timeline_world, t
     assert "order" in left and not any(t.startswith(("email", "ticket", "nps")) for t in left)
     model, card = churn.train(con, CFG, FCFG)
     assert not card["failed_candidates"]
-    assert not {"email_open_rate_90d", "email_click_rate_90d", "satisfaction_avg"} & set(card["features"])
+    gone = {"email_open_rate_90d", "email_click_rate_90d", "satisfaction_avg"}
+    assert not gone & set(card["features"]) and gone <= set(card["left_out_features"])
+    assert any(n.startswith(f"{len(card['left_out_features'])} feature(s) without information left out") for n in card["notes"])
     m = card["metrics"]
     assert m[card["model"]]["roc_auc"] > m["recency_rule"]["roc_auc"] + 0.01
     # the definition follows the purchase cadence, and the card compares with the simple rules

@@ -35,6 +35,7 @@ from crm_platform.ml.boosting import BoostedClassifier
 from crm_platform.ml.evaluate import (calibration_table, classification_metrics, decile_table, reference_bins,
                                       top_predictors)
 from crm_platform.ml.training import (data_hash, data_window, default_plan, design, examples, feature_columns,
+                                      left_out_features,
                                       fit_candidates, has_ordered, preprocessor, require, simple_params, snapshot)
 
 TASK = "churn"
@@ -203,6 +204,9 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
     require(test_set, LABEL, cfg, "churn test set")
     columns = feature_columns(train_set, {LABEL})
     notes = [f"churn = no order in the {horizon} days after the cutoff ({definition.source})"]
+    left_out = left_out_features(train_set, {LABEL})
+    if left_out:
+        notes.append(f"{len(left_out)} feature(s) without information left out: " + ", ".join(sorted(left_out)))
     try:
         newest_counts, fit = count_columns(con, max(plan.train), events, horizon)
         test_counts, test_fit = count_columns(con, plan.test, events, horizon, warm=fit)
@@ -242,7 +246,7 @@ def train(con, cfg: ModelConfig, fcfg: FeatureConfig, champion=None, events: str
         "train_positive_rate": float(y.mean()), "data_hash": data_hash(train_set),
         "metrics": metrics, "challenger_metric": metrics[best][MAIN_METRIC],
         "baseline_metric": metrics[BASELINE][MAIN_METRIC], "champion_metric": champion_metric,
-        "failed_candidates": failed, "compared": compared(metrics, best),
+        "failed_candidates": failed, "compared": compared(metrics, best), "left_out_features": left_out,
         "calibration": calibration_table(yt, p).to_dict("records"),
         "deciles": decile_table(yt, p).to_dict("records"),
         "importance": importance.to_dict("records"),

@@ -43,7 +43,8 @@ from crm_platform.ml.btyd import BetaGeo, GammaGamma, ParetoNBD
 from crm_platform.ml.boosting import BoostedRegressor
 from crm_platform.ml.evaluate import reference_bins, top_predictors
 from crm_platform.ml.training import (DERIVED, data_hash, data_window, default_plan, design, examples,
-                                      feature_columns, has_ordered, preprocessor, require, simple_params)
+                                      feature_columns, has_ordered, left_out_features, preprocessor, require,
+                                      simple_params)
 
 TASK = "clv"
 SCORE = "clv_12m"
@@ -314,6 +315,7 @@ def _train_labelled(con, cfg: ModelConfig, fcfg: FeatureConfig, champion, events
     require(train_set, None, cfg, "CLV training set")
     require(test_set, None, cfg, "CLV test set")
     columns = feature_columns(train_set, {LABEL} | _outlook_columns(train_set))
+    left_out = left_out_features(train_set, {LABEL} | _outlook_columns(train_set))
     reg = make_pipeline(preprocessor(columns, scale=False),
                         BoostedRegressor(loss="poisson", max_iter=300, learning_rate=0.05,
                                          l2_regularization=1.0, random_state=cfg.random_state))
@@ -340,7 +342,9 @@ def _train_labelled(con, cfg: ModelConfig, fcfg: FeatureConfig, champion, events
     card = {
         "task": TASK, "model": best, "outlook_model": outlook, "tier": "labelled",
         "notes": [f"the history holds 365-day label windows: learned and count models compete on the test "
-                  f"cutoff {plan.test}"],
+                  f"cutoff {plan.test}"] + ([f"{len(left_out)} feature(s) without information left out: "
+                                            + ", ".join(sorted(left_out))] if left_out else []),
+        "left_out_features": left_out,
         "label": "net value (orders − returns) in the 365 days after the cutoff",
         "main_metric": MAIN_METRIC, "baseline": BASELINE,
         "train_cutoffs": [c.isoformat() for c in plan.train], "test_cutoff": plan.test.isoformat(),

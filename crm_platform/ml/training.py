@@ -113,10 +113,20 @@ def feature_columns(frame: pd.DataFrame, labels: set[str]) -> list[str]:
     """The columns a model learns from: every feature of the training frame that varies in it (a
     source the company does not have leaves its features empty, and an empty or constant column
     teaches nothing and breaks some learners), plus the derived ratios that do."""
+    candidates, left_out = _feature_candidates(frame, labels)
+    return [c for c in candidates if c not in left_out]
+
+
+def left_out_features(frame: pd.DataFrame, labels: set[str]) -> dict[str, str]:
+    """The features ``feature_columns`` leaves out of ``frame``, each with the reason (for the card)."""
+    return _feature_candidates(frame, labels)[1]
+
+
+def _feature_candidates(frame: pd.DataFrame, labels: set[str]) -> tuple[list[str], dict[str, str]]:
     design_frame = frame.assign(**{c: fn(frame) for c, fn in DERIVED.items() if c not in frame.columns})
     candidates = [c for c in frame.columns if c not in NOT_FEATURES and c not in labels] + \
         [c for c in DERIVED if c not in frame.columns]
-    return [c for c in candidates if c not in uninformative(design_frame, candidates)]
+    return candidates, uninformative(design_frame, candidates)
 
 
 def uninformative(frame: pd.DataFrame, columns: list[str]) -> dict[str, str]:
