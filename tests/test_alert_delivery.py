@@ -21,7 +21,7 @@ class _Server:
     """A local HTTP server that answers each POST with the next status of ``statuses`` (then 200)."""
 
     def __init__(self, statuses):
-        self.statuses, self.bodies = list(statuses), []
+        self.statuses, self.bodies, self.gets = list(statuses), [], 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -29,6 +29,13 @@ class _Server:
                 outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 status = outer.statuses.pop(0) if outer.statuses else 200
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", outer.url + "/moved")
+                self.end_headers()
+
+            def do_GET(self):
+                outer.gets += 1
+                self.send_response(200)
                 self.end_headers()
 
             def log_message(self, *args):
@@ -81,18 +88,104 @@ def test_webhook_is_retried_and_a_failure_is_sent_again_later(tmp_path):
     server = _Server([500, 503])                       # down twice, then up
     try:
         out = Outbox(tmp_path / "outbox")
-        report = out.deliver(_alerts(3), [WebhookSink(server.url, retries=3, backoff_seconds=0.01)])
+        report = out.deliver(_alerts(3), [WebhookSink(server.url, retries=3, backoff_seconds=0.01, allow_private=True)])
         assert report.sent == {"webhook": 3} and report.failed == {"webhook": 0}
         assert len(server.bodies) == 3 and [a["customer_id"] for a in server.bodies[-1]] == \
             [a["customer_id"] for a in _alerts(3)]
         server.statuses = [500] * 10                  # down for good
-        down = out.deliver(_alerts(4), [WebhookSink(server.url, retries=2, backoff_seconds=0.01)])
+        down = out.deliver(_alerts(4), [WebhookSink(server.url, retries=2, backoff_seconds=0.01, allow_private=True)])
         assert down.sent == {"webhook": 0} and down.failed == {"webhook": 1} and "after 3 attempts" in down.errors[0]
         server.statuses = []                          # back up: only the lost alert goes out
-        up = out.deliver(_alerts(4), [WebhookSink(server.url, retries=2, backoff_seconds=0.01)])
+        up = out.deliver(_alerts(4), [WebhookSink(server.url, retries=2, backoff_seconds=0.01, allow_private=True)])
         assert up.sent == {"webhook": 1} and len(server.bodies[-1]) == 1
     finally:
         server.close()
+
+
+def test_a_redirected_post_is_not_counted_as_delivered(tmp_path):
+    """urllib turns a POST answered by 302 into a GET without the body; the receiver's 200 to that
+    GET counted as delivered and the ledger recorded alerts nobody got."""
+    server = _Server([302])
+    try:
+        out = Outbox(tmp_path / "outbox")
+        report = out.deliver(_alerts(2), [WebhookSink(server.url, retries=3, backoff_seconds=0.01, allow_private=True)])
+        assert report.sent == {"webhook": 0} and report.failed == {"webhook": 2} and server.gets == 0
+        assert len(server.bodies) == 1 and "redirected (302), not followed" in report.errors[0]
+        assert out.delivered("webhook") == set()
+    finally:
+        server.close()
+
+
+def test_a_4xx_is_a_configuration_error_not_retried_but_408_and_429_are(tmp_path):
+    server = _Server([404])
+    try:
+        sink = WebhookSink(server.url, retries=3, backoff_seconds=0.01, allow_private=True)
+        assert sink.send(_alerts(1)) == set() and len(server.bodies) == 1
+        assert "HTTP 404" in sink.errors[0] and "configuration error (not retried)" in sink.errors[0]
+        server.statuses = [429, 408]
+        again = WebhookSink(server.url, retries=3, backoff_seconds=0.01, allow_private=True)
+        assert len(again.send(_alerts(1))) == 1 and len(server.bodies) == 4 and not again.errors
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "data:text/plain,hello", "ftp://example.org/x",
+                                 "javascript:alert(1)", "gopher://example.org/"])
+def test_only_http_and_https_urls_are_sent_to(url, tmp_path):
+    from crm_platform.alerts.delivery import build_sinks
+
+    with pytest.raises(ValueError, match="only http and https are sent to"):
+        build_sinks([{"name": "hook", "type": "webhook", "url": url}], tmp_path)
+    sink = WebhookSink(url)                       # built directly: refused at send, no crash
+    assert sink.send(_alerts(1)) == set() and "only http and https" in sink.errors[0]
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:9/hook",
+                                 "http://localhost:9/hook", "http://10.0.0.7/hook", "http://[::1]:9/hook",
+                                 "http://0.0.0.0:9/hook"])
+def test_internal_targets_are_refused_unless_the_sink_allows_them(url):
+    sink = WebhookSink(url, retries=0)
+    assert sink.send(_alerts(1)) == set()
+    assert "loopback, link-local, private or reserved address: not sent" in sink.errors[0]
+
+
+def test_a_local_receiver_is_reached_when_the_sink_allows_private_targets(tmp_path):
+    from crm_platform.alerts.delivery import build_sinks
+
+    server = _Server([])
+    try:
+        spec = {"name": "hook", "type": "webhook", "url": server.url, "backoff_seconds": 0.01}
+        (refused,), _ = build_sinks([spec], tmp_path)
+        assert refused.send(_alerts(1)) == set() and not server.bodies
+        (allowed,), _ = build_sinks([{**spec, "allow_private_targets": True}], tmp_path)
+        assert len(allowed.send(_alerts(1))) == 1 and len(server.bodies) == 1
+    finally:
+        server.close()
+
+
+def test_credentials_and_query_strings_never_reach_a_message():
+    from crm_platform.alerts.delivery import redact
+
+    server = _Server([])
+    seen = []
+    try:
+        # user-info is sent as basic authentication, not as part of the host
+        handler = server.httpd.RequestHandlerClass
+        original = handler.do_POST
+        handler.do_POST = lambda self: (seen.append(self.headers.get("Authorization")), original(self))
+        hook = server.url.replace("http://", "http://hookuser:s3cr3t-pass@") + "?api_key=K3Y-123"
+        assert len(WebhookSink(hook, allow_private=True).send(_alerts(1))) == 1
+        assert seen == ["Basic aG9va3VzZXI6czNjcjN0LXBhc3M="]
+    finally:
+        server.close()
+
+    url = "https://hookuser:s3cr3t-pass@example.invalid/hook?api_key=K3Y-123&x=1"
+    assert redact(url) == "https://example.invalid/hook?…"
+    sink = WebhookSink(url, retries=0, allow_private=True, timeout_seconds=1)
+    assert sink.send(_alerts(1)) == set()
+    assert sink.errors and not any(secret in e for e in sink.errors for secret in ("s3cr3t", "K3Y-123", "hookuser"))
+    refused = WebhookSink(url.replace("example.invalid", "127.0.0.1"), retries=0)
+    assert refused.send(_alerts(1)) == set() and "s3cr3t" not in refused.errors[0] and "K3Y" not in refused.errors[0]
 
 
 def test_each_sink_gets_only_its_fields(tmp_path):

@@ -11,16 +11,25 @@ Sinks: a JSON-lines file, a CSV for CRM import (cells that a spreadsheet would r
 are neutralized), an HTTP webhook (JSON POST). Each receives only the fields its settings name
 (``fields``/``columns``): by default the alert and the customer id, never contact details unless a
 sink that must reach the person asks for them.
+
+A webhook sends only to ``http``/``https`` URLs whose host resolves to public addresses (unless
+the sink sets ``allow_private_targets: true``), follows no redirect, retries only network errors,
+5xx, 408 and 429, and never puts the URL's credentials or query into a message.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
+import http.client
+import ipaddress
 import json
 import os
+import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -93,6 +102,77 @@ class CsvSink(Sink):
         return {a["alert_id"] for a in alerts}
 
 
+class WebhookConfigError(ValueError):
+    """A webhook URL the sink will not send to; the message never holds credentials or a query."""
+
+
+def redact(url: str) -> str:
+    """The URL without user-info, query and fragment (``?api_key=…``): what messages may show."""
+    try:
+        u = urllib.parse.urlsplit(url)
+        host = u.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{u.port}" if u.port else ""
+    except ValueError:
+        return "<unparseable URL>"
+    return f"{u.scheme}://{host}{port}{u.path}" + ("?…" if u.query else "")
+
+
+def check_target(url: str, allow_private: bool = False) -> None:
+    """Refuse a webhook URL that is not ``http``/``https``, has no host, or (unless
+    ``allow_private``) resolves to a loopback, link-local, private, reserved, multicast or
+    unspecified address - an alert delivery must not reach into the platform's own network
+    (cloud metadata at 169.254.169.254, a database on localhost)."""
+    try:
+        u = urllib.parse.urlsplit(url)
+        host, port = u.hostname, u.port
+    except ValueError as e:
+        raise WebhookConfigError(f"webhook URL {redact(url)} cannot be read: {e}") from None
+    if u.scheme not in ("http", "https"):
+        raise WebhookConfigError(f"webhook URL {redact(url)}: only http and https are sent to, not {u.scheme!r}")
+    if not host:
+        raise WebhookConfigError(f"webhook URL {redact(url)} names no host")
+    if allow_private:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)}
+    except OSError as e:
+        raise WebhookConfigError(f"webhook host of {redact(url)} does not resolve: {e}") from None
+    for a in addresses:
+        ip = ipaddress.ip_address(a.split("%")[0])
+        if not ip.is_global or ip.is_multicast:
+            raise WebhookConfigError(
+                f"webhook URL {redact(url)} resolves to {ip}, a loopback, link-local, private or reserved address: "
+                "not sent (set allow_private_targets: true on the sink to allow an internal receiver)")
+
+
+def _request_parts(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without user-info, and the headers: user-info becomes HTTP basic authentication
+    (urllib would read it as part of the host)."""
+    u = urllib.parse.urlsplit(url)
+    headers = {"Content-Type": "application/json"}
+    if u.username is None:
+        return url, headers
+    creds = f"{urllib.parse.unquote(u.username)}:{urllib.parse.unquote(u.password or '')}"
+    headers["Authorization"] = "Basic " + base64.b64encode(creds.encode()).decode()
+    netloc = u.hostname if ":" not in (u.hostname or "") else f"[{u.hostname}]"
+    netloc += f":{u.port}" if u.port else ""
+    return urllib.parse.urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment)), headers
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is not followed: urllib turns a redirected POST into a GET without the body, and
+    the receiver's 2xx to that would count as delivered."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+# 4xx answers that may pass (timeout, rate limit); any other 4xx is the sink's configuration
+RETRIED_4XX = (408, 429)
+
+
 @dataclass
 class WebhookSink(Sink):
     url: str
@@ -103,26 +183,54 @@ class WebhookSink(Sink):
     name: str = "webhook"
     errors: list[str] = field(default_factory=list)
     fields: tuple[str, ...] = DEFAULT_FIELDS
+    # send to loopback / private / link-local addresses (an internal receiver); off by default
+    allow_private: bool = False
 
     def send(self, alerts: list[dict]) -> set[str]:
         """POST batches as JSON arrays; a batch counts as delivered on a 2xx answer. Each batch is
-        tried ``1 + retries`` times with doubling back-off; what still fails is reported in
-        ``errors`` and left undelivered."""
+        tried ``1 + retries`` times with doubling back-off on network errors, 5xx, 408 and 429;
+        a redirect or another 4xx is a configuration error, reported at once. The target is
+        checked before each batch (a name may resolve elsewhere later). What fails is reported in
+        ``errors`` (the URL without credentials or query) and left undelivered."""
         done: set[str] = set()
+        target = redact(self.url)
+        opener = urllib.request.build_opener(_NoRedirect)
         for i in range(0, len(alerts), self.batch_size):
             batch = alerts[i:i + self.batch_size]
+            try:
+                check_target(self.url, self.allow_private)
+            except WebhookConfigError as e:
+                self.errors.append(f"{len(batch)} alert(s) not sent: {e}")
+                continue
             body = json.dumps([payload(a, self.fields) for a in batch], default=str).encode()
+            url, headers = _request_parts(self.url)
             for attempt in range(self.retries + 1):
                 try:
-                    req = urllib.request.Request(self.url, data=body, method="POST",
-                                                 headers={"Content-Type": "application/json"})
-                    with urllib.request.urlopen(req, timeout=self.timeout_seconds) as resp:
+                    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+                    with opener.open(req, timeout=self.timeout_seconds) as resp:
                         if 200 <= resp.status < 300:
                             done |= {a["alert_id"] for a in batch}
                             break
-                except (urllib.error.URLError, OSError) as e:   # HTTPError is a URLError
+                        raise urllib.error.HTTPError(self.url, resp.status, "not a 2xx answer", resp.headers, None)
+                except urllib.error.HTTPError as e:
+                    if 300 <= e.code < 400:
+                        self.errors.append(f"{len(batch)} alert(s) to {target}: redirected ({e.code}), not followed - "
+                                           "a redirected POST loses its body; configure the final URL")
+                        break
+                    if 400 <= e.code < 500 and e.code not in RETRIED_4XX:
+                        self.errors.append(f"{len(batch)} alert(s) to {target}: HTTP {e.code} ({e.reason}), a "
+                                           "configuration error (not retried): check the URL and its credentials")
+                        break
                     if attempt == self.retries:
-                        self.errors.append(f"{len(batch)} alert(s) to {self.url}: {e} "
+                        self.errors.append(f"{len(batch)} alert(s) to {target}: HTTP {e.code} ({e.reason}) "
+                                           f"after {self.retries + 1} attempts")
+                        break
+                except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
+                    if attempt == self.retries:
+                        reason = str(getattr(e, "reason", e))
+                        for secret in {self.url, url}:
+                            reason = reason.replace(secret, target)
+                        self.errors.append(f"{len(batch)} alert(s) to {target}: {type(e).__name__}: {reason} "
                                            f"after {self.retries + 1} attempts")
                         break
                 time.sleep(self.backoff_seconds * 2 ** attempt)
@@ -208,10 +316,15 @@ def build_sinks(specs, root: Path, env=None) -> tuple[list[Sink], list[str]]:
             if not url:
                 skipped.append(f"{name}: no URL (set {spec.get('url_env', 'url')})")
                 continue
+            allow_private = bool(spec.get("allow_private_targets", False))
+            try:
+                check_target(url, allow_private=True)      # the scheme and host now; the address at each send
+            except WebhookConfigError as e:
+                raise ValueError(f"sink {name}: {e}") from None
             sinks.append(WebhookSink(url, retries=int(spec.get("retries", 3)),
                                      backoff_seconds=float(spec.get("backoff_seconds", 0.5)),
                                      timeout_seconds=float(spec.get("timeout_seconds", 5)), name=name,
-                                     fields=fields))
+                                     fields=fields, allow_private=allow_private))
         else:
             raise ValueError(f"sink {name}: unknown type {kind!r}")
     return sinks, skipped
