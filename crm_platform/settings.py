@@ -150,6 +150,15 @@ def duckdb_config() -> dict[str, str]:
     return {"memory_limit": memory, "custom_user_agent": "crm_platform"}
 
 
+LOCK_WAIT_SECONDS = 600.0
+
+
+def lock_wait_seconds() -> float:
+    """How long a connection waits for a warehouse another process holds (``CRM_PLATFORM_LOCK_WAIT``,
+    seconds; default 600): a run's step waits out a CLI export or erasure, the CLI waits out a step."""
+    return float(os.environ.get("CRM_PLATFORM_LOCK_WAIT", LOCK_WAIT_SECONDS))
+
+
 def read_config(path: str | Path, build: Callable[[dict], T], error: type[Exception], section: str | None = None) -> T:
     """A YAML settings file (or one ``section`` of it) turned into a config object by ``build``;
     a missing key or a wrong type becomes ``error`` naming the file and the problem."""

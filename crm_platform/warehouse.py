@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from pathlib import Path
 
 import duckdb
@@ -62,12 +64,39 @@ ALTER TABLE raw.ingest_manifest ADD COLUMN IF NOT EXISTS notes VARCHAR;
 """
 
 
-def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A connection to the warehouse file with the platform's DuckDB settings (its memory limit)."""
+class WarehouseBusy(RuntimeError):
+    """Another process held the warehouse file for longer than the lock wait."""
+
+
+def connect(path: Path | str, read_only: bool = False, config: dict | None = None, wait: float | None = None,
+            on_wait=None) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse file with the platform's DuckDB settings (its memory limit).
+
+    DuckDB allows one writing process (or several reading ones) per file. A file held by another
+    process is tried again, with growing pauses, for up to ``wait`` seconds (default: the lock wait
+    of crm_platform.settings, ``CRM_PLATFORM_LOCK_WAIT``); ``on_wait(message)`` is told once when
+    waiting starts. Then :class:`WarehouseBusy`. Every connection of the platform is opened here."""
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(str(path), read_only=read_only, config=settings.duckdb_config())
+    deadline = time.monotonic() + (settings.lock_wait_seconds() if wait is None else wait)
+    pause, told = 0.05, False
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=config or settings.duckdb_config())
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower():
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WarehouseBusy(f"the warehouse {path.name} is held by another process "
+                                    f"({str(e).splitlines()[0][:160]}); waited "
+                                    f"{settings.lock_wait_seconds() if wait is None else wait:g} s") from e
+            if on_wait is not None and not told:
+                on_wait(str(e).splitlines()[0][:160])
+                told = True
+            time.sleep(min(left, pause * random.uniform(0.5, 1.0)))
+            pause = min(pause * 1.6, 1.0)
 
 
 def reader(path: Path | str) -> duckdb.DuckDBPyConnection:

@@ -44,8 +44,22 @@ class LandingZone(dg.ConfigurableResource):
         return (loaded[0]["identifier_hash"].tolist(), loaded[1]) if loaded else None
 
 
+class Warehouse(DuckDBResource):
+    """dagster-duckdb's resource, opening its connections through crm_platform.warehouse.connect:
+    the platform's settings and its one lock policy (a file another process holds is waited for,
+    up to the lock wait, then an error naming the holder)."""
+
+    @contextmanager
+    def get_connection(self):
+        con = wh.connect(self.database, config=self.connection_config or None)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
 def warehouse_resource() -> DuckDBResource:
-    return DuckDBResource(database=str(settings.paths().warehouse), connection_config=settings.duckdb_config())
+    return Warehouse(database=str(settings.paths().warehouse), connection_config=settings.duckdb_config())
 
 
 @contextmanager
