@@ -496,25 +496,62 @@ def _match_spec(args) -> int:
     return 0
 
 
-def _subject(args) -> tuple[str, str]:
-    return ("email", args.email) if args.email else ("customer_id", args.customer_id)
+def _subject(args) -> tuple[str, str, dict]:
+    """(identifier type, identifier, scope) of an erase or export: an e-mail address, or a customer
+    id, or both (the e-mail address several customers hold, and the one meant)."""
+    scope = {"all_matching": True} if args.all_matching else {}
+    if args.email:
+        if args.customer_id:
+            scope = {"customer_id": args.customer_id}
+        return "email", args.email, scope
+    return "customer_id", args.customer_id, scope
+
+
+def _refused(p, con, rid: str, kind: str, itype: str, actor: str, e) -> int:
+    from crm_platform.governance import requests
+
+    requests.record(con, rid, kind, itype, "refused", str(e), actor)
+    print(f"refused: {e}", file=sys.stderr)
+    return 4
 
 
 def _erase(args) -> int:
     """Erase a person now; prints the receipt's counts (never the identifier)."""
     from crm_platform.governance import audit, erasure, requests
-    from crm_platform.governance.subject import SubjectNotFound
+    from crm_platform.governance.subject import AmbiguousSubject, SubjectNotFound
     from crm_platform.sources import load_sources
 
     p, rid, actor = settings.paths(), erasure.new_request_id(), audit.default_actor()
-    itype, ident = _subject(args)
+    itype, ident, scope = _subject(args)
+    cfg = load_sources(settings.sources_file())
     connect = lambda: _writer(p)  # noqa: E731
+    if args.dry_run:
+        con = connect()
+        try:
+            s = erasure.plan(con, p, cfg, itype, ident, **scope)
+        except (SubjectNotFound, AmbiguousSubject) as e:
+            print(f"nothing would be erased: {e}")
+            return 3 if isinstance(e, SubjectNotFound) else 4
+        finally:
+            con.close()
+        found = erasure.searched(s)
+        print(f"would erase {found['customer_ids']} customer(s) with {found['contact_records']} source record(s) in "
+              f"{', '.join(sorted({k.split(':', 1)[0] for k in s.contact_keys})) or 'no system'}; searched: "
+              + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in found.items() if isinstance(v, int) and v))
+        _print_candidates(s.candidates)
+        return 0
     try:
-        receipt = erasure.erase(connect, p, load_sources(settings.sources_file()), itype, ident,
-                                request_id=rid, actor=actor, compact_warehouse=not args.no_compact)
+        receipt = erasure.erase(connect, p, cfg, itype, ident, request_id=rid, actor=actor,
+                                compact_warehouse=not args.no_compact, **scope)
     except SubjectNotFound as e:
         print(f"nothing to erase: {e}")
         return 3
+    except AmbiguousSubject as e:
+        con = connect()
+        try:
+            return _refused(p, con, rid, "erase", itype, actor, e)
+        finally:
+            con.close()
     v = receipt["verification"]
     con = connect()
     try:
@@ -526,27 +563,46 @@ def _erase(args) -> int:
           f"record(s) in {', '.join(receipt['source_systems']) or 'no system'}; {receipt['rows_removed_total']:,} rows "
           f"removed from {len(receipt['rows_removed'])} tables, {len(receipt['files_changed'])} file(s) changed")
     print(f"verification: {v['tables_scanned']} tables ({v['text_columns_scanned']} text columns) and "
-          f"{v['files_scanned']} files scanned for {v['identifiers_scanned_for']} identifiers: "
-          + ("no trace left" if v["passed"] else f"{v['occurrences']} trace(s) left in "
-             + ", ".join(f["where"] for f in v["found"][:10])))
+          f"{v['files_scanned']} files scanned for the {v['identifiers_scanned_for']} identifiers linked to the "
+          "person: " + ("no trace of them left" if v["passed"] else f"{v['occurrences']} trace(s) left in "
+                        + ", ".join(f["where"] for f in v["found"][:10])))
+    kept = receipt["shared_identifiers_kept"]
+    print("not reached: records never linked to these identifiers"
+          + (f"; {kept} e-mail address(es) or phone number(s) someone else holds too were kept" if kept else ""))
+    _print_candidates(receipt["candidates"])
     print(f"receipt: {erasure.receipts_dir(p) / (rid + '.json')}")
     return 0 if v["passed"] else 1
 
 
+def _print_candidates(candidates: list[dict]) -> None:
+    """Records not linked to the person with the same name and birth date or postcode."""
+    if not candidates:
+        print("no other record with the same name and birth date or postcode")
+        return
+    print(f"{len(candidates)} record(s) not linked to the person have the same name and "
+          "birth date or postcode - if one is the same person, erase it with --customer-id:")
+    for c in candidates:
+        print(f"  {c['source_system']} record of customer {c['customer_id'] or '(not resolved yet)'}: "
+              f"same {', '.join(c['agreeing'])}")
+
+
 def _export(args) -> int:
     from crm_platform.governance import audit, erasure, export, requests
-    from crm_platform.governance.subject import SubjectNotFound
+    from crm_platform.governance.subject import AmbiguousSubject, SubjectNotFound
     from crm_platform.sources import load_sources
 
     p, rid, actor = settings.paths(), erasure.new_request_id(), audit.default_actor()
-    itype, ident = _subject(args)
+    itype, ident, scope = _subject(args)
     con = _writer(p)
     try:
-        path = export.export(con, p, load_sources(settings.sources_file()), itype, ident, request_id=rid, actor=actor)
+        path = export.export(con, p, load_sources(settings.sources_file()), itype, ident, request_id=rid,
+                             actor=actor, **scope)
         requests.record(con, rid, "export", itype, "done", f"export {path.relative_to(p.home).as_posix()}", actor)
     except SubjectNotFound as e:
         print(f"nothing to export: {e}")
         return 3
+    except AmbiguousSubject as e:
+        return _refused(p, con, rid, "export", itype, actor, e)
     finally:
         con.close()
     print(f"export {rid}: {path}")
@@ -554,13 +610,15 @@ def _export(args) -> int:
 
 
 def _writer(p: settings.Paths):
+    """The warehouse for writing; a run's step holding it is waited for (up to the lock wait)."""
     from crm_platform import warehouse
 
     try:
-        return warehouse.connect(p.warehouse)
-    except duckdb.IOException as e:
-        raise SystemExit(f"the warehouse is in use by a running job ({str(e).splitlines()[0][:120]}); "
-                         "try again when it has finished, or drop a request file into "
+        return warehouse.connect(p.warehouse, on_wait=lambda why: print(
+            f"the warehouse is in use by a running job; waiting up to {settings.lock_wait_seconds():g} s "
+            f"(CRM_PLATFORM_LOCK_WAIT) ...", file=sys.stderr, flush=True))
+    except warehouse.WarehouseBusy as e:
+        raise SystemExit(f"{e}; try again when the run has finished, or drop a request file into "
                          f"{p.requests} for the subject_requests sensor") from None
 
 
@@ -611,15 +669,27 @@ def main(argv: list[str] | None = None) -> int:
     ms.set_defaults(fn=_match_spec)
     for name, fn, help_ in (("erase", _erase, "erase a person from every table and file, verify, write a receipt"),
                             ("export", _export, "write everything held about a person as one JSON document")):
-        g = sub.add_parser(name, help=help_)
-        who = g.add_mutually_exclusive_group(required=True)
-        who.add_argument("--email")
-        who.add_argument("--customer-id")
+        g = sub.add_parser(name, help=help_, description=(
+            "Name the person by --email or --customer-id. An e-mail address several customers hold is "
+            "refused (exit 4, with their number) unless --customer-id names the one meant or "
+            "--all-matching takes every one of them; the refusal is recorded in the audit log."))
+        g.add_argument("--email")
+        g.add_argument("--customer-id")
+        g.add_argument("--all-matching", action="store_true",
+                       help="with --email: every customer holding the address (a shared address reaches them all)")
         if name == "erase":
             g.add_argument("--no-compact", action="store_true",
                            help="skip rewriting the warehouse file (deleted values may linger in free blocks)")
+            g.add_argument("--dry-run", action="store_true",
+                           help="change nothing: say what would be erased and list the records not linked "
+                                "to the person with the same name and birth date or postcode")
         g.set_defaults(fn=fn)
     args = parser.parse_args(argv)
+    if args.command in ("erase", "export"):
+        if not (args.email or args.customer_id):
+            parser.error(f"{args.command}: give --email or --customer-id")
+        if args.all_matching and (args.customer_id or not args.email):
+            parser.error(f"{args.command}: --all-matching goes with --email alone")
     if getattr(args, "home", None):
         os.environ["CRM_PLATFORM_HOME"] = str(Path(args.home).resolve())
     from crm_platform.sources import SourceConfigError

@@ -127,7 +127,9 @@ def ingest_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, landing: Path,
             result = _load_file(con, ds, path, rel, version, loaded_at, as_of, size, digest,
                                 erased[1] if erased and erased[0] else None)
         except UnreadableFile as e:
-            result = _quarantine_file(ds, path, rel, version, digest, quarantine, str(e))
+            result = _quarantine_file(ds, path, rel, version, digest, quarantine, str(e),
+                                      _erased_lines(con, ds, path.read_bytes(), erased[1])
+                                      if erased and erased[0] else None)
             _record_manifest(con, ds, result, size, digest, loaded_at)
         finally:
             for t in ("_in", "_v", "_dups", "_rejects", "_raw", "_rej_errors", "_rej_scans", "_field_issues"):
@@ -215,19 +217,16 @@ def _apply_field_issues(con, ent) -> None:
 
 def _keep_out_erased(con, ds: Dataset, salt: str) -> None:
     """Rows of erased people become quarantine rows without their record; so do malformed lines
-    carrying an erased e-mail address."""
+    naming an erased person (an e-mail address, a record id, an order number: word by word)."""
     from crm_platform.governance.subject import match_sql
-    from crm_platform.alerts.suppression import identifier_hash
 
     pred = match_sql(ds, "_erased", salt)
     if pred:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _v AS SELECT * REPLACE ("
                     f"CASE WHEN {pred} THEN '{ERASED_REASON}' ELSE _reason END AS _reason) FROM _v")
-    hashes = {h for (h,) in con.execute("SELECT h FROM _erased").fetchall()}
-    for line, record in con.execute("SELECT line, record FROM _rejects").fetchall():
-        emails = re.findall(r"[^@\s,;\"'<>()]+@[^@\s,;\"'<>()]+", record or "")
-        if any(identifier_hash("email", e.strip().lower(), salt) in hashes for e in emails):
-            con.execute("UPDATE _rejects SET reason = ?, record = NULL WHERE line = ?", [ERASED_REASON, line])
+    rejects = con.execute("SELECT line, record FROM _rejects").fetchall()
+    for i in _erased_texts(con, ds, [record for _, record in rejects], salt):
+        con.execute("UPDATE _rejects SET reason = ?, record = NULL WHERE line = ?", [ERASED_REASON, rejects[i][0]])
 
 
 def _record_manifest(con, ds: Dataset, r: FileResult, size: int, digest: str,
@@ -241,23 +240,82 @@ def _record_manifest(con, ds: Dataset, r: FileResult, size: int, digest: str,
 
 
 def _quarantine_file(ds: Dataset, path: Path, rel: str, version: int, digest: str,
-                     quarantine: Path, reason: str) -> FileResult:
+                     quarantine: Path, reason: str, erased_lines: tuple[bytes, int] | None = None) -> FileResult:
     """Copy an unreadable file to quarantine/<dataset>/ beside a JSON reason record.
 
     The landing folder belongs to the exporting systems, so the file is copied, not deleted; the
     manifest remembers its content hash, so the same bytes are never tried again, while a corrected
-    export under the same name is loaded as the next version.
+    export under the same name is loaded as the next version. ``erased_lines``: the file without
+    the lines of people on the erasure list and how many they were (see :func:`_erased_lines`);
+    the copy holds no such line.
     """
     target_dir = quarantine / ds.key
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / f"{digest[:12]}_{path.name}"
-    shutil.copy2(path, target)
+    if erased_lines and erased_lines[1]:
+        target.write_bytes(erased_lines[0])
+        reason += (f"; {erased_lines[1]} line(s) of people on the erasure list are left out of the "
+                   "quarantined copy")
+    else:
+        shutil.copy2(path, target)
     record = {"dataset": ds.key, "source_system": ds.system, "source_file": rel,
               "version": version, "sha256": digest, "reason": reason,
               "quarantined_at": datetime.now(timezone.utc).isoformat()}
     target.with_name(target.name + ".reason.json").write_text(json.dumps(record, indent=2))
     return FileResult(rel, version, "quarantined", reason=reason,
                       quarantine_path=target.relative_to(quarantine.parent).as_posix())
+
+
+# a word that may be an identifier: an e-mail address, a record id, an order number, a cookie
+_WORD = re.compile(r"[^\s,;|\t\"'<>(){}\[\]]+")
+
+
+def _erased_texts(con, ds: Dataset, texts: list[str], salt: str) -> set[int]:
+    """Which of ``texts`` (lines of a file that could not be parsed, malformed records) name a
+    person on the erasure list: every word is hashed as each kind of identifier the list holds
+    (e-mail, contact key of the dataset's systems, shop number, cookie, order id). The temp table
+    ``_erased`` holds the list's hashes."""
+    from crm_platform.alerts.suppression import hash_sql
+
+    index, words = [], []
+    for i, txt in enumerate(texts):
+        for w in _WORD.findall((txt or "").replace("\ufeff", " ")):
+            w = w.strip(".:")
+            if w:
+                index.append(i)
+                words.append(w)
+    if not words:
+        return set()
+    con.register("_words_in", pa.table({"line": pa.array(index, pa.int64()), "w": pa.array(words, pa.string())}))
+    systems = sorted({ds.system, ds.contact_system} - {""})
+    kinds = [hash_sql("email", "lower(w)", salt)] + [hash_sql("contact_key", f"'{s}:' || w", salt) for s in systems]
+    kinds += [hash_sql(k, "w", salt) for k in ("shop_customer_no", "visitor_id", "order_id")]
+    try:
+        return {r[0] for r in con.execute(
+            "SELECT DISTINCT line FROM _words_in WHERE "
+            + " OR ".join(f"{k} IN (SELECT h FROM _erased)" for k in kinds)).fetchall()}
+    finally:
+        con.unregister("_words_in")
+
+
+def _erased_lines(con, ds: Dataset, data: bytes, salt: str) -> tuple[bytes, int]:
+    """An unreadable file is not parsed, so its lines are matched word by word
+    (:func:`_erased_texts`). Returns the file without the lines naming a person on the erasure
+    list (the same bytes otherwise) and how many they were."""
+    utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")
+    if utf16:
+        lines = [ln + "\n" for ln in data.decode("utf-16", errors="replace").split("\n")]
+        lines[-1] = lines[-1][:-1]
+        texts = lines
+    else:
+        lines = [ln + b"\n" for ln in data.split(b"\n")]
+        lines[-1] = lines[-1][:-1]
+        texts = [ln.decode(ds.encoding, errors="replace") for ln in lines]
+    hit = _erased_texts(con, ds, texts, salt)
+    if not hit:
+        return data, 0
+    kept = [ln for i, ln in enumerate(lines) if i not in hit]
+    return ("".join(kept).encode("utf-16") if utf16 else b"".join(kept)), len(hit)
 
 
 # --- readers: each fills _in (text columns + _source_line) and _rejects (line, reason, record) ---

@@ -1016,14 +1016,15 @@ class GovernanceRequests(pa.DataFrameModel):
     identifier: Series[Text] = pa.Field(nullable=True)
     requested_by: Series[Text] = pa.Field(nullable=True)
     received_at: Series[pd.Timestamp]
-    status: Series[Text] = pa.Field(isin=["pending", "invalid", "done", "failed"])
+    status: Series[Text] = pa.Field(isin=["pending", "invalid", "done", "failed", "refused"])
     reason: Series[Text] = pa.Field(nullable=True)
+    scope: Series[Text] = pa.Field(nullable=True, str_matches=r"^(all_matching|customer:C\d{9})$")
 
-    @pa.dataframe_check(error="an invalid request says why; a pending one has a type and an identifier")
+    @pa.dataframe_check(error="an invalid or refused request says why; a pending one has a type and an identifier")
     def explained(cls, df: pd.DataFrame) -> Series[bool]:
         pending = df["status"] == "pending"
         return (~pending | (df["request_type"].isin(["erase", "export"]) & df["identifier"].notna())) & (
-            (df["status"] != "invalid") | df["reason"].notna())
+            ~df["status"].isin(["invalid", "refused"]) | df["reason"].notna())
 
     class Config:
         coerce = True

@@ -2,7 +2,10 @@
 
 :func:`erase` carries out one request, in this order:
 
-1. **Resolve** the person through the identity graph (crm_platform.governance.subject).
+1. **Resolve** the person through the identity graph (crm_platform.governance.subject). An e-mail
+   address several customers hold is refused unless the request names the customer meant or
+   asks for all of them; e-mail addresses and phone numbers another record or line holds too
+   are kept (:func:`keep_shared_identifiers`).
 2. **Erasure list first.** Salted SHA-256 hashes of the person's identifiers (e-mail, contact keys,
    shop number, web cookie, order ids) are appended to ``governance/erased_identifiers.csv`` under
    ``CRM_PLATFORM_HOME`` (and mirrored in ``governance.erased_identifiers``). Ingestion keeps every
@@ -13,11 +16,12 @@
    cookies or alert ids - staging, identity (records, pairs, links, review queue, crosswalk, id
    registry, id history), core, features, model scores, segments, alerts. Aggregates (KPIs) keep
    their counts. The ingest manifest's counts are reduced by the rows removed.
-4. **Files**: lines naming the person are cut from landing files, quarantined copies, outbox files
-   and ledger, review files and the generator's truth; Parquet files are rewritten without their
-   rows; other documents naming them (exports, request files, reports) are deleted. A landing file
-   rewritten this way keeps its place in the manifest (its new fingerprint is recorded), so it is
-   not loaded again.
+4. **Files**: records naming the person are cut from landing files, quarantined copies, outbox
+   files and ledger, review files and the generator's truth - CSV files through a CSV parser, so a
+   quoted field over several lines leaves with its record; Parquet files are rewritten without
+   their rows; the dashboard is drawn again without them; other documents naming them (exports,
+   request files) are deleted. A landing file rewritten this way keeps its place in the manifest
+   (its new fingerprint is recorded), so it is not loaded again.
 5. **Compaction**: DuckDB keeps deleted values in free blocks until they are reused, so the
    warehouse is copied into a fresh file which replaces it.
 6. **Verification**: every text column of every table and every file under ``CRM_PLATFORM_HOME``
@@ -28,12 +32,15 @@
 
 What is scanned for: customer ids, contact keys and source record ids, shop numbers, cookies,
 order/ticket/lead/response ids, alert ids, and the e-mail addresses and phone numbers no other
-customer holds (a shared family address stays with the other person). Names are not scanned for:
+record holds (a shared family address stays with the other person). Records never linked to the
+person are not reached; the receipt says so and counts the unlinked records of the same name. Names are not scanned for:
 other people share them; they leave with the records that hold them.
 """
 
 from __future__ import annotations
 
+import bisect
+import csv
 import hashlib
 import json
 import os
@@ -46,7 +53,7 @@ import pandas as pd
 
 from crm_platform import warehouse
 from crm_platform.governance import audit
-from crm_platform.governance.subject import Subject, _q, match_sql, register_hashes, resolve
+from crm_platform.governance.subject import AmbiguousSubject, Subject, _q, match_sql, register_hashes, resolve
 from crm_platform.ingest import fingerprint
 from crm_platform.settings import Paths
 from crm_platform.sources import SourceConfig
@@ -180,8 +187,11 @@ def _delete_keyed(con, s: Subject) -> dict[str, int]:
         if table == "identity.id_registry":
             _keep_watermark(con)
         if table == "governance.requests":     # the request stays; who asked leaves
-            n = con.execute(f"UPDATE {table} SET identifier = NULL WHERE identifier IN "
-                            f"{_q(s.emails | s.customer_ids | {s.identifier})}").fetchall()[0][0]
+            mine = f"identifier IN {_q(s.emails | s.customer_ids)}"
+            if "scope" in cols:
+                mine += " OR scope IN " + _q({f"customer:{c}" for c in s.customer_ids})
+            blank = ", scope = CASE WHEN scope = 'all_matching' THEN scope END" if "scope" in cols else ""
+            n = con.execute(f"UPDATE {table} SET identifier = NULL{blank} WHERE {mine}").fetchall()[0][0]
             if n:
                 removed[f"{table} (identifier blanked)"] = int(n)
             continue
@@ -210,8 +220,8 @@ def token_regex(tokens: list[str]) -> str:
     return f"(^|{BOUNDARY})({alts})($|{BOUNDARY})".replace("'", "''")
 
 
-def _hits(data: bytes, tokens: list[bytes]) -> list[int]:
-    """Offsets in ``data`` (lower-cased) where a token starts as a whole word."""
+def _token_hits(data: bytes, tokens: list[bytes]) -> list[tuple[int, bytes]]:
+    """(offset, token) wherever a token starts as a whole word in ``data`` (lower-cased)."""
     low = data.lower()
     out = []
     bad = set(b"abcdefghijklmnopqrstuvwxyz0123456789._%+@-")
@@ -220,27 +230,87 @@ def _hits(data: bytes, tokens: list[bytes]) -> list[int]:
         while i >= 0:
             end = i + len(tok)
             if (i == 0 or low[i - 1] not in bad) and (end >= len(low) or low[end] not in bad):
-                out.append(i)
+                out.append((i, tok))
             i = low.find(tok, i + 1)
     return sorted(out)
 
 
-def _without_lines(data: bytes, offsets: list[int]) -> tuple[bytes, int]:
-    spans, last = [], -1
-    for off in offsets:
-        start = data.rfind(b"\n", 0, off) + 1
-        if start <= last:
-            continue
-        end = data.find(b"\n", off)
+def _hits(data: bytes, tokens: list[bytes]) -> list[int]:
+    """Offsets in ``data`` (lower-cased) where a token starts as a whole word."""
+    return [off for off, _ in _token_hits(data, tokens)]
+
+
+def _line_spans(data: bytes) -> list[tuple[int, int]]:
+    spans, pos = [], 0
+    while pos < len(data):
+        end = data.find(b"\n", pos)
         end = len(data) if end < 0 else end + 1
-        spans.append((start, end))
-        last = end - 1
+        spans.append((pos, end))
+        pos = end
+    return spans
+
+
+def _csv_spans(data: bytes) -> list[tuple[int, int]] | None:
+    """The byte span of every record of a CSV file, a quoted field over several lines inside its
+    record; None when the text is not CSV the parser can follow (then lines are the records). A
+    record whose field count differs from the header's is split into its lines again: a stray
+    quote must not make one "record" of other people's lines."""
+    lines = _line_spans(data)
+    if not lines:
+        return []
+    text = [data[a:b].decode("utf-8", errors="surrogateescape") for a, b in lines]
+    head = text[0]
+    delimiter = max(",;\t|", key=head.count)
+    reader = csv.reader(iter(text), delimiter=delimiter, strict=True)
+    spans, done, width = [], 0, None
+    try:
+        for row in reader:
+            first, done = done, reader.line_num
+            width = len(row) if width is None else width
+            if done - first > 1 and len(row) != width:
+                spans += lines[first:done]
+            else:
+                spans.append((lines[first][0], lines[done - 1][1]))
+    except csv.Error:
+        return None
+    return spans
+
+
+def _spans_of(path: Path, data: bytes) -> list[tuple[int, int]]:
+    """The records of a line file: CSV records for .csv/.tsv, lines otherwise."""
+    if path.suffix.lower() in (".csv", ".tsv"):
+        spans = _csv_spans(data)
+        if spans is not None:
+            return spans
+    return _line_spans(data)
+
+
+def _record_hits(spans: list[tuple[int, int]], hits: list[tuple[int, bytes]]) -> dict[int, set[bytes]]:
+    """{index of the record: tokens found in it}."""
+    starts = [a for a, _ in spans]
+    out: dict[int, set[bytes]] = {}
+    for off, tok in hits:
+        i = bisect.bisect_right(starts, off) - 1
+        if i >= 0:
+            out.setdefault(i, set()).add(tok)
+    return out
+
+
+def _without(data: bytes, spans: list[tuple[int, int]], drop) -> bytes:
     out, pos = [], 0
-    for a, b in spans:
+    for i in sorted(drop):
+        a, b = spans[i]
         out.append(data[pos:a])
         pos = b
     out.append(data[pos:])
-    return b"".join(out), len(spans)
+    return b"".join(out)
+
+
+def _without_lines(data: bytes, offsets: list[int]) -> tuple[bytes, int]:
+    """``data`` without the lines holding one of ``offsets``, and how many lines that was."""
+    spans = _line_spans(data)
+    drop = set(_record_hits(spans, [(o, b"") for o in offsets]))
+    return _without(data, spans, drop), len(drop)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -268,18 +338,79 @@ def _files(paths: Paths):
             yield p
 
 
-def scrub_files(con, paths: Paths, tokens: list[str]) -> dict[str, str]:
-    """Remove the person from every file under the home (the orchestrator's history is only
-    scanned); returns {relative path: what was done}."""
-    btoks = [t.lower().encode() for t in tokens]
-    rx = token_regex(tokens)
-    done = {}
+def _scrubbed_files(paths: Paths):
+    """The files an erasure rewrites: all under the home but the orchestrator's history (only
+    scanned), binary files and the governance folder (erasure list, receipts)."""
     dagster_home = paths.home / "dagster_home"
     for path in _files(paths):
-        rel = path.relative_to(paths.home).as_posix()
         if path.is_relative_to(dagster_home) or path.suffix.lower() in BINARY_FILES \
                 or path.is_relative_to(list_path(paths).parent):
             continue
+        yield path
+
+
+def _records_of(path: Path, data: bytes) -> list[tuple[int, int]]:
+    return _spans_of(path, data) if path.suffix.lower() in LINE_FILES else [(0, len(data))]
+
+
+def keep_shared_identifiers(con, paths: Paths, s: Subject) -> int:
+    """An e-mail address or phone number of the person that a file record or a quarantined row
+    holds without any id of the person (a line not loaded yet, another person's line) is not the
+    person's alone: it is kept, like one another contact record holds. Returns how many."""
+    weak = {t.lower().encode(): t for t in s.emails | s.phones if len(t) >= 5}
+    if not weak:
+        return 0
+    strong = [t.lower().encode() for t in s.tokens() if t not in s.emails and t not in s.phones]
+    shared: set[bytes] = set()
+    for path in _scrubbed_files(paths):
+        if path.suffix.lower() not in LINE_FILES:       # a document (a request, an export) is no record
+            continue
+        data = path.read_bytes()
+        hits = _token_hits(data, list(weak))
+        if not hits:
+            continue
+        spans = _spans_of(path, data)
+        mine = _record_hits(spans, _token_hits(data, strong))
+        shared |= {t for i, toks in _record_hits(spans, hits).items() if i not in mine for t in toks}
+    if warehouse.table_exists(con, "raw.quarantine_rows"):
+        rx = token_regex(list(weak.values()))
+        for (record,) in con.execute(f"SELECT record FROM raw.quarantine_rows WHERE "
+                                     f"regexp_matches(lower(coalesce(record, '')), '{rx}')").fetchall():
+            data = record.encode()
+            if not _token_hits(data, strong):
+                shared |= {t for _, t in _token_hits(data, list(weak))}
+    values = {weak[t] for t in shared}
+    s.shared_emails += len(values & s.emails)
+    s.shared_phones += len(values & s.phones)
+    s.emails -= values
+    s.phones -= values
+    return len(values)
+
+
+def truth_persons(paths: Paths, s: Subject) -> None:
+    """The generator's truth names the person behind each record (``truth/contact_records.csv``):
+    their person ids join the identifiers, so their rows in ``truth/persons.csv`` go too."""
+    path = paths.home / "truth" / "contact_records.csv"
+    if not path.exists() or not s.contact_keys:
+        return
+    persons: dict[str, set] = {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            persons.setdefault(row.get("source_record_id"), set()).add(row.get("person_id"))
+    for key in s.contact_keys:
+        s.other_ids |= persons.get(key.split(":", 1)[1], set()) - {None, ""}
+
+
+def scrub_files(con, paths: Paths, tokens: list[str]) -> dict[str, str]:
+    """Remove the person from every file under the home (the orchestrator's history is only
+    scanned); returns {relative path: what was done}. CSV files are cut record by record (a quoted
+    field over several lines leaves with its record), the dashboard is rendered again without the
+    person, other documents naming them are deleted."""
+    btoks = [t.lower().encode() for t in tokens]
+    rx = token_regex(tokens)
+    done = {}
+    for path in _scrubbed_files(paths):
+        rel = path.relative_to(paths.home).as_posix()
         if path.suffix.lower() == ".parquet":
             n, cond = _parquet_hits(con, path, rx)
             if n:
@@ -292,19 +423,47 @@ def scrub_files(con, paths: Paths, tokens: list[str]) -> dict[str, str]:
                 done[rel] = f"{n} row(s) removed"
             continue
         data = path.read_bytes()
-        hits = _hits(data, btoks)
+        hits = _token_hits(data, btoks)
         if not hits:
             continue
         if path.suffix.lower() in LINE_FILES:
             old = fingerprint(path)
-            clean, lines = _without_lines(data, hits)
-            _write_atomic(path, clean)
+            spans = _records_of(path, data)
+            drop = _record_hits(spans, hits)
+            _write_atomic(path, _without(data, spans, drop))
             _manifest_follow(con, paths, path, old)
-            done[rel] = f"{lines} line(s) removed"
+            done[rel] = f"{len(drop)} record(s) removed"
+        elif _is_dashboard(paths, path):
+            done[rel] = _render_dashboard(con, paths, path)
         else:
             path.unlink()
             done[rel] = "deleted (a document about the person)"
     return done
+
+
+def _is_dashboard(paths: Paths, path: Path) -> bool:
+    return path.parent == paths.reports and re.fullmatch(r"dashboard(_\d{4}-\d{2}-\d{2})?\.html", path.name) is not None
+
+
+def _render_dashboard(con, paths: Paths, path: Path) -> str:
+    """The dashboard page of the same day, drawn again from the warehouse without the person (the
+    check results, read from the orchestrator, are left out until the next scheduled render)."""
+    from datetime import date
+
+    from crm_platform import dashboard, kpis, settings
+    from crm_platform.dashboard.sections import as_of_day
+    from crm_platform.ml.registry import Registry
+
+    day = re.search(r"(\d{4}-\d{2}-\d{2})", path.name)
+    day = date.fromisoformat(day.group(1)) if day else as_of_day(con)
+    if day is None:
+        path.unlink()
+        return "deleted (no day left to draw)"
+    cards = dashboard.champion_cards(Registry(paths.models))
+    out = dashboard.render_day(con, day, paths.reports, kpis.load_config(settings.segments_file()), cards)
+    if out.path != path:          # drawn as another day's page: this one goes
+        path.unlink(missing_ok=True)
+    return "rendered again without the person"
 
 
 def _manifest_follow(con, paths: Paths, path: Path, old: tuple[int, str]) -> None:
@@ -369,15 +528,53 @@ def verify(con, paths: Paths, tokens: list[str]) -> dict:
 
 # --- the whole erasure -----------------------------------------------------------------------
 
+NOT_REACHED = ("records never linked to the customer ids and identifiers searched are not reached: a "
+               "record identity resolution did not link to the person (another e-mail address and phone) "
+               "stays, and so does a line that holds only an e-mail address or phone number someone else "
+               "holds too; unlinked_candidates counts the staged records with the same name and birth "
+               "date or postcode, for the operator to confirm (crm-platform erase --dry-run lists them)")
+
+
+def searched(s: Subject) -> dict:
+    """What an erasure looked for (counts by kind, never the values)."""
+    return {"identifier_type": s.identifier_type, "customer_ids": len(s.customer_ids),
+            "contact_records": len(s.contact_keys), "email_addresses": len(s.emails), "phone_numbers": len(s.phones),
+            "shop_numbers": len(s.shop_numbers), "web_cookies": len(s.visitor_ids), "order_ids": len(s.order_ids),
+            "other_record_ids": len(s.other_ids), "alert_ids": len(s.alert_ids),
+            "records_not_yet_resolved": s.unresolved_records,
+            "customers_matching_the_identifier": s.matching_customers,
+            "shared_identifiers_kept": {"email_addresses": s.shared_emails, "phone_numbers": s.shared_phones}}
+
+
+def plan(con, paths: Paths, cfg: SourceConfig, identifier_type: str, identifier: str, *,
+         customer_id: str | None = None, all_matching: bool = False) -> Subject:
+    """The person as an erasure would find them, nothing changed: resolved through the identity
+    graph, the generator's truth followed, and the e-mail addresses and phone numbers someone else
+    holds set aside (a file line or quarantined row without any id of the person)."""
+    s = resolve(con, cfg, identifier_type, identifier, customer_id=customer_id, all_matching=all_matching)
+    truth_persons(paths, s)
+    keep_shared_identifiers(con, paths, s)
+    return s
+
+
 def erase(connect, paths: Paths, cfg: SourceConfig, identifier_type: str, identifier: str, *, request_id: str,
-          actor: str, compact_warehouse: bool = True) -> dict:
+          actor: str, compact_warehouse: bool = True, customer_id: str | None = None,
+          all_matching: bool = False) -> dict:
     """Carry out one erasure request and return its receipt (also written to
     ``governance/receipts/<request_id>.json``). ``connect()`` opens a read-write connection to the
-    warehouse; the only one while the erasure runs, so it can be compacted."""
+    warehouse; the only one while the erasure runs, so it can be compacted. An e-mail address held
+    by several customers raises AmbiguousSubject (recorded in the audit log) unless ``customer_id``
+    picks one or ``all_matching`` takes them all."""
     started = _now()
     con = connect()
     try:
-        subject = resolve(con, cfg, identifier_type, identifier)
+        try:
+            subject = plan(con, paths, cfg, identifier_type, identifier, customer_id=customer_id,
+                           all_matching=all_matching)
+        except AmbiguousSubject as e:
+            audit.record(con, "erasure", actor, request_id, "refused_ambiguous",
+                         {"customers_matching": e.customers})
+            raise
         salt = paths.hash_salt()
         hashes = register_hashes(con, "_person_hashes", subject, salt)
         tokens = subject.tokens()
@@ -403,11 +600,15 @@ def erase(connect, paths: Paths, cfg: SourceConfig, identifier_type: str, identi
             "request_id": request_id, "request_type": "erase", "identifier_type": identifier_type,
             "requested_by": actor, "started_at": started.isoformat(timespec="seconds"),
             "completed_at": _now().isoformat(timespec="seconds"),
+            "scope": ("the customer named" if customer_id else "every customer holding the identifier"
+                      if all_matching else "the one customer holding the identifier"),
             "customers_erased": len(subject.customer_ids), "source_records_erased": len(subject.contact_keys),
             "source_systems": sorted({k.split(":", 1)[0] for k in subject.contact_keys}),
+            "searched": searched(subject),
+            "not_reached": NOT_REACHED, "unlinked_candidates": len(subject.candidates),
             "rows_removed": dict(sorted(removed.items())), "rows_removed_total": sum(removed.values()),
             "files_changed": files, "erasure_list_entries_added": listed,
-            "shared_identifiers_kept": subject.shared_emails,
+            "shared_identifiers_kept": subject.shared_emails + subject.shared_phones,
             "warehouse_compacted": compact_warehouse,
             "kept": ["aggregates (marts.kpi_daily, cohort and cluster profiles) keep their counts",
                      "trained models hold no rows of the person; the next retraining leaves them out",
@@ -419,7 +620,11 @@ def erase(connect, paths: Paths, cfg: SourceConfig, identifier_type: str, identi
         (out / f"{request_id}.json").write_text(json.dumps(receipt, indent=2, default=str), encoding="utf-8")
         audit.record(con, "erasure", actor, request_id, "verified" if check["passed"] else "traces_remaining",
                      {"customers": receipt["customers_erased"], "rows_removed": receipt["rows_removed_total"],
-                      "files_changed": len(files), "occurrences_left": check["occurrences"]})
+                      "files_changed": len(files), "occurrences_left": check["occurrences"],
+                      "scope": "customer_id" if customer_id else "all_matching" if all_matching else "single",
+                      "customers_matching": subject.matching_customers,
+                      "unlinked_candidates": len(subject.candidates)})
     finally:
         con.close()
+    receipt["candidates"] = subject.candidates      # for the operator's screen only, not in the file
     return receipt

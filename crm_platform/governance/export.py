@@ -18,7 +18,7 @@ from crm_platform import warehouse
 from crm_platform.alerts.delivery import Outbox
 from crm_platform.governance import audit
 from crm_platform.governance.erasure import token_regex
-from crm_platform.governance.subject import _q, match_sql, register_hashes, resolve
+from crm_platform.governance.subject import AmbiguousSubject, _q, match_sql, register_hashes, resolve
 from crm_platform.ml.registry import Registry, RegistryError
 from crm_platform.settings import Paths
 from crm_platform.sources import SourceConfig
@@ -48,9 +48,11 @@ def _rows(con, sql: str, params=None) -> list[dict]:
     return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
-def build(con, paths: Paths, cfg: SourceConfig, identifier_type: str, identifier: str, request_id: str) -> dict:
-    """The export document (raises SubjectNotFound when nothing is held)."""
-    s = resolve(con, cfg, identifier_type, identifier)
+def build(con, paths: Paths, cfg: SourceConfig, identifier_type: str, identifier: str, request_id: str, *,
+          customer_id: str | None = None, all_matching: bool = False) -> dict:
+    """The export document (raises SubjectNotFound when nothing is held, AmbiguousSubject when the
+    e-mail address is held by several customers and the request does not say which)."""
+    s = resolve(con, cfg, identifier_type, identifier, customer_id=customer_id, all_matching=all_matching)
     have = lambda t: warehouse.table_exists(con, t)  # noqa: E731
     ids = _q(s.customer_ids)
     salt = paths.hash_salt()
@@ -125,9 +127,15 @@ def _model_cards(paths: Paths, versions: set[tuple[str, str]]) -> dict:
 
 
 def export(con, paths: Paths, cfg: SourceConfig, identifier_type: str, identifier: str, *, request_id: str,
-           actor: str) -> Path:
-    """Write the export document; returns its path. Recorded in the audit log."""
-    doc = build(con, paths, cfg, identifier_type, identifier, request_id)
+           actor: str, customer_id: str | None = None, all_matching: bool = False) -> Path:
+    """Write the export document; returns its path. Recorded in the audit log, and so is a request
+    refused for matching several customers (with their number only)."""
+    try:
+        doc = build(con, paths, cfg, identifier_type, identifier, request_id, customer_id=customer_id,
+                    all_matching=all_matching)
+    except AmbiguousSubject as e:
+        audit.record(con, "export", actor, request_id, "refused_ambiguous", {"customers_matching": e.customers})
+        raise
     out = exports_dir(paths)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{request_id}.json"
@@ -136,5 +144,6 @@ def export(con, paths: Paths, cfg: SourceConfig, identifier_type: str, identifie
     tmp.replace(path)
     audit.record(con, "export", actor, request_id, "written",
                  {"customers": len(doc["customers"]), "source_records": sum(len(v) for v in doc["source_records"].values()),
-                  "events": len(doc.get("events", [])), "file": path.relative_to(paths.home).as_posix()})
+                  "events": len(doc.get("events", [])), "file": path.relative_to(paths.home).as_posix(),
+                  "scope": "customer_id" if customer_id else "all_matching" if all_matching else "single"})
     return path

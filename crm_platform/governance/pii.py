@@ -32,7 +32,7 @@ IDENTIFIER = frozenset({
     "customer_id", "contact_key", "source_record_id", "source_contact_key", "left_id", "right_id",
     "old_customer_id", "new_customer_id", "retired_into", "shop_customer_no", "shop_account",
     "visitor_id", "session_id", "customer_ref", "subscriber_ref", "requester_ref", "respondent_ref",
-    "contact_ref", "order_id", "ticket_id", "lead_id", "response_id", "event_id", "evidence"})
+    "contact_ref", "order_id", "ticket_id", "lead_id", "response_id", "event_id", "evidence", "alert_id"})
 # columns personal in one table only (a provenance value is the golden field itself)
 BY_TABLE = {"core.customer_field_provenance": ("value",), "raw.quarantine_rows": ("reason",)}
 ANALYTICAL_LAYERS = ("features", "ml", "marts", "alerts")
