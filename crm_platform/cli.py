@@ -507,7 +507,7 @@ def _subject(args) -> tuple[str, str, dict]:
     return "customer_id", args.customer_id, scope
 
 
-def _refused(p, con, rid: str, kind: str, itype: str, actor: str, e) -> int:
+def _refused(con, rid: str, kind: str, itype: str, actor: str, e) -> int:
     from crm_platform.governance import requests
 
     requests.record(con, rid, kind, itype, "refused", str(e), actor)
@@ -549,7 +549,7 @@ def _erase(args) -> int:
     except AmbiguousSubject as e:
         con = connect()
         try:
-            return _refused(p, con, rid, "erase", itype, actor, e)
+            return _refused(con, rid, "erase", itype, actor, e)
         finally:
             con.close()
     v = receipt["verification"]
@@ -575,12 +575,12 @@ def _erase(args) -> int:
 
 
 def _print_candidates(candidates: list[dict]) -> None:
-    """Records not linked to the person with the same name and birth date or postcode."""
+    """Records not linked to the person with the same name and birth date, postcode or city."""
     if not candidates:
-        print("no other record with the same name and birth date or postcode")
+        print("no other record with the same name and birth date, postcode or city")
         return
     print(f"{len(candidates)} record(s) not linked to the person have the same name and "
-          "birth date or postcode - if one is the same person, erase it with --customer-id:")
+          "birth date, postcode or city - if one is the same person, erase it with --customer-id:")
     for c in candidates:
         print(f"  {c['source_system']} record of customer {c['customer_id'] or '(not resolved yet)'}: "
               f"same {', '.join(c['agreeing'])}")
@@ -602,7 +602,7 @@ def _export(args) -> int:
         print(f"nothing to export: {e}")
         return 3
     except AmbiguousSubject as e:
-        return _refused(p, con, rid, "export", itype, actor, e)
+        return _refused(con, rid, "export", itype, actor, e)
     finally:
         con.close()
     print(f"export {rid}: {path}")
@@ -682,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
                            help="skip rewriting the warehouse file (deleted values may linger in free blocks)")
             g.add_argument("--dry-run", action="store_true",
                            help="change nothing: say what would be erased and list the records not linked "
-                                "to the person with the same name and birth date or postcode")
+                                "to the person with the same name and birth date, postcode or city")
         g.set_defaults(fn=fn)
     args = parser.parse_args(argv)
     if args.command in ("erase", "export"):

@@ -491,8 +491,8 @@ def test_erasure_property_random_people_in_random_states(production_run, tmp_pat
     """Seeded and bounded, on the world run like production (alerts delivered, identity resolved
     with its real misses): erase random people (by e-mail or customer id, some with a delivered
     alert) after putting each in a random state; after each erasure none of their identifiers is
-    in any table or platform file, and every other row and record is unchanged; a re-delivery of
-    their exports in a random damaged format brings none of it back."""
+    in any table or platform file, and every other row and record is unchanged; one of their
+    exports re-delivered in every damaged format of the fuzz test brings none of it back."""
     home = tmp_path / "home"
     shutil.copytree(production_run, home)
     rng = random.Random(31)
@@ -520,12 +520,13 @@ def test_erasure_property_random_people_in_random_states(production_run, tmp_pat
         _assert_others_untouched(before, _snapshot(home), tokens)
 
         ds = rng.choice(sorted(EXPORTS))
-        damage = rng.choice(sorted(DAMAGE))
         f, enc, delim = EXPORTS[ds]
-        again = home / "landing" / f.replace(".csv", f"_again{n}.csv")
-        again.write_bytes(DAMAGE[damage](originals[ds], enc, delim))
+        again = [home / "landing" / f.replace(".csv", f"_again{n}_{k}.csv") for k in range(len(DAMAGE))]
+        for path, damage in zip(again, sorted(DAMAGE)):
+            path.write_bytes(DAMAGE[damage](originals[ds], enc, delim))
         _load(home)
-        again.unlink()                  # the source's file; what the platform made of it must be clean
+        for path in again:
+            path.unlink()               # the source's files; what the platform made of them must be clean
         _assert_gone(home, tokens)
-        seen.append((what, ds, damage))
-    assert len(seen) == ROUNDS and any("alerted: True" in w for w, _, _ in seen)
+        seen.append((what, ds))
+    assert len(seen) == ROUNDS and any("alerted: True" in w for w, _ in seen)

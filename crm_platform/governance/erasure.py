@@ -532,7 +532,7 @@ NOT_REACHED = ("records never linked to the customer ids and identifiers searche
                "record identity resolution did not link to the person (another e-mail address and phone) "
                "stays, and so does a line that holds only an e-mail address or phone number someone else "
                "holds too; unlinked_candidates counts the staged records with the same name and birth "
-               "date or postcode, for the operator to confirm (crm-platform erase --dry-run lists them)")
+               "date, postcode or city, for the operator to confirm (crm-platform erase --dry-run lists them)")
 
 
 def searched(s: Subject) -> dict:
