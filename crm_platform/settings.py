@@ -150,6 +150,15 @@ def duckdb_config() -> dict[str, str]:
     return {"memory_limit": memory, "custom_user_agent": "crm_platform"}
 
 
+def automation_on() -> bool:
+    """``CRM_PLATFORM_AUTOMATION=on`` (or ``true``, ``1``): schedules and sensors run by default;
+    otherwise they are off until switched on (sensors/defaults.py)."""
+    value = os.environ.get("CRM_PLATFORM_AUTOMATION", "off").strip().lower()
+    if value not in ("on", "off", "true", "false", "1", "0", "yes", "no", ""):
+        raise ValueError(f"CRM_PLATFORM_AUTOMATION must be on or off, not {value!r}")
+    return value in ("on", "true", "1", "yes")
+
+
 LOCK_WAIT_SECONDS = 600.0
 
 

@@ -18,6 +18,7 @@ import dagster as dg
 
 from sensors.folders import landing_sensor, requests_sensor
 from sensors.runs import RETRAIN, drift_sensor, run_failures
+from sensors.defaults import schedule_status, sensor_status
 
 MODELS = dg.AssetSelection.assets(*[dg.AssetKey(list(m)) for m in RETRAIN.values()])
 REQUESTS = dg.AssetSelection.assets(dg.AssetKey(["governance", "requests"]),
@@ -71,15 +72,15 @@ jobs = [chain_job, refresh_job, daily_job, retrain_job, requests_job]
 schedules = [
     dg.build_schedule_from_partitioned_job(
         chain_job, name="daily_refresh_schedule", hour_of_day=2, minute_of_hour=30,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
+        default_status=schedule_status(),
         description="Every night at 02:30 (UTC): the whole chain for yesterday's partition."),
     dg.ScheduleDefinition(name="weekly_retraining", job=retrain_job, cron_schedule="0 3 * * 0",
-                          execution_timezone="Europe/Berlin", default_status=dg.DefaultScheduleStatus.RUNNING,
+                          execution_timezone="Europe/Berlin", default_status=schedule_status(),
                           description="Sundays at 03:00: retrain every model behind its quality gate."),
 ]
 
 automation = dg.AutomationConditionSensorDefinition(
-    "follow_parents", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+    "follow_parents", target=dg.AssetSelection.all(), default_status=sensor_status(),
     description="Evaluates each asset's AutomationCondition: derived tables and the latest day's partitions "
                 "follow their parents without a hand-written job.")
 

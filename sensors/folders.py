@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from crm_platform import settings
+from sensors.defaults import sensor_status
 
 PARTIAL = (".part", ".tmp", ".partial")
 
@@ -52,10 +53,10 @@ def changes(context: dg.SensorEvaluationContext, folder: Path, pattern: str, wha
 
 def folder_sensor(name: str, job, folder: Callable[[], Path], pattern: str, what: str, interval: int,
                   description: str) -> dg.SensorDefinition:
-    """A running-by-default sensor that starts ``job`` for new or changed files in ``folder()``
+    """A sensor (off by default, see sensors/defaults.py) that starts ``job`` for new or changed files in ``folder()``
     (read at each tick, so it follows ``CRM_PLATFORM_HOME``)."""
     @dg.sensor(name=name, job=job, minimum_interval_seconds=interval,
-               default_status=dg.DefaultSensorStatus.RUNNING, description=description)
+               default_status=sensor_status(), description=description)
     def _sensor(context: dg.SensorEvaluationContext):
         return changes(context, folder(), pattern, what)
 

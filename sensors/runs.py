@@ -9,6 +9,7 @@ import dagster as dg
 from assets.checks import failed_evaluation
 from crm_platform.alerts.delivery import alert_id
 from resources.alerts import Alerting
+from sensors.defaults import sensor_status
 
 # scores asset -> the model asset that is retrained when its drift check warns
 RETRAIN = {("ml", "churn_scores"): ("ml", "churn_model"), ("ml", "clv_scores"): ("ml", "clv_model"),
@@ -22,7 +23,7 @@ def failure_alert(job: str, run_id: str, message: str, day: str) -> dict:
             "reason": f"run {run_id[:8]} of {job} failed: {message}"[:500], "model_version": None}
 
 
-@dg.run_failure_sensor(name="run_failures", default_status=dg.DefaultSensorStatus.RUNNING,
+@dg.run_failure_sensor(name="run_failures", default_status=sensor_status(),
                        description="Delivers a data-quality alert through the configured sinks when a run "
                                    "of this code location fails (once per run: the outbox ledger).")
 def run_failures(context: dg.RunFailureSensorContext, alerting: Alerting):
@@ -40,7 +41,7 @@ def run_failures(context: dg.RunFailureSensorContext, alerting: Alerting):
 
 def drift_sensor(job) -> dg.SensorDefinition:
     @dg.sensor(name="drift_retraining", job=job, minimum_interval_seconds=300,
-               default_status=dg.DefaultSensorStatus.RUNNING,
+               default_status=sensor_status(),
                description="Requests retraining of a model when the latest drift check of its scores warns "
                            "(PSI above the threshold of config/models.yaml); once per warning.")
     def drift_retraining(context: dg.SensorEvaluationContext):

@@ -34,6 +34,90 @@ def _post(url: str, query: str) -> dict:
         return json.loads(resp.read())
 
 
+def _automation(url: str) -> tuple[dict, dict]:
+    repo = _post(url, AUTOMATION)["data"]["repositoriesOrError"]["nodes"][0]
+    schedules = {x["name"]: (x["pipelineName"], x["scheduleState"]["status"]) for x in repo["schedules"]}
+    sensors = {x["name"]: ({t["pipelineName"] for t in x["targets"] or []}, x["sensorState"]["status"])
+               for x in repo["sensors"]}
+    return schedules, sensors
+
+
+def _wait_for(url: str, server: subprocess.Popen, query: str, seconds: int = 180) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"webserver exited: {server.stderr.read().decode()[-2000:]}")
+        try:
+            data = _post(url, query)
+            if data.get("data"):
+                return data
+        except OSError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"no answer from {url} in {seconds} s")
+
+
+RUNS = "{ runsOrError { ... on Runs { results { runId jobName } } } }"
+
+
+def _fingerprints(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.read_bytes())
+            for p in folder.rglob("*") if p.is_file()} if folder.exists() else {}
+
+
+@pytest.mark.slow
+def test_opening_the_ui_changes_nothing_until_asked(tiny_run, tmp_path):
+    """``make ui`` on a demo home: the webserver and the daemon for a minute launch no run, deliver
+    no alert and change no file under outbox/ or reports/; every schedule and sensor is off until
+    switched on, and the UI stops cleanly on SIGTERM."""
+    import shutil
+
+    import dagster as dg
+
+    from crm_platform.cli import prepare_dagster_home
+
+    home = tmp_path / "home"
+    shutil.copytree(tiny_run, home)
+    prepare_dagster_home(home / "dagster_home")
+    before = {d: _fingerprints(home / d) for d in ("outbox", "reports")}
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+        runs = {r.run_id for r in instance.get_runs()}
+    assert runs, "the demo home has the demo's runs"
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home / "dagster_home"), "CRM_PLATFORM_HOME": str(home)}
+    env.pop("CRM_PLATFORM_AUTOMATION", None)
+    server = subprocess.Popen([str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
+                               "-h", "127.0.0.1", "-p", str(port)],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}/graphql"
+        _wait_for(url, server, RUNS)
+        schedules, sensors = _automation(url)
+        assert {s for _, s in schedules.values()} | {s for _, s in sensors.values()} == {"STOPPED"}
+        time.sleep(60)                      # the daemon ticks every few seconds
+        after = _post(url, RUNS)["data"]["runsOrError"]["results"]
+        assert [r for r in after if r["runId"] not in runs] == [], "opening the UI launched a run"
+        assert {d: _fingerprints(home / d) for d in ("outbox", "reports")} == before
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            pytest.fail("the UI did not stop within 30 s of SIGTERM")
+
+
+def test_automation_runs_by_default_when_switched_on():
+    """``CRM_PLATFORM_AUTOMATION=on`` (a production deployment) turns every schedule and sensor on."""
+    code = ("from crm_platform.definitions import defs\n"
+            "r = defs.get_repository_def()\n"
+            "print(sorted({s.default_status.value for s in [*r.schedule_defs, *r.sensor_defs]}))")
+    for value, expected in (("on", "['RUNNING']"), ("off", "['STOPPED']")):
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "CRM_PLATFORM_AUTOMATION": value})
+        assert out.stdout.strip().splitlines()[-1] == expected, out.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_webserver_serves_every_asset_and_check(tmp_path):
     from crm_platform.definitions import defs
@@ -77,17 +161,15 @@ def test_webserver_serves_every_asset_and_check(tmp_path):
             assert n["kinds"] and n["description"]
         blocking = {c["name"] for n in nodes for c in n["assetChecksOrError"]["checks"] if c["blocking"]}
         assert {"pandera_Contacts", "pandera_Orders", "pandera_OrderItems"} <= blocking
-        # the schedules and sensors that run the platform, with their targets, running by default
-        repo = _post(url, AUTOMATION)["data"]["repositoriesOrError"]["nodes"][0]
-        schedules = {x["name"]: (x["pipelineName"], x["scheduleState"]["status"]) for x in repo["schedules"]}
-        assert schedules == {"daily_refresh_schedule": ("daily_refresh", "RUNNING"),
-                             "weekly_retraining": ("retrain_models", "RUNNING")}
-        sensors = {x["name"]: ({t["pipelineName"] for t in x["targets"] or []}, x["sensorState"]["status"])
-                   for x in repo["sensors"]}
-        assert sensors["landing_files"] == ({"refresh_core"}, "RUNNING")
-        assert sensors["subject_requests"] == ({"governance_requests"}, "RUNNING")
-        assert sensors["drift_retraining"] == ({"retrain_models"}, "RUNNING")
+        # the schedules and sensors that run the platform, with their targets, off until switched on
+        schedules, sensors = _automation(url)
+        assert schedules == {"daily_refresh_schedule": ("daily_refresh", "STOPPED"),
+                             "weekly_retraining": ("retrain_models", "STOPPED")}
+        assert sensors["landing_files"] == ({"refresh_core"}, "STOPPED")
+        assert sensors["subject_requests"] == ({"governance_requests"}, "STOPPED")
+        assert sensors["drift_retraining"] == ({"retrain_models"}, "STOPPED")
         assert {"run_failures", "follow_parents"} <= set(sensors)
+        assert {status for _, status in sensors.values()} == {"STOPPED"}
     finally:
         server.terminate()
         try:
