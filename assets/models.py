@@ -120,7 +120,7 @@ def model_asset(task: ModuleType, description: str):
         higher = getattr(task, "HIGHER_IS_BETTER", True)
         decision = decide(card["main_metric"], card["challenger_metric"], card["baseline_metric"],
                           card["champion_metric"] if current else None, CONFIG.gate_margin,
-                          CONFIG.gate_tolerance, higher)
+                          CONFIG.gate_tolerance, higher, champion_version=current)
         registry.record_decision(task.TASK, version, decision.passed, decision.reasons,
                                  {"challenger": decision.challenger, "baseline": decision.baseline,
                                   "champion": decision.champion})

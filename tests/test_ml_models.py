@@ -114,6 +114,12 @@ def test_gate_refuses_worse_models():
     assert not decide("mae", 1.0, 0.9, None, margin=0.01, tolerance=0.01, higher_is_better=False).passed
     assert decide("mae", 0.8, 0.9, 0.81, margin=0.01, tolerance=0.01, higher_is_better=False).passed
     assert not decide("roc_auc", None, 0.69, 0.8, margin=0.02, tolerance=0.01).passed
+    # the promotion reason names the previous champion when it could not be measured
+    first = decide("roc_auc", 0.75, 0.69, None, margin=0.02, tolerance=0.01)
+    assert "no champion yet" in first.reasons
+    unmeasured = decide("roc_auc", 0.75, 0.69, None, margin=0.02, tolerance=0.01, champion_version="v0001")
+    assert unmeasured.passed and not any("no champion yet" in r for r in unmeasured.reasons)
+    assert any("champion v0001 could not be measured" in r for r in unmeasured.reasons)
 
 
 def test_registry_round_trip(tmp_path):

@@ -21,8 +21,13 @@ class GateDecision:
 
 
 def decide(metric: str, challenger: float | None, baseline: float | None, champion: float | None,
-           margin: float, tolerance: float, higher_is_better: bool = True) -> GateDecision:
-    """``champion`` is None when the task has none yet; ``challenger`` None when nothing was trained."""
+           margin: float, tolerance: float, higher_is_better: bool = True,
+           champion_version: str | None = None) -> GateDecision:
+    """``champion`` is the champion's metric on the challenger's test examples: None when the task
+    has no champion yet, or when the champion (``champion_version``) could not be measured there
+    (its features are not in this test set, another kind of model): then the challenger is judged
+    against the baseline alone, and the reason says which. ``challenger`` is None when nothing was
+    trained."""
     sign = 1 if higher_is_better else -1
     reasons, ok = [], True
     if challenger is None:
@@ -35,7 +40,10 @@ def decide(metric: str, challenger: float | None, baseline: float | None, champi
         reasons.append(f"{metric} {challenger:.4f} does not beat the baseline {baseline:.4f} by {margin}")
     else:
         reasons.append(f"{metric} {challenger:.4f} beats the baseline {baseline:.4f} by at least {margin}")
-    if champion is None:
+    if champion is None and champion_version:
+        reasons.append(f"the champion {champion_version} could not be measured on this test set (other features "
+                       "or another kind of model): judged against the baseline alone")
+    elif champion is None:
         reasons.append("no champion yet")
     elif sign * (challenger - champion) < -tolerance:
         ok = False
