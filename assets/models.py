@@ -87,7 +87,7 @@ def model_asset(task: ModuleType, description: str):
     key = dg.AssetKey(["ml", f"{task.TASK}_model"])
 
     @dg.asset(key=key, group_name="ml", kinds={"scikit-learn", "python"}, owners=["team:data"],
-              tags={"layer": "ml"}, deps=TIMELINE, description=description, pool="duckdb",
+              tags={"layer": "ml"}, deps=[*TIMELINE, FEATURES_KEY], description=description, pool="duckdb",
               check_specs=[dg.AssetCheckSpec("quality_gate", asset=key, blocking=True, description=(
                   "Promotes the challenger to champion only if its main metric beats the naive baseline "
                   f"by {CONFIG.gate_margin} and is at most {CONFIG.gate_tolerance} below the champion's on the "

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-QUERY = """{ assetNodes { assetKey { path } groupName kinds description
+QUERY = """{ assetNodes { assetKey { path } groupName kinds description dependencyKeys { path }
   assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }"""
 
 
@@ -159,6 +159,10 @@ def test_webserver_serves_every_asset_and_check(tmp_path):
             assert n["groupName"] in {"ingestion", "staging", "identity", "core", "features", "segments", "kpis", "ml",
                                       "alerts", "reports", "governance"}
             assert n["kinds"] and n["description"]
+        # the models train on the feature snapshots: the graph says so
+        upstream = {"/".join(n["assetKey"]["path"]): {"/".join(d["path"]) for d in n["dependencyKeys"]} for n in nodes}
+        for task in ("churn", "clv", "next_best_offer", "lead_scoring"):
+            assert "features/customer_features" in upstream[f"ml/{task}_model"], upstream[f"ml/{task}_model"]
         blocking = {c["name"] for n in nodes for c in n["assetChecksOrError"]["checks"] if c["blocking"]}
         assert {"pandera_Contacts", "pandera_Orders", "pandera_OrderItems"} <= blocking
         # the schedules and sensors that run the platform, with their targets, off until switched on
