@@ -57,6 +57,17 @@ def _wait_for(url: str, server: subprocess.Popen, query: str, seconds: int = 180
     pytest.fail(f"no answer from {url} in {seconds} s")
 
 
+def _stop(server: subprocess.Popen) -> bool:
+    """SIGTERM, then SIGKILL after 30 s; whether it stopped on SIGTERM."""
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+        return True
+    except subprocess.TimeoutExpired:
+        server.kill()
+        return False
+
+
 RUNS = "{ runsOrError { ... on Runs { results { runId jobName } } } }"
 
 
@@ -99,12 +110,7 @@ def test_opening_the_ui_changes_nothing_until_asked(tiny_run, tmp_path):
         assert [r for r in after if r["runId"] not in runs] == [], "opening the UI launched a run"
         assert {d: _fingerprints(home / d) for d in ("outbox", "reports")} == before
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            pytest.fail("the UI did not stop within 30 s of SIGTERM")
+        assert _stop(server), "the UI did not stop within 30 s of SIGTERM"
 
 
 def test_automation_runs_by_default_when_switched_on():
@@ -175,8 +181,4 @@ def test_webserver_serves_every_asset_and_check(tmp_path):
         assert {"run_failures", "follow_parents"} <= set(sensors)
         assert {status for _, status in sensors.values()} == {"STOPPED"}
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        _stop(server)
