@@ -42,10 +42,12 @@ def customer_timeline(warehouse: DuckDBResource):
         meta = {k: table_metadata(con, ".".join(k.path)) for k in (EVENTS, UNATTRIBUTED)}
         lost = dict(con.execute("SELECT reason, count(*) FROM core.unattributed_events GROUP BY 1 "
                                 "ORDER BY 2 DESC").fetchall())
-        first_day = features.record_first_day(con, settings.paths().first_day_file)
+        first_day, last_day = features.record_data_days(con, settings.paths().first_day_file,
+                                                        settings.paths().last_day_file)
     yield dg.MaterializeResult(asset_key=EVENTS, metadata={
         **meta[EVENTS], "customers_with_events": counts["customers_with_events"],
         "first_event_day": str(first_day) if first_day else "no events yet",
+        "last_data_day": str(last_day) if last_day else "no events yet",
         "events_by_type": dg.MetadataValue.json(counts["by_type"]),
         "by_channel": dg.MetadataValue.md(markdown_table(counts["by_channel"], 20)),
         "events_per_customer_p10_p50_p90": dg.MetadataValue.json(counts["events_per_customer"]),

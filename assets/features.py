@@ -1,7 +1,7 @@
 """Feature assets: daily point-in-time snapshots of every customer (domain code in
 crm_platform/features.py)."""
 
-from datetime import date
+from datetime import date, timedelta
 import time
 
 import dagster as dg
@@ -13,10 +13,11 @@ from crm_platform import features, settings
 from crm_platform.schemas import CustomerFeatures
 
 CONFIG = features.load_config(settings.features_file())
-# one start date for every daily asset (features, segments, KPIs, scores, alerts): the first day
-# with data unless features.yaml names one
+# one span of days for every daily asset (features, segments, KPIs, scores, alerts): from the first
+# day with data (unless features.yaml names one) to the newest day with data, never the wall clock
 PARTITIONS = dg.DailyPartitionsDefinition(
-    start_date=features.partitions_start(CONFIG, settings.paths().first_day_file).isoformat())
+    start_date=features.partitions_start(CONFIG, settings.paths().first_day_file).isoformat(),
+    end_date=(features.partitions_end(settings.paths().last_day_file) + timedelta(days=1)).isoformat())
 # a backfill of a range is one run: every daily asset loops over its days in one connection
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 KEY = dg.AssetKey(["features", "customer_features"])

@@ -121,18 +121,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def range_tags(start: date, end: date) -> dict:
-    """The run tags of a single-run backfill of the days ``start`` .. ``end``."""
-    return {"dagster/asset_partition_range_start": start.isoformat(),
-            "dagster/asset_partition_range_end": end.isoformat()}
-
-
 def materialize(raise_on_error: bool = False, history_days: int = 14):
     """Run the platform the way its schedules do, recording the runs in DAGSTER_HOME: the core
     refresh, the models, then the daily partitions of the last day with data and the
     ``history_days`` before it as one backfill (so the KPI alerts have a baseline), and one day a full uplift window
     earlier (so marts/action_uplift has alerts whose outcome is known)."""
     from crm_platform.alerts.rules import load_config
+    from sensors.days import range_tags
 
     run = job_runner(raise_on_error)
     results = [run("refresh_core")]
@@ -151,23 +146,25 @@ def materialize(raise_on_error: bool = False, history_days: int = 14):
 
 
 def _partitions_moved() -> bool:
-    """Whether the daily partitions of the loaded code location start elsewhere than the data now
-    says (the first core refresh of a new home records the first day with data)."""
+    """Whether the daily partitions of the loaded code location span other days than the data now
+    says (each core refresh records the first and the newest day with data)."""
     from assets.features import CONFIG, PARTITIONS
     from crm_platform import features
 
-    return PARTITIONS.start.date() != features.partitions_start(CONFIG, settings.paths().first_day_file)
+    p = settings.paths()
+    return (PARTITIONS.start.date(), PARTITIONS.end.date() - timedelta(days=1)) != (
+        features.partitions_start(CONFIG, p.first_day_file), features.partitions_end(p.last_day_file))
 
 
 def latest_data_day() -> str | None:
     """The last day the timeline holds an event for, as a partition key."""
-    from crm_platform import warehouse
+    from crm_platform import features, warehouse
 
     con = warehouse.connect(settings.paths().warehouse, read_only=True)
     try:
         if not warehouse.table_exists(con, "core.customer_events"):
             return None
-        day = con.execute("SELECT max(known_at)::DATE FROM core.customer_events").fetchall()[0][0]
+        day = con.execute(features.LAST_DATA_DAY_SQL).fetchall()[0][0]
         return day.isoformat() if day else None
     finally:
         con.close()
@@ -442,11 +439,19 @@ def _materialize(args) -> int:
 
 def _backfill(args) -> int:
     """One run over a range of days (every daily asset has a single-run backfill policy)."""
+    from crm_platform import features
+    from sensors.days import range_tags
+
     start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
     if end < start:
         print(f"--to {end} is before --from {start}", file=sys.stderr)
         return 2
-    result = job_runner()(args.job, tags=range_tags(start, end))
+    newest = features.newest_data_day(settings.paths().last_day_file)
+    if newest is None or end > newest:
+        print(f"--to {end} is after the newest day with data ({newest or 'none yet: run the core refresh first'}); "
+              "the daily partitions end there", file=sys.stderr)
+        return 2
+    result = job_runner(fresh=_partitions_moved())(args.job, tags=range_tags(start, end))
     print("\n".join(summary_lines([result])))
     return 0 if result.success else 1
 

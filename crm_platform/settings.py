@@ -88,6 +88,11 @@ class Paths:
         return self.home / "state" / "first_event_day"
 
     @property
+    def last_day_file(self) -> Path:
+        """The newest day the timeline holds an event for: where the daily partitions end."""
+        return self.home / "state" / "last_event_day"
+
+    @property
     def review(self) -> Path:
         """Review queue exports and the reviewers' decisions file."""
         return self.home / "review"

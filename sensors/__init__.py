@@ -1,13 +1,16 @@
 """Jobs, schedules and sensors: how the platform runs by itself.
 
-* ``daily_refresh`` runs the whole chain for one day: ingestion, identity, golden records, timeline
-  and the suppression list, then that day's features, segments, KPIs, scores, alerts, delivery
-  and uplift. Its schedule runs it every morning for yesterday.
-* ``refresh_core`` is the part not partitioned by day; the ``landing_files`` sensor runs it when a
-  source drops a file, and the ``follow_parents`` automation sensor then brings the latest day's
-  partitions up to date (each asset's AutomationCondition, see ``FOLLOW_PARENTS``).
-* ``daily_snapshots`` is the day-partitioned part, for backfills of a range of days (one run per
-  backfill: every daily asset loops over its days in one connection).
+* ``daily_refresh`` runs the whole chain for one day that already has data: ingestion, identity,
+  golden records, timeline and the suppression list, then that day's features, segments, KPIs,
+  scores, alerts, delivery and uplift (by hand, e.g. to recompute a day).
+* ``refresh_core`` is the part not partitioned by day: nightly (``nightly_refresh``), and by the
+  ``landing_files`` sensor when a source drops a file. It records the newest day with data, where
+  the daily partitions end (sensors/days.py): time follows the data, not the wall clock.
+* ``daily_snapshots`` is the day-partitioned part: ``daily_snapshots_schedule`` runs it after the
+  nightly refresh for every day with data not delivered yet; also for backfills of a range of days
+  (one run per backfill: every daily asset loops over its days in one connection). The
+  ``follow_parents`` automation sensor brings the latest day's partitions up to date when a parent
+  changes (each asset's AutomationCondition, see ``FOLLOW_PARENTS``).
 * ``retrain_models`` trains the four models behind their quality gates: weekly by schedule, and
   for one model when the ``drift_retraining`` sensor sees its scores drift.
 * ``governance_requests`` registers erasure/export request files and carries them out (``subject_requests`` sensor).
@@ -18,6 +21,7 @@ import dagster as dg
 
 from sensors.folders import landing_sensor, requests_sensor
 from sensors.runs import RETRAIN, drift_sensor, run_failures
+from sensors.days import daily_schedule, refresh_schedule
 from sensors.defaults import schedule_status, sensor_status
 
 MODELS = dg.AssetSelection.assets(*[dg.AssetKey(list(m)) for m in RETRAIN.values()])
@@ -70,10 +74,7 @@ requests_job = dg.define_asset_job("governance_requests", selection=REQUESTS,
 jobs = [chain_job, refresh_job, daily_job, retrain_job, requests_job]
 
 schedules = [
-    dg.build_schedule_from_partitioned_job(
-        chain_job, name="daily_refresh_schedule", hour_of_day=2, minute_of_hour=30,
-        default_status=schedule_status(),
-        description="Every night at 02:30 (UTC): the whole chain for yesterday's partition."),
+    refresh_schedule(refresh_job), daily_schedule(daily_job),
     dg.ScheduleDefinition(name="weekly_retraining", job=retrain_job, cron_schedule="0 3 * * 0",
                           execution_timezone="Europe/Berlin", default_status=schedule_status(),
                           description="Sundays at 03:00: retrain every model behind its quality gate."),

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -157,10 +157,8 @@ def test_schedules_tick_with_their_targets():
     from crm_platform.definitions import defs
 
     repo = defs.get_repository_def()
-    schedule = repo.get_schedule_def("daily_refresh_schedule")
-    ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 10, 1, 2, 30))
-    (req,) = schedule.evaluate_tick(ctx).run_requests
-    assert req.partition_key == "2026-09-30" and schedule.job_name == "daily_refresh"
+    assert repo.get_schedule_def("nightly_refresh").job_name == "refresh_core"
+    assert repo.get_schedule_def("daily_snapshots_schedule").job_name == "daily_snapshots"
     weekly = repo.get_schedule_def("weekly_retraining")
     assert weekly.cron_schedule == "0 3 * * 0" and weekly.job_name == "retrain_models"
     assert {s.name for s in repo.sensor_defs} >= {"landing_files", "subject_requests", "run_failures",
@@ -299,3 +297,36 @@ def test_runs_claiming_the_one_pool_slot_at_the_same_instant_get_it_once(tmp_pat
         assert sum(claimed.get(timeout=10) for _ in procs) == 1, f"round {round_}"
         for run in storage.get_concurrency_run_ids():
             storage.free_concurrency_slots_for_run(run)
+
+
+def test_the_nightly_schedule_computes_the_days_with_data_and_nothing_else(tmp_path, monkeypatch):
+    """Time follows the data: the daily schedule computes each day with data not delivered yet as
+    one run, nothing on a night without a new day (no alert for an empty day), and says when the
+    code location must reload to see a new day."""
+    from datetime import date
+
+    from assets.features import PARTITIONS
+    from crm_platform.definitions import defs
+    from sensors.days import days_to_compute
+
+    d = date.fromisoformat
+    assert "no event" in days_to_compute(None, d("2026-09-30"), set())
+    assert days_to_compute(d("2026-09-30"), d("2026-09-30"), set()) == (d("2026-09-30"), d("2026-09-30"))
+    assert days_to_compute(d("2026-09-30"), d("2026-09-30"), {"2026-09-27"}) == (d("2026-09-28"), d("2026-09-30"))
+    assert "no new day" in days_to_compute(d("2026-09-30"), d("2026-09-30"), {"2026-09-30", "2026-09-29"})
+    assert "reload" in days_to_compute(d("2026-10-01"), d("2026-09-30"), {"2026-09-30"})
+    assert days_to_compute(d("2026-09-30"), d("2026-09-30"), {"2026-01-01"})[0] == d("2026-08-31")  # an outage: a month
+
+    monkeypatch.setenv("CRM_PLATFORM_HOME", str(tmp_path))
+    schedule = defs.get_repository_def().get_schedule_def("daily_snapshots_schedule")
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 10, 1, 2, 30))
+        assert "no event" in schedule.evaluate_tick(ctx).skip_message
+        last = PARTITIONS.end.date() - timedelta(days=1)
+        (tmp_path / "state").mkdir()
+        (tmp_path / "state" / "last_event_day").write_text(last.isoformat() + "\n")
+        (req,) = schedule.evaluate_tick(ctx).run_requests
+        assert req.tags["dagster/asset_partition_range_start"] == req.tags["dagster/asset_partition_range_end"] \
+            == last.isoformat()
+        instance.report_runless_asset_event(dg.AssetMaterialization(["alerts", "outbox"], partition=last.isoformat()))
+        assert "no new day" in schedule.evaluate_tick(ctx).skip_message      # delivered: nothing to do

@@ -7,8 +7,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import date
 from pathlib import Path
 
+import duckdb
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +71,8 @@ def _stop(server: subprocess.Popen) -> bool:
 
 
 RUNS = "{ runsOrError { ... on Runs { results { runId jobName } } } }"
+DAYS = """{ assetNodeOrError(assetKey: {path: ["features", "customer_features"]}) {
+  ... on AssetNode { partitionKeysByDimension { partitionKeys } } } }"""
 
 
 def _fingerprints(folder: Path) -> dict:
@@ -94,6 +98,8 @@ def test_opening_the_ui_changes_nothing_until_asked(tiny_run, tmp_path):
     with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
         runs = {r.run_id for r in instance.get_runs()}
     assert runs, "the demo home has the demo's runs"
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        newest = con.execute("SELECT max(known_at)::DATE FROM core.customer_events").fetchall()[0][0]
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home / "dagster_home"), "CRM_PLATFORM_HOME": str(home)}
     env.pop("CRM_PLATFORM_AUTOMATION", None)
@@ -105,6 +111,9 @@ def test_opening_the_ui_changes_nothing_until_asked(tiny_run, tmp_path):
         _wait_for(url, server, RUNS)
         schedules, sensors = _automation(url)
         assert {s for _, s in schedules.values()} | {s for _, s in sensors.values()} == {"STOPPED"}
+        # time follows the data: the last daily partition is the newest day with data, not today
+        (dim,) = _post(url, DAYS)["data"]["assetNodeOrError"]["partitionKeysByDimension"]
+        assert dim["partitionKeys"][-1] == newest.isoformat() and newest < date.today()
         time.sleep(60)                      # the daemon ticks every few seconds
         after = _post(url, RUNS)["data"]["runsOrError"]["results"]
         assert [r for r in after if r["runId"] not in runs] == [], "opening the UI launched a run"
@@ -173,7 +182,8 @@ def test_webserver_serves_every_asset_and_check(tmp_path):
         assert {"pandera_Contacts", "pandera_Orders", "pandera_OrderItems"} <= blocking
         # the schedules and sensors that run the platform, with their targets, off until switched on
         schedules, sensors = _automation(url)
-        assert schedules == {"daily_refresh_schedule": ("daily_refresh", "STOPPED"),
+        assert schedules == {"nightly_refresh": ("refresh_core", "STOPPED"),
+                             "daily_snapshots_schedule": ("daily_snapshots", "STOPPED"),
                              "weekly_retraining": ("retrain_models", "STOPPED")}
         assert sensors["landing_files"] == ({"refresh_core"}, "STOPPED")
         assert sensors["subject_requests"] == ({"governance_requests"}, "STOPPED")

@@ -19,7 +19,7 @@ from plotly.subplots import make_subplots
 from crm_platform import segments
 from crm_platform.attribution import attribution_sql
 from crm_platform.dashboard.page import Chart, Section, Table, Tile
-from crm_platform.features import day_end
+from crm_platform.features import LAST_DATA_DAY_SQL, day_end
 from crm_platform.kpis import KpiConfig
 from crm_platform.schemas import AtRiskCustomers
 from crm_platform.warehouse import table_exists
@@ -646,8 +646,11 @@ def build(ctx: Context) -> tuple[list[Tile], list[Section]]:
 
 
 def as_of_day(con) -> date | None:
-    """The newest day the KPI marts hold (what the dashboard shows by default)."""
+    """The day the dashboard shows by default: the newest day the KPI marts hold, up to the newest
+    day with data (the rule that ends the daily partitions; a day computed past it, e.g. by an
+    older installation that followed the wall clock, holds no new data)."""
     if not table_exists(con, "marts.kpi_daily"):
         return None
-    return con.execute("SELECT max(kpi_date) FROM marts.kpi_daily").fetchall()[0][0]
+    cap = f"WHERE kpi_date <= ({LAST_DATA_DAY_SQL})" if table_exists(con, "core.customer_events") else ""
+    return con.execute(f"SELECT max(kpi_date) FROM marts.kpi_daily {cap}").fetchall()[0][0]
 
