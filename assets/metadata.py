@@ -7,6 +7,7 @@ import base64
 import dagster as dg
 import pandas as pd
 
+from crm_platform import columns
 from crm_platform.governance import pii
 
 
@@ -43,7 +44,8 @@ def table_metadata(con, table: str, preview_rows: int = 10, where: str | None = 
     return {
         "dagster/row_count": dg.MetadataValue.int(int(rows)),
         "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name=c[0], type=str(c[1]), tags=pii.column_tags(c[0])) for c in cols]),
+            columns=[dg.TableColumn(name=c[0], type=str(c[1]), description=columns.describe(table, c[0]) or None,
+                                    tags=pii.column_tags(c[0])) for c in cols]),
         "dagster/table_name": table,
         "preview": dg.MetadataValue.md(markdown_table(preview, table=table)),
     }
@@ -58,3 +60,19 @@ def table_spec(key: dg.AssetKey, description: str, deps, group: str) -> dg.Asset
 def image(png: bytes, alt: str) -> dg.MetadataValue:
     """A PNG shown inline in the Dagster UI (markdown with a data URI)."""
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def table_value(df: pd.DataFrame) -> dg.MetadataValue:
+    """A small frame as a Dagster table (shown whole in the UI, each column typed), not markdown."""
+    def kind(s: pd.Series) -> str:
+        return "int" if pd.api.types.is_integer_dtype(s) else "float" if pd.api.types.is_float_dtype(s) else \
+            "bool" if pd.api.types.is_bool_dtype(s) else "string"
+
+    def cell(v):
+        if v is None or isinstance(v, float) and v != v:
+            return None
+        return v.item() if hasattr(v, "item") else v if isinstance(v, (int, float, bool, str)) else str(v)
+
+    schema = dg.TableSchema(columns=[dg.TableColumn(str(c), kind(df[c])) for c in df.columns])
+    records = [dg.TableRecord({str(c): cell(v) for c, v in row.items()}) for row in df.to_dict("records")]
+    return dg.MetadataValue.table(records=records, schema=schema)

@@ -16,14 +16,16 @@ from dagster_duckdb import DuckDBResource
 
 from assets.checks import partition_check, partition_check_spec
 from assets.features import CONFIG as FEATURES, KEY as FEATURES_KEY, PARTITIONS, SINGLE_RUN
-from assets.metadata import image, markdown_table, table_metadata
+from assets.metadata import image, markdown_table, table_metadata, table_value
 from crm_platform import settings
 from crm_platform.governance import audit
 from crm_platform.ml import NotEnoughData, churn, clv, leads, load_config, nbo
 from crm_platform.ml.evaluate import psi
 from crm_platform.ml.gate import decide
 from crm_platform.ml.training import training_sample
-from crm_platform.plots import calibration_plot, decile_plot, histogram_plot, value_decile_plot
+from crm_platform.ml.registry import training_fingerprint
+from crm_platform.ml.report import card_page, card_plots, metrics_frame
+from crm_platform.plots import histogram_plot
 from crm_platform.schemas import ChurnScores, ClvScores, LeadScores, NextBestOffer
 from crm_platform.warehouse import replace_partition
 from resources.models import ModelStore
@@ -35,15 +37,15 @@ TIMELINE = [dg.AssetKey(["core", "customer_events"]), dg.AssetKey(["identity", "
 
 
 def card_metadata(card: dict) -> dict:
-    """The model card as metadata: metrics of every candidate, calibration and decile plots, top
-    predictors, sizes and cutoffs."""
-    metrics = pd.DataFrame(card["metrics"]).T.reset_index(names="model")
+    """The model card as metadata: metrics of every candidate (a table the UI shows whole),
+    calibration and decile plots (also on the card's page, ``model_card_page``), top predictors,
+    sizes and cutoffs."""
     meta = {
         "model_version": card.get("version", ""), "model": card["model"], "data_hash": card["data_hash"],
         "main_metric": f"{card['main_metric']}: challenger {card['challenger_metric']:.4f}, baseline "
                        f"({card['baseline']}) {card['baseline_metric']:.4f}"
                        + (f", champion {card['champion_metric']:.4f}" if card.get("champion_metric") is not None else ""),
-        "metrics": dg.MetadataValue.md(markdown_table(metrics.round(4), 10, 60)),
+        "metrics": table_value(metrics_frame(card)),
         "train_cutoffs": dg.MetadataValue.json(card["train_cutoffs"]), "test_cutoff": card["test_cutoff"],
         "train_examples": dg.MetadataValue.int(card["train_examples"]),
         "test_examples": dg.MetadataValue.int(card["test_examples"]),
@@ -66,21 +68,29 @@ def card_metadata(card: dict) -> dict:
             f"- {name}: {error}" for name, error in card["failed_candidates"].items()))
     if "training_sample" in card:
         meta["training_sample"] = dg.MetadataValue.json(card["training_sample"])
-    if "calibration" in card:
-        meta["calibration_curve"] = image(calibration_plot(pd.DataFrame(card["calibration"]),
-                                                           f"{card['task']}: calibration on the test cutoff"),
-                                          "calibration curve")
+    plots = card_plots(card)
+    for title, png in plots.items():
+        meta[title.replace(" ", "_")] = image(png, title)
     if "deciles" in card:
-        deciles = pd.DataFrame(card["deciles"])
-        meta["decile_chart"] = image(decile_plot(deciles, f"{card['task']}: observed rate per score decile"),
-                                     "decile chart")
-        meta["deciles"] = dg.MetadataValue.md(markdown_table(deciles, 10))
+        meta["deciles"] = dg.MetadataValue.md(markdown_table(pd.DataFrame(card["deciles"]), 10))
     if "value_deciles" in card:
-        values = pd.DataFrame(card["value_deciles"])
-        meta["value_deciles"] = dg.MetadataValue.md(markdown_table(values, 10))
-        meta["value_decile_chart"] = image(value_decile_plot(values, f"{card['task']}: predicted vs actual per decile"),
-                                           "value decile chart")
+        meta["value_deciles"] = dg.MetadataValue.md(markdown_table(pd.DataFrame(card["value_deciles"]), 10))
     return meta
+
+
+def unchanged(registry, task: str, same: str, champion: str | None):
+    """A retraining on exactly the data and configuration of ``same``: no new version, the gate's
+    decision on ``same`` stands (passed if it is the champion)."""
+    status = (f"unchanged: the training data and configuration are those of {same} (fingerprint "
+              f"{registry.card(task, same)['training_fingerprint']}); nothing new to learn, no new version")
+    registry.record_attempt(task, same, status)
+    yield dg.MaterializeResult(metadata={"status": status, **card_metadata(registry.card(task, same)),
+                                         "model_card_page": dg.MetadataValue.path(str(registry.report_path(task, same))),
+                                         "champion_before": champion or "none"})
+    yield dg.AssetCheckResult(
+        check_name="quality_gate", passed=same == champion, severity=dg.AssetCheckSeverity.WARN,
+        description=f"{status}; {same} is the champion" if same == champion else
+        f"{status}; the gate refused {same} before and the champion stays ({champion or 'none'})")
 
 
 def model_asset(task: ModuleType, description: str):
@@ -112,10 +122,17 @@ def model_asset(task: ModuleType, description: str):
                                           description=f"nothing to promote, the champion stays ({current or 'none'}): "
                                                       f"not enough data: {e}")
                 return
+        card["training_fingerprint"] = training_fingerprint(card["data_hash"], CONFIG, FEATURES)
+        same = registry.same_training(task.TASK, card["training_fingerprint"])
+        if same:        # the same data and configuration as a registered version: nothing new was learnt
+            yield from unchanged(registry, task.TASK, same, current)
+            return
         version = registry.register(task.TASK, model, card)
         registry.record_attempt(task.TASK, version, "trained")
         card = registry.card(task.TASK, version)
+        page = registry.write_report(task.TASK, version, card_page(card, card_plots(card)))
         yield dg.MaterializeResult(metadata={"status": "trained", **card_metadata(card),
+                                             "model_card_page": dg.MetadataValue.path(str(page)),
                                              "champion_before": current or "none"})
         higher = getattr(task, "HIGHER_IS_BETTER", True)
         decision = decide(card["main_metric"], card["challenger_metric"], card["baseline_metric"],

@@ -50,13 +50,18 @@ def prepare_dagster_home(home: Path) -> None:
 RUN_PID, RUN_HOST = "crm_platform/pid", "crm_platform/host"
 
 
-def job_runner(raise_on_error: bool = False, log_level: str = "WARNING", fresh: bool = False):
+def job_runner(raise_on_error: bool = False, log_level: str = "WARNING", fresh: bool = False,
+               progress: bool = False, started: float | None = None):
     """A function that runs a job of the code location in this process, recorded in DAGSTER_HOME
     when set (prepared first), in a throwaway instance otherwise. Before each run, runs this
     machine started whose process died are released (``release_dead_runs``). ``fresh`` loads the
     code location again (the daily partitions start where the data does, known after the first
-    core refresh)."""
+    core refresh). ``progress`` writes each step as it starts and ends to stderr (crm_platform/
+    progress.py), elapsed times counted from ``started`` (a ``time.monotonic()``)."""
     import socket
+    import uuid
+
+    from crm_platform.progress import Progress
 
     import dagster as dg
 
@@ -76,9 +81,22 @@ def job_runner(raise_on_error: bool = False, log_level: str = "WARNING", fresh: 
 
     def run(job: str, tags: dict | None = None, **kw):
         release_dead_runs(instance)
-        return defs.resolve_job_def(job).execute_in_process(run_config=config, instance=instance,
-                                                            raise_on_error=raise_on_error,
-                                                            tags={**(tags or {}), **owner}, **kw)
+        job_def = defs.resolve_job_def(job)
+        run_id = str(uuid.uuid4())
+        if progress:
+            selection = kw.get("asset_selection")
+            steps = job_def.get_subset(asset_selection=set(selection)) if selection else job_def
+            shown = Progress(job if job != "__ASSET_JOB" else "materialize", len(steps.graph.node_dict),
+                             started=started)
+            instance.add_event_listener(run_id, shown.on_event)
+        result = None
+        try:
+            result = job_def.execute_in_process(run_config=config, instance=instance, raise_on_error=raise_on_error,
+                                                run_id=run_id, tags={**(tags or {}), **owner}, **kw)
+            return result
+        finally:
+            if progress:
+                shown.finish(result is not None and result.success)
     return run
 
 
@@ -121,21 +139,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def materialize(raise_on_error: bool = False, history_days: int = 14):
+def materialize(raise_on_error: bool = False, history_days: int = 14, progress: bool = False,
+                started: float | None = None):
     """Run the platform the way its schedules do, recording the runs in DAGSTER_HOME: the core
     refresh, the models, then the daily partitions of the last day with data and the
     ``history_days`` before it as one backfill (so the KPI alerts have a baseline), and one day a full uplift window
-    earlier (so marts/action_uplift has alerts whose outcome is known)."""
+    earlier (so marts/action_uplift has alerts whose outcome is known). ``progress``: see
+    ``job_runner``."""
     from crm_platform.alerts.rules import load_config
     from sensors.days import range_tags
 
-    run = job_runner(raise_on_error)
+    show = {"progress": progress, "started": started}
+    run = job_runner(raise_on_error, **show)
     results = [run("refresh_core")]
     day = latest_data_day() if results[0].success else None
     if day is None:      # nothing on the timeline: no day to compute (the summary says what is absent)
         return results
     if _partitions_moved():
-        run = job_runner(raise_on_error, fresh=True)
+        run = job_runner(raise_on_error, fresh=True, **show)
     results.append(run("retrain_models"))
     last = date.fromisoformat(day)
     earlier = last - timedelta(days=load_config(settings.alerts_file()).uplift_window_days + 1)
@@ -355,6 +376,8 @@ def _model_lines(con, p: settings.Paths) -> list[str]:
             lines.append(f"model {task}: no champion ({status})")
             continue
         card = reg.card(task, champion)
+        if attempt.get("status", "").startswith("unchanged"):
+            lines.append(f"model {task}: latest retraining {attempt['status']}")
         m = card["metrics"][card["model"]]
         lines.append(f"model {task}: champion {champion} ({card['model']}), test cutoff {card['test_cutoff']}: "
                      + ", ".join(f"{k} {m[k]:.3f}" for k in ("roc_auc", "pr_auc", "brier", "mae", "spearman", "aggregate_error",
@@ -372,7 +395,8 @@ def _model_lines(con, p: settings.Paths) -> list[str]:
         day, bands = con.execute("SELECT max(snapshot_date) FROM ml.churn_scores").fetchall()[0][0], {}
         bands = dict(con.execute("SELECT risk_band, count(*) FROM ml.churn_scores WHERE snapshot_date = ? "
                                  "GROUP BY 1", [day]).fetchall())
-        lines.append(f"churn scores {day}: " + ", ".join(f"{b} risk {bands.get(b, 0):,}" for b in ("high", "medium", "low")))
+        lines.append(f"churn scores {day}: " + ", ".join(f"{b} risk {bands.get(b, 0):,}" for b in ("high", "medium", "low"))
+                     + _risk_band_note(con, reg, day))
     if warehouse.table_exists(con, "ml.clv_scores"):
         day, n, total, alive = con.execute("SELECT max(snapshot_date), count(*), sum(clv_12m), avg(probability_alive) "
                                            "FROM ml.clv_scores WHERE snapshot_date = (SELECT max(snapshot_date) "
@@ -382,17 +406,38 @@ def _model_lines(con, p: settings.Paths) -> list[str]:
     return lines
 
 
+def _risk_band_note(con, reg, day) -> str:
+    """What the churn risk bands mean: their thresholds, the mean predicted probability and the
+    share of customers who churned in the champion's training data (a base rate near one half
+    makes "high" common, not alarming)."""
+    from crm_platform.ml import load_config
+
+    cfg = load_config(settings.models_file())
+    mean = con.execute("SELECT avg(churn_probability) FROM ml.churn_scores WHERE snapshot_date = ?",
+                       [day]).fetchall()[0][0]
+    champion = reg.champion("churn")
+    base = reg.card("churn", champion).get("train_positive_rate") if champion else None
+    note = f" (high: probability >= {cfg.risk_high:.2f}, medium: >= {cfg.risk_medium:.2f}"
+    if mean is not None:
+        note += f"; mean probability {mean:.2f}"
+    if base is not None:
+        note += f", against a base rate of {base:.0%} who churned within {cfg.horizon_days} days in the training data"
+    return note + ")"
+
+
 # exit codes of materialize and backfill (README "The command line")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def materialize_selection(selection: str, partition: str | None = None, raise_on_error: bool = False):
+def materialize_selection(selection: str, partition: str | None = None, raise_on_error: bool = False,
+                          progress: bool = False, started: float | None = None):
     """Runs of the assets a Dagster asset selection names (``group:identity``, ``+core/customers``,
     ``key:marts/*``) with their checks: the assets not partitioned by day in one run, then the
     daily ones for ``partition`` (default: the last day with data) in another."""
     from dagster._core.definitions.asset_selection import AssetSelection
 
-    run = job_runner(raise_on_error)
+    show = {"progress": progress, "started": started}
+    run = job_runner(raise_on_error, **show)
     from crm_platform.definitions import defs
 
     graph = defs.resolve_asset_graph()
@@ -415,7 +460,7 @@ def materialize_selection(selection: str, partition: str | None = None, raise_on
             raise SelectionError(f"--select {selection!r} names daily assets, and the timeline holds no event yet: "
                                  "materialize the core first, or give --partition")
         if _partitions_moved():
-            run = job_runner(raise_on_error, fresh=True)
+            run = job_runner(raise_on_error, fresh=True, **show)
         results.append(run("__ASSET_JOB", asset_selection=sorted(daily), partition_key=day))
     return results
 
@@ -428,12 +473,18 @@ def _materialize(args) -> int:
     try:
         # `demo` runs everything: no selection
         select = getattr(args, "select", None)
-        results = materialize_selection(select, getattr(args, "partition", None)) if select else \
-            materialize(history_days=args.days)
+        show = {"progress": True, "started": getattr(args, "started", None)}
+        results = materialize_selection(select, getattr(args, "partition", None), **show) if select else \
+            materialize(history_days=args.days, **show)
     except SelectionError as e:
         print(f"crm-platform materialize: {e}", file=sys.stderr)
         return EXIT_USAGE
     print("\n".join(summary_lines(results)))
+    if getattr(args, "started", None):
+        import time
+
+        from crm_platform.progress import clock
+        print(f"the demo took {clock(time.monotonic() - args.started)}")
     return EXIT_OK if all(r.success for r in results) else EXIT_FAILED
 
 
@@ -451,7 +502,7 @@ def _backfill(args) -> int:
         print(f"--to {end} is after the newest day with data ({newest or 'none yet: run the core refresh first'}); "
               "the daily partitions end there", file=sys.stderr)
         return 2
-    result = job_runner(fresh=_partitions_moved())(args.job, tags=range_tags(start, end))
+    result = job_runner(fresh=_partitions_moved(), progress=True)(args.job, tags=range_tags(start, end))
     print("\n".join(summary_lines([result])))
     return 0 if result.success else 1
 
@@ -628,6 +679,10 @@ def _writer(p: settings.Paths):
 
 
 def _demo(args) -> int:
+    import time
+
+    args.started = time.monotonic()
+    print(f"> generate: {args.customers} customers (seed {args.seed})", file=sys.stderr, flush=True)
     _generate(args)
     return _materialize(args)
 

@@ -330,6 +330,9 @@ def test_the_cli_runs_a_selection_and_says_plainly_what_is_wrong(tmp_path):
     out = cli(home, "materialize", "--select", "+group:staging", sources=sources)     # staging and what it reads
     assert out.returncode == 0 and out.stdout.startswith("run of the selection succeeded"), out.stdout + out.stderr
     assert "staging.orders" in out.stdout
+    # progress on stderr while it works: each step as it starts and ends, with elapsed times
+    assert "> materialize: " in out.stderr and "staging/orders: done in " in out.stderr, out.stderr
+    assert "(elapsed " in out.stderr and "< materialize: finished in " in out.stderr
     bad = cli(home, "materialize", "--select", "key:no/such_asset", sources=sources)
     assert bad.returncode == 2 and "names no asset of this code location" in bad.stderr
     broken = tmp_path / "broken.yaml"
@@ -343,6 +346,31 @@ def test_the_cli_runs_a_selection_and_says_plainly_what_is_wrong(tmp_path):
     out = cli(empty, "materialize", "--select", "+group:staging", sources=sources)
     assert out.returncode == 1
     assert "check staging/orders:pandera_Orders failed: staging.orders is empty" in out.stdout
+    assert "check staging/orders: pandera_Orders: FAILED in " in out.stderr
+    assert "< materialize: FAILED in " in out.stderr and "check staging/orders: pandera_Orders\n" in out.stderr
+
+
+def test_progress_on_a_terminal_is_a_bar_with_the_running_step_and_a_line_per_step():
+    import io
+    from types import SimpleNamespace
+
+    from crm_platform.progress import Progress, clock
+
+    def event(kind, key=None):
+        return SimpleNamespace(dagster_event=SimpleNamespace(event_type_value=kind, step_key=key))
+
+    out = io.StringIO()
+    p = Progress("refresh_core", 2, stream=out, interactive=True)
+    p.on_event(event("STEP_START", "staging__contacts"))
+    assert "staging/contacts" in out.getvalue()           # the bar names the running step
+    p.on_event(event("STEP_SUCCESS", "staging__contacts"))
+    p.on_event(event("STEP_START", "identity__crosswalk"))
+    p.on_event(event("STEP_FAILURE", "identity__crosswalk"))
+    p.finish(False)
+    text = out.getvalue()
+    assert "[  1/2] staging/contacts: done in" in text and "[  2/2] identity/crosswalk: FAILED in" in text
+    assert "< refresh_core: FAILED in" in text and "failed: identity/crosswalk" in text
+    assert (clock(4.24), clock(185), clock(3725)) == ("4.2 s", "3 min 05 s", "1 h 02 min")
 
 
 def test_a_failed_checks_first_failure_cases_are_printed():

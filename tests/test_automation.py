@@ -319,8 +319,8 @@ def test_the_nightly_schedule_computes_the_days_with_data_and_nothing_else(tmp_p
 
     monkeypatch.setenv("CRM_PLATFORM_HOME", str(tmp_path))
     schedule = defs.get_repository_def().get_schedule_def("daily_snapshots_schedule")
-    with dg.instance_for_test() as instance:
-        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 10, 1, 2, 30))
+    with dg.instance_for_test() as instance, \
+            dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 10, 1, 2, 30)) as ctx:
         assert "no event" in schedule.evaluate_tick(ctx).skip_message
         last = PARTITIONS.end.date() - timedelta(days=1)
         (tmp_path / "state").mkdir()

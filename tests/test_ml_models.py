@@ -3,6 +3,7 @@ every eligible customer, and honest "not enough data" outcomes."""
 
 import dataclasses
 import shutil
+from pathlib import Path
 from datetime import date, timedelta
 
 import dagster as dg
@@ -195,7 +196,12 @@ def test_train_gate_and_score_in_dagster(timeline_world, tmp_path, monkeypatch):
     meta = next(e.materialization.metadata for e in first.get_asset_materialization_events()
                 if e.materialization.asset_key == dg.AssetKey(["ml", "churn_model"]))
     assert meta["calibration_curve"].value.startswith("![calibration curve](data:image/png;base64,")
-    assert "recency_rule" in meta["metrics"].value
+    metrics = meta["metrics"].value        # a table the UI shows whole: a row per metric, a column per model
+    assert "recency_rule" in [c.name for c in metrics.schema.columns]
+    assert "roc_auc" in [r.data["metric"] for r in metrics.records]
+    page = Path(meta["model_card_page"].value)       # every plot and the metrics on one page
+    assert page == tmp_path / "models" / "churn" / "v0001" / "card.html"
+    assert page.read_text().count("<img ") >= 2 and "recency_rule" in page.read_text()
     con = duckdb.connect(str(db), read_only=True)
     versions = con.execute("SELECT DISTINCT model_version FROM ml.churn_scores").fetchall()
     con.close()
@@ -210,6 +216,16 @@ def test_train_gate_and_score_in_dagster(timeline_world, tmp_path, monkeypatch):
     assert reg.champion("churn") == "v0001" and reg.versions("churn") == ["v0001", "v0002"]
     built = {e.materialization.asset_key.to_user_string() for e in second.get_asset_materialization_events()}
     assert built == {"ml/churn_model"}
+
+    # the same data and configuration again: nothing new is learnt, no new version, the champion stays
+    monkeypatch.setattr(model_assets_module, "CONFIG", CFG)
+    defs[:] = model_assets_module.model_assets()[:2]
+    third = run()
+    gate = _checks(third)[("ml/churn_model", "quality_gate")]
+    assert gate.passed and "unchanged" in gate.description and "v0001 is the champion" in gate.description
+    assert reg.versions("churn") == ["v0001", "v0002"] and reg.champion("churn") == "v0001"
+    assert reg.last_attempt("churn")["status"].startswith("unchanged: the training data and configuration are those "
+                                                          "of v0001")
 
 
 def test_not_enough_data_in_dagster(timeline_world, tmp_path):

@@ -228,3 +228,26 @@ def test_str_matches_answers_every_value_as_python_re_does():
     failures = validate_frame(pd.DataFrame({"code": values}), M)
     assert set(failures["failure_case"]) == set(values[~values.str.match(r"^K\d+$", na=True)])
     assert (failures["check"] == r"str_matches('^K\d+$')").all()
+
+
+def test_every_column_the_business_reads_has_a_description(production_run):
+    """The golden records, the feature snapshots, the segments and the scores: each column has a
+    description in the Dagster column schema, from one place (crm_platform/columns.py)."""
+    import duckdb
+
+    from assets.metadata import table_metadata
+    from crm_platform.columns import DESCRIPTIONS
+    from crm_platform.warehouse import table_exists
+
+    con = duckdb.connect(str(production_run / "warehouse.duckdb"), read_only=True)
+    try:
+        present = [t for t in DESCRIPTIONS if table_exists(con, t)]      # a model without champion scores nothing
+        assert {"core.customers", "features.customer_features", "marts.customer_segments", "ml.churn_scores"} <= set(present)
+        for table in present:
+            schema = table_metadata(con, table)["dagster/column_schema"]
+            missing = [c.name for c in schema.columns if not c.description]
+            assert schema.columns and not missing, (table, missing)
+        golden = {c.name: c.description for c in table_metadata(con, "core.customers")["dagster/column_schema"].columns}
+        assert "most_restrictive" in golden["consent_email"] and "config/survivorship.yaml" in golden["consent_email"]
+    finally:
+        con.close()

@@ -4,14 +4,19 @@ with its card, and one champion per task.
 * ``<version>/model.joblib``: the fitted scikit-learn estimator (or the CLV model object);
 * ``<version>/card.json``: training cutoffs, test cutoff, features, parameters, metrics, the hash
   of the training data, the gate decision once made;
+* ``<version>/card.html``: the card as a page (metrics, plots) to open in a browser;
 * ``champion.json``: the version the scoring assets use; ``promotions.jsonl``: every gate
   decision, promoted or refused, in order.
+
+A training run on the same data with the same configuration as a registered version (its
+``training_fingerprint``) learns nothing new: it registers no new version (``same_training``).
 
 Files are written to a temporary name and renamed, so a crash never leaves half a model behind.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from datetime import datetime, timezone
@@ -22,6 +27,15 @@ import joblib
 
 class RegistryError(LookupError):
     pass
+
+
+def training_fingerprint(data_hash: str, *configs) -> str:
+    """What a training run learnt from: the hash of its training data and every configuration
+    that shaped it (dataclasses or plain values, as their repr)."""
+    h = hashlib.sha256(data_hash.encode())
+    for c in configs:
+        h.update(repr(c).encode())
+    return h.hexdigest()[:24]
 
 
 def _now() -> str:
@@ -63,6 +77,22 @@ class Registry:
         _write(tmp / "card.json", json.dumps(card, indent=2, default=str))
         os.replace(tmp, d / version)
         return version
+
+    def same_training(self, task: str, fingerprint: str) -> str | None:
+        """The newest version trained on the same data with the same configuration, if any."""
+        for version in reversed(self.versions(task)):
+            if self.card(task, version).get("training_fingerprint") == fingerprint:
+                return version
+        return None
+
+    def report_path(self, task: str, version: str) -> Path:
+        """Where the card of a version is written as a page (``write_report``)."""
+        return self._task(task) / version / "card.html"
+
+    def write_report(self, task: str, version: str, html: str) -> Path:
+        path = self.report_path(task, version)
+        _write(path, html)
+        return path
 
     def card(self, task: str, version: str) -> dict:
         path = self._task(task) / version / "card.json"
