@@ -229,6 +229,10 @@ def scores_asset(task: ModuleType, table: str, schema, description: str):
         yield dg.AssetCheckResult(
             check_name="drift", passed=not shifted, severity=dg.AssetCheckSeverity.WARN,
             description=(f"PSI ≥ {CONFIG.drift_psi_warn} for: " + ", ".join(f"{k} {v}" for k, v in shifted.items())
+                         + f". The day's customers differ from those {task.TASK} {version} was trained on: "
+                         "look at the shifted features (a source change, a campaign, a season?); if the shift is "
+                         "real, retrain (the drift_retraining sensor does when switched on, or run retrain_models) "
+                         "and let the quality gate judge; until then the scores still come from the champion"
                          if shifted else f"all PSI below {CONFIG.drift_psi_warn} (max {max(drift.values()):.3f})"),
             metadata={"psi": dg.MetadataValue.json(drift)})
 

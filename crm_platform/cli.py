@@ -258,12 +258,17 @@ def summary_lines(results=()) -> list[str]:
                 lines.append(f"features: snapshot {day}: {n:,} customers, mean engagement {eng}")
         if warehouse.table_exists(con, "marts.kpi_daily"):
             day = con.execute("SELECT max(kpi_date) FROM marts.kpi_daily").fetchall()[0][0]
-            k = dict(con.execute("SELECT kpi, value FROM marts.kpi_daily WHERE kpi_date = ?", [day]).fetchall())
+            k = dict(con.execute("SELECT kpi, value FROM marts.kpi_daily WHERE kpi_date = ? AND channel IS NULL",
+                                 [day]).fetchall())
+            notes = dict(con.execute("SELECT kpi, note FROM marts.kpi_daily WHERE kpi_date = ? AND channel IS NULL "
+                                     "AND note IS NOT NULL", [day]).fetchall())
             stages = con.execute("SELECT lifecycle_stage, count(*) FROM marts.customer_segments WHERE snapshot_date = ? "
                                  "GROUP BY 1 ORDER BY 2 DESC", [day]).fetchall()
             fmt = lambda v, p="": "n/a" if v is None else f"{v:{p}}"  # noqa: E731
             lines.append(f"KPIs {day}: {fmt(k.get('active_customers'), ',.0f')} active customers, churn rate "
-                         f"{fmt(k.get('churn_rate'), '.1%')}, NPS {fmt(k.get('nps'), '.0f')}, revenue (30 days) "
+                         f"{fmt(k.get('churn_rate'), '.1%')}, NPS "
+                         f"{fmt(k.get('nps'), '+.0f') if k.get('nps') is not None else 'n/a (' + notes.get('nps', 'no answers') + ')'}"
+                         f", revenue (30 days) "
                          f"{fmt(k.get('revenue'), ',.0f')} EUR")
             lines.append("  stages: " + ", ".join(f"{s} {n:,}" for s, n in stages))
         lines += _model_lines(con, p)
@@ -325,6 +330,7 @@ def _partitions(tags) -> str:
 def _alert_lines(con, p: settings.Paths) -> list[str]:
     """Alerts raised, where they went, and the uplift so far."""
     from crm_platform import warehouse
+    from crm_platform.alerts.uplift import verdict as uplift_verdict
 
     if not warehouse.table_exists(con, "alerts.delivery_log"):
         return []
@@ -356,7 +362,8 @@ def _alert_lines(con, p: settings.Paths) -> list[str]:
                 "FROM marts.action_uplift WHERE snapshot_date = (SELECT max(snapshot_date) FROM marts.action_uplift) "
                 "ORDER BY 1").fetchall():
             lines.append(f"  uplift {kind}: " + (note if up is None else
-                         f"order rate {up:+.3f} ± {margin:.3f} (treated {t:,}, control {c:,})"))
+                         f"order rate {100 * up:+.1f} ± {100 * margin:.1f} points (95 %; treated {t:,}, control {c:,}): "
+                         f"{uplift_verdict(up, margin)}"))
     return lines
 
 

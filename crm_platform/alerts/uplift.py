@@ -62,3 +62,11 @@ SELECT {d} AS snapshot_date, k.kind, {w} AS window_days,
 FROM kinds k LEFT JOIN groups g USING (kind),
      LATERAL (SELECT coalesce(g.treated_alerts, 0) >= {n} AND coalesce(g.control_alerts, 0) >= {n} AS ok)
 ORDER BY k.kind"""
+
+
+def verdict(uplift: float, margin: float) -> str:
+    """Whether a measured uplift is distinguishable from chance, in words (the dashboard's and the
+    CLI summary's): an effect only when the 95 % margin does not reach zero."""
+    if abs(uplift) <= margin:
+        return "not distinguishable from chance"
+    return "an effect: more orders" if uplift > 0 else "an effect: fewer orders"

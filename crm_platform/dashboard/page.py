@@ -87,7 +87,10 @@ def _chart(c: Chart) -> str:
         return (f'<div class="{cls} chart" id="{_e(c.key)}" data-state="empty">{head}'
                 f'<p class="no-data">{NOT_ENOUGH}: {_e(c.missing)}</p></div>')
     fig = go.Figure(c.figure)
-    fig.update_layout(template="plotly_white", margin=dict(l=50, r=20, t=20, b=45), height=340 if not c.wide else 380,
+    # a figure may ask for more room (a note above its panels, long labels on the left)
+    asked = c.figure.layout.margin
+    fig.update_layout(template="plotly_white", margin=dict(l=max(50, asked.l or 0), r=20, t=max(20, asked.t or 0), b=45),
+                      height=340 if not c.wide else 380,
                       font=dict(family="system-ui, sans-serif", size=12), legend=dict(orientation="h", y=1.14))
     return (f'<div class="{cls} chart" id="{_e(c.key)}" data-state="pending" data-figure="fig-{_e(c.key)}">{head}'
             f'<div class="plot"></div>'

@@ -16,7 +16,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from crm_platform import segments
+from crm_platform import segments, settings
+from crm_platform.alerts.uplift import verdict as uplift_verdict
 from crm_platform.attribution import attribution_sql
 from crm_platform.dashboard.page import Chart, Section, Table, Tile
 from crm_platform.features import LAST_DATA_DAY_SQL, day_end
@@ -71,6 +72,12 @@ class Context:
     @property
     def d(self) -> str:
         return f"DATE '{self.day.isoformat()}'"
+
+    @property
+    def older(self) -> bool:
+        """Whether the day is older than the newest the marts hold (its page is a look back)."""
+        newest = as_of_day(self.con)
+        return newest is not None and self.day < newest
 
 
 def chart(key: str, title: str, caption: str, *tables: str, wide: bool = False):
@@ -203,75 +210,97 @@ def kpi_trends(ctx: Context):
                                  line=dict(color=BLUE)), row=i // 3 + 1, col=i % 3 + 1)
         if s.value.notna().sum() == 0:
             note = notes.get(kpi) or "no value"
-            fig.add_annotation(text=f"not reported:<br>{note}", showarrow=False, font=dict(color=GREY),
+            fig.add_annotation(text=note if "not reported" in note else f"not reported:<br>{note}",
+                               showarrow=False, font=dict(color=GREY),
                                xref="x domain" if i == 0 else f"x{i + 1} domain",
                                yref="y domain" if i == 0 else f"y{i + 1} domain", x=0.5, y=0.5)
     fig.update_xaxes(tickformat="%d %b", **({"dtick": 86_400_000} if days <= 10 else {}))
     for i, (kpi, _) in enumerate(TREND_KPIS):
         if kpi in ("churn_rate", "repeat_purchase_rate"):
-            fig.update_yaxes(tickformat=".0%", row=i // 3 + 1, col=i % 3 + 1)
+            fig.update_yaxes(tickformat=".1%", row=i // 3 + 1, col=i % 3 + 1)      # a few tenths apart on most days
     return fig
 
 
 # --------------------------------------------------------------------------------------- lifecycle
-@chart("lifecycle_funnel", "Lifecycle funnel",
-       "Customers in each lifecycle stage at the end of the day (and their share of all), in the "
-       "order a customer moves through them; at risk and churned collect the customers the stages "
-       "above lose.",
-       "marts.customer_segments")
+@chart("lifecycle_funnel", "Purchase funnel",
+       "Of all customers known at the end of the day: how many ever ordered, ordered twice, and "
+       "reached the loyalty threshold of orders; each step holds the ones below it, so the bars only "
+       "narrow. Where they stand today is the next chart.",
+       "marts.customer_segments", "features.customer_features")
 def lifecycle_funnel(ctx: Context):
+    loyal = segments.load_config(settings.segments_file()).loyal_min_orders
+    row = ctx.df(f"""SELECT count(*) AS known, count(*) FILTER (WHERE orders_total >= 1) AS once,
+                            count(*) FILTER (WHERE orders_total >= 2) AS twice,
+                            count(*) FILTER (WHERE orders_total >= {loyal}) AS loyal
+                     FROM features.customer_features WHERE snapshot_date = {ctx.d}""").iloc[0]
+    if not row.known:
+        return f"no feature snapshot for {ctx.day}"
+    steps = ["known customers", "ordered at least once", "ordered twice or more", f"ordered {loyal} times or more"]
+    values = [int(row.known), int(row.once), int(row.twice), int(row.loyal)]
+    if loyal <= 2:
+        steps, values = steps[:3], values[:3]
+    return go.Figure(go.Funnel(y=steps, x=values, texttemplate="%{value:,}<br>%{percentInitial:.0%}",
+                               marker_color=[GREY, BLUE, BLUE, GREEN][:len(steps)]))
+
+
+@chart("lifecycle_stages", "Where customers stand today",
+       "Customers in each lifecycle stage at the end of the day, in the order a customer moves "
+       "through them; at risk and churned collect those the active stages lost (config/segments.yaml).",
+       "marts.customer_segments")
+def lifecycle_stages(ctx: Context):
     frame = ctx.df(f"SELECT lifecycle_stage, count(*) AS customers FROM marts.customer_segments "
                    f"WHERE snapshot_date = {ctx.d} GROUP BY 1")
     if frame.empty:
         return f"no segments for {ctx.day}"
     counts = frame.set_index("lifecycle_stage")["customers"].reindex(list(segments.STAGES)).fillna(0)
-    fig = go.Figure(go.Funnel(y=[s.replace("_", " ") for s in counts.index], x=counts.values,
-                              textinfo="value+percent total",
-                              marker_color=[BLUE, BLUE, BLUE, GREEN, ORANGE, RED]))
-    return fig
+    share = counts / counts.sum()
+    return go.Figure(go.Bar(x=[st.replace("_", " ") for st in counts.index], y=counts.values,
+                            customdata=share.values, texttemplate="%{y:,} (%{customdata:.0%})",
+                            marker_color=[GREY, BLUE, BLUE, GREEN, ORANGE, RED]),
+                     layout=dict(yaxis_title="customers"))
 
 
 @chart("lifecycle_flows", "Lifecycle transitions",
-       "Moves between lifecycle stages over the last 30 days (left: the stage left, right: the "
-       "stage reached; band width = customers); bands into at risk and churned are the ones to "
-       "stop.",
+       "Moves between lifecycle stages over the last 30 days: each cell counts the customers who "
+       "left the stage of its row for the stage of its column; the at risk and churned columns are "
+       "the moves to stop, the active columns of the at risk and churned rows are win-backs.",
        "marts.lifecycle_transitions")
 def lifecycle_flows(ctx: Context):
-    frame = ctx.df(f"""SELECT coalesce(from_stage, 'new') AS src, to_stage AS dst, count(*) AS customers,
-                              count(DISTINCT transition_at::DATE) AS days
+    frame = ctx.df(f"""SELECT coalesce(from_stage, 'new') AS src, to_stage AS dst, count(*) AS customers
                        FROM marts.lifecycle_transitions
                        WHERE transition_at::DATE BETWEEN {ctx.d} - INTERVAL 29 DAY AND {ctx.d} GROUP BY ALL""")
     if frame.empty:
         return f"no stage changes in the 30 days up to {ctx.day}"
     order = ["new", *segments.STAGES]
-    left = [s for s in order if s in set(frame.src)]
-    right = [s for s in order if s in set(frame.dst)]
-    labels = [f"{s.replace('_', ' ')} →" for s in left] + [f"→ {s.replace('_', ' ')}" for s in right]
-    fig = go.Figure(go.Sankey(
-        node=dict(label=labels, pad=14, thickness=14,
-                  color=[GREY] * len(left) + [RED if s in ("at_risk", "churned") else GREEN for s in right]),
-        link=dict(source=[left.index(s) for s in frame.src], target=[len(left) + right.index(d) for d in frame.dst],
-                  value=frame.customers.tolist())))
+    rows = [st for st in order if st in set(frame.src)]
+    cols = [st for st in segments.STAGES if st in set(frame.dst)]
+    grid = frame.pivot(index="src", columns="dst", values="customers").reindex(index=rows, columns=cols)
+    label = lambda names: [n.replace("_", " ") for n in names]  # noqa: E731
+    fig = go.Figure(go.Heatmap(z=grid.values, x=label(cols), y=label(rows), colorscale="Blues", texttemplate="%{z:,}",
+                               hovertemplate="from %{y} to %{x}: %{z:,} customers<extra></extra>", showscale=False))
+    fig.update_layout(xaxis=dict(title="to stage", side="top"), yaxis=dict(title="from stage", autorange="reversed"))
     return fig
 
 
 # ----------------------------------------------------------------------------------------- segments
 @chart("rfm_map", "RFM segments",
-       "Customers per RFM segment (box size) coloured by mean recency score (5 = bought most "
+       "Customers per RFM segment, largest first, coloured by mean recency score (5 = bought most "
        "recently): champions and loyal are the base to keep, at risk and can't lose the ones to "
        "win back.",
        "marts.customer_segments")
 def rfm_map(ctx: Context):
     frame = ctx.df(f"""SELECT rfm_segment, count(*) AS customers, avg(rfm_r) AS r, avg(rfm_f) AS f, avg(rfm_m) AS m
                        FROM marts.customer_segments WHERE snapshot_date = {ctx.d} AND rfm_segment IS NOT NULL
-                       GROUP BY 1 ORDER BY 2 DESC""")
+                       GROUP BY 1 ORDER BY 2""")
     if frame.empty:
         return f"no customer has an RFM segment on {ctx.day}"
-    fig = go.Figure(go.Treemap(
-        labels=frame.rfm_segment.str.replace("_", " "), parents=[""] * len(frame), values=frame.customers,
-        marker=dict(colors=frame.r, colorscale="RdYlGn", cmin=1, cmax=5, colorbar=dict(title="R")),
-        customdata=frame[["f", "m"]].round(1), texttemplate="%{label}<br>%{value:,} customers",
-        hovertemplate="%{label}: %{value:,} customers<br>mean R %{color:.1f}, F %{customdata[0]}, M %{customdata[1]}"))
+    fig = go.Figure(go.Bar(
+        y=frame.rfm_segment.str.replace("_", " "), x=frame.customers, orientation="h", texttemplate="%{x:,}",
+        marker=dict(color=frame.r, colorscale="RdYlGn", cmin=1, cmax=5, colorbar=dict(title="mean R")),
+        customdata=frame[["r", "f", "m"]].round(1),
+        hovertemplate="%{y}: %{x:,} customers<br>mean R %{customdata[0]}, F %{customdata[1]}, M %{customdata[2]}"
+                      "<extra></extra>"))
+    fig.update_layout(xaxis_title="customers", margin=dict(l=130))
     return fig
 
 
@@ -379,16 +408,20 @@ def calibration(ctx: Context):
 
 @chart("lift", "Lift by score decile",
        "How many times the average rate each tenth of customers shows when ranked by model score "
-       "(1 = highest scores), on the test cutoff; above 1 on the left means the model finds the "
-       "cases.")
+       "(1 = highest scores), on the test cutoff, one panel per model on its own scale; above 1 on "
+       "the left means the model finds the cases.")
 def lift(ctx: Context):
     shown = {task: pd.DataFrame(card["deciles"]) for task, card in sorted(ctx.cards.items()) if card.get("deciles")}
     if not shown:
         return "no champion model with a decile table"
-    fig = go.Figure([go.Bar(name=f"{task} ({ctx.cards[task].get('version', '')})", x=t.decile, y=t.lift)
-                     for task, t in shown.items()])
-    fig.add_hline(y=1, line_dash="dash", line_color=GREY)
-    fig.update_layout(barmode="group", xaxis=dict(title="score decile (1 = highest)", dtick=1), yaxis_title="lift")
+    fig = make_subplots(rows=1, cols=len(shown), subplot_titles=[
+        f"{task.replace('_', ' ')} ({ctx.cards[task].get('version', '')})" for task in shown])
+    for i, t in enumerate(shown.values(), start=1):
+        fig.add_trace(go.Bar(x=t.decile, y=t.lift, marker_color=BLUE, showlegend=False,
+                             hovertemplate="decile %{x}: lift %{y:.2f}<extra></extra>"), row=1, col=i)
+        fig.add_hline(y=1, line_dash="dash", line_color=GREY, row=1, col=i)
+        fig.update_xaxes(title_text="score decile (1 = highest)", dtick=1, row=1, col=i)
+    fig.update_yaxes(title_text="lift", row=1, col=1)
     return fig
 
 
@@ -526,6 +559,8 @@ def quarantine_reasons(ctx: Context):
 def check_status(ctx: Context):
     if ctx.checks is None:
         return "no check results (rendered outside Dagster)"
+    if ctx.older:
+        return f"the check results kept are those of the latest run, not of {ctx.day}: see the newest dashboard"
     if not ctx.checks:
         return "no check has run yet"
     frame = pd.DataFrame([{"layer": c.asset.split("/")[0], "status": "passed" if c.passed else
@@ -540,35 +575,70 @@ def check_status(ctx: Context):
 @table("failing_checks", "Checks not passing",
        "Each check whose latest result is a failure or warning, with what it found.")
 def failing_checks(ctx: Context):
-    rows = [{"asset": c.asset, "check": c.check, "severity": c.severity, "found": c.description[:160]}
+    rows = [{"asset": c.asset, "check": c.check, "severity": c.severity, "found": c.description[:360]}
             for c in ctx.checks or [] if not c.passed]
     if ctx.checks is None:
         return "no check results (rendered outside Dagster)"
+    if ctx.older:
+        return f"the check results kept are those of the latest run, not of {ctx.day}: see the newest dashboard"
     return pd.DataFrame(rows) if rows else "every check passed"
 
 
 # -------------------------------------------------------------------------------------------- alerts
 @chart("alerts_per_day", "Alerts raised",
-       "Customer alerts per day and kind over the last 30 days (solid: delivered to the teams, "
-       "light: the control group held back to measure the effect).",
-       "alerts.customer_alerts", wide=True)
+       "Customer alerts delivered per day over the last 30 days, one panel per kind on its own "
+       "scale (the light part: the control group held back to measure the effect). A day computed "
+       "without the days before it (the first day, or the first after a gap longer than the "
+       "suppression window) raises the backlog of every customer qualifying then; such a day is "
+       "left out of the panels and its count given above them.",
+       "alerts.customer_alerts", "marts.kpi_daily", wide=True)
 def alerts_per_day(ctx: Context):
+    from crm_platform.alerts.rules import load_config
+
+    window = max(load_config(settings.alerts_file()).suppression_days.values())
     frame = ctx.df(f"""SELECT alert_date, kind, count(*) FILTER (WHERE NOT is_control) AS treated,
                               count(*) FILTER (WHERE is_control) AS control
                        FROM alerts.customer_alerts
                        WHERE alert_date BETWEEN {ctx.d} - INTERVAL 29 DAY AND {ctx.d} GROUP BY ALL ORDER BY 1""")
     if frame.empty:
         return f"no customer alert in the 30 days up to {ctx.day}"
+    backlog_days = set(backlog_alert_days(ctx, window))
+    backlog = frame[frame.alert_date.dt.date.isin(backlog_days)]
+    frame = frame[~frame.alert_date.dt.date.isin(backlog_days)]
+    said = "; ".join(f"{d:%d %b %Y}: {int(n):,} alerts" for d, n in
+                     backlog.groupby(backlog.alert_date.dt.date)[["treated", "control"]].sum().sum(axis=1).items())
+    if frame.empty:
+        return f"only backlog days in the 30 days up to {ctx.day} ({said}: computed without the {window} days before)"
+    kinds = sorted(frame.kind.unique())
     colors = {"churn_risk": RED, "lifecycle": BLUE, "next_best_offer": GREEN}
-    bars = []
-    for kind, s in frame.groupby("kind"):
-        bars.append(go.Bar(name=kind, x=s.alert_date, y=s.treated, marker_color=colors.get(kind, GREY),
-                           offsetgroup=kind, legendgroup=kind))
-        bars.append(go.Bar(name=f"{kind} (control)", x=s.alert_date, y=s.control, marker_color=colors.get(kind, GREY),
-                           opacity=0.35, offsetgroup=kind, base=s.treated.values, legendgroup=kind))
-    fig = go.Figure(bars)
-    fig.update_layout(barmode="group", yaxis_title="alerts")
+    fig = make_subplots(rows=1, cols=len(kinds), subplot_titles=[k.replace("_", " ") for k in kinds])
+    for i, kind in enumerate(kinds, start=1):
+        part = frame[frame.kind == kind]
+        for col, opacity, name in (("treated", 1.0, "delivered"), ("control", 0.35, "control group")):
+            fig.add_trace(go.Bar(x=part.alert_date, y=part[col], name=name, marker_color=colors.get(kind, GREY),
+                                 opacity=opacity, showlegend=False,
+                                 hovertemplate=f"%{{x|%d %b}}: %{{y:,}} {name}<extra>{kind}</extra>"), row=1, col=i)
+        top = int((part.treated + part.control).max())
+        fig.update_yaxes(dtick=max(1, -(-top // 5)), rangemode="tozero", row=1, col=i)
+    fig.update_layout(barmode="stack")
+    fig.update_yaxes(title_text="alerts", row=1, col=1)
+    fig.update_xaxes(tickformat="%d %b")
+    if said:
+        fig.add_annotation(text=f"not shown, the backlog of a day computed without the {window} days before: {said}",
+                           xref="paper", yref="paper", x=0, y=1.1, yanchor="bottom", showarrow=False,
+                           xanchor="left", font=dict(color=GREY))
+        fig.update_layout(margin=dict(t=60))
     return fig
+
+
+def backlog_alert_days(ctx: Context, window: int) -> list[date]:
+    """Alert days of the 30 up to the context's day computed without any of the ``window`` days
+    before them (no KPI day there): their alerts are a backlog, not that day's news."""
+    return [d.date() if hasattr(d, "date") else d for (d,) in ctx.con.execute(f"""
+        SELECT DISTINCT a.alert_date FROM alerts.customer_alerts a
+        WHERE a.alert_date BETWEEN {ctx.d} - INTERVAL 29 DAY AND {ctx.d}
+          AND NOT EXISTS (SELECT 1 FROM marts.kpi_daily k WHERE k.kpi_date < a.alert_date
+                          AND k.kpi_date >= a.alert_date - INTERVAL {int(window)} DAY)""").fetchall()]
 
 
 @chart("delivery", "Delivery per sink",
@@ -591,20 +661,22 @@ def delivery(ctx: Context):
 
 @chart("uplift", "Effect of the alerts (control-group uplift)",
        "Order rate in the follow-up window of customers whose alert was delivered minus that of "
-       "the held-back control group, with its 95% margin; a bar clear of zero is an effect, not "
-       "chance.",
+       "the held-back control group, with its 95% margin. A bar whose margin crosses zero is not "
+       "distinguishable from chance: the alerts may have helped, done nothing or harmed.",
        "marts.action_uplift")
 def uplift(ctx: Context):
     frame = ctx.df(f"""SELECT kind, treated_alerts, control_alerts, order_rate_uplift, order_rate_uplift_margin, note
                        FROM marts.action_uplift WHERE snapshot_date = {ctx.d} ORDER BY kind""")
     shown = frame.dropna(subset=["order_rate_uplift"])
     if shown.empty:
-        notes = "; ".join(f"{r.kind}: {r.note}" for r in frame.itertuples()) or f"no uplift rows for {ctx.day}"
-        return (notes)
-    fig = go.Figure(go.Bar(x=shown.kind, y=shown.order_rate_uplift, marker_color=BLUE, texttemplate="%{y:+.1%}",
-                           error_y=dict(type="data", array=shown.order_rate_uplift_margin),
+        return "; ".join(f"{r.kind}: {r.note}" for r in frame.itertuples()) or f"no uplift rows for {ctx.day}"
+    verdicts = [uplift_verdict(r.order_rate_uplift, r.order_rate_uplift_margin) for r in shown.itertuples()]
+    fig = go.Figure(go.Bar(x=[f"{k.replace('_', ' ')}<br>{v}" for k, v in zip(shown.kind, verdicts)],
+                           y=shown.order_rate_uplift, marker_color=[GREY if "chance" in v else BLUE for v in verdicts],
+                           width=0.4,
+                           texttemplate="%{y:+.1%}", error_y=dict(type="data", array=shown.order_rate_uplift_margin),
                            customdata=shown[["treated_alerts", "control_alerts"]],
-                           hovertemplate="%{x}: %{y:+.1%} (treated %{customdata[0]:,}, control %{customdata[1]:,})"))
+                           hovertemplate="%{y:+.1%} (treated %{customdata[0]:,}, control %{customdata[1]:,})<extra></extra>"))
     fig.add_hline(y=0, line_color=GREY)
     fig.update_layout(yaxis=dict(title="order-rate uplift", tickformat="+.0%"))
     return fig
@@ -630,7 +702,7 @@ def build(ctx: Context) -> tuple[list[Tile], list[Section]]:
         Section("overview", "Overview", "The headline KPIs over time and what marketing spend buys per channel.",
                 [kpi_trends(ctx), cac_vs_clv(ctx)]),
         Section("lifecycle", "Lifecycle and segments", "Where customers stand today and how they moved.",
-                [lifecycle_funnel(ctx), lifecycle_flows(ctx), rfm_map(ctx), rfm_grid(ctx), cohort_heatmap(ctx)]),
+                [lifecycle_funnel(ctx), lifecycle_stages(ctx), lifecycle_flows(ctx), rfm_map(ctx), rfm_grid(ctx), cohort_heatmap(ctx)]),
         Section("churn", "Churn risk", "Who is likely to stop buying, and which of them matter most.",
                 [churn_distribution(ctx), top_at_risk(ctx)]),
         Section("models", "Model quality", "Whether the scores can be trusted: measured on a later test cutoff.",

@@ -197,8 +197,9 @@ def simulate(rng: np.random.Generator, n: int, bounds: np.ndarray, p_customer: f
         out["w_login"].append(login[ev_sess] & (pos >= 1))
         out["w_src"].append(np.where(pos == 0, src[ev_sess], NO_SOURCE))
         out["w_cat"].append(fav[sp[ev_sess], rng.integers(0, 3, len(ev_sess))])
-        # NPS: a survey reaches a few customers each month; the answer reflects their experience.
-        answer = active & (rng.random(n) < 0.007)
+        # NPS: a survey reaches a few customers each month (2.5 % of the active ones answer: enough
+        # for a 30-day NPS of a base of 10,000 customers); the answer reflects their experience.
+        answer = active & (rng.random(n) < 0.025)
         score = np.clip(np.round(rng.normal(8.3 - 2.2 * np.minimum(open_tickets, 2)
                                             - 3.0 * np.minimum(recent_returns / 4, 1)
                                             + 1.0 * (engagement - 0.5), 1.6)), 0, 10)
