@@ -139,6 +139,17 @@ def ingest_dataset(con: duckdb.DuckDBPyConnection, ds: Dataset, landing: Path,
     return report
 
 
+def already_loaded(con, landing: Path, files: list[str]) -> set[str]:
+    """The landing files (paths relative to ``landing``) whose exact content the manifest already
+    holds, loaded or quarantined: a new look at them would load nothing."""
+    if not files or not warehouse.table_exists(con, "raw.ingest_manifest"):
+        return set()
+    known = {(f, d) for f, d in con.execute("SELECT DISTINCT source_file, sha256 FROM raw.ingest_manifest "
+                                            "WHERE list_contains(?, source_file)", [files]).fetchall()}
+    names = {f for f, _ in known}
+    return {f for f in files if f in names and (f, fingerprint(Path(landing) / f)[1]) in known}
+
+
 def _drop_temp(con, name: str) -> None:
     """Drop the temporary table or view ``name`` if there is one (_in is either)."""
     for (kind,) in con.execute(

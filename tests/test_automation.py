@@ -330,3 +330,23 @@ def test_the_nightly_schedule_computes_the_days_with_data_and_nothing_else(tmp_p
             == last.isoformat()
         instance.report_runless_asset_event(dg.AssetMaterialization(["alerts", "outbox"], partition=last.isoformat()))
         assert "no new day" in schedule.evaluate_tick(ctx).skip_message      # delivered: nothing to do
+
+
+def test_the_landing_sensor_knows_the_files_the_demo_loaded(tiny_run, tmp_path, monkeypatch):
+    """Switched on after the demo, the landing sensor's first tick starts nothing: every file's
+    content is in the ingest manifest. A file that then changes starts the core refresh."""
+    home = tmp_path / "home"
+    shutil.copytree(tiny_run / "landing", home / "landing")
+    shutil.copy(tiny_run / "warehouse.duckdb", home / "warehouse.duckdb")
+    monkeypatch.setenv("CRM_PLATFORM_HOME", str(home))
+    sensor = landing_sensor(chain_job)
+    first = sensor(dg.build_sensor_context())
+    assert not first.run_requests and "already loaded" in first.skip_reason.skip_message, first.skip_reason
+    files = sorted(json.loads(first.cursor))
+    assert len(files) >= 10
+    changed = home / "landing" / files[0]
+    changed.write_bytes(changed.read_bytes() + b"\n")          # new content under a known name
+    again = sensor(dg.build_sensor_context(cursor=first.cursor))
+    (req,) = again.run_requests
+    assert req.tags["crm_platform/files"] == "1" and req.tags["crm_platform/first_file"] == files[0]
+    assert not sensor(dg.build_sensor_context(cursor=again.cursor)).run_requests
