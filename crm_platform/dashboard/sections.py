@@ -358,6 +358,13 @@ def churn_distribution(ctx: Context):
                      for band, color in BAND_COLORS.items() if (frame.risk_band == band).any()])
     fig.update_layout(barmode="stack", xaxis=dict(title="churn probability", tickformat=".0%", range=[0, 1]),
                       yaxis_title="customers")
+    base = (ctx.cards.get("churn") or {}).get("train_positive_rate")
+    if base is not None:      # why so many are "high": the bands are absolute, the base rate is not
+        high = frame.loc[frame.risk_band == "high", "customers"].sum() / frame.customers.sum()
+        fig.add_annotation(text=f"{high:.0%} high risk; in the model's training data {base:.0%} of customers "
+                                f"churned<br>within the horizon, so a high share is expected", xref="paper",
+                           yref="paper", x=0.01, y=0.98, yanchor="top", xanchor="left", showarrow=False, align="left",
+                           font=dict(color=GREY), bgcolor="rgba(255,255,255,0.8)")
     return fig
 
 
