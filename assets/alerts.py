@@ -16,7 +16,7 @@ from assets.checks import latest_evaluations, partition_check, partition_check_s
 from assets.features import KEY as FEATURES_KEY, PARTITIONS, SINGLE_RUN
 from assets.metadata import markdown_table, table_metadata
 from crm_platform.alerts import kpi, rules, suppression, uplift
-from crm_platform.alerts.delivery import CONTACT_FIELDS
+from crm_platform.alerts.delivery import CONTACT_FIELDS, log_over_runs_sql
 from crm_platform.alerts.rules import SOURCES, in_control_group, window_days_sql
 from crm_platform.schemas import ActionUplift, ContactSuppression, CustomerAlerts, DeliveryLog, KpiAlerts
 from crm_platform.validation import validate_table
@@ -264,7 +264,11 @@ def outbox(context: dg.AssetExecutionContext, warehouse: DuckDBResource, alertin
                   "sent::BIGINT AS sent, already_delivered::BIGINT AS already_delivered, failed::BIGINT AS failed, "
                   "note::VARCHAR AS note FROM _log")
             con.unregister("_log")
-            replace_partition(con, "alerts.delivery_log", "_log_t", "alert_date", date.fromisoformat(day))
+            log_t = "_log_t"
+            if table_exists(con, "alerts.delivery_log"):        # a rerun of the day keeps what earlier runs sent
+                _temp(con, "_log_m", log_over_runs_sql("_log_t"))
+                log_t = "_log_m"
+            replace_partition(con, "alerts.delivery_log", log_t, "alert_date", date.fromisoformat(day))
         check = partition_check(con, "alerts.delivery_log", "alert_date", days, DeliveryLog, OUTBOX,
                                 allow_empty=not sinks and not skipped)
     totals = frame.groupby("sink")[["sent", "already_delivered", "failed"]].sum()

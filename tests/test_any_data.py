@@ -439,7 +439,7 @@ def test_the_demo_command_generates_then_materializes_everything(tmp_path, monke
 
     calls = []
     monkeypatch.setattr(cli_module, "_generate", lambda args: calls.append(("generate", args.customers)))
-    monkeypatch.setattr(cli_module, "materialize", lambda history_days=14: calls.append(("materialize", history_days)) or [])
+    monkeypatch.setattr(cli_module, "materialize", lambda history_days=14, **progress: calls.append(("materialize", history_days)) or [])
     monkeypatch.setattr(cli_module, "summary_lines", lambda results: [])
     assert cli_module.main(["demo", "--customers", "50"]) == 0
     assert cli_module.main(["demo", "--customers", "50", "--days", "3"]) == 0

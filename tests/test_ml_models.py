@@ -313,7 +313,9 @@ def test_next_best_offer_beats_popularity_and_never_offers_a_suppressed_category
     rows = nbo.scoring_frame(con, FCFG, day)
     con.close()
     # a customer who just returned something from a category they do not keep
-    victim = rows[~rows["suppressed"]].iloc[0]
+    # (one with another candidate left: a customer whose every candidate is held back gets no offer row)
+    open_ = rows[~rows["suppressed"]]
+    victim = open_[open_.groupby("customer_id")["category"].transform("size") >= 2].iloc[0]
     rows.loc[(rows["customer_id"] == victim["customer_id"]) & (rows["category"] == victim["category"]),
              "suppressed"] = True
     out = nbo.score(model, card, rows, CFG)

@@ -59,6 +59,17 @@ CONTACT_FIELDS = ("email", "first_name", "last_name", "phone")
 DEFAULT_FIELDS = ALERT_FIELDS
 
 
+def log_over_runs_sql(new: str, table: str = "alerts.delivery_log") -> str:
+    """A day's delivery-log rows (``new``: this run's) merged with what earlier runs of the same day
+    recorded in ``table``: ``sent`` counts what any run of the day sent, ``already_delivered`` only
+    what runs of other days had sent, so a rerun that sends nothing leaves the day's log as it was
+    (instead of turning "sent 3" into "already delivered 3")."""
+    return f"""SELECT n.alert_date, n.sink, n.alerts, n.sent + coalesce(o.sent, 0) AS sent,
+               greatest(n.already_delivered - coalesce(o.sent, 0), 0) AS already_delivered, n.failed, n.note
+        FROM {new} n LEFT JOIN {table} o ON o.alert_date = n.alert_date AND o.sink = n.sink
+          AND o.note IS NOT DISTINCT FROM n.note"""
+
+
 def payload(alert: dict, fields: tuple[str, ...]) -> dict:
     """The part of an alert a sink receives."""
     return {f: alert.get(f) for f in fields}
