@@ -123,8 +123,9 @@ _CANONICAL = _canonical()
 def describe(table: str, column: str) -> str:
     """The description of ``table.column``, or "" when none is known."""
     text = _own(table, column) or SHARED.get(column) or _CANONICAL.get(column, "")
-    if table == "core.customers" and column in _survivorship():
-        text = f"{text}; chosen by survivorship: {_survivorship()[column]} (config/survivorship.yaml)".lstrip("; ")
+    rule = _survivorship().get(column) if table == "core.customers" else None
+    if rule:
+        text = f"{text}; chosen by survivorship: {rule} (config/survivorship.yaml)".lstrip("; ")
     return text
 
 
