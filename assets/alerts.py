@@ -18,9 +18,9 @@ from assets.metadata import markdown_table, table_metadata
 from crm_platform.alerts import kpi, rules, suppression, uplift
 from crm_platform.alerts.delivery import CONTACT_FIELDS, log_over_runs_sql
 from crm_platform.alerts.rules import SOURCES, in_control_group, window_days_sql
-from crm_platform.schemas import ActionUplift, ContactSuppression, CustomerAlerts, DeliveryLog, KpiAlerts
-from crm_platform.validation import validate_table
-from crm_platform.warehouse import replace_partition, table_exists
+from crm_platform.contracts.schemas import ActionUplift, ContactSuppression, CustomerAlerts, DeliveryLog, KpiAlerts
+from crm_platform.contracts.validation import validate_table
+from crm_platform.core.warehouse import replace_partition, table_exists
 from resources.alerts import Alerting
 
 CUSTOMER_ALERTS = dg.AssetKey(["alerts", "customer_alerts"])

@@ -1,4 +1,4 @@
-"""One factory turns every Pandera model of crm_platform.schemas into an asset check.
+"""One factory turns every Pandera model of crm_platform.contracts.schemas into an asset check.
 
 Tables built incrementally are validated the way they are built: when the check's last
 evaluation passed, its rows are checked row by row only where they changed since (``CHANGED``:
@@ -19,14 +19,14 @@ import pandera.pandas as pa
 from dagster_duckdb import DuckDBResource
 
 from assets.metadata import markdown_table
-from crm_platform import staging
+from crm_platform.staging import tables as staging
 from crm_platform.governance import pii
-from crm_platform.model import ENTITIES
-from crm_platform.sources import SourceConfig
-from crm_platform.schemas import (BLOCKING, CUSTOMER360_BLOCKING, CUSTOMER360_SCHEMAS, IDENTITY_BLOCKING,
-                                  IDENTITY_SCHEMAS, MAY_BE_EMPTY, STAGING_SCHEMAS)
-from crm_platform.validation import validate_table
-from crm_platform.warehouse import table_exists
+from crm_platform.contracts.entities import ENTITIES
+from crm_platform.ingest.sources import SourceConfig
+from crm_platform.contracts.schemas import (BLOCKING, CUSTOMER360_BLOCKING, CUSTOMER360_SCHEMAS,
+                                            IDENTITY_BLOCKING, IDENTITY_SCHEMAS, MAY_BE_EMPTY, STAGING_SCHEMAS)
+from crm_platform.contracts.validation import validate_table
+from crm_platform.core.warehouse import table_exists
 from resources.warehouse import read_only
 
 
@@ -192,6 +192,16 @@ def failed_evaluation(record):
     return ev if ev is not None and ev.passed is False else None
 
 
+# every asset check of the code location, registered by crm_platform.definitions once it is built
+# (the assets cannot import the code location that imports them)
+LOCATION_CHECKS: set = set()
+
+
+def register_location(defs: dg.Definitions) -> None:
+    LOCATION_CHECKS.clear()
+    LOCATION_CHECKS.update(defs.resolve_asset_graph().asset_check_keys)
+
+
 def latest_evaluations(context: dg.AssetExecutionContext, whole_location: bool = False) -> list:
     """(check key, run id, evaluation) of the latest evaluation of every asset check of the asset
     graph the run was built from (for a job: the job's), or with ``whole_location`` of every check
@@ -201,10 +211,9 @@ def latest_evaluations(context: dg.AssetExecutionContext, whole_location: bool =
         try:
             keys |= set(context.repository_def.asset_graph.asset_check_keys)
         except CheckError:
-            # a run executed in process (the CLI, tests) carries no repository: this code location's
-            from crm_platform.definitions import defs
-
-            keys |= set(defs.resolve_asset_graph().asset_check_keys)
+            # a run executed in process (the CLI, tests) carries no repository: the code location's
+            # checks as crm_platform.definitions registered them
+            keys |= LOCATION_CHECKS
     records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(list(keys))
     out = [(key, rec.run_id, ev) for key, rec in records.items() if (ev := evaluation(rec)) is not None]
     return sorted(out, key=lambda r: (r[0].asset_key.to_user_string(), r[0].name))

@@ -1,11 +1,13 @@
 """Customer 360 assets: the unified timeline of every golden customer (domain code in
-crm_platform/timeline.py)."""
+crm_platform/customer360/timeline.py)."""
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from assets.metadata import markdown_table, table_metadata, table_spec
-from crm_platform import features, settings, timeline
+from crm_platform.core import settings
+from crm_platform.customer360 import timeline
+from crm_platform.core.days import record_data_days
 
 EVENTS = dg.AssetKey(["core", "customer_events"])
 UNATTRIBUTED = dg.AssetKey(["core", "unattributed_events"])
@@ -42,7 +44,7 @@ def customer_timeline(warehouse: DuckDBResource):
         meta = {k: table_metadata(con, ".".join(k.path)) for k in (EVENTS, UNATTRIBUTED)}
         lost = dict(con.execute("SELECT reason, count(*) FROM core.unattributed_events GROUP BY 1 "
                                 "ORDER BY 2 DESC").fetchall())
-        first_day, last_day = features.record_data_days(con, settings.paths().first_day_file,
+        first_day, last_day = record_data_days(con, settings.paths().first_day_file,
                                                         settings.paths().last_day_file)
     yield dg.MaterializeResult(asset_key=EVENTS, metadata={
         **meta[EVENTS], "customers_with_events": counts["customers_with_events"],

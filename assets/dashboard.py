@@ -1,4 +1,4 @@
-"""The business dashboard asset (domain code in crm_platform/dashboard)."""
+"""The business dashboard asset (domain code in crm_platform/reports)."""
 
 from datetime import date
 
@@ -10,8 +10,9 @@ from assets.checks import latest_evaluations
 from assets.features import PARTITIONS, SINGLE_RUN
 from assets.kpis import CONFIG as KPI_CONFIG
 from assets.metadata import markdown_table
-from crm_platform import dashboard, settings
-from crm_platform.schemas import AtRiskCustomers
+from crm_platform import reports as dashboard
+from crm_platform.core import settings
+from crm_platform.contracts.schemas import AtRiskCustomers
 from resources.models import ModelStore
 
 DASHBOARD = dg.AssetKey(["marts", "dashboard"])

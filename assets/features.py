@@ -1,5 +1,5 @@
 """Feature assets: daily point-in-time snapshots of every customer (domain code in
-crm_platform/features.py)."""
+crm_platform/features/snapshots.py)."""
 
 from datetime import date, timedelta
 import time
@@ -9,15 +9,17 @@ from dagster_duckdb import DuckDBResource
 
 from assets.checks import partition_check, partition_check_spec
 from assets.metadata import markdown_table, table_metadata
-from crm_platform import features, settings
-from crm_platform.schemas import CustomerFeatures
+from crm_platform.features import snapshots as features
+from crm_platform.core import settings
+from crm_platform.contracts.schemas import CustomerFeatures
+from crm_platform.core.days import partitions_end, partitions_start
 
 CONFIG = features.load_config(settings.features_file())
 # one span of days for every daily asset (features, segments, KPIs, scores, alerts): from the first
 # day with data (unless features.yaml names one) to the newest day with data, never the wall clock
 PARTITIONS = dg.DailyPartitionsDefinition(
-    start_date=features.partitions_start(CONFIG, settings.paths().first_day_file).isoformat(),
-    end_date=(features.partitions_end(settings.paths().last_day_file) + timedelta(days=1)).isoformat())
+    start_date=partitions_start(CONFIG.partitions_start, settings.paths().first_day_file).isoformat(),
+    end_date=(partitions_end(settings.paths().last_day_file) + timedelta(days=1)).isoformat())
 # a backfill of a range is one run: every daily asset loops over its days in one connection
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 KEY = dg.AssetKey(["features", "customer_features"])

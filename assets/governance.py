@@ -9,12 +9,12 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from assets.metadata import markdown_table, table_metadata
-from crm_platform import settings
+from crm_platform.core import settings
 from crm_platform.governance import audit, pii, requests
 from crm_platform.governance.erasure import LIST_TABLE, list_path, sync_list_table
-from crm_platform.schemas import AuditLog, ErasedIdentifiers, GovernanceRequests
-from crm_platform.validation import validate_table
-from crm_platform.warehouse import connect, table_exists
+from crm_platform.contracts.schemas import AuditLog, ErasedIdentifiers, GovernanceRequests
+from crm_platform.contracts.validation import validate_table
+from crm_platform.core.warehouse import connect, table_exists
 from resources.alerts import Alerting
 from resources.warehouse import LandingZone, read_only
 

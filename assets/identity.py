@@ -10,10 +10,11 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from assets.metadata import markdown_table, table_metadata, table_spec
-from crm_platform import settings
-from crm_platform.alerts.suppression import identifier_hash
+from crm_platform.core import settings
+from crm_platform.core.privacy import identifier_hash
 from crm_platform.governance import audit
-from crm_platform.identity import evaluate, golden, guards, resolve, review
+from crm_platform.identity import evaluate, guards, resolve, review
+from crm_platform.golden import survivorship as golden
 from resources.identity import IdentityResolution
 
 GROUP = "identity"

@@ -6,8 +6,8 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from assets.metadata import markdown_table, table_metadata
-from crm_platform.ingest import ingest_dataset
-from crm_platform.sources import Dataset, SourceConfig
+from crm_platform.ingest.load import ingest_dataset
+from crm_platform.ingest.sources import Dataset, SourceConfig
 from resources.warehouse import LandingZone
 
 KIND = {"csv": "csv", "jsonl": "json", "parquet": "parquet"}
@@ -44,7 +44,7 @@ def build_raw_asset(ds: Dataset) -> dg.AssetsDefinition:
     )
     def raw_dataset(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
                     landing: LandingZone) -> dg.MaterializeResult:
-        """Load new or changed landing files of one dataset; see crm_platform.ingest."""
+        """Load new or changed landing files of one dataset; see crm_platform.ingest.load."""
         with warehouse.get_connection() as con:
             report = ingest_dataset(con, ds, landing.landing, landing.quarantine, erased=landing.erased())
             files = con.execute(

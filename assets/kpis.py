@@ -1,4 +1,4 @@
-"""KPI assets: daily KPIs and cohort retention (domain code in crm_platform/kpis.py)."""
+"""KPI assets: daily KPIs and cohort retention (domain code in crm_platform/marts/kpis.py)."""
 
 from datetime import date
 
@@ -8,15 +8,18 @@ from dagster_duckdb import DuckDBResource
 from assets.checks import partition_check, partition_check_spec
 from assets.features import PARTITIONS, SINGLE_RUN, TIMELINE_DEPS
 from assets.metadata import image, markdown_table, table_metadata, table_spec
-from crm_platform import attribution, kpis, settings
-from crm_platform.plots import trend_plot
-from crm_platform.schemas import ChannelAttribution, CohortRetention, KpiDaily
+from crm_platform.marts import attribution
+from crm_platform.marts import kpis
+from crm_platform.core import settings
+from crm_platform.core.plots import trend_plot
+from crm_platform.contracts.schemas import ChannelAttribution, CohortRetention, KpiDaily
+from crm_platform.contracts.vocabularies import KPIS
 
 CONFIG = kpis.load_config(settings.segments_file())
 KPI = dg.AssetKey(["marts", "kpi_daily"])
 # the KPIs plotted over time in the asset's metadata
 TREND = ("active_customers", "churn_rate", "revenue", "repeat_purchase_rate", "nps")
-SHARES = frozenset(k for k in TREND if kpis.KPIS[k][1])
+SHARES = frozenset(k for k in TREND if KPIS[k][1])
 COHORTS = dg.AssetKey(["marts", "cohort_retention"])
 
 

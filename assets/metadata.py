@@ -7,7 +7,7 @@ import base64
 import dagster as dg
 import pandas as pd
 
-from crm_platform import columns
+from crm_platform.reports import columns
 from crm_platform.governance import pii
 
 

@@ -17,7 +17,7 @@ from dagster_duckdb import DuckDBResource
 from assets.checks import partition_check, partition_check_spec
 from assets.features import CONFIG as FEATURES, KEY as FEATURES_KEY, PARTITIONS, SINGLE_RUN
 from assets.metadata import image, markdown_table, table_metadata, table_value
-from crm_platform import settings
+from crm_platform.core import settings
 from crm_platform.governance import audit
 from crm_platform.ml import NotEnoughData, churn, clv, leads, load_config, nbo
 from crm_platform.ml.evaluate import psi
@@ -25,9 +25,9 @@ from crm_platform.ml.gate import decide
 from crm_platform.ml.training import training_sample
 from crm_platform.ml.registry import training_fingerprint
 from crm_platform.ml.report import card_page, card_plots, metrics_frame
-from crm_platform.plots import histogram_plot
-from crm_platform.schemas import ChurnScores, ClvScores, LeadScores, NextBestOffer
-from crm_platform.warehouse import replace_partition
+from crm_platform.core.plots import histogram_plot
+from crm_platform.contracts.schemas import ChurnScores, ClvScores, LeadScores, NextBestOffer
+from crm_platform.core.warehouse import replace_partition
 from resources.models import ModelStore
 from resources.warehouse import read_only
 

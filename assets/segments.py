@@ -1,5 +1,5 @@
 """Segment assets: lifecycle stages and RFM segments per day (domain code in
-crm_platform/segments.py)."""
+crm_platform/marts/segments.py)."""
 
 from datetime import date
 
@@ -11,11 +11,13 @@ from assets.features import PARTITIONS, SINGLE_RUN, TIMELINE_DEPS
 from assets.kpis import CONFIG as KPI_CONFIG
 from assets.kpis import KPI_CHECKS, kpi_results, kpi_specs
 from assets.metadata import image, markdown_table, table_metadata, table_spec
-from crm_platform import clusters, kpis, segments, settings
-from crm_platform.plots import bar_plot
-from crm_platform.warehouse import table_exists
-from crm_platform.schemas import (BehaviourClusterProfiles, BehaviourClusters, CustomerSegments,
-                                  LifecycleTransitions, Lookalikes)
+from crm_platform.marts import behaviour_clusters as clusters, kpis, segments
+from crm_platform.core import settings
+from crm_platform.core.plots import bar_plot
+from crm_platform.core.warehouse import table_exists
+from crm_platform.contracts.schemas import (BehaviourClusterProfiles, BehaviourClusters, CustomerSegments,
+                                            LifecycleTransitions, Lookalikes)
+from crm_platform.contracts.vocabularies import ACTIVE, STAGES
 
 CONFIG = segments.load_config(settings.segments_file())
 TRANSITIONS = dg.AssetKey(["marts", "lifecycle_transitions"])
@@ -79,7 +81,7 @@ def customer_segments(context: dg.AssetExecutionContext, warehouse: DuckDBResour
         **meta_t, "transitions_per_day": dg.MetadataValue.json({d: v["transitions_that_day"] for d, v in out.items()}),
         "moves": dg.MetadataValue.md(markdown_table(moves, 30)),
         "reactivations": int(moves.loc[moves.from_stage.isin(["at_risk", "churned"])
-                                       & moves.to_stage.isin(list(segments.ACTIVE)), "customers"].sum())})
+                                       & moves.to_stage.isin(list(ACTIVE)), "customers"].sum())})
     yield dg.MaterializeResult(asset_key=SEGMENTS, metadata={
         **meta_s, "lifecycle_stages": dg.MetadataValue.json(o["stages"]),
         "rfm_segments": dg.MetadataValue.json(o["rfm_segments"]),
@@ -87,7 +89,7 @@ def customer_segments(context: dg.AssetExecutionContext, warehouse: DuckDBResour
         "rfm_grid_r_by_fm": dg.MetadataValue.md(markdown_table(grid, 5)),
         "segment_sizes": image(bar_plot(*zip(*_sorted(o["rfm_segments"])), f"RFM segments on {last}", "customers"),
                                "RFM segment sizes") if o["rfm_segments"] else "no RFM segments",
-        "stage_sizes": image(bar_plot(list(segments.STAGES), [o["stages"].get(s, 0) for s in segments.STAGES],
+        "stage_sizes": image(bar_plot(list(STAGES), [o["stages"].get(s, 0) for s in STAGES],
                                       f"Lifecycle stages on {last}", "customers"), "lifecycle stage sizes")})
     yield from checks
     yield from kpi_done

@@ -6,9 +6,9 @@ from dagster_duckdb import DuckDBResource
 
 from assets.ingestion import raw_key
 from assets.metadata import markdown_table, table_metadata
-from crm_platform import staging
-from crm_platform.model import entity
-from crm_platform.sources import SourceConfig
+from crm_platform.staging import tables as staging
+from crm_platform.contracts.entities import entity
+from crm_platform.ingest.sources import SourceConfig
 from resources.warehouse import LandingZone
 
 MATCH_FIELDS = ("email_std", "phone_e164", "last_name_std", "first_name_std", "birth_date",
@@ -32,7 +32,7 @@ def build_staging_asset(entity_name: str, cfg: SourceConfig) -> dg.AssetsDefinit
     )
     def staging_table(warehouse: DuckDBResource, landing: LandingZone) -> dg.MaterializeResult:
         """Bring the staging table of one entity up to date with the raw layer (new files merged
-        in, or a full rebuild); see crm_platform.staging."""
+        in, or a full rebuild); see crm_platform.staging.tables."""
         with warehouse.get_connection() as con:
             report = staging.build(con, landing.sources(), entity_name)
             meta = table_metadata(con, report.table)

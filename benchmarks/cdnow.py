@@ -39,12 +39,12 @@ import numpy as np
 import pandas as pd
 from _runner import append_results, machine_header
 
-from crm_platform import staging
-from crm_platform.ingest import ingest_dataset
+from crm_platform.staging import tables as staging
+from crm_platform.ingest.load import ingest_dataset
 from crm_platform.ml.btyd import BetaGeo, ParetoNBD
 from crm_platform.ml.clv import history_sql, regression_metrics
 from crm_platform.ml.registry import Registry
-from crm_platform.sources import load_sources
+from crm_platform.ingest.sources import load_sources
 
 HERE = Path(__file__).resolve().parent
 CAL_END, HOLD_END = date(1997, 9, 30), date(1998, 6, 30)
@@ -162,7 +162,7 @@ def holdout(src: Path) -> tuple[pd.Series, pd.DataFrame]:
 
 def models_config(home: Path) -> Path:
     """The packaged models.yaml with the 273-day horizon added to clv_horizons_days."""
-    from crm_platform import settings
+    from crm_platform.core import settings
 
     text = Path(settings.models_file()).read_text()
     changed = text.replace("clv_horizons_days: [90, 180, 365]", "clv_horizons_days: [90, 180, 273, 365]")

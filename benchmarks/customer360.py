@@ -35,7 +35,8 @@ def _db(customers: int) -> Path:
 def stage(name: str, customers: int) -> dict:
     import duckdb
 
-    from crm_platform import features, timeline
+    from crm_platform.features import snapshots as features
+    from crm_platform.customer360 import timeline
     from crm_platform.identity import resolve
 
     db = _db(customers)

@@ -33,8 +33,8 @@ def measure(home: Path, day: date) -> list[tuple[str, int, float]]:
     import duckdb
 
     from assets.models import CONFIG, FEATURES
-    from crm_platform import warehouse
-    from crm_platform.features import snapshot_sql
+    from crm_platform.core import warehouse
+    from crm_platform.features.snapshots import snapshot_sql
     from crm_platform.ml import churn, clv, nbo
     from crm_platform.ml.registry import Registry
     from crm_platform.ml.training import design

@@ -70,7 +70,7 @@ def rss_mb() -> int:
 def fresh_home(customers: int, daily: bool = False) -> Path:
     """The size's landing files (generated on first use) and nothing else; for ``daily``, the
     history without the delivery."""
-    from crm_platform.generator import GeneratorConfig, generate
+    from crm_platform.demo import GeneratorConfig, generate
 
     home = WORK / (f"{customers}-daily" if daily else str(customers))
     if not (home / "landing").exists():
@@ -135,7 +135,7 @@ def stage(customers: int, again: bool = False, daily: bool = False) -> dict:
     jobs, steps = run_jobs(JOBS, sampler, customers)
     day = {}
     if daily:
-        from crm_platform.generator import GeneratorConfig, deliver
+        from crm_platform.demo import GeneratorConfig, deliver
 
         landed = deliver(home, GeneratorConfig().end_date)
         day_jobs, day_steps = run_jobs(DAILY_JOBS, sampler, customers)
@@ -159,7 +159,7 @@ def stage(customers: int, again: bool = False, daily: bool = False) -> dict:
     groups = step_groups()
     for s in steps:
         s["group"] = groups.get(s["step"], s["step"])
-    from crm_platform import settings, warehouse
+    from crm_platform.core import settings, warehouse
 
     con = warehouse.connect(settings.paths().warehouse, read_only=True)
     counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in (

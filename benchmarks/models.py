@@ -66,7 +66,7 @@ def variant_db(customers: int, variant: str) -> Path:
 def stage(task: str, customers: int, variant: str | None = None) -> None:
     import duckdb
 
-    from crm_platform import features
+    from crm_platform.features import snapshots as features
     from crm_platform.ml import NotEnoughData, churn, clv, leads, load_config, nbo
 
     module = {"churn": churn, "clv": clv, "nbo": nbo, "leads": leads}[task]

@@ -23,11 +23,11 @@ WORK = HERE / "_work"
 def stage(name: str, customers: int) -> dict:
     import duckdb
 
-    from crm_platform import staging
-    from crm_platform.generator import GeneratorConfig, generate
-    from crm_platform.ingest import ingest_dataset
-    from crm_platform.settings import DEFAULT_SOURCES
-    from crm_platform.sources import load_sources
+    from crm_platform.staging import tables as staging
+    from crm_platform.demo import GeneratorConfig, generate
+    from crm_platform.ingest.load import ingest_dataset
+    from crm_platform.core.settings import DEFAULT_SOURCES
+    from crm_platform.ingest.sources import load_sources
 
     home = WORK / str(customers)
     t0 = time.perf_counter()

@@ -9,13 +9,14 @@ from datetime import timedelta
 
 import dagster as dg
 
+from assets.checks import register_location
 from assets.governance import pii_checks
 from assets import (alert_assets, customer360_assets, customer360_checks, dashboard_assets, feature_assets,
                     governance_assets,
                     identity_assets, identity_checks, kpi_assets, model_assets, raw_assets, segment_assets,
                     staging_assets, staging_checks)
-from crm_platform import settings
-from crm_platform.sources import load_sources
+from crm_platform.core import settings
+from crm_platform.ingest.sources import load_sources
 from resources import build_resources
 from sensors import FOLLOW_PARENTS, RETRAIN, jobs, schedules, sensors
 
@@ -62,3 +63,4 @@ defs = dg.Definitions(
     # DuckDB allows one writer at a time: run the steps of a run one after another.
     executor=dg.in_process_executor,
 )
+register_location(defs)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from crm_platform import settings
+from crm_platform.core import settings
 from crm_platform.alerts.delivery import Outbox, Sink, build_sinks
 from crm_platform.alerts.rules import AlertConfig, load_config
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from crm_platform import settings
-from crm_platform.identity import derive, golden
+from crm_platform.core import settings
+from crm_platform.identity import derive
+from crm_platform.golden import survivorship as golden
 from crm_platform.identity.spec import MatchSpec
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from crm_platform import settings
+from crm_platform.core import settings
 from crm_platform.ml.registry import Registry
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from crm_platform import settings, warehouse as wh
-from crm_platform.sources import SourceConfig, load_sources
+from crm_platform.core import settings, warehouse as wh
+from crm_platform.ingest.sources import SourceConfig, load_sources
 from resources.alerts import alerting_resource
 from resources.identity import identity_resource
 from resources.models import model_store
@@ -45,7 +45,7 @@ class LandingZone(dg.ConfigurableResource):
 
 
 class Warehouse(DuckDBResource):
-    """dagster-duckdb's resource, opening its connections through crm_platform.warehouse.connect:
+    """dagster-duckdb's resource, opening its connections through crm_platform.core.warehouse.connect:
     the platform's settings and its one lock policy (a file another process holds is waited for,
     up to the lock wait, then an error naming the holder)."""
 

@@ -1,7 +1,7 @@
 """The nightly schedules: time follows the data, never the wall clock.
 
 ``nightly_refresh`` loads what the sources dropped (the core refresh); the core refresh records
-the newest day with data (``features.record_data_days``), which is where the daily partitions end.
+the newest day with data (``record_data_days``), which is where the daily partitions end.
 ``daily_snapshots_schedule`` then computes every day with data that has not been delivered yet, as
 one run - and nothing when no new day arrived, so a quiet night delivers no alert for an empty day.
 """
@@ -11,8 +11,9 @@ from datetime import date, timedelta
 import dagster as dg
 
 from assets.features import PARTITIONS
-from crm_platform import features, settings
+from crm_platform.core import settings
 from sensors.defaults import schedule_status
+from crm_platform.core.days import newest_data_day
 
 # the asset whose materialization marks a day as done: its alerts were delivered
 DELIVERED = dg.AssetKey(["alerts", "outbox"])
@@ -49,7 +50,7 @@ def daily_schedule(job) -> dg.ScheduleDefinition:
                              "scores and alerts of every day with data not delivered yet (one run); nothing on a "
                              "night without new data.")
     def _schedule(context: dg.ScheduleEvaluationContext):
-        span = days_to_compute(features.newest_data_day(settings.paths().last_day_file),
+        span = days_to_compute(newest_data_day(settings.paths().last_day_file),
                                PARTITIONS.end.date() - timedelta(days=1),
                                context.instance.get_materialized_partitions(DELIVERED))
         if isinstance(span, str):

@@ -9,7 +9,7 @@ environment of the webserver and the daemon. A status set in the UI wins over th
 
 import dagster as dg
 
-from crm_platform import settings
+from crm_platform.core import settings
 
 
 def schedule_status() -> dg.DefaultScheduleStatus:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from crm_platform import settings
+from crm_platform.core import settings
 from sensors.defaults import sensor_status
 
 PARTIAL = (".part", ".tmp", ".partial")
@@ -71,7 +71,8 @@ def loaded_landing_files(files: list[str]) -> set[str]:
     """Those of ``files`` (relative to the landing folder) whose content the ingest manifest
     holds. A warehouse another process holds is not waited for: nothing counts as loaded then,
     and ingestion itself skips what it loaded."""
-    from crm_platform import ingest, warehouse
+    from crm_platform.ingest import load as ingest
+    from crm_platform.core import warehouse
 
     p = settings.paths()
     if not p.warehouse.exists():

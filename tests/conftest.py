@@ -20,11 +20,11 @@ import duckdb
 import pytest
 from filelock import FileLock
 
-from crm_platform import staging
-from crm_platform.generator import GeneratorConfig, generate
-from crm_platform.ingest import ingest_dataset
-from crm_platform.settings import DEFAULT_SOURCES
-from crm_platform.sources import load_sources
+from crm_platform.staging import tables as staging
+from crm_platform.demo import GeneratorConfig, generate
+from crm_platform.ingest.load import ingest_dataset
+from crm_platform.core.settings import DEFAULT_SOURCES
+from crm_platform.ingest.sources import load_sources
 
 SMALL = GeneratorConfig(customers=1500, seed=7)
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +84,7 @@ def timeline_world(loaded_world, tmp_path_factory) -> Path:
     warehouse path (copy it before writing)."""
     import shutil
 
-    from crm_platform import timeline
+    from crm_platform.customer360 import timeline
     from crm_platform.identity import resolve
 
     db = tmp_path_factory.mktemp("timeline") / "warehouse.duckdb"

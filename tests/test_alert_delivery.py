@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from crm_platform.alerts.delivery import CsvSink, JsonlSink, Outbox, WebhookSink, alert_id
-from crm_platform.spreadsheet import neutralize
+from crm_platform.core.spreadsheet import neutralize
 
 
 def _alerts(n=3, day="2026-09-30"):

@@ -12,7 +12,8 @@ import duckdb
 import numpy as np
 import pytest
 
-from crm_platform import staging, warehouse
+from crm_platform.staging import tables as staging
+from crm_platform.core import warehouse
 from crm_platform.identity import derive, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +104,7 @@ def test_staging_checks_of_an_entity_nobody_declares_pass_saying_so(tmp_path):
     import dagster as dg
 
     from assets.checks import staging_checks
-    from crm_platform.sources import parse_sources
+    from crm_platform.ingest.sources import parse_sources
     import yaml
 
     cfg = parse_sources(yaml.safe_load(ORDER_LOG_SOURCES))
@@ -167,8 +168,8 @@ def _load_people(tmp_path, files: dict[str, bytes]):
     """The files under landing/crm/, ingested and staged under PEOPLE_SOURCES."""
     import yaml
 
-    from crm_platform.ingest import ingest_dataset
-    from crm_platform.sources import parse_sources
+    from crm_platform.ingest.load import ingest_dataset
+    from crm_platform.ingest.sources import parse_sources
 
     landing = tmp_path / "landing"
     for name, data in files.items():
@@ -219,8 +220,8 @@ def test_odd_but_valid_values_load_and_pass_the_contacts_check(tmp_path):
     """A surname '-Schmidt', postcodes and phones of other countries, a birth date of 1850: every
     record loads and gets its customer; what is unusable is set aside field by field, and the
     staging check passes on what standardization made."""
-    from crm_platform.schemas import Contacts
-    from crm_platform.validation import validate_table
+    from crm_platform.contracts.schemas import Contacts
+    from crm_platform.contracts.validation import validate_table
 
     people = ("\ufeff\"id\"," + PEOPLE_HEADER[3:] + "\n"          # a byte-order mark before a quoted name
               "1,Anna,-Schmidt,,030 1234567,,10115,,,1980-02-01\n"
@@ -290,8 +291,8 @@ systems:
 def test_a_mapping_derives_columns_from_templates_value_maps_and_name_parts(tmp_path):
     import yaml
 
-    from crm_platform.ingest import ingest_dataset
-    from crm_platform.sources import parse_sources
+    from crm_platform.ingest.load import ingest_dataset
+    from crm_platform.ingest.sources import parse_sources
 
     (tmp_path / "landing" / "legacy").mkdir(parents=True)
     (tmp_path / "landing" / "legacy" / "kunden.csv").write_text(
@@ -313,7 +314,7 @@ def test_a_mapping_derives_columns_from_templates_value_maps_and_name_parts(tmp_
 def test_a_mistake_in_a_derivation_names_the_dataset_and_column(street, message):
     import yaml
 
-    from crm_platform.sources import SourceConfigError, parse_sources
+    from crm_platform.ingest.sources import SourceConfigError, parse_sources
 
     doc = yaml.safe_load(DERIVED_SOURCES)
     doc["systems"]["legacy"]["datasets"]["kunden"]["columns"]["street"] = yaml.safe_load(street)
@@ -354,7 +355,7 @@ def test_progress_on_a_terminal_is_a_bar_with_the_running_step_and_a_line_per_st
     import io
     from types import SimpleNamespace
 
-    from crm_platform.progress import Progress, clock
+    from crm_platform.cli.progress import Progress, clock
 
     def event(kind, key=None):
         return SimpleNamespace(dagster_event=SimpleNamespace(event_type_value=kind, step_key=key))
@@ -392,8 +393,8 @@ def test_a_whitespace_aligned_log_without_header_or_order_number_loads_line_by_l
     number - the mapping declares the header and numbers each purchase by its file and line."""
     import yaml
 
-    from crm_platform.ingest import ingest_dataset
-    from crm_platform.sources import parse_sources
+    from crm_platform.ingest.load import ingest_dataset
+    from crm_platform.ingest.sources import parse_sources
 
     (tmp_path / "landing" / "cd").mkdir(parents=True)
     (tmp_path / "landing" / "cd" / "log.txt").write_bytes(

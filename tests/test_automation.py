@@ -17,7 +17,7 @@ import pytest
 from dagster_duckdb import DuckDBResource
 
 from assets import alert_assets, feature_assets, kpi_assets, segment_assets
-from crm_platform import settings
+from crm_platform.core import settings
 from crm_platform.alerts.delivery import Outbox
 from resources.alerts import Alerting
 from sensors import chain_job, retrain_job
@@ -31,7 +31,7 @@ ALERTS = [dg.AssetKey(["alerts", k]) for k in ("customer_alerts", "kpi_alerts", 
 
 def _home(timeline_world, tmp_path, name):
     """A home whose warehouse holds the resolved world, its golden records and timeline."""
-    from crm_platform.identity import golden
+    from crm_platform.golden import survivorship as golden
 
     home = tmp_path / name
     home.mkdir()

@@ -7,8 +7,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from crm_platform import clusters
-from crm_platform.schemas import BehaviourClusterProfiles, BehaviourClusters
+from crm_platform.marts import behaviour_clusters as clusters
+from crm_platform.contracts.schemas import BehaviourClusterProfiles, BehaviourClusters
 
 
 def _snapshot(groups: int = 4, per: int = 300, seed: int = 1) -> pd.DataFrame:

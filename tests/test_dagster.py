@@ -10,7 +10,7 @@ from dagster_duckdb import DuckDBResource
 
 from assets import (customer360_assets, customer360_checks, feature_assets, identity_assets, identity_checks,
                     kpi_assets, raw_assets, segment_assets, staging_assets, staging_checks)
-from crm_platform import settings
+from crm_platform.core import settings
 from resources.identity import IdentityResolution
 from resources.warehouse import LandingZone
 

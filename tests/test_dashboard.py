@@ -13,10 +13,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from crm_platform import dashboard, kpis, settings
-from crm_platform.dashboard.page import NOT_ENOUGH, Chart, Section, Table, Tile, personal_data, render, withhold_invalid
-from crm_platform.governance.pii import EMAIL_RE, PHONE_RE
-from crm_platform.schemas import AtRiskCustomers
+from crm_platform import reports as dashboard
+from crm_platform.marts import kpis
+from crm_platform.core import settings
+from crm_platform.reports.page import (NOT_ENOUGH, Chart, Section, Table, Tile, personal_data, render,
+                                       withhold_invalid)
+from crm_platform.core.privacy import EMAIL_RE, PHONE_RE
+from crm_platform.contracts.schemas import AtRiskCustomers
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_browser = pytest.mark.skipif(
@@ -124,7 +127,7 @@ def test_dashboard_of_the_daily_run_draws_every_chart(production_run, tmp_path):
     # first alert day's backlog named instead of flattening every other day
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
-        from crm_platform.dashboard import sections
+        from crm_platform.reports import sections
         from crm_platform.ml.registry import Registry
 
         ctx = sections.Context(con, dashboard.as_of_day(con), kpis.load_config(settings.segments_file()),

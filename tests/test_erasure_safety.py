@@ -20,11 +20,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from crm_platform import settings, staging, warehouse
+from crm_platform.core import settings, warehouse
+from crm_platform.staging import tables as staging
 from crm_platform.governance import erasure
 from crm_platform.governance.subject import AmbiguousSubject
-from crm_platform.ingest import ingest_dataset
-from crm_platform.sources import load_sources
+from crm_platform.ingest.load import ingest_dataset
+from crm_platform.ingest.sources import load_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = load_sources(settings.DEFAULT_SOURCES)

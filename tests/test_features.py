@@ -9,8 +9,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from crm_platform import features, timeline
-from crm_platform.schemas import CustomerFeatures
+from crm_platform.features import snapshots as features
+from crm_platform.customer360 import timeline
+from crm_platform.contracts.schemas import CustomerFeatures
 
 CFG = features.load_config()
 
@@ -152,7 +153,7 @@ def test_a_query_read_through_arrow_has_the_values_duckdb_reads_itself():
     import duckdb
     import numpy as np
 
-    from crm_platform.warehouse import frame
+    from crm_platform.core.warehouse import frame
 
     con = duckdb.connect()
     query = """SELECT * FROM (VALUES ('C1', DATE '2026-10-01', 12.34::DECIMAL(18,2), 3::BIGINT, 0.5, true),

@@ -19,9 +19,9 @@ from typing import Callable
 import duckdb
 import pytest
 
-from crm_platform.ingest import ingest_dataset
-from crm_platform.settings import DEFAULT_SOURCES
-from crm_platform.sources import load_sources
+from crm_platform.ingest.load import ingest_dataset
+from crm_platform.core.settings import DEFAULT_SOURCES
+from crm_platform.ingest.sources import load_sources
 
 AS_OF = datetime(2026, 10, 1, tzinfo=timezone.utc)
 INJECTION = ["'; DROP TABLE raw.shop_orders; --", "=HYPERLINK(\"http://example.invalid\",\"x\")", "+SUM(A1:A9)",

@@ -6,7 +6,7 @@ from itertools import combinations
 import pandas as pd
 import pytest
 
-from crm_platform.generator import GeneratorConfig, generate
+from crm_platform.demo import GeneratorConfig, generate
 from tests.conftest import SMALL
 
 
@@ -155,7 +155,7 @@ def test_delivery_days_split_the_same_world_by_creation_time(world, tmp_path):
 
     import pyarrow.parquet as pq
 
-    from crm_platform.generator import deliver
+    from crm_platform.demo import deliver
 
     home = tmp_path / "split"
     summary = generate(GeneratorConfig(customers=SMALL.customers, seed=SMALL.seed, delivery_days=11), home)

@@ -18,9 +18,9 @@ from dagster_duckdb import DuckDBResource
 
 from assets.governance import pii_check
 from assets.metadata import markdown_table
-from crm_platform import settings
+from crm_platform.core import settings
 from crm_platform.governance import erasure
-from crm_platform.ingest import ERASED_REASON
+from crm_platform.ingest.load import ERASED_REASON
 from tests.conftest import run_python
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,12 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crm_platform.identity import engine, evaluate, golden, guards, ids, resolve, review
+from crm_platform.identity import engine, evaluate, guards, ids, resolve, review
+from crm_platform.golden import survivorship as golden
 from crm_platform.identity.cluster import cluster
 from crm_platform.identity.spec import MatchSpecError, load_spec, parse_spec
 import yaml
 
 from tests.conftest import generator_spec
+from crm_platform.identity.compare import compare
+from crm_platform.identity.blocking import block, prepare
 
 SPEC = generator_spec()
 CLUSTERS = "SELECT contact_key AS record_id, customer_id AS cluster_id FROM identity.crosswalk"
@@ -306,7 +309,7 @@ def test_engine_refuses_repeated_ids(tmp_path):
     con = duckdb.connect()
     con.execute("CREATE TABLE t AS SELECT * FROM (VALUES ('a', 'x'), ('a', 'y')) v(contact_key, dataset)")
     with pytest.raises(ValueError, match="repeated"):
-        engine.prepare(con, dataclasses.replace(SPEC, derive={}, lookups={}, comparisons=()), "SELECT * FROM t", "o")
+        prepare(con, dataclasses.replace(SPEC, derive={}, lookups={}, comparisons=()), "SELECT * FROM t", "o")
 
 
 def test_review_queue_export_is_spreadsheet_safe(tmp_path):
@@ -318,9 +321,9 @@ def test_review_queue_export_is_spreadsheet_safe(tmp_path):
 def test_recordlinkage_compare_backend_gives_the_same_vectors(loaded_world, tmp_path):
     """The spec's comparisons run as custom recordlinkage Compare features agree with the SQL."""
     con = _copy(loaded_world, tmp_path)
-    engine.prepare(con, SPEC, resolve.SOURCE_SQL, "identity")
-    engine.block(con, SPEC, "identity")
-    engine.compare(con, SPEC, "identity")
+    prepare(con, SPEC, resolve.SOURCE_SQL, "identity")
+    block(con, SPEC, "identity")
+    compare(con, SPEC, "identity")
     con.execute("CREATE TABLE sql_vectors AS SELECT * FROM identity.comparisons")
     from crm_platform.identity import rl_compare
     rl_compare.compare(con, dataclasses.replace(SPEC, compare_backend="recordlinkage"), "identity")

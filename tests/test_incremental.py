@@ -10,9 +10,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from crm_platform import staging, timeline
-from crm_platform.identity import engine, golden, resolve
-from crm_platform.generator import GeneratorConfig, deliver, generate
+from crm_platform.staging import tables as staging
+from crm_platform.customer360 import timeline
+from crm_platform.identity import engine, resolve
+from crm_platform.golden import survivorship as golden
+from crm_platform.demo import GeneratorConfig, deliver, generate
 from tests.conftest import generator_spec, ingest_all
 
 DAY = date(2026, 9, 30)
@@ -138,7 +140,7 @@ def test_staging_without_new_files_reads_nothing_and_a_new_version_rebuilds(day,
 def test_build_state_contract_fails_on_a_file_staged_twice(day):
     import pandera.errors
 
-    from crm_platform.schemas import StagingBuildState
+    from crm_platform.contracts.schemas import StagingBuildState
 
     con = day.con
     state = con.execute(f"SELECT * FROM {staging.STATE}").df()

@@ -8,9 +8,9 @@ import duckdb
 import pytest
 import yaml
 
-from crm_platform import staging
-from crm_platform.ingest import ingest_dataset
-from crm_platform.sources import SourceConfigError, parse_sources
+from crm_platform.staging import tables as staging
+from crm_platform.ingest.load import ingest_dataset
+from crm_platform.ingest.sources import SourceConfigError, parse_sources
 from tests.conftest import ingest_all
 
 AS_OF = datetime(2026, 10, 1, tzinfo=timezone.utc)
@@ -308,7 +308,7 @@ def test_timestamps_of_every_kind_in_one_file_parse_whichever_comes_first(home, 
 def test_utf8_is_checked_in_blocks_yet_a_bad_byte_is_named_by_its_line(tmp_path):
     """The UTF-8 check reads blocks of 4 MiB: a 'ü' split by a block boundary is valid, and a bad
     byte far into the file is still reported with its line."""
-    from crm_platform.ingest import UnreadableFile, _as_utf8
+    from crm_platform.ingest.load import UnreadableFile, _as_utf8
     ds = parse_sources(CONTACTS_YAML).dataset("crm_orders")
     block = 1 << 22
     head = b"id,person,at,total\n"

@@ -9,8 +9,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from crm_platform import attribution, features, kpis, segments
-from crm_platform.schemas import CohortRetention, KpiDaily
+from crm_platform.marts import attribution
+from crm_platform.features import snapshots as features
+from crm_platform.marts import kpis, segments
+from crm_platform.contracts.schemas import CohortRetention, KpiDaily
 
 SEG = segments.load_config()
 CFG = dataclasses.replace(kpis.load_config(), min_base=1, min_cohort=1, min_channel_customers=1)
@@ -159,8 +161,8 @@ def test_backfill_equals_each_day_alone_and_shared_transitions_change_nothing(ti
 
 
 def test_attribution_rules_by_hand():
-    from crm_platform import attribution
-    from crm_platform.schemas import ChannelAttribution
+    from crm_platform.marts import attribution
+    from crm_platform.contracts.schemas import ChannelAttribution
 
     con = _world([
         ("C000000001", "2026-02-01 10:00", "web_page_view", None, "W0", "web", "display-2026-02"),   # too old

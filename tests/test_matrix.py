@@ -6,7 +6,7 @@ must exit 0 with the outputs its data supports."""
 import duckdb
 import pytest
 
-from crm_platform.generator.variants import Variant, make
+from crm_platform.demo.variants import Variant, make
 from tests.test_any_data import cli
 
 # a year of history is enough for every daily output; the three-month and order-log worlds say

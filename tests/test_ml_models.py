@@ -15,7 +15,7 @@ from dagster_duckdb import DuckDBResource
 from sklearn.linear_model import LogisticRegression
 
 import assets.models as model_assets_module
-from crm_platform import features
+from crm_platform.features import snapshots as features
 from crm_platform.ml import NotEnoughData, churn, load_config, training
 from crm_platform.ml.evaluate import psi, reference_bins
 from crm_platform.ml.gate import decide
@@ -248,7 +248,7 @@ def test_not_enough_data_in_dagster(timeline_world, tmp_path):
 
 def test_clv_beats_the_historic_value_and_scores_every_customer(timeline_world):
     from crm_platform.ml import clv
-    from crm_platform.schemas import ClvScores
+    from crm_platform.contracts.schemas import ClvScores
 
     con = duckdb.connect(str(timeline_world), read_only=True)
     model, card = clv.train(con, CFG, FCFG)
@@ -296,7 +296,7 @@ def test_clv_scores_describe_only_the_count_models_they_read(timeline_world):
 
 def test_next_best_offer_beats_popularity_and_never_offers_a_suppressed_category(timeline_world):
     from crm_platform.ml import nbo
-    from crm_platform.schemas import NextBestOffer
+    from crm_platform.contracts.schemas import NextBestOffer
 
     con = duckdb.connect(str(timeline_world), read_only=True)
     model, card = nbo.train(con, CFG, FCFG)

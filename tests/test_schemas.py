@@ -9,8 +9,8 @@ import pytest
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from crm_platform.schemas import STAGING_SCHEMAS, Text
-from crm_platform.validation import validate_frame, validate_table
+from crm_platform.contracts.schemas import STAGING_SCHEMAS, Text
+from crm_platform.contracts.validation import validate_frame, validate_table
 
 # A value that breaks each kind of column check.
 BREAKERS = {
@@ -178,7 +178,7 @@ def test_rows_changed_since_a_passing_validation_are_checked_row_by_row_and_keys
 
 
 def test_a_sample_keeps_whole_customers_so_checks_across_their_rows_hold():
-    from crm_platform.schemas import NextBestOffer
+    from crm_platform.contracts.schemas import NextBestOffer
 
     con = duckdb.connect()
     con.execute("CREATE SCHEMA ml")
@@ -206,7 +206,7 @@ def test_str_matches_answers_every_value_as_python_re_does():
     """The vectorised ``str_matches`` (RE2 in Arrow) against Python's ``re``, on the values where
     the two engines differ: Unicode digits and spaces, a trailing newline before ``$``, vertical
     tabs and separators, patterns RE2 cannot run, flags - and on the project's own patterns."""
-    from crm_platform import regex_check, schemas
+    from crm_platform.contracts import regex_check, schemas
 
     values = pd.Series(["K12", "K١٢", "K1\n", "K 1", "K\v1", "K\x1c1", "K\u00a01", "", "k12", "x@y.de",
                         "a b@y.de", "a\u00a0b@y.de", "+4917012345", "+４9170123456", "shop_1", "Shop", "ü@ä.de",
@@ -232,12 +232,12 @@ def test_str_matches_answers_every_value_as_python_re_does():
 
 def test_every_column_the_business_reads_has_a_description(production_run):
     """The golden records, the feature snapshots, the segments and the scores: each column has a
-    description in the Dagster column schema, from one place (crm_platform/columns.py)."""
+    description in the Dagster column schema, from one place (crm_platform/reports/columns.py)."""
     import duckdb
 
     from assets.metadata import table_metadata
-    from crm_platform.columns import DESCRIPTIONS
-    from crm_platform.warehouse import table_exists
+    from crm_platform.reports.columns import DESCRIPTIONS
+    from crm_platform.core.warehouse import table_exists
 
     con = duckdb.connect(str(production_run / "warehouse.duckdb"), read_only=True)
     try:

@@ -7,8 +7,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from crm_platform import segments
-from crm_platform.schemas import CustomerSegments, LifecycleTransitions
+from crm_platform.marts import segments
+from crm_platform.contracts.schemas import CustomerSegments, LifecycleTransitions
+from crm_platform.contracts.vocabularies import RFM_SEGMENTS
 
 CFG = segments.load_config()        # at risk after 90 days, churned after 180, loyal: 4 orders in 365 days
 ORDERS = ["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01", "2025-12-01"]
@@ -86,7 +87,7 @@ def test_rfm_names_the_grid_and_champions_are_recent_frequent_big_spenders():
     con = _world(extra_customers=200)
     segments.build_day(con, CFG, date(2026, 3, 31))
     seg = con.sql("SELECT * FROM marts.customer_segments WHERE rfm_segment IS NOT NULL").df()
-    assert len(seg) == 201 and set(seg.rfm_segment) <= set(segments.RFM_SEGMENTS)
+    assert len(seg) == 201 and set(seg.rfm_segment) <= set(RFM_SEGMENTS)
     champions, lost = seg[seg.rfm_segment == "champions"], seg[seg.rfm_segment == "lost"]
     assert len(champions) and len(lost)
     assert champions.recency_days.max() <= lost.recency_days.min()

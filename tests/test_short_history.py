@@ -8,9 +8,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from crm_platform import features
+from crm_platform.features import snapshots as features
 from crm_platform.ml import NotEnoughData, churn, clv, labels, load_config
-from crm_platform.schemas import ClvScores
+from crm_platform.contracts.schemas import ClvScores
 
 CFG = load_config()
 FCFG = features.load_config()

@@ -5,8 +5,7 @@ import random
 import phonenumbers
 import pytest
 
-from crm_platform.standardize import (country_std, name_key, name_std, phone_e164, postcode_std,
-                                      street_std)
+from crm_platform.core.standardize import country_std, name_key, name_std, phone_e164, postcode_std, street_std
 
 
 @pytest.mark.parametrize("raw", ["Müller", "Mueller", "MÜLLER ", " müller", "Müller"])
@@ -71,7 +70,7 @@ def test_a_name_match_form_is_valid_whatever_was_delivered():
     hyphens and spaces: standardization must make that form from any delivered value, or none."""
     import re
 
-    from crm_platform.schemas import Contacts
+    from crm_platform.contracts.schemas import Contacts
 
     rule = re.compile(Contacts.to_schema().columns["last_name_std"].checks[0].statistics["pattern"])
     assert name_std("-Schmidt") == "schmidt" and name_std("Meyer-") == "meyer"

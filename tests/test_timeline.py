@@ -7,9 +7,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from crm_platform import timeline
-from crm_platform.schemas import CustomerEvents, UnattributedEvents
-from crm_platform.validation import validate_table
+from crm_platform.customer360 import timeline
+from crm_platform.contracts.schemas import CustomerEvents, UnattributedEvents
+from crm_platform.contracts.validation import validate_table
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from crm_platform.spreadsheet import neutralize
+from crm_platform.core.spreadsheet import neutralize
 
 
 def alert_id(kind: str, subject: str, key: str, day: str) -> str:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from crm_platform.features import day_end
-from crm_platform.kpis import KPIS
-from crm_platform.settings import DEFAULT_ALERTS, read_config
+from crm_platform.core.days import day_end
+from crm_platform.contracts.vocabularies import KPIS
+from crm_platform.core.settings import DEFAULT_ALERTS, read_config
 
 
 class AlertConfigError(ValueError):

@@ -9,26 +9,17 @@ a customer id is rejected with its file, line and reason (its content is not cop
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 import pandas as pd
 
-from crm_platform.schemas import CUSTOMER_ID, EMAIL
-from crm_platform.standardize import email_std
+from crm_platform.contracts.schemas import CUSTOMER_ID, EMAIL
+from crm_platform.core.standardize import email_std
+from crm_platform.core.privacy import hash_sql, identifier_hash
 
 TABLE = "governance.contact_suppression"
 REJECTS = "governance.suppression_rejects"
-
-
-def identifier_hash(kind: str, value: str, salt: str) -> str:
-    return hashlib.sha256(f"{salt}|{kind}|{value}".encode()).hexdigest()
-
-
-def hash_sql(kind: str, expr: str, salt: str) -> str:
-    """The same hash in DuckDB SQL, of an already normalized identifier."""
-    return f"sha256('{salt}|{kind}|' || {expr})"
 
 
 def read_files(folder: Path, salt: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import date
 
 from crm_platform.alerts.rules import AlertConfig
-from crm_platform.features import day_end
+from crm_platform.core.days import day_end
 
 
 def uplift_sql(day: date, cfg: AlertConfig, alerts: str = "alerts.customer_alerts") -> str:

@@ -51,12 +51,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from crm_platform import warehouse
+from crm_platform.core import warehouse
 from crm_platform.governance import audit
-from crm_platform.governance.subject import AmbiguousSubject, Subject, _q, match_sql, register_hashes, resolve
-from crm_platform.ingest import fingerprint
-from crm_platform.settings import Paths
-from crm_platform.sources import SourceConfig
+from crm_platform.governance.subject import AmbiguousSubject, Subject, _q, register_hashes, resolve
+from crm_platform.ingest.erased import match_sql
+from crm_platform.ingest.load import fingerprint
+from crm_platform.core.settings import Paths
+from crm_platform.ingest.sources import SourceConfig
 
 LIST_TABLE = "governance.erased_identifiers"
 LIST_COLUMNS = ["identifier_hash", "identifier_type", "request_id", "erased_at", "salt_id"]
@@ -450,8 +451,10 @@ def _render_dashboard(con, paths: Paths, path: Path) -> str:
     check results, read from the orchestrator, are left out until the next scheduled render)."""
     from datetime import date
 
-    from crm_platform import dashboard, kpis, settings
-    from crm_platform.dashboard.sections import as_of_day
+    from crm_platform import reports as dashboard
+    from crm_platform.marts import kpis
+    from crm_platform.core import settings
+    from crm_platform.reports.sections import as_of_day
     from crm_platform.ml.registry import Registry
 
     day = re.search(r"(\d{4}-\d{2}-\d{2})", path.name)

@@ -14,14 +14,15 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from crm_platform import warehouse
+from crm_platform.core import warehouse
 from crm_platform.alerts.delivery import Outbox
 from crm_platform.governance import audit
 from crm_platform.governance.erasure import token_regex
-from crm_platform.governance.subject import AmbiguousSubject, _q, match_sql, register_hashes, resolve
+from crm_platform.governance.subject import AmbiguousSubject, _q, register_hashes, resolve
+from crm_platform.ingest.erased import match_sql
 from crm_platform.ml.registry import Registry, RegistryError
-from crm_platform.settings import Paths
-from crm_platform.sources import SourceConfig
+from crm_platform.core.settings import Paths
+from crm_platform.ingest.sources import SourceConfig
 
 FORMAT = "crm_platform subject export v1"
 # per-customer tables in the export: section -> (table, order)

@@ -20,7 +20,8 @@ import re
 
 import pandas as pd
 
-from crm_platform.model import ENTITIES
+from crm_platform.contracts.entities import ENTITIES
+from crm_platform.core.privacy import EMAIL_RE, PHONE_RE
 
 # direct PII: the entity model's ``pii`` columns plus their standardized and derived forms
 _DIRECT_BASE = {c.name for e in ENTITIES.values() for c in e.columns if c.pii} | {
@@ -36,10 +37,6 @@ IDENTIFIER = frozenset({
 # columns personal in one table only (a provenance value is the golden field itself)
 BY_TABLE = {"core.customer_field_provenance": ("value",), "raw.quarantine_rows": ("reason",)}
 ANALYTICAL_LAYERS = ("features", "ml", "marts", "alerts")
-
-# content that is personal whatever the column is called
-EMAIL_RE = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
-PHONE_RE = r"\+[1-9][0-9]{0,3}[ /-]?[0-9]{2,5}[ /-]?[0-9]{3,10}\b|\b0[1-9][0-9]{1,4}[ /-]?[0-9]{4,9}\b"
 
 
 def kind(column: str) -> str | None:

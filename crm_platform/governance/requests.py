@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from crm_platform.schemas import CUSTOMER_ID, EMAIL
-from crm_platform.standardize import email_std
+from crm_platform.contracts.schemas import CUSTOMER_ID, EMAIL
+from crm_platform.core.standardize import email_std
 
 TABLE = "governance.requests"
 TYPES = ("erase", "export")

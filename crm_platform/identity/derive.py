@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from crm_platform.warehouse import columns, table_exists
+from crm_platform.core.warehouse import columns, table_exists
 
 # a column filled in fewer records than this share carries too little to match on
 MIN_FILL = 0.01

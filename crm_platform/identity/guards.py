@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from crm_platform.identity.spec import MatchSpec
-from crm_platform.warehouse import table_exists
+from crm_platform.core.warehouse import table_exists
 
 LIMIT = 20
 

@@ -26,11 +26,11 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from crm_platform import staging
+from crm_platform.staging import tables as staging
 from crm_platform.identity import engine, guards, ids
 from crm_platform.identity.cluster import ACCEPTED, ClusterResult, cluster
 from crm_platform.identity.spec import MatchSpec
-from crm_platform.warehouse import columns, table_exists
+from crm_platform.core.warehouse import columns, table_exists
 
 SCHEMA = "identity"
 SOURCE_SQL = "SELECT * FROM staging.contacts"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crm_platform.spreadsheet import neutralize
+from crm_platform.core.spreadsheet import neutralize
 
 DECISION_FILE = "decisions.csv"
 QUEUE_FILE = "queue.csv"

@@ -17,8 +17,8 @@ import pandas as pd
 import recordlinkage as rl
 from recordlinkage.base import BaseCompareFeature
 
-from crm_platform.identity import engine
 from crm_platform.identity.spec import MatchSpec
+from crm_platform.identity import compare as sql
 
 _SIDE_COLUMN = re.compile(r"\b[lr]\.([a-z_][a-z0-9_]*)")
 
@@ -57,7 +57,7 @@ def _features(spec: MatchSpec) -> list[SpecFeature]:
     for label, rules in (("deterministic_rule", spec.deterministic), ("cannot_link_rule", spec.guards.cannot_link),
                          ("context", spec.contexts)):
         if rules:
-            case = engine.rule_case(rules)
+            case = sql.rule_case(rules)
             feats.append(SpecFeature(case, referenced_columns(case), label))
     return feats
 
@@ -99,4 +99,4 @@ def compare(con, spec: MatchSpec, out: str, chunk_pairs: int = 250_000) -> None:
             con.execute(f"INSERT INTO {out}.comparisons SELECT * FROM _chunk")
         con.unregister("_chunk")
     if first:      # no candidate pairs at all: the same empty table the SQL backend writes
-        engine.compare(con, spec, out)
+        sql.compare(con, spec, out)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from crm_platform.settings import DEFAULT_MODELS, read_config
+from crm_platform.core.settings import DEFAULT_MODELS, read_config
 
 DEFAULT_CLV_HORIZONS = (90, 180, 365)
 

@@ -28,15 +28,15 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from crm_platform import warehouse
-from crm_platform.features import FeatureConfig
+from crm_platform.core import warehouse
+from crm_platform.features.snapshots import FeatureConfig
 from crm_platform.ml import ModelConfig, NotEnoughData, clv, labels
 from crm_platform.ml.boosting import BoostedClassifier
 from crm_platform.ml.evaluate import (calibration_table, classification_metrics, decile_table, reference_bins,
                                       top_predictors)
 from crm_platform.ml.training import (data_hash, data_window, default_plan, design, examples, feature_columns,
-                                      left_out_features,
-                                      fit_candidates, has_ordered, preprocessor, require, simple_params, snapshot)
+                                      left_out_features, fit_candidates, has_ordered, preprocessor, require,
+                                      simple_params, snapshot)
 
 TASK = "churn"
 SCORE = "churn_probability"

@@ -36,8 +36,9 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.pipeline import make_pipeline
 
-from crm_platform import warehouse
-from crm_platform.features import FeatureConfig, day_end
+from crm_platform.core import warehouse
+from crm_platform.features.snapshots import FeatureConfig
+from crm_platform.core.days import day_end
 from crm_platform.ml import DEFAULT_CLV_HORIZONS, ModelConfig, NotEnoughData, labels
 from crm_platform.ml.btyd import BetaGeo, GammaGamma, ParetoNBD
 from crm_platform.ml.boosting import BoostedRegressor

@@ -20,7 +20,8 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from crm_platform.features import day_end, exact_sum
+from crm_platform.features.snapshots import exact_sum
+from crm_platform.core.days import day_end
 
 CLV_DAYS = 365
 

@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from crm_platform.features import FeatureConfig
+from crm_platform.features.snapshots import FeatureConfig
 from crm_platform.ml import ModelConfig, NotEnoughData, labels
 from crm_platform.ml.evaluate import (calibration_table, classification_metrics, decile_table, reference_bins,
                                       top_predictors)

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import make_pipeline
 
-from crm_platform import warehouse
-from crm_platform.features import FeatureConfig, day_end
+from crm_platform.core import warehouse
+from crm_platform.features.snapshots import FeatureConfig
+from crm_platform.core.days import day_end
 from crm_platform.ml import ModelConfig, NotEnoughData
 from crm_platform.ml.boosting import BoostedClassifier
 from crm_platform.ml.evaluate import reference_bins, top_predictors

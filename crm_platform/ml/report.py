@@ -9,7 +9,7 @@ import html
 
 import pandas as pd
 
-from crm_platform.plots import calibration_plot, decile_plot, value_decile_plot
+from crm_platform.core.plots import calibration_plot, decile_plot, value_decile_plot
 
 
 def card_plots(card: dict) -> dict[str, bytes]:

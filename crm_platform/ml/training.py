@@ -19,8 +19,9 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from crm_platform import features, warehouse
-from crm_platform.features import FeatureConfig
+from crm_platform.features import snapshots as features
+from crm_platform.core import warehouse
+from crm_platform.features.snapshots import FeatureConfig
 from crm_platform.ml import ModelConfig, NotEnoughData
 from crm_platform.ml.labels import CutoffPlan, plan_cutoffs
 
