@@ -29,7 +29,7 @@ def _last_day(con):
     return con.execute("SELECT max(known_at)::DATE FROM core.customer_events").fetchall()[0][0]
 
 
-@pytest.mark.parametrize("months", [9, 3])
+@pytest.mark.parametrize("months", [pytest.param(9, marks=pytest.mark.slow), 3])
 def test_a_short_history_serves_clv_from_the_count_models_with_a_note(timeline_world, tmp_path, months):
     probe = duckdb.connect(str(timeline_world), read_only=True)
     start = _last_day(probe) - timedelta(days=months * 30)
@@ -67,6 +67,7 @@ def test_too_few_repeat_buyers_for_the_count_models_is_not_enough_data(timeline_
     con.close()
 
 
+@pytest.mark.slow
 def test_a_shop_without_email_support_or_nps_data_trains_churn(timeline_world, tmp_path):
     con = _variant(timeline_world, tmp_path, """DELETE FROM core.customer_events
         WHERE event_type LIKE 'email%' OR event_type LIKE 'ticket%' OR event_type LIKE 'nps%'""")

@@ -17,6 +17,8 @@ from crm_platform.golden import survivorship as golden
 from crm_platform.demo import GeneratorConfig, deliver, generate
 from tests.conftest import generator_spec, ingest_all
 
+pytestmark = pytest.mark.slow  # whole builds per fixture: the full lane, not the fast one
+
 DAY = date(2026, 9, 30)
 SPEC = generator_spec()
 RULES = golden.load_rules()

@@ -23,6 +23,8 @@ from crm_platform.ingest.load import ingest_dataset
 from crm_platform.core.settings import DEFAULT_SOURCES
 from crm_platform.ingest.sources import load_sources
 
+pytestmark = pytest.mark.slow  # a fuzzed delivery ingested per format: the full lane, not the fast one
+
 AS_OF = datetime(2026, 10, 1, tzinfo=timezone.utc)
 INJECTION = ["'; DROP TABLE raw.shop_orders; --", "=HYPERLINK(\"http://example.invalid\",\"x\")", "+SUM(A1:A9)",
              "-2+3", "@cmd", 'say "hi", then leave', "line\nbreak", "\\N", "NULL", "a\tb"]
