@@ -12,9 +12,12 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from assets.checks import latest_evaluations, partition_check, partition_check_spec
-from assets.features import KEY as FEATURES_KEY, PARTITIONS, SINGLE_RUN
-from assets.metadata import markdown_table, table_metadata
+from assets import policy
+from assets.lib import keys
+from assets.lib.checks import (latest_evaluations, partition_check, partition_check_spec, step_check,
+                               step_check_spec)
+from assets.lib.metadata import markdown_table, table_metadata
+from assets.lib.partitions import daily_asset
 from crm_platform.alerts import kpi, rules, suppression, uplift
 from crm_platform.alerts.delivery import CONTACT_FIELDS, log_over_runs_sql
 from crm_platform.alerts.rules import SOURCES, in_control_group, window_days_sql
@@ -23,22 +26,14 @@ from crm_platform.contracts.validation import validate_table
 from crm_platform.core.warehouse import replace_partition, table_exists
 from resources.alerts import Alerting
 
-CUSTOMER_ALERTS = dg.AssetKey(["alerts", "customer_alerts"])
-KPI_ALERTS = dg.AssetKey(["alerts", "kpi_alerts"])
-OUTBOX = dg.AssetKey(["alerts", "outbox"])
-UPLIFT = dg.AssetKey(["marts", "action_uplift"])
-SUPPRESSION = dg.AssetKey(["governance", "contact_suppression"])
-CUSTOMERS = dg.AssetKey(["core", "customers"])
-EVENTS = dg.AssetKey(["core", "customer_events"])
-SCORES = [dg.AssetKey(["ml", "churn_scores"]), dg.AssetKey(["ml", "clv_scores"]), dg.AssetKey(["ml", "next_best_offer"])]
+CUSTOMER_ALERTS, KPI_ALERTS, OUTBOX, UPLIFT = keys.CUSTOMER_ALERTS, keys.KPI_ALERTS, keys.OUTBOX, keys.UPLIFT
+SUPPRESSION = keys.SUPPRESSION
+SCORES = [keys.CHURN_SCORES, keys.CLV_SCORES, keys.NEXT_BEST_OFFER]
 SUPPRESSED = f"(SELECT customer_id FROM {suppression.TABLE} WHERE customer_id IS NOT NULL)"
 
 
 def _daily(key: dg.AssetKey, group: str, deps: list, checks: list, kinds=frozenset({"duckdb", "sql"}), **kw):
-    """The decorator of a daily alert asset: shared partitions, one run per backfill, the DuckDB pool."""
-    return dg.asset(key=key, partitions_def=PARTITIONS, group_name=group, kinds=set(kinds), owners=["team:data"],
-                    tags={"layer": key.path[0]}, pool="duckdb", deps=deps, check_specs=checks,
-                    backfill_policy=SINGLE_RUN, **kw)
+    return daily_asset(key=key, group_name=group, kinds=set(kinds), deps=deps, check_specs=checks, **kw)
 
 
 def _temp(con, name: str, sql: str) -> int:
@@ -46,13 +41,13 @@ def _temp(con, name: str, sql: str) -> int:
     return con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
 
 
-@dg.asset(key=SUPPRESSION, group_name="alerts", kinds={"duckdb", "python"}, owners=["team:data"],
-          tags={"layer": "governance", "pii": "hashed"}, pool="duckdb", deps=[CUSTOMERS],
-          check_specs=[dg.AssetCheckSpec(f"pandera_{ContactSuppression.__name__}", asset=SUPPRESSION,
-                                         description="Hashes only, one row per identifier and customer."),
-                       dg.AssetCheckSpec("no_rejected_rows", asset=SUPPRESSION, description=(
-                           "Every row of the suppression files is a valid e-mail or customer id; rejected "
-                           "rows are in governance.suppression_rejects with file, line and reason."))])
+@policy.asset(key=SUPPRESSION, group_name="alerts", kinds={"duckdb", "python"}, tags={"pii": "hashed"},
+              deps=[keys.CUSTOMERS],
+              check_specs=[step_check_spec(ContactSuppression, SUPPRESSION,
+                                           "Hashes only, one row per identifier and customer."),
+                           dg.AssetCheckSpec("no_rejected_rows", asset=SUPPRESSION, description=(
+                               "Every row of the suppression files is a valid e-mail or customer id; rejected "
+                               "rows are in governance.suppression_rejects with file, line and reason."))])
 def contact_suppression(context: dg.AssetExecutionContext, warehouse: DuckDBResource, alerting: Alerting):
     """People nobody may contact, from the CSV files in ``CRM_PLATFORM_HOME/suppression/`` (column
     ``email`` or ``customer_id``, optional ``reason``): salted hashes of the normalized identifiers
@@ -65,8 +60,7 @@ def contact_suppression(context: dg.AssetExecutionContext, warehouse: DuckDBReso
         meta = table_metadata(con, suppression.TABLE)
     yield dg.MaterializeResult(metadata={**meta, **counts, "folder": str(paths.suppression),
                                          "rejects": dg.MetadataValue.md(markdown_table(rejects, 20, 80))})
-    yield dg.AssetCheckResult(check_name=f"pandera_{ContactSuppression.__name__}", passed=result.passed,
-                              description=result.summary())
+    yield step_check(ContactSuppression, result)
     yield dg.AssetCheckResult(check_name="no_rejected_rows", passed=counts["rejected"] == 0,
                               severity=dg.AssetCheckSeverity.WARN,
                               description=f"{counts['rejected']} row(s) or file(s) rejected" if counts["rejected"]
@@ -79,8 +73,7 @@ RESPECT_CHECK = dg.AssetCheckSpec("alerts_respect_the_customer", asset=CUSTOMER_
     "is exactly the hash rule."))
 
 
-@_daily(CUSTOMER_ALERTS, "alerts", [*SCORES, dg.AssetKey(["marts", "lifecycle_transitions"]), FEATURES_KEY,
-                                    CUSTOMERS, EVENTS, SUPPRESSION],
+@_daily(CUSTOMER_ALERTS, "alerts", [*SCORES, keys.TRANSITIONS, keys.FEATURES, keys.CUSTOMERS, keys.EVENTS, SUPPRESSION],
         [partition_check_spec(CustomerAlerts, CUSTOMER_ALERTS), RESPECT_CHECK])
 def customer_alerts(context: dg.AssetExecutionContext, warehouse: DuckDBResource, alerting: Alerting):
     """The customer alerts of the partition's day: churn risk of valuable customers (churn
@@ -153,7 +146,7 @@ def failed_checks(context: dg.AssetExecutionContext) -> list[kpi.FailedCheck]:
             for key, run_id, ev in latest_evaluations(context) if not ev.passed]
 
 
-@_daily(KPI_ALERTS, "alerts", [dg.AssetKey(["marts", "kpi_daily"])],
+@_daily(KPI_ALERTS, "alerts", [keys.KPI_DAILY],
         [partition_check_spec(KpiAlerts, KPI_ALERTS),
          dg.AssetCheckSpec("kpis_have_a_band", asset=KPI_ALERTS, description=(
              "Every configured KPI had enough history on the day to be checked against its band."))])
@@ -285,7 +278,7 @@ def outbox(context: dg.AssetExecutionContext, warehouse: DuckDBResource, alertin
                      + "; ".join(errors[:3])))
 
 
-@_daily(UPLIFT, "alerts", [CUSTOMER_ALERTS, EVENTS], [partition_check_spec(ActionUplift, UPLIFT)])
+@_daily(UPLIFT, "alerts", [CUSTOMER_ALERTS, keys.EVENTS], [partition_check_spec(ActionUplift, UPLIFT)])
 def action_uplift(context: dg.AssetExecutionContext, warehouse: DuckDBResource, alerting: Alerting):
     """Per alert kind, as of the end of the partition's day: order rate (1 - churn) and net revenue in
     the window after the alert of treated customers against the control group, over the alerts

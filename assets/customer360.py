@@ -4,23 +4,21 @@ crm_platform/customer360/timeline.py)."""
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from assets.metadata import markdown_table, table_metadata, table_spec
+from assets import policy
+from assets.lib import keys
+from assets.lib.metadata import markdown_table, table_metadata, table_spec
 from crm_platform.core import settings
 from crm_platform.customer360 import timeline
 from crm_platform.core.days import record_data_days
 
-EVENTS = dg.AssetKey(["core", "customer_events"])
-UNATTRIBUTED = dg.AssetKey(["core", "unattributed_events"])
-ACTIVITY = [dg.AssetKey(["staging", t]) for t in (
-    "orders", "order_items", "email_events", "support_tickets", "web_events", "nps_responses", "leads")]
-CROSSWALK = dg.AssetKey(["identity", "crosswalk"])
+EVENTS, UNATTRIBUTED = keys.EVENTS, keys.UNATTRIBUTED
 
 
 def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
-    return table_spec(key, description, [CROSSWALK, *ACTIVITY], "core")
+    return table_spec(key, description, [keys.CROSSWALK, *keys.ACTIVITY], "core")
 
 
-@dg.multi_asset(
+@policy.multi_asset(
     specs=[
         _spec(EVENTS, "Every interaction of every golden customer on one timeline: orders, returns, "
               "e-mail events, tickets, identified web events, NPS answers, lead creation and conversion, "
@@ -30,7 +28,6 @@ def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
               "an order of a shop account whose record was quarantined). Anonymous web traffic is counted "
               "in the timeline's metadata, not listed."),
     ],
-    pool="duckdb",
 )
 def customer_timeline(warehouse: DuckDBResource):
     """Build core.customer_events and core.unattributed_events from the staged activity tables and

@@ -1,41 +1,29 @@
 """Feature assets: daily point-in-time snapshots of every customer (domain code in
 crm_platform/features/snapshots.py)."""
 
-from datetime import date, timedelta
+from datetime import date
 import time
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from assets.checks import partition_check, partition_check_spec
-from assets.metadata import markdown_table, table_metadata
+from assets.lib import keys
+from assets.lib.checks import partition_check, partition_check_spec
+from assets.lib.metadata import markdown_table, table_metadata
+from assets.lib.config import FEATURES as CONFIG
+from assets.lib.partitions import daily_asset
 from crm_platform.features import snapshots as features
-from crm_platform.core import settings
 from crm_platform.contracts.schemas import CustomerFeatures
-from crm_platform.core.days import partitions_end, partitions_start
 
-CONFIG = features.load_config(settings.features_file())
-# one span of days for every daily asset (features, segments, KPIs, scores, alerts): from the first
-# day with data (unless features.yaml names one) to the newest day with data, never the wall clock
-PARTITIONS = dg.DailyPartitionsDefinition(
-    start_date=partitions_start(CONFIG.partitions_start, settings.paths().first_day_file).isoformat(),
-    end_date=(partitions_end(settings.paths().last_day_file) + timedelta(days=1)).isoformat())
-# a backfill of a range is one run: every daily asset loops over its days in one connection
-SINGLE_RUN = dg.BackfillPolicy.single_run()
-KEY = dg.AssetKey(["features", "customer_features"])
-# what every daily table is computed from: the timeline, who is who, and the contacts
-TIMELINE_DEPS = [dg.AssetKey(["core", "customer_events"]), dg.AssetKey(["identity", "crosswalk"]),
-                 dg.AssetKey(["staging", "contacts"])]
+KEY = keys.FEATURES
 
 
 def _partition(day: str) -> str:
     return f"(SELECT * FROM {features.TABLE} WHERE snapshot_date = DATE '{day}')"
 
 
-@dg.asset(
-    key=KEY, partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN, group_name="features", kinds={"duckdb", "sql"},
-    owners=["team:data"], tags={"layer": "features"}, pool="duckdb",
-    deps=TIMELINE_DEPS,
+@daily_asset(
+    key=KEY, group_name="features", kinds={"duckdb", "sql"}, deps=keys.TIMELINE_DEPS,
     check_specs=[partition_check_spec(CustomerFeatures, KEY)],
 )
 def customer_features(context: dg.AssetExecutionContext, warehouse: DuckDBResource):

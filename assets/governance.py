@@ -8,7 +8,10 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from assets.metadata import markdown_table, table_metadata
+from assets import policy
+from assets.lib import keys
+from assets.lib.checks import step_check, step_check_spec
+from assets.lib.metadata import markdown_table, table_metadata
 from crm_platform.core import settings
 from crm_platform.governance import audit, pii, requests
 from crm_platform.governance.erasure import LIST_TABLE, list_path, sync_list_table
@@ -18,16 +21,14 @@ from crm_platform.core.warehouse import connect, table_exists
 from resources.alerts import Alerting
 from resources.warehouse import LandingZone, read_only
 
-REQUESTS = dg.AssetKey(["governance", "requests"])
+REQUESTS = keys.REQUESTS
 
 
-@dg.asset(key=REQUESTS, group_name="governance", kinds={"duckdb", "python"}, owners=["team:data"],
-          tags={"layer": "governance", "pii": "identifier"}, pool="duckdb",
-          check_specs=[dg.AssetCheckSpec(f"pandera_{GovernanceRequests.__name__}", asset=REQUESTS,
-                                         description=(GovernanceRequests.__doc__ or "").strip()),
-                       dg.AssetCheckSpec("no_invalid_requests", asset=REQUESTS, description=(
-                           "Every request file was readable and complete; invalid ones are registered with the "
-                           "reason so the sender can be answered."))])
+@policy.asset(key=REQUESTS, group_name="governance", kinds={"duckdb", "python"}, tags={"pii": "identifier"},
+              check_specs=[step_check_spec(GovernanceRequests, REQUESTS),
+                           dg.AssetCheckSpec("no_invalid_requests", asset=REQUESTS, description=(
+                               "Every request file was readable and complete; invalid ones are registered with "
+                               "the reason so the sender can be answered."))])
 def request_register(context: dg.AssetExecutionContext, warehouse: DuckDBResource, alerting: Alerting):
     """Erasure and export requests dropped as JSON files into ``CRM_PLATFORM_HOME/requests/`` (picked
     up by the ``subject_requests`` sensor): each file registered once, ``pending`` until carried out
@@ -43,28 +44,24 @@ def request_register(context: dg.AssetExecutionContext, warehouse: DuckDBResourc
     meta.pop("preview")   # identifiers are personal data: no preview
     yield dg.MaterializeResult(metadata={**meta, **counts, "folder": str(folder),
                                          "invalid": dg.MetadataValue.md(markdown_table(invalid, 20, 80))})
-    yield dg.AssetCheckResult(check_name=f"pandera_{GovernanceRequests.__name__}", passed=result.passed,
-                              description=result.summary())
+    yield step_check(GovernanceRequests, result)
     yield dg.AssetCheckResult(check_name="no_invalid_requests", passed=counts["new_invalid"] == 0,
                               severity=dg.AssetCheckSeverity.WARN,
                               description=f"{counts['new']} new request(s), {counts['new_invalid']} invalid, "
                                           f"{counts['pending']} pending")
 
 
-SUBJECT_REQUESTS = dg.AssetKey(["governance", "subject_requests"])
+SUBJECT_REQUESTS = keys.SUBJECT_REQUESTS
 AUDIT = "governance.audit_log"
 
 
-@dg.asset(key=SUBJECT_REQUESTS, group_name="governance", deps=[REQUESTS], kinds={"duckdb", "python"},
-          owners=["team:data"], tags={"layer": "governance", "pii": "none"}, pool="duckdb",
-          check_specs=[
-              dg.AssetCheckSpec("erasures_verified", asset=SUBJECT_REQUESTS, description=(
-                  "Every erasure carried out left no trace: a scan of every table and file under the home found "
-                  "none of the person's identifiers.")),
-              dg.AssetCheckSpec(f"pandera_{AuditLog.__name__}", asset=SUBJECT_REQUESTS,
-                                description=(AuditLog.__doc__ or "").strip()),
-              dg.AssetCheckSpec(f"pandera_{ErasedIdentifiers.__name__}", asset=SUBJECT_REQUESTS,
-                                description=(ErasedIdentifiers.__doc__ or "").strip())])
+@policy.asset(key=SUBJECT_REQUESTS, group_name="governance", deps=[REQUESTS], kinds={"duckdb", "python"},
+              tags={"pii": "none"},
+              check_specs=[
+                  dg.AssetCheckSpec("erasures_verified", asset=SUBJECT_REQUESTS, description=(
+                      "Every erasure carried out left no trace: a scan of every table and file under the home "
+                      "found none of the person's identifiers.")),
+                  step_check_spec(AuditLog, SUBJECT_REQUESTS), step_check_spec(ErasedIdentifiers, SUBJECT_REQUESTS)])
 def subject_requests(context: dg.AssetExecutionContext, warehouse: DuckDBResource, landing: LandingZone):
     """Carries out the pending erasure and export requests of ``governance.requests``: an erasure
     removes the person from every table and file, puts their hashed identifiers on the erasure list
@@ -92,15 +89,14 @@ def subject_requests(context: dg.AssetExecutionContext, warehouse: DuckDBResourc
                                            "no erasure this run") if not failed else
                               f"traces left after erasure {', '.join(failed)}: see the receipts")
     for model, result in zip((AuditLog, ErasedIdentifiers), checks):
-        yield dg.AssetCheckResult(check_name=f"pandera_{model.__name__}", passed=result.passed,
-                                  description=result.summary())
+        yield step_check(model, result)
 
 
 def pii_check(key: dg.AssetKey, table: str) -> dg.AssetChecksDefinition:
     """Fails when ``table`` (written by an analytical asset) holds a column of direct personal data,
     or text that looks like an e-mail address or a phone number."""
 
-    @dg.asset_check(asset=key, name="no_direct_pii", pool="duckdb", description=(
+    @policy.asset_check(asset=key, name="no_direct_pii", description=(
         f"{table} carries the customer_id only: no column of direct personal data (names, e-mail, phone, "
         "address, birth date, free text) and no value that looks like an e-mail address or phone number."))
     def no_direct_pii(warehouse: DuckDBResource) -> dg.AssetCheckResult:
@@ -128,16 +124,16 @@ def pii_check(key: dg.AssetKey, table: str) -> dg.AssetChecksDefinition:
 
 
 # the table of an analytical asset whose key is not its table's name
-TABLE_OF = {("alerts", "outbox"): "alerts.delivery_log"}
+TABLE_OF = {keys.OUTBOX: "alerts.delivery_log"}
 # analytical assets that are files, not tables: they scan their own text (the dashboard's no_personal_data)
-FILES = {("marts", "dashboard")}
+FILES = {keys.DASHBOARD}
 
 
-def pii_checks(keys) -> list[dg.AssetChecksDefinition]:
+def pii_checks(asset_keys) -> list[dg.AssetChecksDefinition]:
     """A ``no_direct_pii`` check on every asset of the analytical layers."""
-    return [pii_check(k, TABLE_OF.get(tuple(k.path), ".".join(k.path))) for k in sorted(keys, key=str)
+    return [pii_check(k, TABLE_OF.get(k, ".".join(k.path))) for k in sorted(asset_keys, key=str)
             if k.path[0] in pii.ANALYTICAL_LAYERS and not k.path[-1].endswith("_model")  # models are registry files
-            and tuple(k.path) not in FILES]
+            and k not in FILES]
 
 
 def governance_assets() -> list:

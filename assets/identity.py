@@ -1,4 +1,4 @@
-"""Identity resolution and golden records: match, cluster, keep ids stable, pick surviving values.
+"""Identity resolution: match, cluster, keep ids stable, measure how good it is.
 
 Thin over ``crm_platform.identity``; the match spec (YAML) decides what is compared and how.
 """
@@ -9,27 +9,21 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from assets.metadata import markdown_table, table_metadata, table_spec
+from assets import policy
+from assets.lib import keys
+from assets.lib.metadata import markdown_table, table_metadata, table_spec
 from crm_platform.core import settings
 from crm_platform.core.privacy import identifier_hash
 from crm_platform.governance import audit
 from crm_platform.identity import evaluate, guards, resolve, review
-from crm_platform.golden import survivorship as golden
 from resources.identity import IdentityResolution
 
 GROUP = "identity"
-CONTACTS = dg.AssetKey(["staging", "contacts"])
-# the match spec reads the shop account a support requester's tickets name
-TICKETS = dg.AssetKey(["staging", "support_tickets"])
-K = {name: dg.AssetKey(["identity", name]) for name in (
-    "candidate_pairs", "match_weights", "pair_scores", "crosswalk", "links", "review_queue",
-    "id_changes", "resolution_quality")}
-CUSTOMERS = dg.AssetKey(["core", "customers"])
-PROVENANCE = dg.AssetKey(["core", "customer_field_provenance"])
+K = keys.IDENTITY
 
 
-def _spec(key: dg.AssetKey, description: str, deps, group: str = GROUP) -> dg.AssetSpec:
-    return table_spec(key, description, deps, group)
+def _spec(key: dg.AssetKey, description: str, deps) -> dg.AssetSpec:
+    return table_spec(key, description, deps, GROUP)
 
 
 class MatchConfig(dg.Config):
@@ -50,11 +44,13 @@ def _prior_metadata(rep) -> dict:
     return out
 
 
-@dg.multi_asset(
+@policy.multi_asset(
     specs=[
         _spec(K["candidate_pairs"], "Record pairs proposed by the match spec's blocking rules, each once, "
               "with the first rule that proposed it. Never a cross product: oversized blocks are skipped "
-              "and reported.", [CONTACTS, TICKETS]),
+              "and reported.",
+              # the match spec reads the shop account a support requester's tickets name
+              [keys.CONTACTS, keys.SUPPORT_TICKETS]),
         _spec(K["match_weights"], "The Fellegi-Sunter model: m and u probability and match weight (bits) "
               "of every comparison level; u from random pairs, m by EM per training blocking rule.",
               [K["candidate_pairs"]]),
@@ -62,7 +58,6 @@ def _prior_metadata(rep) -> dict:
               "total weight, match probability and decision (must_link, deterministic, link, review, "
               "no_link, cannot_link).", [K["match_weights"]]),
     ],
-    pool="duckdb",
 )
 def match_contacts(config: MatchConfig, warehouse: DuckDBResource, identity: IdentityResolution):
     """Block, compare and score staging.contacts; reviewer decisions join as labels. Contacts new
@@ -107,7 +102,7 @@ def match_contacts(config: MatchConfig, warehouse: DuckDBResource, identity: Ide
         "review_rows_not_used_count": len(rejected)})
 
 
-@dg.multi_asset(
+@policy.multi_asset(
     specs=[
         _spec(K["crosswalk"], "Every staged contact record mapped to exactly one customer_id. Ids are "
               "stable across runs; merges keep the surviving id.", [K["pair_scores"]]),
@@ -128,7 +123,6 @@ def match_contacts(config: MatchConfig, warehouse: DuckDBResource, identity: Ide
         dg.AssetCheckSpec("guard_cannot_link", asset=K["crosswalk"], blocking=True,
                           description="No customer holds a pair a cannot-link rule of the spec or a reviewer keeps apart."),
     ],
-    pool="duckdb",
 )
 def resolve_customers(warehouse: DuckDBResource, identity: IdentityResolution):
     """Cluster accepted links with over-merge guards and map clusters onto stable customer ids;
@@ -169,47 +163,9 @@ def resolve_customers(warehouse: DuckDBResource, identity: IdentityResolution):
                                   else "no contact record to resolve (absent: no source declares contacts)")
 
 
-@dg.multi_asset(
-    specs=[
-        _spec(CUSTOMERS, "Golden customer records: one row per customer_id, each field chosen by the "
-              "survivorship rules in config (trust rank, most recent, most frequent, longest, consent = "
-              "most restrictive).", [K["crosswalk"]], group="core"),
-        _spec(PROVENANCE, "For every golden field: the value, the staged record that supplied it and "
-              "the survivorship rule that chose it.", [K["crosswalk"]], group="core"),
-    ],
-    check_specs=[dg.AssetCheckSpec("provenance_for_every_field", asset=CUSTOMERS, blocking=True,
-                                   description="Every non-null golden field has exactly one provenance row, "
-                                               "and every customer id has a golden record.")],
-    pool="duckdb",
-)
-def golden_records(warehouse: DuckDBResource, identity: IdentityResolution):
-    """Build core.customers and core.customer_field_provenance from the crosswalk; daily, only
-    the customers resolved since the last build (golden.build)."""
-    rules = identity.survivorship()
-    with warehouse.get_connection() as con:
-        counts = golden.build(con, rules, incremental=True)
-        by_rule = con.sql("SELECT field, rule, source_dataset, count(*) AS n FROM core.customer_field_provenance "
-                          "GROUP BY ALL ORDER BY field, n DESC").df()
-        meta = {k: table_metadata(con, ".".join(k.path)) for k in (CUSTOMERS, PROVENANCE)}
-        n, rows = guards.missing_provenance(con, [o for fr in rules for o in fr.outputs])
-    yield dg.MaterializeResult(asset_key=CUSTOMERS, metadata={
-        **meta[CUSTOMERS], "rules": dg.MetadataValue.json({fr.name: fr.rule for fr in rules}),
-        "build_mode": counts["mode"], "build_mode_reason": counts["reason"],
-        "customers_rebuilt_this_run": counts["customers_rebuilt"]})
-    yield dg.MaterializeResult(asset_key=PROVENANCE, metadata={
-        **meta[PROVENANCE], "values_by_rule_and_source": dg.MetadataValue.md(markdown_table(by_rule, 60))})
-    # no customer at all: the crosswalk passed its checks empty, so no source declares contacts
-    yield dg.AssetCheckResult(asset_key=CUSTOMERS, check_name="provenance_for_every_field", passed=n == 0,
-                              description=f"{n} fields without provenance" if n else
-                              f"holds for {counts['customers']:,} customers" if counts["customers"] else
-                              "no customer (absent: no source declares contacts)",
-                              metadata={"violations": int(n), "examples": dg.MetadataValue.md(markdown_table(rows))})
-
-
-@dg.asset(
+@policy.asset(
     key=K["resolution_quality"], deps=[K["crosswalk"], K["candidate_pairs"], K["review_queue"]],
-    group_name=GROUP, kinds={"duckdb", "sql"}, owners=["team:data"], pool="duckdb",
-    tags={"layer": "identity"},
+    group_name=GROUP, kinds={"duckdb", "sql"},
 )
 def resolution_quality(warehouse: DuckDBResource, identity: IdentityResolution) -> dg.MaterializeResult:
     """How good the resolution is. With the generator's truth: pairwise and B-cubed precision,
@@ -242,5 +198,5 @@ def resolution_quality(warehouse: DuckDBResource, identity: IdentityResolution) 
 
 
 def identity_assets() -> list:
-    return [match_contacts, resolve_customers, golden_records, resolution_quality]
+    return [match_contacts, resolve_customers, resolution_quality]
 

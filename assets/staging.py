@@ -4,8 +4,9 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from assets.ingestion import raw_key
-from assets.metadata import markdown_table, table_metadata
+from assets import policy
+from assets.lib import keys
+from assets.lib.metadata import markdown_table, table_metadata
 from crm_platform.staging import tables as staging
 from crm_platform.contracts.entities import entity
 from crm_platform.ingest.sources import SourceConfig
@@ -18,14 +19,11 @@ MATCH_FIELDS = ("email_std", "phone_e164", "last_name_std", "first_name_std", "b
 def build_staging_asset(entity_name: str, cfg: SourceConfig) -> dg.AssetsDefinition:
     ent = entity(entity_name)
 
-    @dg.asset(
-        key=["staging", entity_name],
-        deps=[raw_key(ds) for ds in staging.datasets_of(cfg, entity_name)],
+    @policy.asset(
+        key=keys.staging(entity_name),
+        deps=[keys.raw(ds.key) for ds in staging.datasets_of(cfg, entity_name)],
         group_name="staging",
         kinds={"duckdb", "sql"},
-        pool="duckdb",
-        owners=["team:data"],
-        tags={"layer": "staging"},
         description=(f"{ent.doc} Latest version of every loaded file from every system, one row "
                      "per record and system, timestamps in UTC, with lineage columns. Incremental: "
                      "only files loaded since the last build are read and merged in."),

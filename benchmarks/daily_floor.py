@@ -32,7 +32,7 @@ def measure(home: Path, day: date) -> list[tuple[str, int, float]]:
     """(what, rows, seconds) of each measured piece."""
     import duckdb
 
-    from assets.models import CONFIG, FEATURES
+    from assets.lib.config import FEATURES, MODELS as CONFIG
     from crm_platform.core import warehouse
     from crm_platform.features.snapshots import snapshot_sql
     from crm_platform.ml import churn, clv, nbo

@@ -3,7 +3,7 @@ row for row.
 
     .venv/bin/python benchmarks/rerun_identity.py 1000000 [--job refresh_core] [--home DIR] [--record]
 
-The test suite runs the refresh and a day twice on a tiny world (tests/test_recovery.py); what
+The test suite runs the refresh and a day twice on a tiny world (tests/e2e/test_recovery.py); what
 differs between two runs only at scale (sums DuckDB's threads add in no fixed order, rows a
 parallel scan returns in no fixed order) shows here. The benchmark home of the size
 (``benchmarks/_work/<N>-daily`` as ``full_chain.py --daily`` leaves it, or ``--home``) is copied

@@ -10,7 +10,7 @@
   nightly refresh for every day with data not delivered yet; also for backfills of a range of days
   (one run per backfill: every daily asset loops over its days in one connection). The
   ``follow_parents`` automation sensor brings the latest day's partitions up to date when a parent
-  changes (each asset's AutomationCondition, see ``FOLLOW_PARENTS``).
+  changes (each asset's AutomationCondition: ``FOLLOW_PARENTS`` in assets/policy.py).
 * ``retrain_models`` trains the four models behind their quality gates: weekly by schedule, and
   for one model when the ``drift_retraining`` sensor sees its scores drift.
 * ``governance_requests`` registers erasure/export request files and carries them out (``subject_requests`` sensor).
@@ -19,34 +19,19 @@
 
 import dagster as dg
 
+from assets import policy
+from assets.lib import keys
 from sensors.folders import landing_sensor, requests_sensor
-from sensors.runs import RETRAIN, drift_sensor, run_failures
+from sensors.runs import drift_sensor, run_failures
 from sensors.days import daily_schedule, refresh_schedule
 from sensors.defaults import schedule_status, sensor_status
 
-MODELS = dg.AssetSelection.assets(*[dg.AssetKey(list(m)) for m in RETRAIN.values()])
-REQUESTS = dg.AssetSelection.assets(dg.AssetKey(["governance", "requests"]),
-                                    dg.AssetKey(["governance", "subject_requests"]))
-# every asset partitioned by day
-DAILY = dg.AssetSelection.all() & dg.AssetSelection.assets(
-    dg.AssetKey(["features", "customer_features"]), dg.AssetKey(["marts", "lifecycle_transitions"]),
-    dg.AssetKey(["marts", "customer_segments"]), dg.AssetKey(["marts", "kpi_daily"]),
-    dg.AssetKey(["marts", "cohort_retention"]), dg.AssetKey(["marts", "behaviour_clusters"]),
-    dg.AssetKey(["marts", "behaviour_cluster_profiles"]), dg.AssetKey(["marts", "lookalikes"]),
-    dg.AssetKey(["marts", "channel_attribution"]), *[dg.AssetKey(list(s)) for s in RETRAIN],
-    dg.AssetKey(["alerts", "customer_alerts"]), dg.AssetKey(["alerts", "kpi_alerts"]),
-    dg.AssetKey(["alerts", "outbox"]), dg.AssetKey(["marts", "action_uplift"]), dg.AssetKey(["marts", "dashboard"]))
+MODELS = dg.AssetSelection.assets(*keys.SCORED_BY.values())
+REQUESTS = dg.AssetSelection.assets(keys.REQUESTS, keys.SUBJECT_REQUESTS)
+# every asset partitioned by day (assets/policy.py tags them)
+DAILY = dg.AssetSelection.tag(policy.CADENCE, policy.DAILY)
 
 CHAIN = dg.AssetSelection.all() - MODELS - REQUESTS
-
-# Follow the parents: materialize (the latest day's partition) when a parent was updated since this
-# asset was last requested or updated, none is missing and nothing is running. Unlike ``eager()``,
-# a new empty day does not trigger on its own: the day's data arrives with the nightly refresh.
-FOLLOW_PARENTS = (dg.AutomationCondition.in_latest_time_window()
-                  & dg.AutomationCondition.any_deps_updated().since_last_handled()
-                  & ~dg.AutomationCondition.any_deps_missing()
-                  & ~dg.AutomationCondition.any_deps_in_progress()
-                  & ~dg.AutomationCondition.in_progress()).with_label("follow_parents")
 
 chain_job = dg.define_asset_job(
     "daily_refresh", selection=CHAIN,

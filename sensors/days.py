@@ -10,13 +10,14 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from assets.features import PARTITIONS
+from assets.lib import keys
+from assets.lib.partitions import PARTITIONS
 from crm_platform.core import settings
 from sensors.defaults import schedule_status
 from crm_platform.core.days import newest_data_day
 
 # the asset whose materialization marks a day as done: its alerts were delivered
-DELIVERED = dg.AssetKey(["alerts", "outbox"])
+DELIVERED = keys.OUTBOX
 # a longer gap (an outage) is left to a backfill the user starts: old alerts are rarely worth sending
 MAX_CATCH_UP_DAYS = 31
 

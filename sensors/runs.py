@@ -6,16 +6,11 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from assets.checks import failed_evaluation
+from assets.lib import keys
+from assets.lib.checks import failed_evaluation
 from crm_platform.alerts.delivery import alert_id
 from resources.alerts import Alerting
 from sensors.defaults import sensor_status
-
-# scores asset -> the model asset that is retrained when its drift check warns
-RETRAIN = {("ml", "churn_scores"): ("ml", "churn_model"), ("ml", "clv_scores"): ("ml", "clv_model"),
-           ("ml", "next_best_offer"): ("ml", "next_best_offer_model"),
-           ("ml", "lead_scores"): ("ml", "lead_scoring_model")}
-
 
 def failure_alert(job: str, run_id: str, message: str, day: str) -> dict:
     return {"alert_id": alert_id("data_quality", f"run:{job}", run_id, ""), "alert_date": day,
@@ -45,8 +40,8 @@ def drift_sensor(job) -> dg.SensorDefinition:
                description="Requests retraining of a model when the latest drift check of its scores warns "
                            "(PSI above the threshold of config/models.yaml); once per warning.")
     def drift_retraining(context: dg.SensorEvaluationContext):
-        keys = [dg.AssetCheckKey(dg.AssetKey(list(k)), "drift") for k in RETRAIN]
-        records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+        checks = [dg.AssetCheckKey(k, "drift") for k in keys.SCORED_BY]
+        records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(checks)
         seen = json.loads(context.cursor) if context.cursor else {}
         models, handled = [], dict(seen)
         for key, rec in records.items():
@@ -55,7 +50,7 @@ def drift_sensor(job) -> dg.SensorDefinition:
                 continue
             handled[name] = rec.id
             if failed_evaluation(rec) is not None:
-                models.append(dg.AssetKey(list(RETRAIN[tuple(key.asset_key.path)])))
+                models.append(keys.SCORED_BY[key.asset_key])
         if not models:
             return dg.SensorResult(skip_reason=dg.SkipReason("no new drift warning"), cursor=json.dumps(handled))
         run_key = "drift:" + ",".join(f"{k}={v}" for k, v in sorted(handled.items()))

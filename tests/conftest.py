@@ -148,3 +148,59 @@ def generator_spec():
 
     cols = [c for c in derive.MATCH_COLUMNS if c != "national_id"]
     return derive.spec_from(derive.for_columns(cols, account_dataset="shop_customers", tickets_name_accounts=True))
+
+
+def cli(home: Path, *args: str, sources: Path | None = None) -> subprocess.CompletedProcess:
+    """``crm-platform`` as a user runs it, in a fresh process."""
+    env = {**os.environ, "CRM_PLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
+    if sources:
+        env["CRM_PLATFORM_SOURCES"] = str(sources)
+    return subprocess.run([sys.executable, "-m", "crm_platform.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+PEOPLE_SOURCES = """
+defaults: {country: DE}
+systems:
+  crm:
+    trust_rank: 1
+    datasets:
+      people:
+        entity: contacts
+        path: crm/people*.csv
+        columns: {source_record_id: id, first_name: first, last_name: last, email: email, phone: phone,
+                  street: street, postcode: zip, city: city, country: country, birth_date: born}
+      requesters:
+        entity: contacts
+        path: crm/requesters*.jsonl
+        format: jsonl
+        columns: {source_record_id: id, full_name: name}
+      tickets:
+        entity: support_tickets
+        path: crm/tickets*.jsonl
+        format: jsonl
+        columns: {ticket_id: id, requester_ref: requester_id, opened_at: created_at,
+                  satisfaction_score: satisfaction_rating.score}
+"""
+
+
+PEOPLE_HEADER = "id,first,last,email,phone,street,zip,city,country,born"
+
+
+def load_people(tmp_path, files: dict[str, bytes]):
+    """The files under landing/crm/, ingested and staged under PEOPLE_SOURCES."""
+    import yaml
+
+    from crm_platform.ingest.load import ingest_dataset
+    from crm_platform.ingest.sources import parse_sources
+
+    landing = tmp_path / "landing"
+    for name, data in files.items():
+        (landing / "crm").mkdir(parents=True, exist_ok=True)
+        (landing / "crm" / name).write_bytes(data)
+    cfg = parse_sources(yaml.safe_load(PEOPLE_SOURCES))
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    reports = {ds.key: ingest_dataset(con, ds, landing, tmp_path / "quarantine") for ds in cfg.datasets}
+    for name in staging.STAGING_ENTITIES:
+        staging.build(con, cfg, name)
+    return con, reports

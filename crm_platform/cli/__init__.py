@@ -170,7 +170,8 @@ def materialize(raise_on_error: bool = False, history_days: int = 14, progress: 
 def _partitions_moved() -> bool:
     """Whether the daily partitions of the loaded code location span other days than the data now
     says (each core refresh records the first and the newest day with data)."""
-    from assets.features import CONFIG, PARTITIONS
+    from assets.lib.config import FEATURES as CONFIG
+    from assets.lib.partitions import PARTITIONS
 
     p = settings.paths()
     return (PARTITIONS.start.date(), PARTITIONS.end.date() - timedelta(days=1)) != (

@@ -1,6 +1,6 @@
 """Pandera contracts of the warehouse tables, one ``DataFrameModel`` each, in one module.
 
-``assets/checks.py`` turns every model into an asset check through one factory. Keys declared in
+``assets/lib/checks.py`` turns every model into an asset check through one factory. Keys declared in
 ``Config.unique`` are checked over the whole table in SQL, the rest chunk by chunk.
 """
 

@@ -120,7 +120,7 @@ def phone_e164(value: str | None, region: str = "DE") -> str | None:
 
 # phonenumbers.parse takes about 70 µs a number: most of staging's time on a large contact base.
 # Digits and separators only, in German or Austrian national format or dialled to Germany or
-# Austria with + or 00, are read directly - the same number parse gives (tests/test_standardize.py
+# Austria with + or 00, are read directly - the same number parse gives (tests/unit/test_standardize.py
 # compares both on random digit strings); anything else goes through parse.
 _DIRECT_REGIONS = {"DE": "49", "AT": "43"}
 _PHONE_SEPARATORS = re.compile(r"[\s/.\-()]+")

@@ -1,7 +1,7 @@
 """What each column of the tables the business reads means: the one place for column
 descriptions of the golden records, the feature snapshots, the segments and the scores.
 
-The Dagster column schema of every warehouse table (``assets/metadata.table_metadata``) takes its
+The Dagster column schema of every warehouse table (``assets/lib/metadata.table_metadata``) takes its
 descriptions from here; a column of a canonical entity (staging tables, the golden record's
 contact fields) falls back to the canonical model's ``doc`` (crm_platform/contracts/entities.py). Windowed
 feature names (``frequency_90d``) are matched by pattern, so a configured window gets its text

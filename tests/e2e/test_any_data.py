@@ -2,9 +2,6 @@
 would - a sources mapping, the README's command, nothing else."""
 
 import csv
-import os
-import subprocess
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -16,7 +13,7 @@ from crm_platform.staging import tables as staging
 from crm_platform.core import warehouse
 from crm_platform.identity import derive, resolve
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import PEOPLE_HEADER, cli, load_people
 
 ORDER_LOG_SOURCES = """
 defaults:
@@ -54,15 +51,6 @@ def write_order_log(path: Path, customers: int, start: date, months: int, seed: 
                             int(rng.integers(1, 4)), f"{rng.gamma(2, 15):.2f}"])
                 t += max(1, int(rng.exponential(1 / rate)))
     return n
-
-
-def cli(home: Path, *args: str, sources: Path | None = None) -> subprocess.CompletedProcess:
-    """``crm-platform`` as a user runs it, in a fresh process."""
-    env = {**os.environ, "CRM_PLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
-    if sources:
-        env["CRM_PLATFORM_SOURCES"] = str(sources)
-    return subprocess.run([sys.executable, "-m", "crm_platform.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
 
 
 @pytest.mark.slow
@@ -103,7 +91,7 @@ def test_a_plain_order_log_alone_runs_end_to_end(tmp_path):
 def test_staging_checks_of_an_entity_nobody_declares_pass_saying_so(tmp_path):
     import dagster as dg
 
-    from assets.checks import staging_checks
+    from assets.lib.checks import staging_checks
     from crm_platform.ingest.sources import parse_sources
     import yaml
 
@@ -136,53 +124,6 @@ def test_staging_checks_of_an_entity_nobody_declares_pass_saying_so(tmp_path):
     assert not declared.passed and "staging.orders is empty" in declared.description
 
 
-PEOPLE_SOURCES = """
-defaults: {country: DE}
-systems:
-  crm:
-    trust_rank: 1
-    datasets:
-      people:
-        entity: contacts
-        path: crm/people*.csv
-        columns: {source_record_id: id, first_name: first, last_name: last, email: email, phone: phone,
-                  street: street, postcode: zip, city: city, country: country, birth_date: born}
-      requesters:
-        entity: contacts
-        path: crm/requesters*.jsonl
-        format: jsonl
-        columns: {source_record_id: id, full_name: name}
-      tickets:
-        entity: support_tickets
-        path: crm/tickets*.jsonl
-        format: jsonl
-        columns: {ticket_id: id, requester_ref: requester_id, opened_at: created_at,
-                  satisfaction_score: satisfaction_rating.score}
-"""
-
-
-PEOPLE_HEADER = "id,first,last,email,phone,street,zip,city,country,born"
-
-
-def _load_people(tmp_path, files: dict[str, bytes]):
-    """The files under landing/crm/, ingested and staged under PEOPLE_SOURCES."""
-    import yaml
-
-    from crm_platform.ingest.load import ingest_dataset
-    from crm_platform.ingest.sources import parse_sources
-
-    landing = tmp_path / "landing"
-    for name, data in files.items():
-        (landing / "crm").mkdir(parents=True, exist_ok=True)
-        (landing / "crm" / name).write_bytes(data)
-    cfg = parse_sources(yaml.safe_load(PEOPLE_SOURCES))
-    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
-    reports = {ds.key: ingest_dataset(con, ds, landing, tmp_path / "quarantine") for ds in cfg.datasets}
-    for name in staging.STAGING_ENTITIES:
-        staging.build(con, cfg, name)
-    return con, reports
-
-
 def test_identity_with_nothing_to_learn_still_resolves_and_says_why(tmp_path):
     """One system without duplicates: no pair to learn from, so no model is learnt - every
     record still gets a customer id, and the report says what could not be learnt."""
@@ -193,7 +134,7 @@ def test_identity_with_nothing_to_learn_still_resolves_and_says_why(tmp_path):
         rows.append(f"K{i:04d},{firsts[i % 10]},{lasts[(i * 3 + i // 10) % 10]}{i},p{i}@example.org,"
                     f"+49 30 {1000000 + i * 7919},Weg {i},{10115 + i * 37:05d},{lasts[i % 10]}{'abcd'[i // 10]}stadt,,"
                     f"19{50 + i}-0{1 + i % 9}-1{i % 9}")
-    con, _ = _load_people(tmp_path, {"people.csv": ("\n".join(rows) + "\n").encode()})
+    con, _ = load_people(tmp_path, {"people.csv": ("\n".join(rows) + "\n").encode()})
     spec = derive.spec_for(con)
     rep = resolve.match(con, spec)
     assert rep.candidate_pairs == 0 and rep.notes[0].startswith("no candidate pairs")
@@ -229,7 +170,7 @@ def test_odd_but_valid_values_load_and_pass_the_contacts_check(tmp_path):
               "3,Jane,Doe,,(212) 555-0100,,02134,,USA,31.02.1985\n"
               "4,Piet,de Vries,,06 12345678,,1234ab,,NL,\n"
               "5,Max,Muster,,12,,00,,DE,\n")
-    con, reports = _load_people(tmp_path, {"people.csv": people.encode()})
+    con, reports = load_people(tmp_path, {"people.csv": people.encode()})
     file = reports["crm_people"].files[0]
     assert (file.status, file.rows_loaded, file.rows_quarantined) == ("loaded", 5, 0), file
     assert dict(con.execute("SELECT source_record_id, postcode FROM staging.contacts ORDER BY 1").fetchall()) == \
@@ -253,7 +194,7 @@ def test_json_values_that_are_not_single_values_are_quarantined_field_by_field(t
                b'"satisfaction_rating": [{"score": 5}]}\n'
                b'{"id": "t2", "requester_id": "r2", "created_at": "2026-01-05T10:00:00Z", '
                b'"satisfaction_rating": {"score": 4}}\n')
-    con, reports = _load_people(tmp_path, {"requesters.jsonl": requesters, "tickets.jsonl": tickets})
+    con, reports = load_people(tmp_path, {"requesters.jsonl": requesters, "tickets.jsonl": tickets})
     assert con.execute("SELECT source_record_id, full_name FROM raw.crm_requesters ORDER BY 1").fetchall() == \
         [("r1", None), ("r2", "Bob Ray")]
     assert reports["crm_requesters"].files[0].notes == "1 NUL byte(s) removed"
@@ -266,7 +207,7 @@ def test_json_values_that_are_not_single_values_are_quarantined_field_by_field(t
 
 
 def test_a_csv_header_naming_a_mapped_column_twice_is_a_file_error(tmp_path):
-    con, reports = _load_people(tmp_path, {"people.csv": b"id,first,last,last,email,phone,street,zip,city,country,born\n1,A,B,C,,,,,,,\n"})
+    con, reports = load_people(tmp_path, {"people.csv": b"id,first,last,last,email,phone,street,zip,city,country,born\n1,A,B,C,,,,,,,\n"})
     file = reports["crm_people"].files[0]
     assert file.status == "quarantined" and "'last' (columns 3, 4)" in file.reason
 
@@ -425,7 +366,7 @@ systems:
 def test_nul_bytes_in_a_csv_are_removed_and_counted(tmp_path):
     people = ("id,first,last,email,phone,street,zip,city,country,born\n"
               "1,Ann\x00a,Lee,,,,,,,\n2,Bo,Ray\x00\x00,,,,,,,\n").encode()
-    con, reports = _load_people(tmp_path, {"people.csv": people})
+    con, reports = load_people(tmp_path, {"people.csv": people})
     file = reports["crm_people"].files[0]
     assert (file.status, file.rows_loaded, file.notes) == ("loaded", 2, "3 NUL byte(s) removed")
     assert con.execute("SELECT first_name, last_name FROM raw.crm_people ORDER BY 1").fetchall() == \

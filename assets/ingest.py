@@ -5,7 +5,9 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from assets.metadata import markdown_table, table_metadata
+from assets import policy
+from assets.lib import keys
+from assets.lib.metadata import markdown_table, table_metadata
 from crm_platform.ingest.load import ingest_dataset
 from crm_platform.ingest.sources import Dataset, SourceConfig
 from resources.warehouse import LandingZone
@@ -13,20 +15,14 @@ from resources.warehouse import LandingZone
 KIND = {"csv": "csv", "jsonl": "json", "parquet": "parquet"}
 
 
-def raw_key(ds: Dataset) -> dg.AssetKey:
-    return dg.AssetKey(["raw", ds.key])
-
-
 def build_raw_asset(ds: Dataset) -> dg.AssetsDefinition:
-    key = raw_key(ds)
+    key = keys.raw(ds.key)
 
-    @dg.asset(
+    @policy.asset(
         key=key,
         group_name="ingestion",
         kinds={"duckdb", KIND[ds.format]},
-        pool="duckdb",
-        owners=["team:data"],
-        tags={"layer": "raw", "source_system": ds.system},
+        tags={"source_system": ds.system},
         description=(
             f"Raw {ds.entity} records from the {ds.system} system ({ds.description or ds.system}): "
             f"files matching `{ds.path}`, mapped to canonical column names and types, one row per "

@@ -17,13 +17,13 @@ import pytest
 from dagster_duckdb import DuckDBResource
 
 from assets.governance import pii_check
-from assets.metadata import markdown_table
+from assets.lib.metadata import markdown_table
 from crm_platform.core import settings
 from crm_platform.governance import erasure
 from crm_platform.ingest.load import ERASED_REASON
 from tests.conftest import run_python
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:

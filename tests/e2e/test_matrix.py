@@ -7,7 +7,7 @@ import duckdb
 import pytest
 
 from crm_platform.demo.variants import Variant, make
-from tests.test_any_data import cli
+from tests.conftest import cli
 
 # a year of history is enough for every daily output; the three-month and order-log worlds say
 # their own length

@@ -18,7 +18,8 @@ from dagster._check import CheckError
 import pandera.pandas as pa
 from dagster_duckdb import DuckDBResource
 
-from assets.metadata import markdown_table
+from assets import policy
+from assets.lib.metadata import markdown_table
 from crm_platform.staging import tables as staging
 from crm_platform.governance import pii
 from crm_platform.contracts.entities import ENTITIES
@@ -28,6 +29,11 @@ from crm_platform.contracts.schemas import (BLOCKING, CUSTOMER360_BLOCKING, CUST
 from crm_platform.contracts.validation import validate_table
 from crm_platform.core.warehouse import table_exists
 from resources.warehouse import read_only
+
+
+def check_name(model: type[pa.DataFrameModel]) -> str:
+    """The name of the check that validates a table against the Pandera ``model``."""
+    return f"pandera_{model.__name__}"
 
 
 @dataclass(frozen=True)
@@ -68,11 +74,10 @@ def pandera_check(table_key: list[str], model: type[pa.DataFrameModel],
     table = ".".join(table_key)
     changed = CHANGED.get(tuple(table_key))
 
-    @dg.asset_check(
+    @policy.asset_check(
         asset=dg.AssetKey(table_key),
-        name=f"pandera_{model.__name__}",
+        name=check_name(model),
         blocking=blocking,
-        pool="duckdb",
         description=(f"Validates {table} against the Pandera model {model.__name__}"
                      f"{' (blocking: downstream assets wait for it)' if blocking else ''}: "
                      f"{(model.__doc__ or '').strip()}"),
@@ -156,7 +161,7 @@ def partition_check(con, table: str, day_column: str, days: list[str], model: ty
     allowed = (lambda day: allow_empty) if isinstance(allow_empty, bool) else (lambda day: day in allow_empty)
     if not table_exists(con, table):
         return dg.AssetCheckResult(
-            asset_key=asset_key, check_name=f"pandera_{model.__name__}", passed=all(map(allowed, days)),
+            asset_key=asset_key, check_name=check_name(model), passed=all(map(allowed, days)),
             severity=dg.AssetCheckSeverity.ERROR,
             description=f"{table} does not exist" + (" (allowed: nothing to record yet)"
                                                      if all(map(allowed, days)) else ""))
@@ -164,7 +169,7 @@ def partition_check(con, table: str, day_column: str, days: list[str], model: ty
                               allow_empty=allowed(day)) for day in days]
     failed = [r for r in results if not r.passed]
     return dg.AssetCheckResult(
-        asset_key=asset_key, check_name=f"pandera_{model.__name__}", passed=not failed,
+        asset_key=asset_key, check_name=check_name(model), passed=not failed,
         severity=dg.AssetCheckSeverity.ERROR,
         description="; ".join(r.summary() for r in (failed or results[-1:])),
         metadata={"days_validated": len(results), "rows_validated": sum(r.rows for r in results),
@@ -172,9 +177,21 @@ def partition_check(con, table: str, day_column: str, days: list[str], model: ty
 
 
 def partition_check_spec(model: type[pa.DataFrameModel], asset_key: dg.AssetKey) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(f"pandera_{model.__name__}", asset=asset_key, blocking=True,
+    return dg.AssetCheckSpec(check_name(model), asset=asset_key, blocking=True,
                              description=f"Validates the day(s) just written against the Pandera model "
                                          f"{model.__name__}: {(model.__doc__ or '').strip()}")
+
+
+def step_check_spec(model: type[pa.DataFrameModel], asset_key: dg.AssetKey, description: str = "") -> dg.AssetCheckSpec:
+    """The Pandera check of a table its asset validates in its own step, once written."""
+    return dg.AssetCheckSpec(check_name(model), asset=asset_key,
+                             description=description or (model.__doc__ or "").strip())
+
+
+def step_check(model: type[pa.DataFrameModel], result) -> dg.AssetCheckResult:
+    """The result of a ``step_check_spec`` from what ``validate_table`` found."""
+    return dg.AssetCheckResult(check_name=check_name(model), passed=result.passed, description=result.summary(),
+                               metadata={"rows_validated": result.rows, "failure_count": result.failure_count})
 
 
 def evaluation(record):

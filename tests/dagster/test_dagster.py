@@ -8,8 +8,8 @@ import duckdb
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from assets import (customer360_assets, customer360_checks, feature_assets, identity_assets, identity_checks,
-                    kpi_assets, raw_assets, segment_assets, staging_assets, staging_checks)
+from assets import (customer360_assets, customer360_checks, feature_assets, golden_assets, identity_assets,
+                    identity_checks, marts_assets, raw_assets, staging_assets, staging_checks)
 from crm_platform.core import settings
 from resources.identity import IdentityResolution
 from resources.warehouse import LandingZone
@@ -25,7 +25,7 @@ def platform(world, demo_sources, tmp_path):
                  "identity": IdentityResolution(home=str(home), match_spec_path="",
                                                 survivorship_path=str(settings.DEFAULT_SURVIVORSHIP))}
     defs = [*raw_assets(demo_sources), *staging_assets(demo_sources), *staging_checks(demo_sources),
-            *identity_assets(), *identity_checks(demo_sources), *customer360_assets(),
+            *identity_assets(), *golden_assets(), *identity_checks(demo_sources), *customer360_assets(),
             *customer360_checks(demo_sources)]
 
     def run():
@@ -176,7 +176,7 @@ def test_daily_partition_materializes_and_checks(platform):
              dg.AssetKey(["marts", "cohort_retention"]), dg.AssetKey(["marts", "behaviour_clusters"]),
              dg.AssetKey(["marts", "behaviour_cluster_profiles"]), dg.AssetKey(["marts", "lookalikes"]),
              dg.AssetKey(["marts", "channel_attribution"])]
-    result = dg.materialize([*run.defs, *feature_assets(), *segment_assets(), *kpi_assets()], selection=daily,
+    result = dg.materialize([*run.defs, *feature_assets(), *marts_assets()], selection=daily,
                             partition_key="2026-06-30", resources=run.resources,
                             instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     assert result.success

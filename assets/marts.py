@@ -1,38 +1,125 @@
-"""Segment assets: lifecycle stages and RFM segments per day (domain code in
-crm_platform/marts/segments.py)."""
+"""Marts: lifecycle stages and RFM segments, KPIs and cohort retention, channel attribution,
+behaviour clusters and lookalikes per day (domain code in crm_platform/marts).
+
+The lifecycle step also writes the KPI tables: the KPIs read the same lifecycle history, computed
+once a day there.
+"""
 
 from datetime import date
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from assets.checks import partition_check, partition_check_spec
-from assets.features import PARTITIONS, SINGLE_RUN, TIMELINE_DEPS
-from assets.kpis import CONFIG as KPI_CONFIG
-from assets.kpis import KPI_CHECKS, kpi_results, kpi_specs
-from assets.metadata import image, markdown_table, table_metadata, table_spec
-from crm_platform.marts import behaviour_clusters as clusters, kpis, segments
-from crm_platform.core import settings
-from crm_platform.core.plots import bar_plot
+from assets.lib import keys
+from assets.lib.checks import partition_check, partition_check_spec
+from assets.lib.metadata import image, markdown_table, table_metadata, table_spec
+from assets.lib.config import KPIS as KPI_CONFIG, LOOKALIKES as LOOKALIKE_CONFIG, SEGMENTS as CONFIG
+from assets.lib.partitions import daily_asset, daily_multi_asset
+from crm_platform.marts import attribution, behaviour_clusters as clusters, kpis, segments
+from crm_platform.core.plots import bar_plot, trend_plot
 from crm_platform.core.warehouse import table_exists
-from crm_platform.contracts.schemas import (BehaviourClusterProfiles, BehaviourClusters, CustomerSegments,
-                                            LifecycleTransitions, Lookalikes)
-from crm_platform.contracts.vocabularies import ACTIVE, STAGES
+from crm_platform.contracts.schemas import (BehaviourClusterProfiles, BehaviourClusters, ChannelAttribution,
+                                            CohortRetention, CustomerSegments, KpiDaily, LifecycleTransitions,
+                                            Lookalikes)
+from crm_platform.contracts.vocabularies import ACTIVE, KPIS, STAGES
 
-CONFIG = segments.load_config(settings.segments_file())
-TRANSITIONS = dg.AssetKey(["marts", "lifecycle_transitions"])
-SEGMENTS = dg.AssetKey(["marts", "customer_segments"])
+TRANSITIONS, SEGMENTS = keys.TRANSITIONS, keys.SEGMENTS
+
+
+KPI = keys.KPI_DAILY
+# the KPIs plotted over time in the asset's metadata
+TREND = ("active_customers", "churn_rate", "revenue", "repeat_purchase_rate", "nps")
+SHARES = frozenset(k for k in TREND if KPIS[k][1])
+COHORTS = keys.COHORTS
+
+
+def kpi_specs(deps) -> list[dg.AssetSpec]:
+    """The KPI tables, written by the lifecycle step (``customer_segments``) from the transitions it
+    computes; the engagement KPI also reads the day's feature snapshot."""
+    deps = [*deps, keys.FEATURES]
+    return [
+        table_spec(KPI, "KPIs of the partition's day over the trailing window: active customers, churn and retention "
+                   "rate, orders, revenue, average order value, repeat-purchase rate, historic CLV (order value - "
+                   "returns - support cost), NPS, engagement, lead-to-buyer and sales lead conversion, CAC and ROMI "
+                   "per channel. Long format; a rate with too small a base is null with a note.", deps, "kpis"),
+        table_spec(COHORTS, "Acquisition-month cohorts x months since acquisition: cohort size, customers ordering "
+                   "in that month, retention and revenue, as known at the end of the partition's day.", deps, "kpis"),
+    ]
+
+
+KPI_CHECKS = [partition_check_spec(KpiDaily, KPI), partition_check_spec(CohortRetention, COHORTS)]
+
+
+def kpi_results(con, days: list[str], out: dict) -> list:
+    """Materializations (with the KPIs, their trend and the cohort grid) and checks of the KPI
+    tables, after ``kpis.build_day`` of ``days`` returned ``out``."""
+    last = days[-1]
+    trend = con.sql(f"""SELECT kpi, round(value, 4) AS value, note FROM marts.kpi_daily
+        WHERE kpi_date = DATE '{last}' ORDER BY kpi""").df()
+    grid = con.sql(f"""PIVOT (SELECT strftime(cohort_month, '%Y-%m') AS cohort, cohort_size,
+            months_since_acquisition AS m, round(retention, 2) AS retention
+        FROM marts.cohort_retention WHERE snapshot_date = DATE '{last}' AND months_since_acquisition <= 6)
+        ON m USING first(retention) ORDER BY cohort DESC""").df()
+    checks = [partition_check(con, "marts.kpi_daily", "kpi_date", days, KpiDaily, KPI),
+              partition_check(con, "marts.cohort_retention", "snapshot_date", days, CohortRetention, COHORTS,
+                              allow_empty={d for d in days if out[d]["orders_known"] == 0})]
+    history = con.sql(f"""PIVOT (SELECT kpi_date, kpi, value FROM marts.kpi_daily WHERE channel IS NULL
+            AND kpi IN {TREND} AND kpi_date BETWEEN DATE '{last}' - INTERVAL 90 DAY AND DATE '{last}')
+        ON kpi IN {TREND} USING first(value) ORDER BY kpi_date""").df().set_index("kpi_date")
+    meta_k = table_metadata(con, "marts.kpi_daily", where=f"kpi_date = DATE '{last}'", preview_rows=20)
+    meta_c = table_metadata(con, "marts.cohort_retention", where=f"snapshot_date = DATE '{last}'")
+    values = out[last]["kpis"]
+    return [
+        dg.MaterializeResult(asset_key=KPI, metadata={
+            **meta_k, "kpis": dg.MetadataValue.md(markdown_table(trend, 20, 80)),
+            "not_reported": dg.MetadataValue.json(out[last]["not_reported"]),
+            "kpi_trend": image(trend_plot(history, f"KPIs up to {last} (30-day windows)", SHARES), "KPI trend"),
+            **{f"kpi/{k}": float(v) for k, v in values.items() if v is not None}}),
+        dg.MaterializeResult(asset_key=COHORTS, metadata={
+            **meta_c, "retention_first_6_months": dg.MetadataValue.md(markdown_table(grid, 40))}),
+        *checks]
+
+
+ATTRIBUTION = keys.ATTRIBUTION
+
+
+@daily_asset(
+    key=ATTRIBUTION, group_name="kpis", kinds={"duckdb", "sql"}, deps=keys.TIMELINE_DEPS,
+    check_specs=[partition_check_spec(ChannelAttribution, ATTRIBUTION)],
+)
+def channel_attribution(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    """The orders placed on the partition's day, credited to the marketing touches (UTM-tagged
+    web visits, newsletter clicks, sales leads) in the lookback window before each: first-touch,
+    last-touch and linear multi-touch; ``direct`` when none. CAC and ROMI per channel in
+    marts/kpi_daily use it."""
+    days = context.partition_keys
+    with warehouse.get_connection() as con:
+        out = {day: attribution.build_day(con, date.fromisoformat(day), KPI_CONFIG.attribution_lookback_days)
+               for day in days}
+        last = days[-1]
+        empty = out[last]["orders"] == 0
+        check = partition_check(con, "marts.channel_attribution", "order_date", days, ChannelAttribution,
+                                ATTRIBUTION, allow_empty={d for d in days if out[d]["orders"] == 0})
+        by_rule = con.sql(f"""PIVOT (SELECT channel, rule, round(sum(revenue_credit), 2) AS revenue
+                FROM marts.channel_attribution WHERE order_date = DATE '{last}' GROUP BY ALL)
+            ON rule USING first(revenue) ORDER BY channel""").df() if not empty else None
+        meta = table_metadata(con, "marts.channel_attribution", where=f"order_date = DATE '{last}'")
+    yield dg.MaterializeResult(metadata={
+        **meta, "orders": out[last]["orders"], "lookback_days": KPI_CONFIG.attribution_lookback_days,
+        "revenue_by_channel_and_rule": dg.MetadataValue.md(
+            markdown_table(by_rule, 20) if by_rule is not None else "_no orders that day_")})
+    yield check
 
 
 def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
-    return table_spec(key, description, TIMELINE_DEPS, "segments")
+    return table_spec(key, description, keys.TIMELINE_DEPS, "segments")
 
 
 def _sorted(counts: dict) -> list[tuple]:
     return sorted(counts.items(), key=lambda kv: -kv[1])
 
 
-@dg.multi_asset(
+@daily_multi_asset(
     specs=[
         _spec(TRANSITIONS, "Lifecycle transitions that happened on the partition's day (lead → first-time "
               "buyer → repeat buyer → loyal → at risk → churned, and reactivations back to an active stage), "
@@ -40,12 +127,10 @@ def _sorted(counts: dict) -> list[tuple]:
         _spec(SEGMENTS, "Every customer's lifecycle stage (and since when) and RFM segment (champions, loyal, "
               "potential loyalists, new, promising, need attention, about to sleep, at risk, can't lose, "
               "hibernating, lost) at the end of the partition's day; rfm_note says why a customer has none."),
-        *kpi_specs(TIMELINE_DEPS),
+        *kpi_specs(keys.TIMELINE_DEPS),
     ],
-    partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN,
     check_specs=[partition_check_spec(LifecycleTransitions, TRANSITIONS),
                  partition_check_spec(CustomerSegments, SEGMENTS), *KPI_CHECKS],
-    pool="duckdb",
 )
 def customer_segments(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
     """Lifecycle state machine and RFM segments as of the end of each partition's day, from events
@@ -95,12 +180,10 @@ def customer_segments(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     yield from kpi_done
 
 
-BEHAVIOUR = dg.AssetKey(["marts", "behaviour_clusters"])
-PROFILES = dg.AssetKey(["marts", "behaviour_cluster_profiles"])
-FEATURES = dg.AssetKey(["features", "customer_features"])
+BEHAVIOUR, PROFILES, FEATURES = keys.BEHAVIOUR, keys.PROFILES, keys.FEATURES
 
 
-@dg.multi_asset(
+@daily_multi_asset(
     specs=[
         table_spec(BEHAVIOUR, "Each customer's behaviour cluster on the partition's day: scikit-learn k-means on "
                    "scaled features of that day's snapshot, k chosen by silhouette in 3..8, with a readable "
@@ -108,10 +191,8 @@ FEATURES = dg.AssetKey(["features", "customer_features"])
         table_spec(PROFILES, "Per behaviour cluster: size, share, mean features, label, chosen k and silhouette.",
                    [FEATURES], "segments"),
     ],
-    partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN,
     check_specs=[partition_check_spec(BehaviourClusters, BEHAVIOUR),
                  partition_check_spec(BehaviourClusterProfiles, PROFILES)],
-    pool="duckdb",
 )
 def behaviour_clusters(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
     """k-means behaviour clusters of the day's feature snapshot, profiled and labelled."""
@@ -134,13 +215,11 @@ def behaviour_clusters(context: dg.AssetExecutionContext, warehouse: DuckDBResou
     yield from checks
 
 
-LOOKALIKES = dg.AssetKey(["marts", "lookalikes"])
-LOOKALIKE_CONFIG = clusters.load_lookalike_config(settings.segments_file())
+LOOKALIKES = keys.LOOKALIKES
 
 
-@dg.asset(
-    key=LOOKALIKES, partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN, group_name="segments", kinds={"duckdb", "sql"},
-    owners=["team:data"], tags={"layer": "marts"}, pool="duckdb", deps=[FEATURES, SEGMENTS],
+@daily_asset(
+    key=LOOKALIKES, group_name="segments", kinds={"duckdb", "sql"}, deps=[FEATURES, SEGMENTS],
     check_specs=[partition_check_spec(Lookalikes, LOOKALIKES)],
 )
 def lookalikes(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
@@ -165,5 +244,5 @@ def lookalikes(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
     yield check
 
 
-def segment_assets() -> list:
-    return [customer_segments, behaviour_clusters, lookalikes]
+def marts_assets() -> list:
+    return [customer_segments, channel_attribution, behaviour_clusters, lookalikes]

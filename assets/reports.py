@@ -6,22 +6,21 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from assets.checks import latest_evaluations
-from assets.features import PARTITIONS, SINGLE_RUN
-from assets.kpis import CONFIG as KPI_CONFIG
-from assets.metadata import markdown_table
+from assets.lib import keys
+from assets.lib.checks import check_name, latest_evaluations
+from assets.lib.config import KPIS as KPI_CONFIG
+from assets.lib.metadata import markdown_table
+from assets.lib.partitions import daily_asset
 from crm_platform import reports as dashboard
 from crm_platform.core import settings
 from crm_platform.contracts.schemas import AtRiskCustomers
 from resources.models import ModelStore
 
-DASHBOARD = dg.AssetKey(["marts", "dashboard"])
-DEPS = [dg.AssetKey(["marts", k]) for k in ("kpi_daily", "cohort_retention", "customer_segments",
-                                             "lifecycle_transitions", "action_uplift")] + \
-       [dg.AssetKey(["ml", k]) for k in ("churn_scores", "clv_scores", "next_best_offer")] + \
-       [dg.AssetKey(["alerts", k]) for k in ("customer_alerts", "kpi_alerts", "outbox")] + \
-       [dg.AssetKey(["identity", "resolution_quality"])]
-CHECK_AT_RISK = f"pandera_{AtRiskCustomers.__name__}"
+DASHBOARD = keys.DASHBOARD
+DEPS = [keys.KPI_DAILY, keys.COHORTS, keys.SEGMENTS, keys.TRANSITIONS, keys.UPLIFT, keys.CHURN_SCORES,
+        keys.CLV_SCORES, keys.NEXT_BEST_OFFER, keys.CUSTOMER_ALERTS, keys.KPI_ALERTS, keys.OUTBOX,
+        keys.IDENTITY["resolution_quality"]]
+CHECK_AT_RISK = check_name(AtRiskCustomers)
 
 
 def check_statuses(context: dg.AssetExecutionContext) -> list[dashboard.CheckStatus]:
@@ -29,9 +28,8 @@ def check_statuses(context: dg.AssetExecutionContext) -> list[dashboard.CheckSta
                                   ev.description or "") for key, _, ev in latest_evaluations(context, whole_location=True)]
 
 
-@dg.asset(
-    key=DASHBOARD, partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN, group_name="reports",
-    kinds={"plotly", "html"}, owners=["team:data"], tags={"layer": "marts"}, deps=DEPS, pool="duckdb",
+@daily_asset(
+    key=DASHBOARD, group_name="reports", kinds={"plotly", "html"}, deps=DEPS,
     check_specs=[
         dg.AssetCheckSpec(CHECK_AT_RISK, asset=DASHBOARD, description=(
             "The top at-risk high-value customers shown on the dashboard pass the Pandera model AtRiskCustomers "
@@ -73,5 +71,5 @@ def marts_dashboard(context: dg.AssetExecutionContext, warehouse: DuckDBResource
         if out.personal_data else "no e-mail address or phone number in the page's texts")
 
 
-def dashboard_assets() -> list:
+def report_assets() -> list:
     return [marts_dashboard]

@@ -14,7 +14,7 @@ import pytest
 from dagster_duckdb import DuckDBResource
 from sklearn.linear_model import LogisticRegression
 
-import assets.models as model_assets_module
+import assets.ml as ml_module
 from crm_platform.features import snapshots as features
 from crm_platform.ml import NotEnoughData, churn, load_config, training
 from crm_platform.ml.evaluate import psi, reference_bins
@@ -178,7 +178,7 @@ def _checks(result):
 def test_train_gate_and_score_in_dagster(timeline_world, tmp_path, monkeypatch):
     db = tmp_path / "warehouse.duckdb"
     shutil.copy(timeline_world, db)
-    defs = model_assets_module.model_assets()[:2]
+    defs = ml_module.ml_assets()[:2]
     day = "2026-09-30"
 
     def run():
@@ -208,8 +208,8 @@ def test_train_gate_and_score_in_dagster(timeline_world, tmp_path, monkeypatch):
     assert versions == [("v0001",)]
 
     # a gate no challenger can pass: the champion stays, and the blocked scores are not rebuilt
-    monkeypatch.setattr(model_assets_module, "CONFIG", dataclasses.replace(CFG, gate_margin=0.9))
-    defs[:] = model_assets_module.model_assets()[:2]
+    monkeypatch.setattr(ml_module, "CONFIG", dataclasses.replace(CFG, gate_margin=0.9))
+    defs[:] = ml_module.ml_assets()[:2]
     second = run()
     gate = _checks(second)[("ml/churn_model", "quality_gate")]
     assert not gate.passed and "does not beat the baseline" in gate.description
@@ -218,8 +218,8 @@ def test_train_gate_and_score_in_dagster(timeline_world, tmp_path, monkeypatch):
     assert built == {"ml/churn_model"}
 
     # the same data and configuration again: nothing new is learnt, no new version, the champion stays
-    monkeypatch.setattr(model_assets_module, "CONFIG", CFG)
-    defs[:] = model_assets_module.model_assets()[:2]
+    monkeypatch.setattr(ml_module, "CONFIG", CFG)
+    defs[:] = ml_module.ml_assets()[:2]
     third = run()
     gate = _checks(third)[("ml/churn_model", "quality_gate")]
     assert gate.passed and "unchanged" in gate.description and "v0001 is the champion" in gate.description
@@ -231,7 +231,7 @@ def test_train_gate_and_score_in_dagster(timeline_world, tmp_path, monkeypatch):
 def test_not_enough_data_in_dagster(timeline_world, tmp_path):
     db, con = _tiny(timeline_world, tmp_path, 40)
     con.close()
-    result = dg.materialize(model_assets_module.model_assets(), resources=_resources(db, tmp_path),
+    result = dg.materialize(ml_module.ml_assets(), resources=_resources(db, tmp_path),
                             partition_key="2026-09-30", instance=dg.DagsterInstance.ephemeral(),
                             raise_on_error=False)
     assert result.success

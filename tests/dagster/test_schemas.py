@@ -235,7 +235,7 @@ def test_every_column_the_business_reads_has_a_description(production_run):
     description in the Dagster column schema, from one place (crm_platform/reports/columns.py)."""
     import duckdb
 
-    from assets.metadata import table_metadata
+    from assets.lib.metadata import table_metadata
     from crm_platform.reports.columns import DESCRIPTIONS
     from crm_platform.core.warehouse import table_exists
 

@@ -14,12 +14,14 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from assets.checks import partition_check, partition_check_spec
-from assets.features import CONFIG as FEATURES, KEY as FEATURES_KEY, PARTITIONS, SINGLE_RUN
-from assets.metadata import image, markdown_table, table_metadata, table_value
-from crm_platform.core import settings
+from assets import policy
+from assets.lib import keys
+from assets.lib.checks import check_name, partition_check, partition_check_spec
+from assets.lib.metadata import image, markdown_table, table_metadata, table_value
+from assets.lib.config import FEATURES, MODELS as CONFIG
+from assets.lib.partitions import daily_asset
 from crm_platform.governance import audit
-from crm_platform.ml import NotEnoughData, churn, clv, leads, load_config, nbo
+from crm_platform.ml import NotEnoughData, churn, clv, leads, nbo
 from crm_platform.ml.evaluate import psi
 from crm_platform.ml.gate import decide
 from crm_platform.ml.training import training_sample
@@ -31,9 +33,6 @@ from crm_platform.core.warehouse import replace_partition
 from resources.models import ModelStore
 from resources.warehouse import read_only
 
-CONFIG = load_config(settings.models_file())
-TIMELINE = [dg.AssetKey(["core", "customer_events"]), dg.AssetKey(["identity", "crosswalk"]),
-            dg.AssetKey(["staging", "contacts"])]
 
 
 def card_metadata(card: dict) -> dict:
@@ -94,15 +93,15 @@ def unchanged(registry, task: str, same: str, champion: str | None):
 
 
 def model_asset(task: ModuleType, description: str):
-    key = dg.AssetKey(["ml", f"{task.TASK}_model"])
+    key = keys.model(task.TASK)
 
-    @dg.asset(key=key, group_name="ml", kinds={"scikit-learn", "python"}, owners=["team:data"],
-              tags={"layer": "ml"}, deps=[*TIMELINE, FEATURES_KEY], description=description, pool="duckdb",
-              check_specs=[dg.AssetCheckSpec("quality_gate", asset=key, blocking=True, description=(
-                  "Promotes the challenger to champion only if its main metric beats the naive baseline "
-                  f"by {CONFIG.gate_margin} and is at most {CONFIG.gate_tolerance} below the champion's on the "
-                  "same test examples; otherwise the champion stays and this check fails (as a warning while "
-                  "there is no champion: the data does not support a better model yet)."))])
+    @policy.asset(key=key, group_name="ml", kinds={"scikit-learn", "python"},
+                  deps=[*keys.TIMELINE_DEPS, keys.FEATURES], description=description,
+                  check_specs=[dg.AssetCheckSpec("quality_gate", asset=key, blocking=True, description=(
+                      "Promotes the challenger to champion only if its main metric beats the naive baseline "
+                      f"by {CONFIG.gate_margin} and is at most {CONFIG.gate_tolerance} below the champion's on the "
+                      "same test examples; otherwise the champion stays and this check fails (as a warning while "
+                      "there is no champion: the data does not support a better model yet)."))])
     def train(context: dg.AssetExecutionContext, warehouse: DuckDBResource, models: ModelStore):
         registry = models.registry()
         current = registry.champion(task.TASK)
@@ -163,18 +162,16 @@ def model_asset(task: ModuleType, description: str):
 
 
 def scores_asset(task: ModuleType, table: str, schema, description: str):
-    key = dg.AssetKey(table.split("."))
-    model_key = dg.AssetKey(["ml", f"{task.TASK}_model"])
+    key = keys.table(table)
 
-    @dg.asset(key=key, group_name="ml", kinds={"duckdb", "scikit-learn"}, owners=["team:data"],
-              tags={"layer": "ml"}, deps=[FEATURES_KEY, model_key], partitions_def=PARTITIONS, backfill_policy=SINGLE_RUN,
-              description=description, pool="duckdb",
-              check_specs=[partition_check_spec(schema, key),
-                           dg.AssetCheckSpec("every_eligible_customer_scored", asset=key, blocking=True,
-                                             description="Every customer the model is for has a score of this day."),
-                           dg.AssetCheckSpec("drift", asset=key, description=(
-                               "Population stability index of the key features and of the scores between the "
-                               f"training data and the day; warns from PSI {CONFIG.drift_psi_warn}."))])
+    @daily_asset(key=key, group_name="ml", kinds={"duckdb", "scikit-learn"}, deps=[keys.FEATURES, keys.model(task.TASK)],
+                 description=description,
+                 check_specs=[partition_check_spec(schema, key),
+                              dg.AssetCheckSpec("every_eligible_customer_scored", asset=key, blocking=True,
+                                                description="Every customer the model is for has a score of this day."),
+                              dg.AssetCheckSpec("drift", asset=key, description=(
+                                  "Population stability index of the key features and of the scores between the "
+                                  f"training data and the day; warns from PSI {CONFIG.drift_psi_warn}."))])
     def scores(context: dg.AssetExecutionContext, warehouse: DuckDBResource, models: ModelStore):
         registry = models.registry()
         version = registry.champion(task.TASK)
@@ -187,7 +184,7 @@ def scores_asset(task: ModuleType, table: str, schema, description: str):
                 yield dg.MaterializeResult(metadata={"status": why})
                 yield dg.AssetCheckResult(check_name="every_eligible_customer_scored", passed=False,
                                           severity=dg.AssetCheckSeverity.WARN, description=why)
-                yield dg.AssetCheckResult(check_name=f"pandera_{schema.__name__}", passed=False,
+                yield dg.AssetCheckResult(check_name=check_name(schema), passed=False,
                                           severity=dg.AssetCheckSeverity.WARN, description=why)
                 yield dg.AssetCheckResult(check_name="drift", passed=True, description=why)
                 return
@@ -239,7 +236,7 @@ def scores_asset(task: ModuleType, table: str, schema, description: str):
     return scores
 
 
-def model_assets() -> list:
+def ml_assets() -> list:
     return [
         model_asset(churn, "Churn model: trains a recency rule, the count models' rules (BG/NBD and Pareto/NBD "
                     "1 − P(alive) and expected purchases), a logistic regression and a calibrated gradient-boosting "

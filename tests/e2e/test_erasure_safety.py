@@ -27,7 +27,7 @@ from crm_platform.governance.subject import AmbiguousSubject
 from crm_platform.ingest.load import ingest_dataset
 from crm_platform.ingest.sources import load_sources
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CFG = load_sources(settings.DEFAULT_SOURCES)
 # tables an erasure changes on purpose beyond the person's rows: its own bookkeeping, and the
 # manifest (row counts and fingerprints of rewritten files follow)
@@ -431,7 +431,7 @@ def test_export_in_a_loop_during_a_refresh_leaves_the_run_intact(home):
 # --- the property: random people in random states ---------------------------------------------
 
 ROUNDS = 4
-# re-deliveries in the damaged formats of tests/test_fuzz_ingest.py, as bytes -> bytes of a CSV export
+# re-deliveries in the damaged formats of tests/unit/test_fuzz_ingest.py, as bytes -> bytes of a CSV export
 DAMAGE = {
     "as delivered": lambda b, enc, d: b,
     "bom": lambda b, enc, d: b"\xef\xbb\xbf" + b,

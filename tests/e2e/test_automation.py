@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from assets import alert_assets, feature_assets, kpi_assets, segment_assets
+from assets import alert_assets, feature_assets, marts_assets
 from crm_platform.core import settings
 from crm_platform.alerts.delivery import Outbox
 from resources.alerts import Alerting
@@ -48,7 +48,7 @@ def _resources(home):
 
 
 def _daily_defs():
-    return [*feature_assets(), *segment_assets(), *kpi_assets(), *alert_assets()]
+    return [*feature_assets(), *marts_assets(), *alert_assets()]
 
 
 def _daily_selection():
@@ -305,7 +305,7 @@ def test_the_nightly_schedule_computes_the_days_with_data_and_nothing_else(tmp_p
     code location must reload to see a new day."""
     from datetime import date
 
-    from assets.features import PARTITIONS
+    from assets.lib.partitions import PARTITIONS
     from crm_platform.definitions import defs
     from sensors.days import days_to_compute
 
