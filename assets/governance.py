@@ -13,7 +13,8 @@ from assets.lib import keys
 from assets.lib.checks import step_check, step_check_spec
 from assets.lib.metadata import markdown_table, table_metadata
 from crm_platform.core import settings
-from crm_platform.governance import audit, pii, requests
+from crm_platform.core import audit
+from crm_platform.governance import pii, requests
 from crm_platform.governance.erasure import LIST_TABLE, list_path, sync_list_table
 from crm_platform.contracts.schemas import AuditLog, ErasedIdentifiers, GovernanceRequests
 from crm_platform.contracts.validation import validate_table

@@ -14,7 +14,7 @@ from assets.lib import keys
 from assets.lib.metadata import markdown_table, table_metadata, table_spec
 from crm_platform.core import settings
 from crm_platform.core.privacy import identifier_hash
-from crm_platform.governance import audit
+from crm_platform.core import audit
 from crm_platform.identity import evaluate, guards, resolve, review
 from resources.identity import IdentityResolution
 

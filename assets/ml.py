@@ -20,16 +20,12 @@ from assets.lib.checks import check_name, partition_check, partition_check_spec
 from assets.lib.metadata import image, markdown_table, table_metadata, table_value
 from assets.lib.config import FEATURES, MODELS as CONFIG
 from assets.lib.partitions import daily_asset
-from crm_platform.governance import audit
-from crm_platform.ml import NotEnoughData, churn, clv, leads, nbo
-from crm_platform.ml.evaluate import psi
-from crm_platform.ml.gate import decide
+from crm_platform.ml import NotEnoughData, churn, clv, leads, nbo, serving
 from crm_platform.ml.training import training_sample
 from crm_platform.ml.registry import training_fingerprint
 from crm_platform.ml.report import card_page, card_plots, metrics_frame
 from crm_platform.core.plots import histogram_plot
 from crm_platform.contracts.schemas import ChurnScores, ClvScores, LeadScores, NextBestOffer
-from crm_platform.core.warehouse import replace_partition
 from resources.models import ModelStore
 from resources.warehouse import read_only
 
@@ -133,18 +129,9 @@ def model_asset(task: ModuleType, description: str):
         yield dg.MaterializeResult(metadata={"status": "trained", **card_metadata(card),
                                              "model_card_page": dg.MetadataValue.path(str(page)),
                                              "champion_before": current or "none"})
-        higher = getattr(task, "HIGHER_IS_BETTER", True)
-        decision = decide(card["main_metric"], card["challenger_metric"], card["baseline_metric"],
-                          card["champion_metric"] if current else None, CONFIG.gate_margin,
-                          CONFIG.gate_tolerance, higher, champion_version=current)
-        registry.record_decision(task.TASK, version, decision.passed, decision.reasons,
-                                 {"challenger": decision.challenger, "baseline": decision.baseline,
-                                  "champion": decision.champion})
         with warehouse.get_connection() as con:
-            audit.record(con, "model_promotion", f"dagster run {context.run_id}", f"{task.TASK} {version}",
-                         "promoted" if decision.passed else "refused",
-                         {"metric": decision.metric, "challenger": decision.challenger, "baseline": decision.baseline,
-                          "champion": decision.champion, "previous_champion": current, "reasons": decision.reasons})
+            decision = serving.promote(con, registry, task, version, card, current, CONFIG,
+                                       f"dagster run {context.run_id}")
         # refused with a champion serving: the retraining made nothing better, which the team must
         # see (and the champion's scores stay). Refused with none: the data does not support a model
         # better than the naive baseline yet - a state to report, like too little data
@@ -189,27 +176,14 @@ def scores_asset(task: ModuleType, table: str, schema, description: str):
                 yield dg.AssetCheckResult(check_name="drift", passed=True, description=why)
                 return
             model, card = registry.load(task.TASK, version)
-            counts, missing = {}, {}
-            for day in days:
-                frame = task.scoring_frame(con, FEATURES, date.fromisoformat(day), model=model)
-                out = task.score(model, card, frame, CONFIG)
-                out.insert(0, "snapshot_date", pd.Timestamp(day))
-                out["model_version"] = version
-                con.register("_scores", out)
-                con.execute("CREATE OR REPLACE TEMP TABLE _scores_t AS SELECT snapshot_date::DATE AS snapshot_date, "
-                            "* EXCLUDE (snapshot_date) FROM _scores")
-                con.unregister("_scores")
-                replace_partition(con, table, "_scores_t", "snapshot_date", date.fromisoformat(day))
-                counts[day] = int(out["customer_id"].nunique())
-                scored = task.eligible(frame) if len(frame) else frame
-                missing[day] = int((~scored["customer_id"].drop_duplicates().isin(out["customer_id"])).sum())
+            scored = {day: serving.score_day(con, task, table, model, card, version, CONFIG, FEATURES,
+                                             date.fromisoformat(day)) for day in days}
+            counts = {day: s.customers for day, s in scored.items()}
+            missing = {day: s.missing for day, s in scored.items()}
             check = partition_check(con, table, "snapshot_date", days, schema, key)
             meta = table_metadata(con, table, where=f"snapshot_date = DATE '{days[-1]}'")
-        score_col = task.SCORE
-        drift = {"score": psi(card["reference"]["score"], out[score_col])}
-        drift.update({f: psi(ref, scored[f]) for f, ref in card["reference"].items() if f != "score" and f in scored})
-        drift = {k: round(v, 4) for k, v in drift.items()}
-        shifted = {k: v for k, v in drift.items() if v >= CONFIG.drift_psi_warn}
+        score_col, out = task.SCORE, scored[days[-1]].scores
+        drift, shifted = serving.drift(card, scored[days[-1]], score_col, CONFIG.drift_psi_warn)
         yield dg.MaterializeResult(metadata={
             **meta, "model_version": version, "model": card["model"], "scored_per_day": dg.MetadataValue.json(counts),
             **({"risk_bands": dg.MetadataValue.json(out["risk_band"].value_counts().to_dict())} if "risk_band" in out else {}),

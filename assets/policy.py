@@ -1,24 +1,33 @@
 """The platform's policy for every asset, in one place: who owns it, the pool its steps run in,
 the layer and personal-data tags, the cadence tag the jobs select by, what starts it and when the
-business tables count as stale.
+business tables count as stale; and that every check result is recorded (assets/lib/ledger.py).
 
 The stage modules declare what an asset is (key, group, kinds, parents, checks); ``apply`` adds
 the rest over the whole code location (``crm_platform/definitions.py``).
 """
 
 from datetime import timedelta
-from functools import partial
-
 import dagster as dg
 
 from assets.lib import keys
+from assets.lib.ledger import recorded
 
 OWNERS = ["team:data"]
 # DuckDB allows one writer at a time: every step that opens the warehouse takes the one slot
 POOL = "duckdb"
-asset = partial(dg.asset, pool=POOL)
-multi_asset = partial(dg.multi_asset, pool=POOL)
-asset_check = partial(dg.asset_check, pool=POOL)
+
+
+def _decorator(dagster_decorator):
+    """A Dagster decorator with the platform's pool, whose steps record every check result they
+    produce (assets/lib/ledger.py)."""
+    def decorator(**kw):
+        return lambda fn: dagster_decorator(pool=POOL, **kw)(recorded(fn))
+    return decorator
+
+
+asset = _decorator(dg.asset)
+multi_asset = _decorator(dg.multi_asset)
+asset_check = _decorator(dg.asset_check)
 
 # Follow the parents: materialize (the latest day's partition) when a parent was updated since this
 # asset was last requested or updated, none is missing and nothing is running. Unlike ``eager()``,

@@ -23,9 +23,9 @@ DEPS = [keys.KPI_DAILY, keys.COHORTS, keys.SEGMENTS, keys.TRANSITIONS, keys.UPLI
 CHECK_AT_RISK = check_name(AtRiskCustomers)
 
 
-def check_statuses(context: dg.AssetExecutionContext) -> list[dashboard.CheckStatus]:
-    return [dashboard.CheckStatus(key.asset_key.to_user_string(), key.name, bool(ev.passed), ev.severity.value,
-                                  ev.description or "") for key, _, ev in latest_evaluations(context, whole_location=True)]
+def check_statuses(warehouse: DuckDBResource) -> list[dashboard.CheckStatus]:
+    return [dashboard.CheckStatus(ev.asset, ev.check, ev.passed, ev.severity, ev.description)
+            for ev in latest_evaluations(warehouse)]
 
 
 @daily_asset(
@@ -48,7 +48,7 @@ def marts_dashboard(context: dg.AssetExecutionContext, warehouse: DuckDBResource
     shows the newest day; rendering an older partition writes ``reports/dashboard_<day>.html``."""
     day = date.fromisoformat(max(context.partition_keys))
     cards = dashboard.champion_cards(models.registry())
-    checks = check_statuses(context)
+    checks = check_statuses(warehouse)
     with warehouse.get_connection() as con:
         out = dashboard.render_day(con, day, settings.paths().reports, KPI_CONFIG, cards, checks)
     tiles = pd.DataFrame([{"kpi": t.label, "value": t.value, "change": t.detail} for t in out.tiles])

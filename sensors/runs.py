@@ -6,8 +6,10 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from dagster_duckdb import DuckDBResource
+
 from assets.lib import keys
-from assets.lib.checks import failed_evaluation
+from crm_platform.core import check_results
 from crm_platform.alerts.delivery import alert_id
 from resources.alerts import Alerting
 from sensors.defaults import sensor_status
@@ -39,24 +41,27 @@ def drift_sensor(job) -> dg.SensorDefinition:
                default_status=sensor_status(),
                description="Requests retraining of a model when the latest drift check of its scores warns "
                            "(PSI above the threshold of config/models.yaml); once per warning.")
-    def drift_retraining(context: dg.SensorEvaluationContext):
-        checks = [dg.AssetCheckKey(k, "drift") for k in keys.SCORED_BY]
-        records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(checks)
-        seen = json.loads(context.cursor) if context.cursor else {}
+    def drift_retraining(context: dg.SensorEvaluationContext, warehouse: DuckDBResource):
+        scored_by = {k.to_user_string(): model for k, model in keys.SCORED_BY.items()}
+        latest = check_results.latest(check_results.path_beside(warehouse.database),
+                                      {(name, "drift") for name in scored_by})
+        # the cursor: the number of the latest drift evaluation handled per scores table (older cursors,
+        # numbered by Dagster's event log, start afresh)
+        seen = json.loads(context.cursor).get("check_results", {}) if context.cursor else {}
         models, handled = [], dict(seen)
-        for key, rec in records.items():
-            name = key.asset_key.to_user_string()
-            if rec.id <= seen.get(name, 0):
+        for ev in latest:
+            if ev.seq <= seen.get(ev.asset, 0):
                 continue
-            handled[name] = rec.id
-            if failed_evaluation(rec) is not None:
-                models.append(keys.SCORED_BY[key.asset_key])
+            handled[ev.asset] = ev.seq
+            if not ev.passed:
+                models.append(scored_by[ev.asset])
         if not models:
-            return dg.SensorResult(skip_reason=dg.SkipReason("no new drift warning"), cursor=json.dumps(handled))
+            return dg.SensorResult(skip_reason=dg.SkipReason("no new drift warning"),
+                                   cursor=json.dumps({"check_results": handled}, sort_keys=True))
         run_key = "drift:" + ",".join(f"{k}={v}" for k, v in sorted(handled.items()))
         return dg.SensorResult(
             run_requests=[dg.RunRequest(run_key=run_key, asset_selection=sorted(models, key=str),
                                         tags={"crm_platform/trigger": "drift"})],
-            cursor=json.dumps(handled, sort_keys=True))
+            cursor=json.dumps({"check_results": handled}, sort_keys=True))
 
     return drift_retraining

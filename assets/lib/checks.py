@@ -1,7 +1,7 @@
 """One factory turns every Pandera model of crm_platform.contracts.schemas into an asset check.
 
 Tables built incrementally are validated the way they are built: when the check's last
-evaluation passed, its rows are checked row by row only where they changed since (``CHANGED``:
+evaluation passed (crm_platform/core/check_results.py), its rows are checked row by row only where they changed since (``CHANGED``:
 the column that says when a row was loaded or resolved, and the function naming the build the
 rows belong to - a full rebuild starts over), and the keys of those rows are counted over every
 row (a key can only be doubled by a changed row); otherwise every row (or the sample of a large
@@ -14,7 +14,6 @@ from typing import Callable
 
 import dagster as dg
 import duckdb
-from dagster._check import CheckError
 import pandera.pandas as pa
 from dagster_duckdb import DuckDBResource
 
@@ -27,6 +26,7 @@ from crm_platform.ingest.sources import SourceConfig
 from crm_platform.contracts.schemas import (BLOCKING, CUSTOMER360_BLOCKING, CUSTOMER360_SCHEMAS,
                                             IDENTITY_BLOCKING, IDENTITY_SCHEMAS, MAY_BE_EMPTY, STAGING_SCHEMAS)
 from crm_platform.contracts.validation import validate_table
+from crm_platform.core import check_results
 from crm_platform.core.warehouse import table_exists
 from resources.warehouse import read_only
 
@@ -53,20 +53,13 @@ CHANGED = {
 }
 
 
-def _validated_through(context: dg.AssetCheckExecutionContext, generation: str | None) -> str | None:
+def _validated_through(warehouse: DuckDBResource, key: dg.AssetCheckKey, generation: str | None) -> str | None:
     """How far the check's last evaluation validated, if it passed and the rows are of the same build."""
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as S
-
-    key = next(iter(context.check_specs)).key
-    done = context.instance.event_log_storage.get_asset_check_execution_history(
-        key, limit=1, status={S.SUCCEEDED, S.FAILED})
-    if not done or done[0].status != S.SUCCEEDED or done[0].event is None:
+    last = check_results.last(check_results.path_beside(warehouse.database), key.asset_key.to_user_string(), key.name)
+    if last is None or not last.passed:
         return None
-    meta = done[0].event.dagster_event.event_specific_data.metadata
-    through, gen = meta.get("validated_through"), meta.get("table_generation")
-    if through is None or (gen.value if gen is not None else None) != generation:
-        return None
-    return through.value
+    through, gen = last.metadata.get("validated_through"), last.metadata.get("table_generation")
+    return through if through is not None and gen == generation else None
 
 
 def pandera_check(table_key: list[str], model: type[pa.DataFrameModel],
@@ -82,13 +75,14 @@ def pandera_check(table_key: list[str], model: type[pa.DataFrameModel],
                      f"{' (blocking: downstream assets wait for it)' if blocking else ''}: "
                      f"{(model.__doc__ or '').strip()}"),
     )
-    def pandera_contract(context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    def pandera_contract(warehouse: DuckDBResource) -> dg.AssetCheckResult:
         progress = {}
         with read_only(warehouse) as con:
             only = None
             if changed and table_exists(con, table):
                 generation = changed.generation(con) if changed.generation else ""
-                since = _validated_through(context, generation)
+                since = _validated_through(warehouse, dg.AssetCheckKey(dg.AssetKey(table_key), check_name(model)),
+                                           generation)
                 if since:
                     only = (f"{changed.column} > TIMESTAMP '{since}'",
                             f"{changed.words} after {since} (the last validation passed up to there)")
@@ -194,21 +188,6 @@ def step_check(model: type[pa.DataFrameModel], result) -> dg.AssetCheckResult:
                                metadata={"rows_validated": result.rows, "failure_count": result.failure_count})
 
 
-def evaluation(record):
-    """The evaluation of a check execution record (from the event log), None while it runs or
-    when it was skipped."""
-    event = record.event.dagster_event if record.event is not None else None
-    ev = event.event_specific_data if event is not None else None
-    return ev if ev is not None and hasattr(ev, "passed") else None
-
-
-def failed_evaluation(record):
-    """The evaluation of a check execution record if it failed, else None (passed, still running,
-    or skipped)."""
-    ev = evaluation(record)
-    return ev if ev is not None and ev.passed is False else None
-
-
 # every asset check of the code location, registered by crm_platform.definitions once it is built
 # (the assets cannot import the code location that imports them)
 LOCATION_CHECKS: set = set()
@@ -219,18 +198,8 @@ def register_location(defs: dg.Definitions) -> None:
     LOCATION_CHECKS.update(defs.resolve_asset_graph().asset_check_keys)
 
 
-def latest_evaluations(context: dg.AssetExecutionContext, whole_location: bool = False) -> list:
-    """(check key, run id, evaluation) of the latest evaluation of every asset check of the asset
-    graph the run was built from (for a job: the job's), or with ``whole_location`` of every check
-    of the code location, sorted by asset and check."""
-    keys = set(context.job_def.asset_layer.asset_graph.asset_check_keys)
-    if whole_location:
-        try:
-            keys |= set(context.repository_def.asset_graph.asset_check_keys)
-        except CheckError:
-            # a run executed in process (the CLI, tests) carries no repository: the code location's
-            # checks as crm_platform.definitions registered them
-            keys |= LOCATION_CHECKS
-    records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(list(keys))
-    out = [(key, rec.run_id, ev) for key, rec in records.items() if (ev := evaluation(rec)) is not None]
-    return sorted(out, key=lambda r: (r[0].asset_key.to_user_string(), r[0].name))
+def latest_evaluations(warehouse: DuckDBResource) -> list[check_results.Evaluation]:
+    """The latest evaluation of every check of the code location (of every check recorded, when the
+    assets run without it, e.g. a test materializing a few), sorted by asset and check."""
+    checks = {(k.asset_key.to_user_string(), k.name) for k in LOCATION_CHECKS} or None
+    return check_results.latest(check_results.path_beside(warehouse.database), checks)

@@ -433,7 +433,7 @@ def _risk_band_note(con, reg, day) -> str:
     return note + ")"
 
 
-# exit codes of materialize and backfill (README "The command line")
+# exit codes of materialize and backfill (docs/sources.md "The command line")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -442,7 +442,7 @@ def materialize_selection(selection: str, partition: str | None = None, raise_on
     """Runs of the assets a Dagster asset selection names (``group:identity``, ``+core/customers``,
     ``key:marts/*``) with their checks: the assets not partitioned by day in one run, then the
     daily ones for ``partition`` (default: the last day with data) in another."""
-    from dagster._core.definitions.asset_selection import AssetSelection
+    import dagster as dg
 
     show = {"progress": progress, "started": started}
     run = job_runner(raise_on_error, **show)
@@ -452,7 +452,7 @@ def materialize_selection(selection: str, partition: str | None = None, raise_on
     try:
         with warnings.catch_warnings():        # a group selection asks a beta parameter of Dagster's own
             warnings.simplefilter("ignore")
-            keys = AssetSelection.from_string(selection).resolve(graph)
+            keys = dg.AssetSelection.from_string(selection).resolve(graph)
     except Exception as e:             # the selection's own parser says what is wrong
         raise SelectionError(f"--select {selection!r}: {str(e).splitlines()[0]}") from None
     keys = {k for k in keys if graph.get(k).is_materializable}
@@ -580,7 +580,8 @@ def _refused(con, rid: str, kind: str, itype: str, actor: str, e) -> int:
 
 def _erase(args) -> int:
     """Erase a person now; prints the receipt's counts (never the identifier)."""
-    from crm_platform.governance import audit, erasure, requests
+    from crm_platform.core import audit
+    from crm_platform.governance import erasure, requests
     from crm_platform.governance.subject import AmbiguousSubject, SubjectNotFound
     from crm_platform.ingest.sources import load_sources
 
@@ -650,7 +651,8 @@ def _print_candidates(candidates: list[dict]) -> None:
 
 
 def _export(args) -> int:
-    from crm_platform.governance import audit, erasure, export, requests
+    from crm_platform.core import audit
+    from crm_platform.governance import erasure, export, requests
     from crm_platform.governance.subject import AmbiguousSubject, SubjectNotFound
     from crm_platform.ingest.sources import load_sources
 

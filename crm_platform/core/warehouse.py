@@ -1,11 +1,14 @@
 """The DuckDB warehouse: one schema per layer, connections that wait for the writer, and the few
-SQL helpers every stage shares (replace a partition, sample by hash, read a frame)."""
+SQL helpers every stage shares (a transaction, a temporary table, replace a partition, sample by
+hash, read a frame)."""
 
 from __future__ import annotations
 
 import random
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import pandas as pd
@@ -88,14 +91,31 @@ def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
         [schema, name]).fetchall()[0][0])
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The statements of the block as one transaction: all of them, or none when the block raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def temp_table(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> int:
+    """``sql`` as the temporary table ``name`` (replacing it); its row count."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+    return con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+
+
 def replace_partition(con: duckdb.DuckDBPyConnection, table: str, src: str, day_expr: str, day) -> None:
     """Replace the rows of one day (``day_expr = day``) in ``table`` with the rows of ``src``, in
     one transaction; the table is created from ``src`` the first time, and gains the columns
     ``src`` brings that it lacks (earlier days hold null there)."""
     schema = table.split(".")[0]
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         if table_exists(con, table):
             # a column the table does not have yet (a new KPI dimension, a new feature) is added
             have = set(columns(con, table))
@@ -106,10 +126,6 @@ def replace_partition(con: duckdb.DuckDBPyConnection, table: str, src: str, day_
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {src}")
         else:
             con.execute(f"CREATE TABLE {table} AS SELECT * FROM {src}")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 def hash_sample(column: str, share: float, salt: str = "") -> str:

@@ -28,7 +28,7 @@ affected build everything.
 from __future__ import annotations
 
 from crm_platform.contracts import buildstate
-from crm_platform.core.warehouse import table_exists
+from crm_platform.core.warehouse import table_exists, transaction
 from crm_platform.contracts.vocabularies import EVENT_TYPES
 
 # One SELECT per source; each yields the event columns plus ``contact_key`` (the staged contact
@@ -275,8 +275,7 @@ def build(con, crosswalk: str = "identity.crosswalk", incremental: bool = False)
     # anonymous web traffic is not an error: counted, not copied row by row
     lost = """SELECT * FROM _lost WHERE reason <> 'visitor never logged in'
         ORDER BY source_system, dataset, source_record_id"""
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         if mode == "incremental":
             # the events the affected rows made, by the event types of their family: one pass per table
             kinds = " UNION ALL ".join(f"SELECT '{f}' AS family, unnest({list(types)!r}) AS event_type"
@@ -292,10 +291,6 @@ def build(con, crosswalk: str = "identity.crosswalk", incremental: bool = False)
             con.execute(f"CREATE OR REPLACE TABLE core.customer_events AS {events}")
             con.execute(f"CREATE OR REPLACE TABLE core.unattributed_events AS {lost}")
         buildstate.record(con, STEP, query, resolved, loaded)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     rows = con.execute("SELECT count(*) FROM _affected").fetchall()[0][0] if mode == "incremental" else None
     for t in ("_affected", "_moved", "_logins", "_web_sessions", "_web_visitors", "_stale", "_web_in_scope"):
         con.execute(f"DROP TABLE IF EXISTS {t}")

@@ -18,7 +18,7 @@ import yaml
 
 from crm_platform.contracts import buildstate
 from crm_platform.core.settings import DEFAULT_SURVIVORSHIP
-from crm_platform.core.warehouse import table_exists
+from crm_platform.core.warehouse import table_exists, transaction
 
 STEP = "golden_records"
 RECENT = "coalesce(updated_at, created_at) DESC NULLS LAST"
@@ -118,8 +118,7 @@ def build(con, rules: list[FieldRule], crosswalk: str = "identity.crosswalk",
                base.first_seen_at, base.last_updated_at, now()::TIMESTAMP AS _built_at
         FROM base {' '.join(joins)} ORDER BY base.customer_id"""
     fields = " UNION ALL ".join(provenance) + " ORDER BY customer_id, field"
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for table, select in (("customers", customers), ("customer_field_provenance", fields)):
             if mode == "incremental":
                 con.execute(f"DELETE FROM core.{table} WHERE customer_id IN (SELECT customer_id FROM _affected)")
@@ -128,10 +127,6 @@ def build(con, rules: list[FieldRule], crosswalk: str = "identity.crosswalk",
                 con.execute(f"CREATE OR REPLACE TABLE core.{table} AS {select}")
         buildstate.record(con, STEP, rules_hash,
                           con.execute(f"SELECT max(resolved_at) FROM {crosswalk}").fetchall()[0][0])
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     rebuilt = con.execute("SELECT count(DISTINCT customer_id) FROM _members").fetchall()[0][0]
     for t in [f"_g{i}" for i in range(len(rules))] + ["_members", "_affected"]:
         con.execute(f"DROP TABLE IF EXISTS {t}")

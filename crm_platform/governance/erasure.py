@@ -52,7 +52,7 @@ from pathlib import Path
 import pandas as pd
 
 from crm_platform.core import warehouse
-from crm_platform.governance import audit
+from crm_platform.core import audit
 from crm_platform.governance.subject import AmbiguousSubject, Subject, _q, register_hashes, resolve
 from crm_platform.ingest.erased import match_sql
 from crm_platform.ingest.load import fingerprint
@@ -582,14 +582,9 @@ def erase(connect, paths: Paths, cfg: SourceConfig, identifier_type: str, identi
         hashes = register_hashes(con, "_person_hashes", subject, salt)
         tokens = subject.tokens()
         listed = _append_list(paths, hashes, request_id, salt)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with warehouse.transaction(con):
             removed = _delete_raw(con, cfg, salt, subject)
             removed.update(_delete_keyed(con, subject))
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         sync_list_table(con, paths)
         files = scrub_files(con, paths, tokens)
     finally:

@@ -28,7 +28,7 @@ import pandas as pd
 
 from crm_platform.contracts.buildstate import fingerprint
 from crm_platform.identity.spec import MatchSpec
-from crm_platform.core.warehouse import columns, table_exists
+from crm_platform.core.warehouse import columns, table_exists, transaction
 from crm_platform.identity.weights import (PriorFit, pattern_counts, score_patterns, u_top, weights_frame,
                                           comparable_pairs, estimate_prior, estimate_u, fit_contexts, supervised, train_m)
 from crm_platform.identity import rl_compare
@@ -249,20 +249,21 @@ def run_incremental(con, spec: MatchSpec, source_sql: str, out: str, decisions: 
         float(w.prior_match_probability.iloc[0]), str(w.model.iloc[0])
     rep = EngineReport(mode="incremental", model=model, prior_match_probability=lam,
                        reason=f"{delta} new or changed and {gone} removed of {total} records")
-    con.execute("BEGIN TRANSACTION")
     try:
-        reason = _match_delta(con, spec, source_sql, out, decisions, weights, lam, model, rep, t0)
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-    if reason:                                  # nothing was changed
-        con.execute("ROLLBACK")
-        return None, reason
-    con.execute("COMMIT")
+        with transaction(con):
+            reason = _match_delta(con, spec, source_sql, out, decisions, weights, lam, model, rep, t0)
+            if reason:
+                raise _FullRunNeeded(reason)
+    except _FullRunNeeded as e:                  # rolled back: nothing was changed
+        return None, str(e)
     for t in ("_new_pairs", "_new_comparisons", "_stale", "_delta", "_gone"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     rep.records, rep.records_matched, rep.records_removed = total, delta, gone
     return rep, rep.reason
+
+
+class _FullRunNeeded(Exception):
+    """Why the delta cannot be matched on its own; raised inside the transaction to roll it back."""
 
 
 def _match_delta(con, spec: MatchSpec, source_sql: str, out: str, decisions: pd.DataFrame, weights: pd.DataFrame,

@@ -30,7 +30,7 @@ from crm_platform.staging import tables as staging
 from crm_platform.identity import engine, guards, ids
 from crm_platform.identity.cluster import ACCEPTED, ClusterResult, cluster
 from crm_platform.identity.spec import MatchSpec
-from crm_platform.core.warehouse import columns, table_exists
+from crm_platform.core.warehouse import columns, table_exists, transaction
 
 SCHEMA = "identity"
 SOURCE_SQL = "SELECT * FROM staging.contacts"
@@ -197,13 +197,9 @@ def resolve(con, spec: MatchSpec, now: datetime | None = None, incremental: bool
     minted = sorted(set(crosswalk.customer_id) - set(previous.customer_id))
     rep.minted = len(minted)
 
-    con.execute("BEGIN TRANSACTION")
     try:
-        _write(con, spec, edges, crosswalk, changes, minted, now, subset)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+        with transaction(con):
+            _write(con, spec, edges, crosswalk, changes, minted, now, subset)
     finally:
         con.execute("DROP TABLE IF EXISTS _touched")
     if subset:

@@ -178,8 +178,7 @@ def _load_file(con, ds: Dataset, path: Path, rel: str, version: int, loaded_at: 
     table = f"raw.{ds.key}"
     canon = ", ".join(ent.column_names)
     lineage = [ds.system, ds.key, rel, version, loaded_at]
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with warehouse.transaction(con):
         con.execute(
             f"INSERT INTO {table} SELECT {canon}, ?, ?, ?, ?, _source_line, ? "
             f"FROM _v WHERE _reason = '' ORDER BY _source_line", lineage)
@@ -203,10 +202,6 @@ def _load_file(con, ds: Dataset, path: Path, rel: str, version: int, loaded_at: 
                             rows_loaded=loaded, rows_quarantined=bad + rejected, fields_quarantined=int(fields),
                             notes="; ".join(notes) or None)
         _record_manifest(con, ds, result, size, digest, loaded_at)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return result
 
 

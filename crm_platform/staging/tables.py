@@ -240,21 +240,17 @@ def _materialize(con, cfg: SourceConfig, entity_name: str, sql: str) -> StagingR
     reason = _why_full(con, table, entity_name, fingerprint)
     con.execute(f"""CREATE TABLE IF NOT EXISTS {STATE} (entity VARCHAR, dataset VARCHAR, source_file VARCHAR,
         version INTEGER, query_hash VARCHAR, built_at TIMESTAMP)""")
-    con.execute("BEGIN TRANSACTION")
     try:
-        if reason:
-            con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}")
-            con.execute(f"DELETE FROM {STATE} WHERE entity = ?", [entity_name])
-            files_read, rows_read = con.execute(f"SELECT (SELECT count(*) FROM {FILES}), count(*) FROM {table}").fetchall()[0]
-        else:
-            files_read, rows_read = _merge_new(con, table, entity_name, sql)
-        con.execute(f"INSERT INTO {STATE} SELECT ?, dataset, source_file, version, ?, now()::TIMESTAMP "
-                    f"FROM {FILES}", [entity_name, fingerprint])
-        StagingBuildState.validate(con.execute(f"SELECT * FROM {STATE} WHERE entity = ?", [entity_name]).df())
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+        with warehouse.transaction(con):
+            if reason:
+                con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}")
+                con.execute(f"DELETE FROM {STATE} WHERE entity = ?", [entity_name])
+                files_read, rows_read = con.execute(f"SELECT (SELECT count(*) FROM {FILES}), count(*) FROM {table}").fetchall()[0]
+            else:
+                files_read, rows_read = _merge_new(con, table, entity_name, sql)
+            con.execute(f"INSERT INTO {STATE} SELECT ?, dataset, source_file, version, ?, now()::TIMESTAMP "
+                        f"FROM {FILES}", [entity_name, fingerprint])
+            StagingBuildState.validate(con.execute(f"SELECT * FROM {STATE} WHERE entity = ?", [entity_name]).df())
     finally:
         con.execute(f"DROP TABLE IF EXISTS {FILES}")
     by_system = dict(con.execute(

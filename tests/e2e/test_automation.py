@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from assets import alert_assets, feature_assets, marts_assets
+from assets import alert_assets, feature_assets, marts_assets, policy
 from crm_platform.core import settings
 from crm_platform.alerts.delivery import Outbox
 from resources.alerts import Alerting
@@ -177,30 +177,35 @@ def test_schedules_tick_with_their_targets():
     assert graph.get(dg.AssetKey(["ml", "churn_scores"])).backfill_policy == dg.BackfillPolicy.single_run()
 
 
-def test_a_drift_warning_requests_retraining_once():
+def test_a_drift_warning_requests_retraining_once(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
+    resources = {"warehouse": DuckDBResource(database=str(tmp_path / "warehouse.duckdb"))}
 
-    @dg.asset(key=["ml", "churn_scores"], check_specs=[dg.AssetCheckSpec("drift", asset=["ml", "churn_scores"])])
-    def scores():
+    @policy.asset(key=["ml", "churn_scores"], check_specs=[dg.AssetCheckSpec("drift", asset=["ml", "churn_scores"])])
+    def scores(warehouse: DuckDBResource):
         yield dg.MaterializeResult()
         yield dg.AssetCheckResult(check_name="drift", passed=False, severity=dg.AssetCheckSeverity.WARN,
                                   description="PSI 0.4")
 
-    @dg.asset(key=["ml", "clv_scores"], check_specs=[dg.AssetCheckSpec("drift", asset=["ml", "clv_scores"])])
-    def clv_scores():
+    @policy.asset(key=["ml", "clv_scores"], check_specs=[dg.AssetCheckSpec("drift", asset=["ml", "clv_scores"])])
+    def clv_scores(warehouse: DuckDBResource):
         yield dg.MaterializeResult()
         yield dg.AssetCheckResult(check_name="drift", passed=True)
 
     sensor = drift_sensor(retrain_job)
-    assert not sensor(dg.build_sensor_context(instance=instance)).run_requests
-    assert dg.materialize([scores, clv_scores], instance=instance).success
-    first = sensor(dg.build_sensor_context(instance=instance))
+
+    def tick(cursor=None):
+        return sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+
+    assert not tick().run_requests
+    assert dg.materialize([scores, clv_scores], instance=instance, resources=resources).success
+    first = tick()
     (req,) = first.run_requests
     assert req.asset_selection == [dg.AssetKey(["ml", "churn_model"])]
-    again = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+    again = tick(first.cursor)
     assert not again.run_requests
-    assert dg.materialize([scores], instance=instance).success                 # a new warning
-    assert len(sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor)).run_requests) == 1
+    assert dg.materialize([scores], instance=instance, resources=resources).success                 # a new warning
+    assert len(tick(first.cursor).run_requests) == 1
 
 
 def test_a_failed_run_becomes_one_data_quality_alert(tmp_path):

@@ -258,7 +258,7 @@ def test_token_matching_is_whole_word():
 
 
 def test_audit_records_a_decision_once(tmp_path):
-    from crm_platform.governance import audit
+    from crm_platform.core import audit
 
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     row = {"action": "review_decision", "actor": "reviewer", "subject": "pair 0f0f", "outcome": "match"}
