@@ -42,7 +42,8 @@ from _runner import append_results, machine_header
 from crm_platform.staging import tables as staging
 from crm_platform.ingest.load import ingest_dataset
 from crm_platform.ml.btyd import BetaGeo, ParetoNBD
-from crm_platform.ml.clv import history_sql, regression_metrics
+from crm_platform.ml.clv import history_sql
+from crm_platform.ml.evaluate import regression_metrics
 from crm_platform.ml.registry import Registry
 from crm_platform.ingest.sources import load_sources
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from crm_platform.core import warehouse
 from crm_platform.alerts.delivery import Outbox
 from crm_platform.core import audit
-from crm_platform.governance.erasure import token_regex
+from crm_platform.governance.scrub import token_regex
 from crm_platform.governance.subject import AmbiguousSubject, _q, register_hashes, resolve
 from crm_platform.ingest.erased import match_sql
 from crm_platform.ml.registry import Registry, RegistryError

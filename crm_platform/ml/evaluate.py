@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
@@ -83,3 +84,53 @@ def psi(reference: dict, values, floor: float = 1e-4) -> float:
         if len(raw) else np.zeros_like(expected)
     e, a = np.maximum(expected, floor), np.maximum(actual, floor)
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+def normalized_gini(y, pred) -> float:
+    """How well ``pred`` orders customers by what they really spent: the Gini of the actual values
+    sorted by the prediction over the Gini of the perfect order (1 = perfect, 0 = random)."""
+    y, pred = np.asarray(y, float), np.asarray(pred, float)
+
+    def gini(order):
+        s = y[np.lexsort((np.arange(len(y)), -order))]
+        total = s.sum()
+        return float((np.cumsum(s) / total).sum() / len(s) - (len(s) + 1) / (2 * len(s))) if total else 0.0
+
+    best = gini(y)
+    return gini(pred) / best if best else 0.0
+
+
+def regression_metrics(y, pred) -> dict[str, float]:
+    y, pred = np.asarray(y, float), np.asarray(pred, float)
+    return {"mae": float(np.mean(np.abs(pred - y))), "rmse": float(np.sqrt(np.mean((pred - y) ** 2))),
+            "spearman": float(spearmanr(pred, y)[0]) if np.std(pred) > 0 else 0.0,
+            "aggregate_error": float(pred.sum() / y.sum() - 1) if y.sum() else 0.0,
+            "normalized_gini": normalized_gini(y, pred), "examples": int(len(y))}
+
+
+def conformal_bands(pred, y, deciles: int = 10, scale: float = 1.0) -> dict:
+    """10th/90th percentile of the residual (actual − predicted) per prediction decile;
+    ``scale``: predictions and residuals multiplied by it (a shorter test period's bands put on
+    the 12-month scale)."""
+    pred, y = np.asarray(pred, float) * scale, np.asarray(y, float) * scale
+    edges = np.unique(np.quantile(pred, np.linspace(0, 1, deciles + 1))[1:-1])
+    bins = np.searchsorted(edges, pred, side="right")
+    resid = y - pred
+    lo = [float(np.quantile(resid[bins == b], 0.1)) if (bins == b).any() else 0.0 for b in range(len(edges) + 1)]
+    hi = [float(np.quantile(resid[bins == b], 0.9)) if (bins == b).any() else 0.0 for b in range(len(edges) + 1)]
+    return {"edges": edges.tolist(), "low": lo, "high": hi}
+
+
+def interval(bands: dict, pred) -> tuple[np.ndarray, np.ndarray]:
+    pred = np.asarray(pred, float)
+    b = np.searchsorted(np.asarray(bands["edges"]), pred, side="right")
+    low = np.maximum(pred + np.asarray(bands["low"])[b], np.minimum(pred, 0))
+    return low, np.maximum(pred + np.asarray(bands["high"])[b], pred)
+
+
+def value_deciles(pred, y) -> pd.DataFrame:
+    """Mean predicted against mean actual value per prediction decile (1 = highest)."""
+    t = pd.DataFrame({"p": np.asarray(pred, float), "y": np.asarray(y, float)})
+    t["decile"] = 10 - pd.qcut(t["p"].rank(method="first"), 10, labels=False)
+    return t.groupby("decile").agg(customers=("y", "size"), mean_predicted=("p", "mean"),
+                                   mean_actual=("y", "mean")).round(2).reset_index()

@@ -318,7 +318,7 @@ def test_progress_on_a_terminal_is_a_bar_with_the_running_step_and_a_line_per_st
 def test_a_failed_checks_first_failure_cases_are_printed():
     import dagster as dg
 
-    from crm_platform.cli import _failure_cases
+    from crm_platform.cli.summary import _failure_cases
 
     table = "| column | check | failing_value |\n|---|---|---|\n" + "".join(
         f"| postcode | postcode_fits_country | {i} |\n" for i in range(8))

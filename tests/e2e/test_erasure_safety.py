@@ -22,7 +22,7 @@ import pytest
 
 from crm_platform.core import settings, warehouse
 from crm_platform.staging import tables as staging
-from crm_platform.governance import erasure
+from crm_platform.governance import erasure, scrub
 from crm_platform.governance.subject import AmbiguousSubject
 from crm_platform.ingest.load import ingest_dataset
 from crm_platform.ingest.sources import load_sources
@@ -131,7 +131,7 @@ def _snapshot(home: Path) -> tuple[dict, dict]:
                 or path.suffix in (".duckdb", ".wal", ".joblib", ".parquet", ".html", ".png", ".json"):
             continue
         data = path.read_bytes()
-        spans = erasure._spans_of(path, data)
+        spans = scrub._spans_of(path, data)
         files[rel] = Counter(data[a:b].rstrip(b"\r\n") for a, b in spans)
     return tables, files
 
@@ -157,7 +157,7 @@ def _identifiers(home: Path, itype: str, ident: str, **kw) -> list[str]:
 
 def _mentions(text: str | bytes, tokens: list[str]) -> bool:
     data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
-    return bool(erasure._hits(data, [t.lower().encode() for t in tokens]))
+    return bool(scrub.hits(data, [t.lower().encode() for t in tokens]))
 
 
 def _assert_others_untouched(before, after, tokens: list[str]) -> None:

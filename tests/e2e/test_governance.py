@@ -19,7 +19,7 @@ from dagster_duckdb import DuckDBResource
 from assets.governance import pii_check
 from assets.lib.metadata import markdown_table
 from crm_platform.core import settings
-from crm_platform.governance import erasure
+from crm_platform.governance import erasure, scrub
 from crm_platform.ingest.load import ERASED_REASON
 from tests.conftest import run_python
 
@@ -252,8 +252,8 @@ def test_erasure_list_needs_its_salt(tmp_path):
 
 def test_token_matching_is_whole_word():
     data = b"K00000335,x\nK000003351,y\nmax@gmx.de\namax@gmx.de\n"
-    offsets = erasure._hits(data, [b"k00000335", b"max@gmx.de"])
-    clean, lines = erasure._without_lines(data, offsets)
+    offsets = scrub.hits(data, [b"k00000335", b"max@gmx.de"])
+    clean, lines = scrub._without_lines(data, offsets)
     assert lines == 2 and clean == b"K000003351,y\namax@gmx.de\n"
 
 

@@ -127,23 +127,23 @@ def test_dashboard_of_the_daily_run_draws_every_chart(production_run, tmp_path):
     # first alert day's backlog named instead of flattening every other day
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
-        from crm_platform.reports import sections
+        from crm_platform.reports import business, health, sections
         from crm_platform.ml.registry import Registry
 
         ctx = sections.Context(con, dashboard.as_of_day(con), kpis.load_config(settings.segments_file()),
                                dashboard.champion_cards(Registry(home / "models")))
-        funnel = sections.lifecycle_funnel(ctx).figure.data[0].x
+        funnel = business.lifecycle_funnel(ctx).figure.data[0].x
         assert list(funnel) == sorted(funnel, reverse=True) and funnel[0] > funnel[-1]
-        lift = sections.lift(ctx)
+        lift = health.lift(ctx)
         if lift.figure is not None:
             assert len([a for a in lift.figure.layout if a.startswith("yaxis")]) == \
                 len([c for c in ctx.cards.values() if c.get("deciles")])
         # the production run computes one day an uplift window back, then the last three: the first
         # of those three is computed without the 30 days before it, so its alerts are a backlog
-        backlog = sections.backlog_alert_days(ctx, 30)
+        backlog = health.backlog_alert_days(ctx, 30)
         assert backlog == [ctx.day - timedelta(days=2)] or not con.execute(
             "SELECT count(*) FROM alerts.customer_alerts WHERE alert_date = ?", [ctx.day - timedelta(days=2)]).fetchall()[0][0]
-        alerts = sections.alerts_per_day(ctx)
+        alerts = health.alerts_per_day(ctx)
         text = alerts.missing or " ".join(a.text for a in alerts.figure.layout.annotations)
         for day in backlog:
             assert f"{day:%d %b %Y}" in text

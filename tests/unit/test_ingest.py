@@ -308,7 +308,7 @@ def test_timestamps_of_every_kind_in_one_file_parse_whichever_comes_first(home, 
 def test_utf8_is_checked_in_blocks_yet_a_bad_byte_is_named_by_its_line(tmp_path):
     """The UTF-8 check reads blocks of 4 MiB: a 'ü' split by a block boundary is valid, and a bad
     byte far into the file is still reported with its line."""
-    from crm_platform.ingest.load import UnreadableFile, _as_utf8
+    from crm_platform.ingest.readers import UnreadableFile, _as_utf8
     ds = parse_sources(CONTACTS_YAML).dataset("crm_orders")
     block = 1 << 22
     head = b"id,person,at,total\n"
