@@ -26,7 +26,7 @@ demo: venv
 # two workers (the machines have two cores); the runs like production are made once for both
 test: venv
 	$(BIN)/dg check defs
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests/unit
