@@ -53,9 +53,9 @@ CHANGED = {
 }
 
 
-def _validated_through(warehouse: DuckDBResource, key: dg.AssetCheckKey, generation: str | None) -> str | None:
+def _validated_through(warehouse: DuckDBResource, asset: str, check: str, generation: str | None) -> str | None:
     """How far the check's last evaluation validated, if it passed and the rows are of the same build."""
-    last = check_results.last(check_results.path_beside(warehouse.database), key.asset_key.to_user_string(), key.name)
+    last = check_results.last(check_results.path_beside(warehouse.database), asset, check)
     if last is None or not last.passed:
         return None
     through, gen = last.metadata.get("validated_through"), last.metadata.get("table_generation")
@@ -81,8 +81,7 @@ def pandera_check(table_key: list[str], model: type[pa.DataFrameModel],
             only = None
             if changed and table_exists(con, table):
                 generation = changed.generation(con) if changed.generation else ""
-                since = _validated_through(warehouse, dg.AssetCheckKey(dg.AssetKey(table_key), check_name(model)),
-                                           generation)
+                since = _validated_through(warehouse, "/".join(table_key), check_name(model), generation)
                 if since:
                     only = (f"{changed.column} > TIMESTAMP '{since}'",
                             f"{changed.words} after {since} (the last validation passed up to there)")

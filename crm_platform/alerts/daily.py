@@ -103,18 +103,17 @@ PAYLOAD = {
 
 
 def payload_sql(tables: list[str], start: date, day: date, contact_fields: tuple[str, ...] = (),
-                suppression: bool = False) -> str:
+                blocked: str | None = None) -> str:
     """The alerts of ``start`` .. ``day`` in the tables that exist, each alert once (a data-quality
     alert can be carried by several days). A customer alert goes out only while the customer's
     golden record still has e-mail consent and they are not on the suppression list (a withdrawal
     after the alert was raised stops a delivery still pending); ``contact_fields`` of the golden
-    record are added for sinks that name them."""
+    record are added for sinks that name them; ``blocked``: the suppressed customers (``suppressed``)."""
     parts = [f"{PAYLOAD[t]} AND alert_date BETWEEN DATE '{start}' AND DATE '{day}'" for t in tables]
     extra = "".join(f", c.{f}" for f in contact_fields)
-    blocked = ("SELECT customer_id FROM governance.contact_suppression WHERE customer_id IS NOT NULL"
-               if suppression else "SELECT NULL::VARCHAR WHERE false")
+    blocked = blocked or "(SELECT NULL::VARCHAR WHERE false)"
     return (f"SELECT a.*{extra} FROM ({' UNION ALL '.join(parts)}) a LEFT JOIN core.customers c USING (customer_id) "
-            f"WHERE a.customer_id IS NULL OR (coalesce(c.consent_email, false) AND a.customer_id NOT IN ({blocked})) "
+            f"WHERE a.customer_id IS NULL OR (coalesce(c.consent_email, false) AND a.customer_id NOT IN {blocked}) "
             "QUALIFY row_number() OVER (PARTITION BY alert_id ORDER BY alert_date) = 1 "
             "ORDER BY alert_date, kind, alert_id")
 
@@ -135,7 +134,7 @@ def deliver_day(con: duckdb.DuckDBPyConnection, cfg: AlertConfig, box: Outbox, s
     have = [t for t in PAYLOAD if table_exists(con, t)]
     contact = tuple(f for f in CONTACT_FIELDS if any(f in getattr(k, "fields", ()) for k in sinks))
     start = day - timedelta(days=cfg.retry_days)
-    alerts = con.sql(payload_sql(have, start, day, contact, table_exists(con, suppression.TABLE))).df() \
+    alerts = con.sql(payload_sql(have, start, day, contact, suppressed(con))).df() \
         if have else pd.DataFrame()
     records = alerts.astype(object).where(alerts.notna(), None).to_dict("records")
     report = box.deliver(records, sinks)
