@@ -16,22 +16,46 @@ from crm_platform.core.days import LAST_DATA_DAY_SQL, partitions_end, partitions
 
 
 
+# the first line of every dagster.yaml the project writes: a file without it is the user's own
+WRITTEN_BY = "crm-platform writes this file"
+
+
+def instance_yaml(home: Path) -> str:
+    """The project's ``dagster.yaml`` for ``home``: run, event log and schedule storage in
+    PostgreSQL when ``DAGSTER_PG_HOST`` says so (settings.dagster_postgres), otherwise SQLite files
+    under the home with the pool slots claimed under a lock (cli/storage.py)."""
+    pg = settings.dagster_postgres()
+    if pg is None:
+        return (settings.PACKAGE_DIR / "config" / "dagster.yaml").read_text().replace("{home}", home.resolve().as_posix())
+    try:
+        import dagster_postgres  # noqa: F401
+    except ImportError as e:
+        raise RuntimeError("DAGSTER_PG_HOST is set, but the PostgreSQL storage of Dagster is not installed: "
+                           "pip install -c requirements.lock -e '.[postgres]'") from e
+    fields = "\n".join(f"      {k}: {{env: {v}}}" for k, v in pg.items())
+    return (settings.PACKAGE_DIR / "config" / "dagster-postgres.yaml").read_text().replace("{postgres_db}", fields)
+
+
 def prepare_dagster_home(home: Path) -> None:
-    """A project-local DAGSTER_HOME with the instance settings the platform relies on (the
-    project's ``dagster.yaml``, written afresh each time), and the ``duckdb`` pool created at its
-    limit before any run (two runs starting at once would each create it otherwise)."""
+    """A DAGSTER_HOME with the instance settings the platform relies on (``instance_yaml``, written
+    afresh each time unless the home holds a ``dagster.yaml`` of the user's own, which is kept),
+    and the ``duckdb`` pool created at its limit of one before any run (two runs starting at once
+    would each create it otherwise)."""
     import dagster as dg
 
     home.mkdir(parents=True, exist_ok=True)
-    template = (settings.PACKAGE_DIR / "config" / "dagster.yaml").read_text()
-    text = template.replace("{home}", home.resolve().as_posix())
     target = home / "dagster.yaml"
-    if not target.exists() or target.read_text() != text:
-        target.write_text(text)
+    own = target.exists() and WRITTEN_BY not in target.read_text()
+    if not own:
+        text = instance_yaml(home)
+        if not target.exists() or target.read_text() != text:
+            target.write_text(text)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         storage = instance.event_log_storage
         if storage.supports_global_concurrency_limits and "duckdb" not in storage.get_concurrency_keys():
             storage.initialize_concurrency_limit_to_default("duckdb")
+            if "duckdb" not in storage.get_concurrency_keys():     # a user's file without a default limit
+                storage.set_concurrency_slots("duckdb", 1)
 
 
 # who runs a run started by job_runner: a run whose process is gone (killed, power cut) is found by these
@@ -180,27 +204,35 @@ def latest_data_day() -> str | None:
 
 
 
-def materialize_selection(selection: str, partition: str | None = None, raise_on_error: bool = False,
-                          progress: bool = False, started: float | None = None):
-    """Runs of the assets a Dagster asset selection names (``group:identity``, ``+core/customers``,
-    ``key:marts/*``) with their checks: the assets not partitioned by day in one run, then the
-    daily ones for ``partition`` (default: the last day with data) in another."""
+def selected_keys(selection: str, graph) -> set:
+    """The materializable asset keys of ``graph`` a Dagster asset selection names; an asset made by
+    a step that makes several (identity.crosswalk with identity.links ...) brings the step's other
+    assets along, since one step cannot make only a part of them. SelectionError says what is wrong."""
     import dagster as dg
 
-    show = {"progress": progress, "started": started}
-    run = job_runner(raise_on_error, **show)
-    from crm_platform.definitions import defs
-
-    graph = defs.resolve_asset_graph()
     try:
         with warnings.catch_warnings():        # a group selection asks a beta parameter of Dagster's own
             warnings.simplefilter("ignore")
-            keys = dg.AssetSelection.from_string(selection).resolve(graph)
+            keys = dg.AssetSelection.from_string(selection).required_multi_asset_neighbors().resolve(graph)
     except Exception as e:             # the selection's own parser says what is wrong
         raise SelectionError(f"--select {selection!r}: {str(e).splitlines()[0]}") from None
     keys = {k for k in keys if graph.get(k).is_materializable}
     if not keys:
         raise SelectionError(f"--select {selection!r} names no asset of this code location")
+    return keys
+
+
+def materialize_selection(selection: str, partition: str | None = None, raise_on_error: bool = False,
+                          progress: bool = False, started: float | None = None):
+    """Runs of the assets a Dagster asset selection names (``group:identity``, ``+core/customers``,
+    ``key:marts/*``) with their checks: the assets not partitioned by day in one run, then the
+    daily ones for ``partition`` (default: the last day with data) in another."""
+    show = {"progress": progress, "started": started}
+    run = job_runner(raise_on_error, **show)
+    from crm_platform.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = selected_keys(selection, graph)
     daily = {k for k in keys if graph.get(k).partitions_def is not None}
     results = []
     if keys - daily:

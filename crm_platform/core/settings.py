@@ -182,3 +182,25 @@ def read_config(path: str | Path, build: Callable[[dict], T], error: type[Except
         return build(raw[section] if section else raw)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise error(f"{where}: {type(e).__name__}: {e}") from e
+
+
+# The Dagster instance on PostgreSQL (dagster-postgres): the variables Dagster's own deployment
+# guides use, each read by the instance from the environment at run time (never written to a file).
+DAGSTER_PG = {"hostname": "DAGSTER_PG_HOST", "username": "DAGSTER_PG_USERNAME", "password": "DAGSTER_PG_PASSWORD",
+              "db_name": "DAGSTER_PG_DB", "port": "DAGSTER_PG_PORT"}
+DAGSTER_PG_REQUIRED = ("hostname", "username", "db_name")
+
+
+def dagster_postgres() -> dict[str, str] | None:
+    """The ``postgres_db`` fields of the Dagster instance with the variables that hold them, when
+    ``DAGSTER_PG_HOST`` is set; None otherwise (the instance stays on SQLite under DAGSTER_HOME).
+    A host without a user or a database name is an error that names what is missing."""
+    if not os.environ.get(DAGSTER_PG["hostname"], "").strip():
+        return None
+    missing = [DAGSTER_PG[k] for k in DAGSTER_PG_REQUIRED if not os.environ.get(DAGSTER_PG[k], "").strip()]
+    if missing:
+        raise ValueError(f"DAGSTER_PG_HOST is set, so the Dagster instance goes on PostgreSQL, but "
+                         f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not: set "
+                         f"DAGSTER_PG_HOST, DAGSTER_PG_USERNAME and DAGSTER_PG_DB (DAGSTER_PG_PASSWORD and "
+                         f"DAGSTER_PG_PORT when needed), or unset DAGSTER_PG_HOST for the SQLite instance")
+    return {k: v for k, v in DAGSTER_PG.items() if os.environ.get(v, "").strip()}

@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from crm_platform.definitions import defs
 
 RECORDED = Path(__file__).with_name("location.json")
@@ -68,3 +70,14 @@ def _difference(before, after):
     if isinstance(before, dict) and isinstance(after, dict):
         return {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)}
     return before, after
+
+
+def test_a_selection_of_one_asset_of_a_multi_asset_step_brings_the_steps_other_assets():
+    from crm_platform.cli.runs import SelectionError, selected_keys
+    from crm_platform.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in selected_keys("key:identity/crosswalk", graph)}
+    assert {"identity/crosswalk", "identity/links", "identity/id_changes", "identity/review_queue"} <= keys
+    with pytest.raises(SelectionError, match="names no asset"):
+        selected_keys("key:no/such_asset", graph)
