@@ -204,3 +204,18 @@ def load_people(tmp_path, files: dict[str, bytes]):
     for name in staging.STAGING_ENTITIES:
         staging.build(con, cfg, name)
     return con, reports
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A Spark session in local mode on two cores (skipped, saying why, without Java or pyspark)."""
+    from tests.servers import spark_missing
+
+    reason = spark_missing()
+    if reason:
+        pytest.skip(reason)
+    from crm_platform.core import spark as engine
+
+    session = engine.session("local[2]", memory="2g", partitions=4)
+    yield session
+    session.stop()

@@ -1,6 +1,6 @@
-"""Servers the tests start and stop themselves: a PostgreSQL cluster of their own in a temporary
-folder (Debian's PostgreSQL binaries; ``initdb`` and ``pg_ctl``), run as the ``postgres`` user when
-the tests run as root (PostgreSQL refuses to run as root)."""
+"""Engines and servers the tests start and stop themselves: a Spark session in local mode, and a
+PostgreSQL cluster of their own in a temporary folder (Debian's PostgreSQL binaries; ``initdb`` and
+``pg_ctl``), run as the ``postgres`` user when the tests run as root (PostgreSQL refuses root)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,19 @@ def postgres_missing() -> str | None:
         import dagster_postgres  # noqa: F401
     except ImportError:
         return "dagster-postgres is not installed (pip install -e '.[postgres]')"
+    return None
+
+
+def spark_missing() -> str | None:
+    """Why no Spark session can be started here, or None."""
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "no Java runtime for Spark (Debian: apt-get install openjdk-17-jre-headless)"
+    try:
+        import pyspark  # noqa: F401
+        import rapidfuzz  # noqa: F401
+        import sqlglot  # noqa: F401
+    except ImportError:
+        return "the spark extra is not installed (pip install -e '.[spark]')"
     return None
 
 

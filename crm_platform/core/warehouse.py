@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from crm_platform.core import settings
+from crm_platform.core import dialect, settings
 
 LAYERS = ("raw", "staging", "identity", "core", "features", "ml", "marts", "alerts", "governance")
 
@@ -79,12 +79,21 @@ def columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
     return list(column_types(con, relation))
 
 
+def on_spark(con) -> bool:
+    """Whether ``con`` is the warehouse on Spark (crm_platform.core.spark) rather than DuckDB."""
+    return getattr(con, "engine", "duckdb") == "spark"
+
+
 def column_types(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
     """The columns of ``relation`` (as ``columns``) with their DuckDB types, in their order."""
+    if on_spark(con):
+        return con.column_types(relation)
     return {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    if on_spark(con):
+        return con.table_exists(qualified)
     schema, name = qualified.split(".")
     return bool(con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema=? AND table_name=?",
@@ -130,9 +139,10 @@ def replace_partition(con: duckdb.DuckDBPyConnection, table: str, src: str, day_
 
 def hash_sample(column: str, share: float, salt: str = "") -> str:
     """A predicate keeping about ``share`` of the distinct values of ``column`` (and every row of
-    each): the same values in every run and in any row order, so a sample of customers is stable."""
-    value = f"{column} || '{salt}'" if salt else column
-    return f"hash({value}) % 1000000 < {max(1, int(share * 1_000_000))}"
+    each): the same values in every run, in any row order and on every engine, so a sample of
+    customers is stable (crm_platform.core.dialect.stable_sample)."""
+    value = f"CAST({column} AS VARCHAR) || '{salt}'" if salt else column
+    return dialect.stable_sample(value, share)
 
 
 def frame(con: duckdb.DuckDBPyConnection, query: str, params=None) -> pd.DataFrame:

@@ -92,11 +92,13 @@ def block(con, spec: MatchSpec, out: str, extra_pairs: list[tuple[str, str]] | N
     if extra_pairs:
         con.executemany("INSERT INTO _extra VALUES (?, ?)", [list(p) for p in extra_pairs])
     names = [r.name for r in spec.blocking] + ["review_decision"]
+    # a CASE, not a list index: lists count from 1 in DuckDB and from 0 in Spark
+    rule_name = "CASE min(rule_no) " + " ".join(f"WHEN {i} THEN '{n}'" for i, n in enumerate(names)) + " END"
     into = "TEMP TABLE _new_pairs" if new_only else f"TABLE {rel(out, 'candidate_pairs')}"
     extra_new = "WHERE e.left_id IN (SELECT id FROM _delta) OR e.right_id IN (SELECT id FROM _delta)" \
         if new_only else ""
     con.execute(f"""CREATE OR REPLACE {into} AS
-        SELECT left_id, right_id, ({names!r})[min(rule_no) + 1] AS blocking_rule,
+        SELECT left_id, right_id, {rule_name} AS blocking_rule,
                bit_or(1::BIGINT << rule_no) AS rule_mask, now()::TIMESTAMP AS _built_at FROM (
             {' UNION ALL '.join(parts) or "SELECT NULL::VARCHAR AS left_id, NULL::VARCHAR AS right_id, 0::SMALLINT AS rule_no WHERE false"}
             UNION ALL SELECT e.left_id, e.right_id, {len(spec.blocking)}::SMALLINT FROM _extra e

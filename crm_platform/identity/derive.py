@@ -112,9 +112,10 @@ def derive(p: Profile) -> dict:
     if first:
         lookups["nicknames"] = "package:nicknames.csv"
         derive_cols["first_name_forms"] = (
-            "list_distinct(list_concat([first_name_key], "
+            # sorted: the same list on every engine (list_distinct keeps no order)
+            "list_sort(list_distinct(list_concat([first_name_key], "
             "coalesce((SELECT list(n.name) FROM lookup_nicknames n WHERE n.nickname = first_name_key), []), "
-            "coalesce((SELECT list(n.nickname) FROM lookup_nicknames n WHERE n.name = first_name_key), [])))")
+            "coalesce((SELECT list(n.nickname) FROM lookup_nicknames n WHERE n.name = first_name_key), []))))")
     if email:
         derive_cols["email_personal"] = (f"CASE WHEN regexp_matches(email_local, '^({ROLE_MAILBOXES})$') "
                                          "THEN NULL ELSE email_std END")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from crm_platform.identity.spec import MatchSpec
 from crm_platform.identity.blocking import rel
+from crm_platform.core.dialect import stable_hash
 
 
 def pattern_counts(con, spec: MatchSpec, rel: str, extra: str = "", keys: list[str] | None = None) -> pd.DataFrame:
@@ -25,7 +26,8 @@ def estimate_u(con, spec: MatchSpec, out: str) -> dict[str, np.ndarray]:
     side = max(50, int(math.sqrt(2 * spec.u_sample_pairs)))
     gammas = ", ".join(c.case_sql() for c in spec.comparisons)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _u AS
-        WITH s AS (SELECT * FROM {recs} ORDER BY hash({spec.unique_id}, {spec.seed}) LIMIT {side})
+        WITH s AS (SELECT * FROM {recs} ORDER BY {stable_hash(f"{spec.unique_id} || ':{spec.seed}'")}, {spec.unique_id}
+                   LIMIT {side})
         SELECT {gammas} FROM s l JOIN s r ON {spec.pair_filter()}""")
     counts = pattern_counts(con, spec, "_u")
     con.execute("DROP TABLE _u")

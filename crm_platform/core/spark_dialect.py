@@ -1,0 +1,123 @@
+"""The platform's SQL on Spark: the stages write DuckDB SQL once, and this layer turns a
+statement into Spark SQL - sqlglot transpiles it, and the functions sqlglot leaves in DuckDB's
+spelling (or maps to a Spark function of other meaning) are rewritten here, as Splink's dialect
+layer does (splink/internals/dialects.py).
+
+The rewrites, each checked against DuckDB by tests/unit/test_dialect.py on both engines:
+
+===============================  =====================================================
+DuckDB                           Spark
+===============================  =====================================================
+jaro_winkler_similarity(a, b)    crm_jaro_winkler(a, b): rapidfuzz's, which DuckDB's is (core.spark)
+damerau_levenshtein(a, b)        crm_damerau_levenshtein(a, b): rapidfuzz's
+list_intersect(a, b)             array_intersect(a, b)
+list_has_any(a, b)               arrays_overlap(array_compact(a), array_compact(b))
+array_length(a), len(list_...)   size(a)
+list_distinct(a)                 array_distinct(array_compact(a)): DuckDB's drops nulls
+list_sort(a with a subquery)     sort_array(a): array_sort takes no subquery in Spark
+hash(...)                        refused: write crm_platform.core.dialect.stable_hash
+? parameters                     literals (Spark SQL takes no positional parameters)
+===============================  =====================================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Sequence
+
+import sqlglot
+from sqlglot import exp
+
+# DuckDB functions sqlglot keeps by name that Spark spells otherwise (lower-case DuckDB name ->
+# Spark function name; the similarity functions are registered by crm_platform.core.spark)
+RENAMED = {
+    "damerau_levenshtein": "crm_damerau_levenshtein",
+    "list_intersect": "array_intersect",
+}
+
+
+def literal(value: Any) -> str:
+    """A Python value as a DuckDB SQL literal of the type DuckDB binds it as."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        # a DOUBLE, as DuckDB binds a Python float (Spark reads 0.0018 as a DECIMAL)
+        return f"CAST('{value!r}' AS DOUBLE)"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return f"CAST('{value.isoformat(sep=' ')}' AS TIMESTAMP)"
+    if isinstance(value, dt.date):
+        return f"CAST('{value.isoformat()}' AS DATE)"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def bind(sql: str, params: Sequence[Any] | None) -> str:
+    """``sql`` with its ``?`` placeholders replaced by ``params`` as literals, in order (found by
+    DuckDB's tokenizer, so a question mark inside a text is left alone)."""
+    if not params:
+        return sql
+    from sqlglot.dialects.duckdb import DuckDB
+
+    # '?::TIMESTAMP' is one token (a placeholder and a cast)
+    spots = [t for t in DuckDB().tokenize(sql) if t.text.startswith("?") and t.token_type.name in ("PLACEHOLDER", "QDCOLON")]
+    if len(spots) != len(params):
+        raise ValueError(f"{len(spots)} placeholders, {len(params)} parameters")
+    out, pos = [], 0
+    for token, value in zip(spots, params):
+        out.append(sql[pos:token.start])
+        out.append(f"({literal(value)})")
+        pos = token.start + 1
+    out.append(sql[pos:])
+    return "".join(out)
+
+
+def parse(sql: str, params: Sequence[Any] | None = None) -> exp.Expression:
+    """One DuckDB statement as a sqlglot tree, parameters bound."""
+    return sqlglot.parse_one(bind(sql, params), read="duckdb")
+
+
+def _rewrite(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Anonymous) and node.name.lower() in RENAMED:
+        return exp.Anonymous(this=RENAMED[node.name.lower()], expressions=[a.transform(_rewrite) for a in node.expressions])
+    if isinstance(node, exp.JarowinklerSimilarity):
+        return exp.Anonymous(this="crm_jaro_winkler", expressions=[a.transform(_rewrite) for a in (node.this, node.expression)])
+    if isinstance(node, exp.ArrayOverlaps):
+        # DuckDB's list_has_any ignores nulls; Spark's arrays_overlap is null when one holds a null
+        return exp.Anonymous(this="arrays_overlap", expressions=[
+            exp.Anonymous(this="array_compact", expressions=[a.transform(_rewrite)]) for a in (node.this, node.expression)])
+    if isinstance(node, exp.ArrayDistinct):
+        # DuckDB's list_distinct drops nulls, Spark's array_distinct keeps one
+        return exp.ArrayDistinct(this=exp.Anonymous(this="array_compact", expressions=[node.this.transform(_rewrite)]))
+    if isinstance(node, exp.ArraySort) and node.this.find(exp.Subquery, exp.Select):
+        # Spark's array_sort is a higher-order function, which takes no subquery; sort_array is
+        # none (it puts nulls first, DuckDB's list_sort last: the same on lists without nulls)
+        return exp.Anonymous(this="sort_array", expressions=[node.this.transform(_rewrite)])
+    if isinstance(node, exp.ArraySize) or (isinstance(node, exp.Length) and _is_list(node.this)):
+        return exp.Anonymous(this="size", expressions=[node.this.transform(_rewrite)])
+    return node
+
+
+LIST_FUNCTIONS = (exp.ArrayIntersect, exp.ArrayDistinct, exp.ArrayConcat, exp.ArraySort, exp.Array, exp.ArrayAgg)
+
+
+def _is_list(node: exp.Expression) -> bool:
+    """Whether ``node`` is a list by its own spelling (``len(list_distinct(...))``): DuckDB's len
+    counts a list's elements, Spark's length only a text's characters."""
+    if isinstance(node, LIST_FUNCTIONS):
+        return True
+    return isinstance(node, exp.Anonymous) and node.name.lower().startswith(("list_", "array_"))
+
+
+def to_spark(tree: exp.Expression) -> str:
+    """A DuckDB statement's tree (``parse``) as Spark SQL."""
+    if any(isinstance(n, exp.Anonymous) and n.name.lower() == "hash" for n in tree.walk()):
+        raise ValueError("hash() differs between engines: write crm_platform.core.dialect.stable_hash(...)")
+    return tree.transform(_rewrite).sql(dialect="spark")
+
+
+def spark_sql(sql: str, params: Sequence[Any] | None = None) -> str:
+    """``sql`` (one DuckDB statement) as Spark SQL."""
+    return to_spark(parse(sql, params))
