@@ -6,6 +6,7 @@ come back for the message."""
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import hashlib
 import math
 from collections import Counter
@@ -25,6 +26,8 @@ def _norm(v):
         return bool(v)
     if isinstance(v, (int, np.integer)):
         return int(v)
+    if isinstance(v, decimal.Decimal):      # DuckDB's frames hold a DECIMAL as a float, Spark's as a Decimal
+        v = float(v)
     if isinstance(v, (float, np.floating)):
         if float(v).is_integer():       # an integer column with a null comes to pandas as floats
             return int(v)

@@ -14,6 +14,7 @@ is translated by crm_platform.core.dialect. What DuckDB does in place, Spark doe
 * ``INSERT INTO t [BY NAME] q``: q's columns in the table's order (by name), appended as files.
 * ``DELETE FROM t WHERE c``: the table rewritten without the rows where ``c`` holds.
 * ``UPDATE t SET a = e WHERE c``: the table rewritten with ``CASE WHEN c THEN e ELSE a END``.
+* ``ALTER TABLE t ADD COLUMN c type``: the table rewritten with the column, null in every row.
 * ``BEGIN`` / ``COMMIT`` / ``ROLLBACK``: nothing. Parquet folders have no transactions: a step that
   fails half-way leaves the tables it had replaced, and its next run replaces them again.
 
@@ -32,6 +33,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 import pyarrow as pa
+import sqlglot
 from sqlglot import exp
 
 from crm_platform.core import spark_dialect as dialect
@@ -133,7 +135,12 @@ class SparkWarehouse:
 
     # -- DuckDB's connection API -------------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> SparkResult:
-        tree = self._files_as_views(dialect.parse(sql, params))
+        result = SparkResult()
+        for tree in dialect.statements(sql, params):
+            result = self._statement(self._union_by_name(self._files_as_views(tree)))
+        return result
+
+    def _statement(self, tree: exp.Expression) -> SparkResult:
         if isinstance(tree, (exp.Transaction, exp.Commit, exp.Rollback)):
             return SparkResult()
         if isinstance(tree, exp.Create):
@@ -146,6 +153,8 @@ class SparkWarehouse:
             return self._delete(tree)
         if isinstance(tree, exp.Update):
             return self._update(tree)
+        if isinstance(tree, exp.Alter):
+            return self._alter(tree)
         return SparkResult(self._sql(dialect.to_spark(tree)))
 
     def sql(self, sql: str, params: Sequence[Any] | None = None) -> SparkResult:
@@ -188,7 +197,7 @@ class SparkWarehouse:
     # -- what the warehouse helpers ask (crm_platform.core.warehouse) ------------------------------------
     def table_exists(self, qualified: str) -> bool:
         schema, name = qualified.split(".")
-        return self.spark.catalog.tableExists(name, schema) if self.spark.catalog.databaseExists(schema) else False
+        return self.spark.catalog.tableExists(f"{schema}.{name}") if self.spark.catalog.databaseExists(schema) else False
 
     def column_types(self, relation: str) -> dict[str, str]:
         frame = self._sql(dialect.spark_sql(f"SELECT * FROM {relation} LIMIT 0"))
@@ -209,6 +218,29 @@ class SparkWarehouse:
             reader(path).createOrReplaceTempView(view)
             self._temp.add(view)
             fn.replace(exp.to_identifier(view))
+        return tree
+
+    def _union_by_name(self, tree: exp.Expression) -> exp.Expression:
+        """``a UNION ALL BY NAME b ...``, which Spark SQL lacks: every branch selects the columns
+        of all branches in the order first seen, NULL where it has none (their names read off
+        Spark's analysis of each branch)."""
+        for union in list(tree.find_all(exp.Union)):
+            if not union.args.get("by_name") or (isinstance(union.parent, exp.Union) and union.parent.args.get("by_name")):
+                continue
+            branches, stack = [], [union]
+            while stack:
+                node = stack.pop()
+                if isinstance(node, exp.Union) and node.args.get("by_name"):
+                    stack += [node.expression, node.this]
+                else:
+                    branches.append(node)
+            names = [self._sql(dialect.to_spark(self._union_by_name(b.copy()))).columns for b in branches]
+            order = list(dict.fromkeys(c for cols in names for c in cols))
+            glue = " UNION ALL " if not union.args.get("distinct") else " UNION "
+            text = glue.join(
+                "SELECT " + ", ".join(f'"{c}"' if c in cols else f'NULL AS "{c}"' for c in order)
+                + f" FROM ({b.sql(dialect='duckdb')}) AS _branch{i}" for i, (b, cols) in enumerate(zip(branches, names)))
+            union.replace(sqlglot.parse_one(text, read="duckdb"))
         return tree
 
     # -- statements --------------------------------------------------------------------------------------
@@ -344,11 +376,16 @@ class SparkWarehouse:
         return SparkResult()
 
     def _delete(self, tree: exp.Delete) -> SparkResult:
-        name = tree.this.sql(dialect="spark")
+        table = tree.this
+        name = ".".join(p for p in (table.db, table.name) if p)
+        alias = table.alias or table.name
         where = tree.args.get("where")
-        keep = f"SELECT * FROM {name}" + (f" WHERE NOT coalesce(({dialect.to_spark(where.this)}), false)"
-                                          if where is not None else " WHERE false")
-        frame = self._sql(keep)
+        cond = dialect.to_spark(where.this) if where is not None else "true"
+        using = tree.args.get("using") or []
+        if using:          # DELETE FROM t USING n WHERE c: the rows of t for which no row of n meets c
+            sources = ", ".join(u.sql(dialect="spark") for u in using)
+            cond = f"EXISTS (SELECT 1 FROM {sources} WHERE {cond})"
+        frame = self._sql(f"SELECT {alias}.* FROM {name} {alias} WHERE NOT coalesce(({cond}), false)")
         if "." in name:
             self._replace(name, frame)
         else:
@@ -369,6 +406,23 @@ class SparkWarehouse:
             self._replace(name, frame)
         else:
             self._temp_table(name, frame.localCheckpoint())
+        return SparkResult()
+
+    def _alter(self, tree: exp.Alter) -> SparkResult:
+        name = ".".join(p for p in (tree.this.db, tree.this.name) if p)
+        have = self._columns_of(name)
+        added = []
+        for action in tree.args.get("actions") or []:
+            if not isinstance(action, exp.ColumnDef):
+                raise NotImplementedError(f"ALTER TABLE on Spark adds columns only: {tree.sql(dialect='duckdb')}")
+            if action.name in have:
+                if action.args.get("exists"):
+                    continue
+                raise ValueError(f"table {name} already has a column {action.name}")
+            added.append(f"CAST(NULL AS {action.args['kind'].sql(dialect='spark')}) AS `{action.name}`")
+        if added:
+            frame = self._sql(f"SELECT *, {', '.join(added)} FROM {name}")
+            self._replace(name, frame) if "." in name else self._temp_table(name, frame.localCheckpoint())
         return SparkResult()
 
 

@@ -15,8 +15,11 @@ list_has_any(a, b)               arrays_overlap(array_compact(a), array_compact(
 array_length(a), len(list_...)   size(a)
 list_distinct(a)                 array_distinct(array_compact(a)): DuckDB's drops nulls
 list_sort(a with a subquery)     sort_array(a): array_sort takes no subquery in Spark
+quantile_cont(x, q), percentile_  percentile(x, q): exact, as DuckDB's (not percentile_approx)
+cont(q) WITHIN GROUP (ORDER BY x)
 hash(...)                        refused: write crm_platform.core.dialect.stable_hash
-? parameters                     literals (Spark SQL takes no positional parameters)
+? and $name parameters          literals (Spark SQL takes no positional parameters)
+UNION ALL BY NAME                by position, columns aligned by crm_platform.core.spark
 ===============================  =====================================================
 """
 
@@ -51,25 +54,35 @@ def literal(value: Any) -> str:
         return f"CAST('{value.isoformat(sep=' ')}' AS TIMESTAMP)"
     if isinstance(value, dt.date):
         return f"CAST('{value.isoformat()}' AS DATE)"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(literal(v) for v in value) + "]"
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def bind(sql: str, params: Sequence[Any] | None) -> str:
-    """``sql`` with its ``?`` placeholders replaced by ``params`` as literals, in order (found by
-    DuckDB's tokenizer, so a question mark inside a text is left alone)."""
+def bind(sql: str, params: Sequence[Any] | dict[str, Any] | None) -> str:
+    """``sql`` with its parameters - ``?`` in order, or ``$name`` from a dict - replaced by
+    literals (found by DuckDB's tokenizer, so a question mark inside a text is left alone)."""
     if not params:
         return sql
     from sqlglot.dialects.duckdb import DuckDB
 
-    # '?::TIMESTAMP' is one token (a placeholder and a cast)
-    spots = [t for t in DuckDB().tokenize(sql) if t.text.startswith("?") and t.token_type.name in ("PLACEHOLDER", "QDCOLON")]
-    if len(spots) != len(params):
-        raise ValueError(f"{len(spots)} placeholders, {len(params)} parameters")
+    tokens = DuckDB().tokenize(sql)
+    spots: list[tuple[int, int, Any]] = []
+    if isinstance(params, dict):
+        for here, after in zip(tokens, tokens[1:]):
+            if here.token_type.name == "PARAMETER" and after.text in params:
+                spots.append((here.start, after.end + 1, params[after.text]))
+    else:
+        # '?::TIMESTAMP' is one token (a placeholder and a cast)
+        found = [t for t in tokens if t.text.startswith("?") and t.token_type.name in ("PLACEHOLDER", "QDCOLON")]
+        if len(found) != len(params):
+            raise ValueError(f"{len(found)} placeholders, {len(params)} parameters")
+        spots = [(t.start, t.start + 1, v) for t, v in zip(found, params)]
     out, pos = [], 0
-    for token, value in zip(spots, params):
-        out.append(sql[pos:token.start])
+    for start, end, value in spots:
+        out.append(sql[pos:start])
         out.append(f"({literal(value)})")
-        pos = token.start + 1
+        pos = end
     out.append(sql[pos:])
     return "".join(out)
 
@@ -77,6 +90,11 @@ def bind(sql: str, params: Sequence[Any] | None) -> str:
 def parse(sql: str, params: Sequence[Any] | None = None) -> exp.Expression:
     """One DuckDB statement as a sqlglot tree, parameters bound."""
     return sqlglot.parse_one(bind(sql, params), read="duckdb")
+
+
+def statements(sql: str, params: Sequence[Any] | None = None) -> list[exp.Expression]:
+    """The DuckDB statements of ``sql`` (separated by semicolons) as sqlglot trees, parameters bound."""
+    return [t for t in sqlglot.parse(bind(sql, params), read="duckdb") if t is not None]
 
 
 def _rewrite(node: exp.Expression) -> exp.Expression:
@@ -88,6 +106,14 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
         # DuckDB's list_has_any ignores nulls; Spark's arrays_overlap is null when one holds a null
         return exp.Anonymous(this="arrays_overlap", expressions=[
             exp.Anonymous(this="array_compact", expressions=[a.transform(_rewrite)]) for a in (node.this, node.expression)])
+    if isinstance(node, exp.WithinGroup) and isinstance(node.this, exp.PercentileCont):
+        # percentile_cont(q) WITHIN GROUP (ORDER BY x): Spark's exact percentile (sqlglot writes
+        # the approximate one)
+        column = node.expression.expressions[0].this
+        return exp.Anonymous(this="percentile", expressions=[column.transform(_rewrite), node.this.this])
+    if isinstance(node, exp.PercentileCont) and node.args.get("expression") is not None:
+        # quantile_cont(x, q or [q, ...]): linear interpolation, as Spark's percentile
+        return exp.Anonymous(this="percentile", expressions=[node.this.transform(_rewrite), node.expression])
     if isinstance(node, exp.ArrayDistinct):
         # DuckDB's list_distinct drops nulls, Spark's array_distinct keeps one
         return exp.ArrayDistinct(this=exp.Anonymous(this="array_compact", expressions=[node.this.transform(_rewrite)]))

@@ -89,8 +89,9 @@ def snapshot_sql(cfg: FeatureConfig, cutoff: date, events: str = "core.customer_
         f"count(*) FILTER (WHERE {recent_order(w)}) AS frequency_{w}d, "
         f"{exact_sum('value', recent_order(w))} AS monetary_{w}d"
         for w in cfg.windows)
+    # DOUBLE weights: the average of DECIMAL literals keeps only a few decimals on Spark
     weights = "CASE event_type " + " ".join(
-        f"WHEN '{k}' THEN {v}" for k, v in cfg.engagement_weights.items()) + " END"
+        f"WHEN '{k}' THEN CAST({float(v)!r} AS DOUBLE)" for k, v in cfg.engagement_weights.items()) + " END"
     return f"""
 WITH ev AS (SELECT * FROM {events} WHERE known_at < {end}),
 pop AS ({population_sql(end, events)}),
