@@ -341,6 +341,17 @@ class SparkWarehouse:
         self._sql(f"DROP TABLE {name}")
         shutil.rmtree(self._location(name), ignore_errors=True)
 
+    @staticmethod
+    def _name(table: exp.Table) -> str:
+        return ".".join(p for p in (table.db, table.name) if p)
+
+    def _rewrite_table(self, name: str, frame) -> None:
+        """``frame`` (which may read the table) in place of the table or temporary table ``name``."""
+        if "." in name:
+            self._replace(name, frame)
+        else:
+            self._temp_table(name, frame.localCheckpoint())
+
     def _columns_of(self, name: str) -> list[str]:
         return [f.name for f in self.spark.table(name).schema.fields]
 
@@ -354,9 +365,8 @@ class SparkWarehouse:
             frame = self._sql(f"SELECT * FROM {query.sql(dialect='spark')}")
         else:
             frame = self._sql(dialect.to_spark(query))
-        by_name = tree.args.get("by_name") or "BY NAME" in tree.sql(dialect="duckdb").upper()[:200]
         given = frame.columns
-        if by_name:
+        if tree.args.get("by_name"):
             extra = [c for c in given if c not in have]
             if extra:
                 raise ValueError(f"INSERT INTO {name} BY NAME: the table has no column {', '.join(extra)}")
@@ -377,7 +387,7 @@ class SparkWarehouse:
 
     def _delete(self, tree: exp.Delete) -> SparkResult:
         table = tree.this
-        name = ".".join(p for p in (table.db, table.name) if p)
+        name = self._name(table)
         alias = table.alias or table.name
         where = tree.args.get("where")
         cond = dialect.to_spark(where.this) if where is not None else "true"
@@ -386,15 +396,12 @@ class SparkWarehouse:
             sources = ", ".join(u.sql(dialect="spark") for u in using)
             cond = f"EXISTS (SELECT 1 FROM {sources} WHERE {cond})"
         frame = self._sql(f"SELECT {alias}.* FROM {name} {alias} WHERE NOT coalesce(({cond}), false)")
-        if "." in name:
-            self._replace(name, frame)
-        else:
-            self._temp_table(name, frame.localCheckpoint())
+        self._rewrite_table(name, frame)
         return SparkResult()
 
     def _update(self, tree: exp.Update) -> SparkResult:
         table = tree.this
-        name = ".".join(p for p in (table.db, table.name) if p)
+        name = self._name(table)
         alias = table.alias or table.name
         where = tree.args.get("where")
         cond = f"coalesce(({dialect.to_spark(where.this)}), false)" if where is not None else "true"
@@ -402,14 +409,11 @@ class SparkWarehouse:
         cols = [f"CASE WHEN {cond} THEN {sets[c]} ELSE {alias}.`{c}` END AS `{c}`" if c in sets else f"{alias}.`{c}`"
                 for c in self._columns_of(name)]
         frame = self._sql(f"SELECT {', '.join(cols)} FROM {name} {alias}")
-        if "." in name:
-            self._replace(name, frame)
-        else:
-            self._temp_table(name, frame.localCheckpoint())
+        self._rewrite_table(name, frame)
         return SparkResult()
 
     def _alter(self, tree: exp.Alter) -> SparkResult:
-        name = ".".join(p for p in (tree.this.db, tree.this.name) if p)
+        name = self._name(tree.this)
         have = self._columns_of(name)
         added = []
         for action in tree.args.get("actions") or []:
@@ -422,7 +426,7 @@ class SparkWarehouse:
             added.append(f"CAST(NULL AS {action.args['kind'].sql(dialect='spark')}) AS `{action.name}`")
         if added:
             frame = self._sql(f"SELECT *, {', '.join(added)} FROM {name}")
-            self._replace(name, frame) if "." in name else self._temp_table(name, frame.localCheckpoint())
+            self._rewrite_table(name, frame)
         return SparkResult()
 
 
