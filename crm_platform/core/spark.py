@@ -157,6 +157,10 @@ class SparkWarehouse:
             return self._alter(tree)
         return SparkResult(self._sql(dialect.to_spark(tree)))
 
+    def dataframe(self, query: str, params: Sequence[Any] | None = None):
+        """The Spark DataFrame of a SELECT written for DuckDB, not collected."""
+        return self.execute(query, params)._frame
+
     def sql(self, sql: str, params: Sequence[Any] | None = None) -> SparkResult:
         return self.execute(sql, params)
 
