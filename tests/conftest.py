@@ -219,3 +219,10 @@ def spark():
     session = engine.session("local[2]", memory="2g", partitions=4)
     yield session
     session.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The Spark tests first: their module fixtures run the stages on a JVM for about two minutes,
+    which at the end of the run would leave the other worker of ``make test`` idle; first, they
+    land in one worker's share (one Spark session) while the other worker runs the rest."""
+    items.sort(key=lambda item: item.get_closest_marker("spark") is None)

@@ -13,7 +13,10 @@ is translated by crm_platform.core.dialect. What DuckDB does in place, Spark doe
   temporary view ``t`` (a view alone would compute q again at every use).
 * ``INSERT INTO t [BY NAME] q``: q's columns in the table's order (by name), appended as files.
 * ``DELETE FROM t WHERE c``: the table rewritten without the rows where ``c`` holds.
-* ``UPDATE t SET a = e WHERE c``: the table rewritten with ``CASE WHEN c THEN e ELSE a END``.
+* ``UPDATE t SET a = e WHERE c``: the table rewritten with ``CASE WHEN c THEN e ELSE a END``;
+  ``UPDATE t SET a = s.e FROM s WHERE c`` as a left join of t to s on c (at most one row of s per
+  row of t, as in DuckDB), a hash join when c holds an equality - a subquery in SET or WHERE would
+  be a nested loop over both tables on Spark.
 * ``ALTER TABLE t ADD COLUMN c type``: the table rewritten with the column, null in every row.
 * ``BEGIN`` / ``COMMIT`` / ``ROLLBACK``: nothing. Parquet folders have no transactions: a step that
   fails half-way leaves the tables it had replaced, and its next run replaces them again.
@@ -408,11 +411,22 @@ class SparkWarehouse:
         name = self._name(table)
         alias = table.alias or table.name
         where = tree.args.get("where")
-        cond = f"coalesce(({dialect.to_spark(where.this)}), false)" if where is not None else "true"
+        condition = dialect.to_spark(where.this) if where is not None else "true"
+        cond = f"coalesce(({condition}), false)"
         sets = {e.this.name: dialect.to_spark(e.expression) for e in tree.expressions}
+        source = f"{name} {alias}"
+        joined = tree.args.get("from_")
+        if joined is not None:   # UPDATE t SET .. FROM s WHERE c: a left join on c (a hash join where c has an equality)
+            other = joined.this
+            other_alias = other.alias_or_name
+            inner = other.this if isinstance(other, exp.Subquery) else other
+            inner_sql = self._name(inner) if isinstance(inner, exp.Table) else f"({dialect.to_spark(inner)})"
+            source = (f"{name} {alias} LEFT JOIN (SELECT *, true AS `__hit` FROM {inner_sql}) {other_alias} "
+                      f"ON {condition}")
+            cond = f"coalesce({other_alias}.`__hit`, false)"
         cols = [f"CASE WHEN {cond} THEN {sets[c]} ELSE {alias}.`{c}` END AS `{c}`" if c in sets else f"{alias}.`{c}`"
                 for c in self._columns_of(name)]
-        frame = self._sql(f"SELECT {', '.join(cols)} FROM {name} {alias}")
+        frame = self._sql(f"SELECT {', '.join(cols)} FROM {source}")
         self._rewrite_table(name, frame)
         return SparkResult()
 

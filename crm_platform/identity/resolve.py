@@ -258,9 +258,12 @@ def _write(con, spec: MatchSpec, edges: pd.DataFrame, crosswalk: pd.DataFrame, c
     merges = changes[changes.kind == "merge"] if len(changes) else changes
     con.register("_into", pd.DataFrame({"customer_id": merges.old_customer_id if len(merges) else [],
                                         "into": merges.new_customer_id if len(merges) else []}, dtype=str))
-    con.execute(f"""UPDATE {SCHEMA}.id_registry g SET status = 'retired', retired_at = ?,
-            retired_into = (SELECT i.into FROM _into i WHERE i.customer_id = g.customer_id)
-        WHERE status = 'active' AND customer_id NOT IN (SELECT customer_id FROM {SCHEMA}.crosswalk)""", [now])
+    # joins rather than subqueries in SET / WHERE: the form every engine runs as hash joins
+    con.execute(f"""UPDATE {SCHEMA}.id_registry g SET status = 'retired', retired_at = ?, retired_into = r.into
+        FROM (SELECT a.customer_id, i.into FROM {SCHEMA}.id_registry a LEFT JOIN _into i USING (customer_id)
+              WHERE a.status = 'active'
+                AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.crosswalk x WHERE x.customer_id = a.customer_id)) r
+        WHERE g.customer_id = r.customer_id""", [now])
     con.unregister("_into")
     fields = ", ".join(f"l.{f} AS left_{f}, r.{f} AS right_{f}" for f in REVIEW_FIELDS)
     con.execute(f"""CREATE OR REPLACE TABLE {SCHEMA}.review_queue AS

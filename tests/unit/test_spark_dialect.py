@@ -81,3 +81,29 @@ def test_tables_are_parquet_folders_that_the_next_session_finds(spark, tmp_path)
     assert again.table_exists("identity.ids") and again.execute("SELECT count(*) FROM identity.ids").fetchall() == [(1,)]
     with pytest.raises(ValueError, match="has no column"):
         wh.execute("INSERT INTO identity.ids BY NAME SELECT 'c' AS id, 1 AS no_such_column")
+
+
+@pytest.mark.slow
+def test_update_from_a_joined_table_changes_the_matched_rows_as_on_duckdb(spark, tmp_path):
+    """The form identity resolution retires ids with: only matched rows change, from their match."""
+    from crm_platform.core.spark import SparkWarehouse
+
+    statements = [
+        "CREATE SCHEMA IF NOT EXISTS identity",
+        "CREATE TABLE identity.reg AS SELECT * FROM (VALUES ('a', 'active', NULL), ('b', 'active', NULL), "
+        "('c', 'retired', 'x')) t(customer_id, status, retired_into)",
+        "CREATE TABLE identity.xw AS SELECT 'a' AS customer_id",
+        """UPDATE identity.reg g SET status = 'retired', retired_into = r.into
+           FROM (SELECT a.customer_id, 'a' AS into FROM identity.reg a WHERE a.status = 'active'
+                 AND NOT EXISTS (SELECT 1 FROM identity.xw x WHERE x.customer_id = a.customer_id)) r
+           WHERE g.customer_id = r.customer_id""",
+    ]
+    con = duckdb.connect()
+    wh = SparkWarehouse(spark, tmp_path / "wh")
+    for sql in statements:
+        con.execute(sql)
+        wh.execute(sql)
+    query = "SELECT * FROM identity.reg ORDER BY customer_id"
+    expected = [("a", "active", None), ("b", "retired", "a"), ("c", "retired", "x")]
+    assert con.execute(query).fetchall() == expected
+    assert wh.execute(query).fetchall() == expected
