@@ -10,12 +10,13 @@ from assets.lib.metadata import markdown_table, table_metadata, table_spec
 from crm_platform.core import settings
 from crm_platform.customer360 import timeline
 from crm_platform.core.days import record_data_days
+from resources.warehouse import heavy
 
 EVENTS, UNATTRIBUTED = keys.EVENTS, keys.UNATTRIBUTED
 
 
 def _spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
-    return table_spec(key, description, [keys.CROSSWALK, *keys.ACTIVITY], "core")
+    return table_spec(key, description, [keys.CROSSWALK, *keys.ACTIVITY], "core", policy.HEAVY_KINDS)
 
 
 @policy.multi_asset(
@@ -34,7 +35,8 @@ def customer_timeline(warehouse: DuckDBResource):
     identity.crosswalk; daily, only the events of rows loaded or contacts resolved since the last
     build (timeline.build)."""
     with warehouse.get_connection() as con:
-        counts = timeline.build(con, incremental=True)
+        with heavy(warehouse, con) as engine:
+            counts = timeline.build(engine, incremental=True)
         example = con.sql("""SELECT event_at, known_at, event_type, channel, value, category, campaign
             FROM core.customer_events WHERE customer_id = ? ORDER BY event_at, event_type LIMIT 30""",
                           params=[counts["most_channels_customer"]]).df()

@@ -7,6 +7,7 @@ import time
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from assets import policy
 from assets.lib import keys
 from assets.lib.checks import partition_check, partition_check_spec
 from assets.lib.metadata import markdown_table, table_metadata
@@ -14,6 +15,7 @@ from assets.lib.config import FEATURES as CONFIG
 from assets.lib.partitions import daily_asset
 from crm_platform.features import snapshots as features
 from crm_platform.contracts.schemas import CustomerFeatures
+from resources.warehouse import heavy
 
 KEY = keys.FEATURES
 
@@ -23,7 +25,7 @@ def _partition(day: str) -> str:
 
 
 @daily_asset(
-    key=KEY, group_name="features", kinds={"duckdb", "sql"}, deps=keys.TIMELINE_DEPS,
+    key=KEY, group_name="features", kinds=set(policy.HEAVY_KINDS), deps=keys.TIMELINE_DEPS,
     check_specs=[partition_check_spec(CustomerFeatures, KEY)],
 )
 def customer_features(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
@@ -35,10 +37,11 @@ def customer_features(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     days = context.partition_keys
     rows, seconds = {}, {}
     with warehouse.get_connection() as con:
-        for day in days:
-            t = time.perf_counter()
-            rows[day] = features.build_snapshot(con, CONFIG, date.fromisoformat(day))
-            seconds[day] = round(time.perf_counter() - t, 2)
+        with heavy(warehouse, con) as engine:
+            for day in days:
+                t = time.perf_counter()
+                rows[day] = features.build_snapshot(engine, CONFIG, date.fromisoformat(day))
+                seconds[day] = round(time.perf_counter() - t, 2)
         check = partition_check(con, features.TABLE, "snapshot_date", days, CustomerFeatures, KEY)
         last = _partition(days[-1])
         summary = con.sql(f"SELECT column_name AS feature, min, max, round(TRY_CAST(avg AS DOUBLE), 3) AS mean, "

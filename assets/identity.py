@@ -17,13 +17,14 @@ from crm_platform.core.privacy import identifier_hash
 from crm_platform.core import audit
 from crm_platform.identity import evaluate, guards, resolve, review
 from resources.identity import IdentityResolution
+from resources.warehouse import heavy
 
 GROUP = "identity"
 K = keys.IDENTITY
 
 
 def _spec(key: dg.AssetKey, description: str, deps) -> dg.AssetSpec:
-    return table_spec(key, description, deps, GROUP)
+    return table_spec(key, description, deps, GROUP, policy.HEAVY_KINDS)
 
 
 class MatchConfig(dg.Config):
@@ -67,7 +68,8 @@ def match_contacts(config: MatchConfig, warehouse: DuckDBResource, identity: Ide
     decisions, bad_rows = review.load_decisions(identity.review_dir)
     with warehouse.get_connection() as con:
         spec = identity.spec(con)
-        rep = resolve.match(con, spec, decisions, incremental=not config.full_rematch)
+        with heavy(warehouse, con) as engine:
+            rep = resolve.match(engine, spec, decisions, incremental=not config.full_rematch)
         salt = settings.Paths(Path(identity.home)).hash_salt()
         audit.record_many(con, [
             {"action": "review_decision", "actor": "reviewer (review/decisions.csv)",
@@ -129,7 +131,8 @@ def resolve_customers(warehouse: DuckDBResource, identity: IdentityResolution):
     daily, only the link components that new, changed or removed contacts touch (resolve.resolve)."""
     with warehouse.get_connection() as con:
         spec = identity.spec(con)
-        rep = resolve.resolve(con, spec, incremental=True)
+        with heavy(warehouse, con) as engine:
+            rep = resolve.resolve(engine, spec, incremental=True)
         queue = con.sql("SELECT * FROM identity.review_queue").df()
         vetoing, id_notes = guards.vetoing_ids(con, spec)
         review.export_queue(queue, identity.review_dir)

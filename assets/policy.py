@@ -10,9 +10,12 @@ from datetime import timedelta
 import dagster as dg
 
 from assets.lib import keys
+from crm_platform.core import settings
 from assets.lib.ledger import recorded
 
 OWNERS = ["team:data"]
+# the heavy stages (staging, identity, timeline, features) run on the engine CRM_PLATFORM_ENGINE names
+HEAVY_KINDS = frozenset({settings.engine().name, "sql"})
 # DuckDB allows one writer at a time: every step that opens the warehouse takes the one slot
 POOL = "duckdb"
 

@@ -10,7 +10,7 @@ from assets.lib.metadata import markdown_table, table_metadata
 from crm_platform.staging import tables as staging
 from crm_platform.contracts.entities import entity
 from crm_platform.ingest.sources import SourceConfig
-from resources.warehouse import LandingZone
+from resources.warehouse import LandingZone, heavy
 
 MATCH_FIELDS = ("email_std", "phone_e164", "last_name_std", "first_name_std", "birth_date",
                 "street_std", "postcode", "city_std")
@@ -23,7 +23,7 @@ def build_staging_asset(entity_name: str, cfg: SourceConfig) -> dg.AssetsDefinit
         key=keys.staging(entity_name),
         deps=[keys.raw(ds.key) for ds in staging.datasets_of(cfg, entity_name)],
         group_name="staging",
-        kinds={"duckdb", "sql"},
+        kinds=set(policy.HEAVY_KINDS),
         description=(f"{ent.doc} Latest version of every loaded file from every system, one row "
                      "per record and system, timestamps in UTC, with lineage columns. Incremental: "
                      "only files loaded since the last build are read and merged in."),
@@ -31,8 +31,11 @@ def build_staging_asset(entity_name: str, cfg: SourceConfig) -> dg.AssetsDefinit
     def staging_table(warehouse: DuckDBResource, landing: LandingZone) -> dg.MaterializeResult:
         """Bring the staging table of one entity up to date with the raw layer (new files merged
         in, or a full rebuild); see crm_platform.staging.tables."""
+        cfg_now = landing.sources()
+        raw_tables = ["raw.ingest_manifest", *(f"raw.{ds.key}" for ds in staging.datasets_of(cfg_now, entity_name))]
         with warehouse.get_connection() as con:
-            report = staging.build(con, landing.sources(), entity_name)
+            with heavy(warehouse, con, reads=raw_tables) as engine:
+                report = staging.build(engine, cfg_now, entity_name)
             meta = table_metadata(con, report.table)
             if entity_name == "contacts":
                 fill = con.sql(

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from crm_platform.core import settings, warehouse as wh
+from crm_platform.core import engines, settings, warehouse as wh
 from crm_platform.ingest.sources import SourceConfig, load_sources
 from resources.alerts import alerting_resource
 from resources.identity import identity_resource
@@ -60,6 +60,14 @@ class Warehouse(DuckDBResource):
 
 def warehouse_resource() -> DuckDBResource:
     return Warehouse(database=str(settings.paths().warehouse), connection_config=settings.duckdb_config())
+
+
+@contextmanager
+def heavy(warehouse: DuckDBResource, con, reads=()):
+    """The connection a heavy stage runs on: ``con`` (the warehouse's DuckDB connection) itself,
+    or the Spark warehouse with ``CRM_PLATFORM_ENGINE=spark`` (crm_platform.core.engines)."""
+    with engines.heavy(con, warehouse.database, reads) as engine:
+        yield engine
 
 
 @contextmanager

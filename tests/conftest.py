@@ -98,10 +98,10 @@ def timeline_world(loaded_world, tmp_path_factory) -> Path:
     return db
 
 
-def run_python(home: Path, code: str) -> str:
+def run_python(home: Path, code: str, env: dict | None = None) -> str:
     """Run ``code`` in a fresh interpreter with ``home`` as CRM_PLATFORM_HOME (its run history in
     ``home/dagster_home``), like the CLI does; fails the test with the output when it fails."""
-    env = {**os.environ, "CRM_PLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
+    env = {**os.environ, "CRM_PLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home"), **(env or {})}
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -51,9 +51,9 @@ def table_metadata(con, table: str, preview_rows: int = 10, where: str | None = 
     }
 
 
-def table_spec(key: dg.AssetKey, description: str, deps, group: str) -> dg.AssetSpec:
+def table_spec(key: dg.AssetKey, description: str, deps, group: str, kinds=frozenset({"duckdb", "sql"})) -> dg.AssetSpec:
     """The spec of one warehouse table written by a multi-asset (owner and tags: assets/policy.py)."""
-    return dg.AssetSpec(key, description=description, deps=deps, group_name=group, kinds={"duckdb", "sql"})
+    return dg.AssetSpec(key, description=description, deps=deps, group_name=group, kinds=set(kinds))
 
 
 def image(png: bytes, alt: str) -> dg.MetadataValue:

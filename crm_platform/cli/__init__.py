@@ -168,6 +168,9 @@ def _erase(args) -> int:
     except SubjectNotFound as e:
         print(f"nothing to erase: {e}")
         return 3
+    except erasure.ErasureRefused as e:
+        print(e)
+        return 5
     except AmbiguousSubject as e:
         con = connect()
         try:

@@ -24,6 +24,7 @@ DEFAULT_FEATURES = PACKAGE_DIR / "config" / "features.yaml"
 DEFAULT_SEGMENTS = PACKAGE_DIR / "config" / "segments.yaml"
 DEFAULT_MODELS = PACKAGE_DIR / "config" / "models.yaml"
 DEFAULT_ALERTS = PACKAGE_DIR / "config" / "alerts.yaml"
+SPARK_WAREHOUSE = "spark-warehouse"
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class Paths:
     @property
     def warehouse(self) -> Path:
         return self.home / "warehouse.duckdb"
+
+    @property
+    def spark_warehouse(self) -> Path:
+        """The Parquet tables of the heavy stages when they run on Spark (one folder per table)."""
+        return self.home / SPARK_WAREHOUSE
 
     @property
     def models(self) -> Path:
@@ -162,6 +168,32 @@ def automation_on() -> bool:
     if value not in ("on", "off", "true", "false", "1", "0", "yes", "no", ""):
         raise ValueError(f"CRM_PLATFORM_AUTOMATION must be on or off, not {value!r}")
     return value in ("on", "true", "1", "yes")
+
+
+ENGINES = ("duckdb", "spark")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Which engine runs the heavy stages (staging, identity resolution, the timeline, the
+    features) - docs/scale-out.md."""
+    name: str = "duckdb"            # CRM_PLATFORM_ENGINE
+    spark_master: str = "local[2]"  # CRM_PLATFORM_SPARK_MASTER: local[N], spark://host:port or sc://host:port
+    spark_memory: str = "4g"        # CRM_PLATFORM_SPARK_MEMORY: the driver's memory (local mode: all of it)
+    spark_partitions: int = 8       # CRM_PLATFORM_SPARK_PARTITIONS: shuffle partitions
+
+
+def engine() -> EngineSettings:
+    """``CRM_PLATFORM_ENGINE`` (``duckdb``, the embedded default, or ``spark``) and the Spark
+    session's settings; another engine name is an error that lists the two."""
+    name = os.environ.get("CRM_PLATFORM_ENGINE", "duckdb").strip().lower() or "duckdb"
+    if name not in ENGINES:
+        raise ValueError(f"CRM_PLATFORM_ENGINE must be one of {', '.join(ENGINES)}, not {name!r}")
+    partitions = os.environ.get("CRM_PLATFORM_SPARK_PARTITIONS", "8").strip() or "8"
+    if not partitions.isdigit() or int(partitions) < 1:
+        raise ValueError(f"CRM_PLATFORM_SPARK_PARTITIONS must be a positive whole number, not {partitions!r}")
+    return EngineSettings(name, os.environ.get("CRM_PLATFORM_SPARK_MASTER", "").strip() or "local[2]",
+                          os.environ.get("CRM_PLATFORM_SPARK_MEMORY", "").strip() or "4g", int(partitions))
 
 
 LOCK_WAIT_SECONDS = 600.0

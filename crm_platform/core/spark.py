@@ -476,6 +476,8 @@ def attach(con, tables: Sequence[str], folder: Path | str) -> None:
     for table in tables:
         schema, name = table.split(".")
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        con.execute(f"DROP TABLE IF EXISTS {table}")
+        if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ? "
+                       "AND table_type = 'BASE TABLE'", [schema, name]).fetchall()[0][0]:
+            con.execute(f"DROP TABLE {table}")
         con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM "
                     f"read_parquet('{(folder / schema / name).as_posix()}/*.parquet')")

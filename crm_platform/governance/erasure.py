@@ -48,7 +48,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crm_platform.core import warehouse
+from crm_platform.core import engines, warehouse
 from crm_platform.core import audit
 from crm_platform.governance.subject import AmbiguousSubject, Subject, _q, register_hashes, resolve
 from crm_platform.ingest.erased import match_sql
@@ -69,6 +69,10 @@ KEY_COLUMNS = {
 
 class ErasureListError(RuntimeError):
     """The erasure list cannot be applied (its salt is missing or changed)."""
+
+
+class ErasureRefused(RuntimeError):
+    """The erasure cannot cover every place the person's data is kept: nothing was changed."""
 
 
 def new_request_id() -> str:
@@ -293,6 +297,14 @@ def erase(connect, paths: Paths, cfg: SourceConfig, identifier_type: str, identi
     warehouse; the only one while the erasure runs, so it can be compacted. An e-mail address held
     by several customers raises AmbiguousSubject (recorded in the audit log) unless ``customer_id``
     picks one or ``all_matching`` takes them all."""
+    on_spark = engines.kept_on_spark(engines.folder_of(paths.warehouse))
+    if on_spark:
+        # the Parquet tables of the heavy stages are not yet searched, erased and verified: refuse
+        # rather than leave the person there with a receipt that says otherwise
+        raise ErasureRefused(f"erasure refused: {len(on_spark)} tables of the heavy stages are kept on Spark "
+                           f"({', '.join(on_spark[:3])}, ...) and the erasure covers the DuckDB warehouse and the "
+                           "files under the home only; run the heavy stages on DuckDB (CRM_PLATFORM_ENGINE=duckdb, "
+                           "then a refresh) before erasing, see docs/scale-out.md")
     started = _now()
     con = connect()
     try:
