@@ -14,6 +14,7 @@ from assets.lib.checks import register_location
 from crm_platform.core import settings
 from crm_platform.ingest.sources import load_sources
 from resources import build_resources
+from resources.executors import run_executor
 from sensors import jobs, schedules, sensors
 
 _sources = load_sources(settings.sources_file())
@@ -31,7 +32,7 @@ defs = dg.Definitions(
     jobs=jobs,
     schedules=schedules,
     sensors=sensors,
-    # DuckDB allows one writer at a time: run the steps of a run one after another.
-    executor=dg.in_process_executor,
+    # CRM_PLATFORM_EXECUTOR, by default in_process: DuckDB allows one writer, a run one Spark session
+    executor=run_executor(),
 )
 register_location(defs)

@@ -196,6 +196,18 @@ def engine() -> EngineSettings:
                           os.environ.get("CRM_PLATFORM_SPARK_MEMORY", "").strip() or "4g", int(partitions))
 
 
+EXECUTORS = ("in_process", "multiprocess", "celery", "k8s")
+
+
+def executor() -> str:
+    """``CRM_PLATFORM_EXECUTOR``: how a run's steps are started (resources/executors.py), by default
+    ``in_process``; another name is an error that lists the four."""
+    name = os.environ.get("CRM_PLATFORM_EXECUTOR", "").strip().lower().replace("-", "_") or "in_process"
+    if name not in EXECUTORS:
+        raise ValueError(f"CRM_PLATFORM_EXECUTOR must be one of {', '.join(EXECUTORS)}, not {name!r}")
+    return name
+
+
 LOCK_WAIT_SECONDS = 600.0
 
 

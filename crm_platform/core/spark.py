@@ -468,16 +468,3 @@ def publish(con, tables: Sequence[str], folder: Path | str) -> dict[str, int]:
     return rows
 
 
-def attach(con, tables: Sequence[str], folder: Path | str) -> None:
-    """Tables of the Spark warehouse ``folder`` as DuckDB views of the same names (DuckDB reads
-    the Parquet files in place): the stages after the heavy ones read them as they read their
-    own tables."""
-    folder = Path(folder).resolve()
-    for table in tables:
-        schema, name = table.split(".")
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ? "
-                       "AND table_type = 'BASE TABLE'", [schema, name]).fetchall()[0][0]:
-            con.execute(f"DROP TABLE {table}")
-        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM "
-                    f"read_parquet('{(folder / schema / name).as_posix()}/*.parquet')")

@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from crm_platform.core import engines, settings
-from crm_platform.core.spark import attach
+from crm_platform.core.engines import attach
 
 
 def test_the_engine_setting_defaults_to_duckdb_and_names_the_choices(monkeypatch):
@@ -68,3 +68,20 @@ def test_an_erasure_refuses_while_tables_are_kept_on_spark(tmp_path):
     with pytest.raises(RuntimeError, match="erasure refused: 2 tables of the heavy stages are kept on Spark"):
         erase(lambda: duckdb.connect(str(db)), paths, None, "email", "ann@example.org", request_id="r1", actor="test")
     assert paths.warehouse == db and engines.kept_on_spark(folder)     # nothing was touched
+
+
+def test_the_executor_setting_picks_dagsters_executor_and_says_what_a_missing_one_needs(monkeypatch):
+    import sys
+
+    from resources.executors import run_executor
+
+    monkeypatch.delenv("CRM_PLATFORM_EXECUTOR", raising=False)
+    assert settings.executor() == "in_process" and run_executor().name == "in_process"
+    monkeypatch.setenv("CRM_PLATFORM_EXECUTOR", "Multiprocess")
+    assert run_executor().name == "multiprocess"
+    monkeypatch.setenv("CRM_PLATFORM_EXECUTOR", "threads")
+    with pytest.raises(ValueError, match="one of in_process, multiprocess, celery, k8s, not 'threads'"):
+        settings.executor()
+    monkeypatch.setitem(sys.modules, "dagster_k8s", None)        # the k8s extra not installed
+    with pytest.raises(RuntimeError, match=r"needs the k8s extra: .*-e '\.\[k8s\]'"):
+        run_executor("k8s")

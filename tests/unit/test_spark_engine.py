@@ -73,7 +73,7 @@ def test_both_engines_report_the_same_resolution(both):
 
 
 def test_golden_records_built_in_duckdb_from_the_spark_tables_are_the_same(both):
-    from crm_platform.core.spark import attach
+    from crm_platform.core.engines import attach
 
     con, _, _, root = both
     golden.build(con, golden.load_rules())
