@@ -10,7 +10,9 @@ work on two cores) and ``spark-standalone`` (a master and two one-core workers s
 machine for the run, executors in their own JVMs). The staged tables are handed to Spark as Parquet
 (not timed: a deployment on Spark stages there). Each engine runs in its own process, one after the
 other; peak memory is the largest sum of resident memory, sampled twice a second, of the stage's
-process and every Spark JVM and Python worker on the machine (driver, executors, master, workers).
+process and every Spark JVM and Python worker on the machine (driver, executors, master, workers);
+``python_peak_mb`` in the detail is the stage's Python process alone (on Spark the driver, which
+holds the cluster step's records and links).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -177,6 +180,8 @@ def stage(engine_name: str, customers: int) -> dict:
     out["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     out["total_seconds"] = round(sum(seconds.values()), 1)
     out["peak_mb"] = round(mem.peak_mb)
+    # the Python process alone: on Spark, the driver that holds the cluster step's records and links
+    detail["python_peak_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out["detail"] = detail
     return out
 
