@@ -28,6 +28,7 @@ import pandas as pd
 
 from crm_platform.staging import tables as staging
 from crm_platform.identity import engine, guards, ids
+from crm_platform.identity.graph import connected_components
 from crm_platform.identity.cluster import ACCEPTED, ClusterResult, cluster
 from crm_platform.identity.spec import MatchSpec
 from crm_platform.core.warehouse import columns, table_exists, transaction
@@ -69,43 +70,75 @@ def cluster_scored(con, spec: MatchSpec, schema: str, subset: str | None = None
     """Cluster the scored pairs of ``schema`` (of the records whose ids are in table ``subset``)
     under the spec's guards.
 
+    The link graph's components and the guards each one breaks are found in SQL on the engine
+    (``graph.connected_components``); a component that breaks none accepts every link, so only
+    the records and pairs of the others reach the ordered union-find (``cluster.cluster``) here.
     Returns the records (sorted by id), the links considered with their outcome, and the result."""
     uid, src = spec.unique_id, spec.source_column
     vetoing, _ = guards.vetoing_ids(con, spec, schema)
-    strong_cols = "".join(f", CAST(r.{c} AS VARCHAR) AS {c}"
-                          for c in (*vetoing, *spec.guards.direct_evidence_for))
+    fields = [*vetoing, *spec.guards.direct_evidence_for]
     # integer positions in SQL: mapping millions of string ids in pandas costs seconds
     con.execute(f"CREATE OR REPLACE TEMP TABLE _idx AS SELECT {uid} AS record_id, "
                 f"(row_number() OVER (ORDER BY {uid}) - 1)::BIGINT AS i FROM {schema}.records"
                 + (f" WHERE {uid} IN (SELECT id FROM {subset})" if subset else ""))
-    recs = con.execute(f"SELECT x.record_id, CAST(r.{src} AS VARCHAR) AS _source{strong_cols} FROM _idx x "
-                       f"JOIN {schema}.records r ON r.{uid} = x.record_id ORDER BY x.i").df()
-    edges = con.execute(f"""SELECT s.left_id, s.right_id, s.decision, s.match_probability, a.i AS li, b.i AS ri
-        FROM {schema}.pair_scores s JOIN _idx a ON a.record_id = s.left_id JOIN _idx b ON b.record_id = s.right_id
-        WHERE s.decision IN ('must_link', 'deterministic', 'link')
-        ORDER BY CASE s.decision WHEN 'must_link' THEN 0 WHEN 'deterministic' THEN 1 ELSE 2 END,
-                 s.match_probability DESC, s.left_id, s.right_id""").df()
-    cannot = con.execute(f"""SELECT a.i AS li, b.i AS ri FROM {schema}.pair_scores s
-        JOIN _idx a ON a.record_id = s.left_id JOIN _idx b ON b.record_id = s.right_id
-        WHERE s.decision = 'cannot_link'""").df()
+
+    def pairs(where: str, cols: str = "a.i AS li, b.i AS ri", join: str = "") -> str:
+        return (f"SELECT {cols} FROM {schema}.pair_scores s JOIN _idx a ON a.record_id = s.left_id "
+                f"JOIN _idx b ON b.record_id = s.right_id{join} WHERE {where}")
+
+    linked, cannot_sql = f"s.decision IN {LINKED}", "s.decision = 'cannot_link'"
     # pairs the model itself judged clearly apart: a chain through a third record (one without a
     # name, sharing an address) must not join them either
-    unlike = con.execute(f"""SELECT a.i AS li, b.i AS ri FROM {schema}.pair_scores s
-        JOIN _idx a ON a.record_id = s.left_id JOIN _idx b ON b.record_id = s.right_id
-        WHERE s.decision = 'no_link' AND s.match_probability < {CLEAR_NON_MATCH}""").df()
-    con.execute("DROP TABLE _idx")
-    strong = {c: recs[c].where(recs[c].notna(), None).to_numpy(dtype=object) for c in vetoing}
-    direct = {c: recs[c].where(recs[c].notna(), None).to_numpy(dtype=object) for c in spec.guards.direct_evidence_for}
+    unlike_sql = f"s.decision = 'no_link' AND s.match_probability < {CLEAR_NON_MATCH}"
+    connected_components(con, "SELECT i AS node FROM _idx", pairs(linked, "a.i AS a, b.i AS b"), "_cc")
+    rec = f"_cc x JOIN _idx d ON d.i = x.node JOIN {schema}.records r ON r.{uid} = d.record_id"
+    broken = [f"SELECT component FROM _cc GROUP BY component HAVING count(*) > {int(spec.guards.max_cluster_size)}"]
+    broken += [f"SELECT x.component FROM {rec} WHERE r.{c} IS NOT NULL GROUP BY x.component "
+               f"HAVING count(DISTINCT CAST(r.{c} AS VARCHAR)) > 1" for c in fields]
     if spec.guards.one_record_per_source:
         # each record is its own identifier within its source: two from one source conflict
-        for source in recs["_source"].unique():
-            strong[f"record_of_{source}"] = np.where(recs["_source"] == source, recs["record_id"], None)
-    res = cluster(len(recs), edges.li.to_numpy(), edges.ri.to_numpy(),
-                  (edges.decision == "must_link").to_numpy(), strong,
-                  list(zip(cannot.li.tolist(), cannot.ri.tolist())), spec.guards.max_cluster_size, direct,
-                  (unlike.li.to_numpy(), unlike.ri.to_numpy()))
-    edges["outcome"] = res.outcomes
-    return recs, edges, res
+        broken.append(f"SELECT x.component FROM {rec} WHERE r.{src} IS NOT NULL "
+                      f"GROUP BY x.component, CAST(r.{src} AS VARCHAR) HAVING count(*) > 1")
+    broken += [f"SELECT x.component FROM ({pairs(w)}) p JOIN _cc x ON x.node = p.li JOIN _cc y ON y.node = p.ri "
+               "WHERE x.component = y.component" for w in (cannot_sql, unlike_sql)]
+    con.execute("CREATE OR REPLACE TEMP TABLE _slow AS SELECT x.node AS i, "
+                "(row_number() OVER (ORDER BY x.node) - 1)::BIGINT AS j FROM _cc x "
+                f"SEMI JOIN ({' UNION '.join(broken)}) d ON d.component = x.component")
+    strong_cols = "".join(f", CAST(r.{c} AS VARCHAR) AS {c}" for c in fields)
+    slow = con.execute(f"SELECT s.i, d.record_id, CAST(r.{src} AS VARCHAR) AS _source{strong_cols} FROM _slow s "
+                       f"JOIN _idx d ON d.i = s.i JOIN {schema}.records r ON r.{uid} = d.record_id ORDER BY s.j").df()
+    edges = con.execute(f"""SELECT s.left_id, s.right_id, s.decision, s.match_probability, la.j AS lj, lb.j AS rj
+        FROM {schema}.pair_scores s JOIN _idx a ON a.record_id = s.left_id JOIN _idx b ON b.record_id = s.right_id
+        LEFT JOIN _slow la ON la.i = a.i LEFT JOIN _slow lb ON lb.i = b.i
+        WHERE {linked}
+        ORDER BY CASE s.decision WHEN 'must_link' THEN 0 WHEN 'deterministic' THEN 1 ELSE 2 END,
+                 s.match_probability DESC, s.left_id, s.right_id""").df()
+    # only the pairs inside the components the union-find sees, in its own positions
+    inside = " JOIN _slow la ON la.i = a.i JOIN _slow lb ON lb.i = b.i"
+    cannot, unlike = (con.execute(pairs(w, "la.j AS li, lb.j AS ri", inside)).df() for w in (cannot_sql, unlike_sql))
+    labels = con.execute("SELECT component FROM _cc ORDER BY node").df()["component"].to_numpy(np.int64)
+    recs = con.execute("SELECT record_id FROM _idx ORDER BY i").df()
+    for t in ("_slow", "_cc", "_idx"):
+        con.execute(f"DROP TABLE {t}")
+
+    strong = {c: slow[c].where(slow[c].notna(), None).to_numpy(dtype=object) for c in vetoing}
+    direct = {c: slow[c].where(slow[c].notna(), None).to_numpy(dtype=object) for c in spec.guards.direct_evidence_for}
+    if spec.guards.one_record_per_source:
+        for source in slow["_source"].unique():
+            strong[f"record_of_{source}"] = np.where(slow["_source"] == source, slow["record_id"], None)
+    hard = edges.lj.notna().to_numpy()
+    e = edges[hard]
+    res = cluster(len(slow), e.lj.to_numpy(np.int64), e.rj.to_numpy(np.int64), (e.decision == "must_link").to_numpy(),
+                  strong, list(zip(cannot.li.tolist(), cannot.ri.tolist())), spec.guards.max_cluster_size, direct,
+                  (unlike.li.to_numpy(np.int64), unlike.ri.to_numpy(np.int64)))
+    # components that break no guard keep their smallest record as the label; the others the union-find's roots
+    positions = slow["i"].to_numpy(np.int64)
+    labels[positions] = positions[res.labels]
+    outcomes = np.full(len(edges), ACCEPTED, dtype=object)
+    outcomes[hard] = res.outcomes
+    edges = edges.drop(columns=["lj", "rj"])
+    edges["outcome"] = outcomes
+    return recs, edges, ClusterResult(labels, outcomes.tolist(), res.refused)
 
 
 # A scored pair below this match probability is clearly two people: the clustering never joins

@@ -372,6 +372,70 @@ def test_fast_clustering_path_gives_the_ordered_union_find_result():
     assert partition(fast.labels) == partition(slow.labels)
 
 
+def test_link_components_in_sql_are_the_graphs_components():
+    """The link graph's components computed in SQL (the form Spark runs too) label every node by
+    the smallest node of its component, as scipy finds them, and a long chain of shuffled ids
+    settles in a number of rounds that grows with the log of its length, not with the length."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as scipy_components
+
+    from crm_platform.identity.graph import connected_components
+
+    rng = np.random.default_rng(5)
+    n, chain = 30_000, 20_000
+    ids_ = rng.permutation(n)
+    a = np.r_[ids_[:chain - 1], rng.integers(0, n, 3000)]
+    b = np.r_[ids_[1:chain], rng.integers(0, n, 3000)]
+    con = duckdb.connect()
+    con.register("e", pd.DataFrame({"a": a, "b": b}))
+    con.execute(f"CREATE TABLE nodes AS SELECT range AS node FROM range({n})")
+    rounds = connected_components(con, "SELECT node FROM nodes", "SELECT a, b FROM e", "_cc")
+    got = con.execute("SELECT component FROM _cc ORDER BY node").df()["component"].to_numpy()
+    k, comp = scipy_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
+    smallest = np.full(k, n)
+    np.minimum.at(smallest, comp, np.arange(n))
+    assert (got == smallest[comp]).all()
+    assert len(set(got)) == k < n - chain                      # the chain is one component
+    assert rounds <= 12
+
+
+def test_resolution_gives_the_union_find_over_every_record(resolved):
+    """Only components that break a guard reach the ordered union-find; every written link
+    outcome and the crosswalk's partition are those of running it over every record and link."""
+    from crm_platform.identity import cluster as cl
+
+    con = resolved[0]
+    vetoing, _ = guards.vetoing_ids(con, SPEC)
+    cols = [*vetoing, *SPEC.guards.direct_evidence_for]
+    uid = SPEC.unique_id
+    recs = con.execute(f"SELECT {uid} AS contact_key, CAST({SPEC.source_column} AS VARCHAR) AS src, "
+                       f"{', '.join(f'CAST({c} AS VARCHAR) AS {c}' for c in cols)} "
+                       "FROM identity.records ORDER BY 1").df()
+    pos = pd.Series(np.arange(len(recs)), index=recs.contact_key)
+    links = con.execute("SELECT left_id, right_id, decision, outcome FROM identity.links ORDER BY "
+                        "CASE decision WHEN 'must_link' THEN 0 WHEN 'deterministic' THEN 1 ELSE 2 END, "
+                        "match_probability DESC, left_id, right_id").df()
+    pairs = lambda where: [(pos[x], pos[y]) for x, y in con.execute(  # noqa: E731
+        f"SELECT left_id, right_id FROM identity.pair_scores WHERE {where}").fetchall()]
+    value = lambda c: recs[c].where(recs[c].notna(), None).to_numpy(dtype=object)  # noqa: E731
+    strong = {c: value(c) for c in vetoing}
+    if SPEC.guards.one_record_per_source:
+        for source in recs.src.unique():
+            strong[f"record_of_{source}"] = np.where(recs.src == source, recs.contact_key, None)
+    unlike = np.array(pairs(f"decision = 'no_link' AND match_probability < {resolve.CLEAR_NON_MATCH}")).reshape(-1, 2)
+    _, comp = cl.connected_components(cl.coo_matrix((np.ones(len(links)), (pos[links.left_id], pos[links.right_id])),
+                                                    shape=(len(recs), len(recs))), directed=False)
+    unlike = [(x, y) for x, y in unlike.tolist() if comp[x] == comp[y]]
+    whole = cl._union_find(len(recs), pos[links.left_id].to_numpy(), pos[links.right_id].to_numpy(),
+                           (links.decision == "must_link").to_numpy(), strong, pairs("decision = 'cannot_link'"),
+                           SPEC.guards.max_cluster_size, {c: value(c) for c in SPEC.guards.direct_evidence_for}, unlike)
+    assert links.outcome.tolist() == whole.outcomes
+    assert sum(o != cl.ACCEPTED for o in whole.outcomes) > 0          # the guards had work to do
+    x = _crosswalk(con)
+    partition = lambda labels: sorted(map(tuple, pd.Series(recs.contact_key).groupby(labels).apply(sorted)))  # noqa: E731
+    assert partition(whole.labels) == partition(recs.contact_key.map(x).to_numpy())
+
+
 def test_blocking_ceiling_joins_compared_true_pairs_transitively():
     """a1-a2 and a2-a3 were compared, a1-a3 was not but a perfect classifier joins it through a2;
     the b pair was never compared; b1-a1 was compared but is false."""
