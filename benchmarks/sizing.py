@@ -8,8 +8,8 @@ worlds hold 1.6 contact records and 36 events per customer, so customers stand f
 projection for a Spark cluster of C executor cores divides the per-customer part of the steps that
 run on the executors by C/2 (they were measured on two cores: the standalone cluster's two one-core
 workers, or local[2] where the standalone cluster lacks two sizes) and leaves the fixed part (statements,
-jobs, the driver's planning) as measured; resolution's cluster step is not divided (the standalone rows
-were measured while it collected every record and link onto the driver); a last row per size shows what moving it to the executors would give.
+jobs, the driver's planning) as measured; resolution's cluster step is not divided (the union-find of the
+components that break a guard and the id assignment run on the driver: an upper bound); a last row per size shows what moving it to the executors would give.
 Memory: DuckDB's peak and the Spark driver's
 Python process grow with the customers the same way (fitted like the time); Spark's executors
 spill to disk, so their memory is a per-core choice, not a projection.
