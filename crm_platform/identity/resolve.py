@@ -92,9 +92,10 @@ def cluster_scored(con, spec: MatchSpec, schema: str, subset: str | None = None
     unlike_sql = f"s.decision = 'no_link' AND s.match_probability < {CLEAR_NON_MATCH}"
     connected_components(con, "SELECT i AS node FROM _idx", pairs(linked, "a.i AS a, b.i AS b"), "_cc")
     rec = f"_cc x JOIN _idx d ON d.i = x.node JOIN {schema}.records r ON r.{uid} = d.record_id"
-    broken = [f"SELECT component FROM _cc GROUP BY component HAVING count(*) > {int(spec.guards.max_cluster_size)}"]
-    broken += [f"SELECT x.component FROM {rec} WHERE r.{c} IS NOT NULL GROUP BY x.component "
-               f"HAVING count(DISTINCT CAST(r.{c} AS VARCHAR)) > 1" for c in fields]
+    # one pass over the records: too large, or two values of an identifier or a direct-evidence field
+    broken = [f"SELECT x.component FROM {rec} GROUP BY x.component HAVING "
+              + " OR ".join([f"count(*) > {int(spec.guards.max_cluster_size)}",
+                             *(f"count(DISTINCT CAST(r.{c} AS VARCHAR)) > 1" for c in fields)])]
     if spec.guards.one_record_per_source:
         # each record is its own identifier within its source: two from one source conflict
         broken.append(f"SELECT x.component FROM {rec} WHERE r.{src} IS NOT NULL "
