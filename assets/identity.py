@@ -149,7 +149,8 @@ def resolve_customers(warehouse: DuckDBResource, identity: IdentityResolution):
         "identifiers_that_veto": dg.MetadataValue.json(vetoing),
         "identifier_notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in id_notes) or "every declared identifier vetoes"),
         "ids_minted": rep.minted, "id_changes": dg.MetadataValue.json(rep.id_changes),
-        "resolve_mode": rep.mode, "resolve_mode_reason": rep.reason, "records_resolved_this_run": rep.records_resolved})
+        "resolve_mode": rep.mode, "resolve_mode_reason": rep.reason, "records_resolved_this_run": rep.records_resolved,
+        "records_in_guarded_components": dg.MetadataValue.int(rep.guarded_records)})
     yield dg.MaterializeResult(asset_key=K["links"], metadata={
         **meta["links"], "accepted": rep.links_accepted,
         "refused_by_guard": dg.MetadataValue.json(rep.refused)})

@@ -12,7 +12,8 @@ machine for the run, executors in their own JVMs). The staged tables are handed 
 other; peak memory is the largest sum of resident memory, sampled twice a second, of the stage's
 process and every Spark JVM and Python worker on the machine (driver, executors, master, workers);
 ``python_peak_mb`` in the detail is the stage's Python process alone (on Spark the driver, which
-holds the cluster step's records and links).
+holds the records and links of the components that break a guard: ``guarded_records``,
+``guarded_links``; ``union_find_s`` is the part of the cluster step spent on them there).
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ def _steps(engine) -> tuple[dict, dict]:
     rows = features.build_snapshot(engine, features.load_config(), day)
     seconds["snapshot"] = time.perf_counter() - t
     detail.update(records=r.records, customers=r.customers, candidate_pairs=m.candidate_pairs,
-                  events=counts["events"], feature_rows=rows)
+                  events=counts["events"], feature_rows=rows, guarded_records=r.guarded_records,
+                  guarded_links=r.guarded_links, union_find_s=r.union_find_seconds)
     return seconds, detail
 
 
@@ -180,7 +182,7 @@ def stage(engine_name: str, customers: int) -> dict:
     out["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     out["total_seconds"] = round(sum(seconds.values()), 1)
     out["peak_mb"] = round(mem.peak_mb)
-    # the Python process alone: on Spark, the driver that holds the cluster step's records and links
+    # the Python process alone: on Spark, the driver that holds the guarded components' records and links
     detail["python_peak_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out["detail"] = detail
     return out

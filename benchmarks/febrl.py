@@ -49,16 +49,14 @@ def run(name: str, backend: str) -> dict:
     con.register("febrl_input", df)
     t0 = time.perf_counter()
     rep = engine.run(con, spec, "SELECT * FROM febrl_input", name)
-    recs, edges, res = cluster_scored(con, spec, name)
+    found = cluster_scored(con, spec, name)
     seconds = time.perf_counter() - t0
-    clusters = pd.DataFrame({"record_id": recs["record_id"], "cluster_id": res.labels})
     truth = pd.DataFrame({"record_id": df["rec_id"], "entity_id": df["rec_id"].str.split("-").str[1]})
-    con.register("_clusters", clusters)
-    m = evaluate.with_truth(con, "SELECT * FROM _clusters", truth, f"SELECT left_id, right_id FROM {name}.candidate_pairs")
+    m = evaluate.with_truth(con, "SELECT record_id, label AS cluster_id FROM _clusters", truth, f"SELECT left_id, right_id FROM {name}.candidate_pairs")
     return {"dataset": name, "compare_backend": backend, "records": len(df), "candidate_pairs": rep.candidate_pairs, "seconds": round(seconds, 2),
             **{k: m[k] for k in ("pairwise_precision", "pairwise_recall", "pairwise_f1", "bcubed_precision",
                                  "bcubed_recall", "bcubed_f1", "blocking_recall")},
-            "refused": res.refused}
+            "refused": found.refused}
 
 
 def main(argv: list[str]) -> None:

@@ -11,7 +11,8 @@ A new clustering is mapped onto the ids of the previous run:
   previous id are logged as ``move``.
 
 Ids are never reused: the registry remembers every minted id, retired ones included. With no new
-data the clustering is the same, so no id changes.
+data the clustering is the same, so no id changes. The mapping is SQL on the warehouse engine
+(DuckDB or Spark); only the changes, with their evidence, are collected.
 """
 
 from __future__ import annotations
@@ -32,65 +33,83 @@ def id_number(customer_id: str) -> int:
     return int(customer_id[len(PREFIX):])
 
 
-def _evidence(links: pd.DataFrame | None, records: set[str]) -> dict[str, str]:
-    """The strongest accepted link of each moved record, in words."""
-    if links is None or not records:
-        return {}
-    both = pd.concat([links[["left_id", "right_id", "decision", "match_probability"]],
-                      links.rename(columns={"left_id": "right_id", "right_id": "left_id"})
-                      [["left_id", "right_id", "decision", "match_probability"]]])
-    both = both[both.left_id.isin(records)].drop_duplicates("left_id")
-    return {r.left_id: f"{r.decision} with {r.right_id} (p={r.match_probability:.4f})"
-            for r in both.itertuples(index=False)}
+def _number(column: str) -> str:
+    return f"CAST(substr({column}, {len(PREFIX) + 1}) AS BIGINT)"
 
 
-def assign(records: pd.DataFrame, previous: pd.DataFrame, last_minted: int,
-           links: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``records``: record_id, label. ``previous``: record_id, customer_id of the last run.
-    ``links``: accepted links, strongest first, to explain changes.
+def assign(con, clusters: str, previous: str, last_minted: int, links: str) -> pd.DataFrame:
+    """Map the clusters of relation ``clusters`` (record_id, label) onto the ids of relation
+    ``previous`` (record_id, customer_id of the last run) in the engine: temporary table
+    ``_assigned`` (record_id, customer_id, minted: the id is new this run, old_id). ``links``:
+    relation of the accepted links (left_id, right_id, decision, match_probability), to explain
+    changes.
 
-    Returns the new crosswalk (record_id, customer_id) and the id changes (old_customer_id,
-    new_customer_id, kind, records, evidence)."""
-    df = records.merge(previous, on="record_id", how="left")
-    first_member = df.sort_values("record_id").drop_duplicates("label").set_index("label")["record_id"]
-    df["cluster_key"] = df["label"].map(first_member)
-    prev = df.dropna(subset=["customer_id"])
-    counts = prev.groupby(["customer_id", "cluster_key"]).size().rename("n").reset_index()
-    counts = counts.sort_values(["customer_id", "n", "cluster_key"], ascending=[True, False, True])
-    home = counts.drop_duplicates("customer_id")                  # customer_id -> home cluster
-    home = home.assign(num=home.customer_id.map(id_number))
-    keeper = home.sort_values(["cluster_key", "n", "num"], ascending=[True, False, True]) \
-        .drop_duplicates("cluster_key")
-    assigned = dict(zip(keeper.cluster_key, keeper.customer_id))
-    # clusters without a home get new ids in the order of their first record
-    fresh = pd.Index(df["cluster_key"].unique()).difference(pd.Index(list(assigned))).sort_values()
-    numbers = pd.Series(range(last_minted + 1, last_minted + 1 + len(fresh)), dtype="int64")
-    assigned.update(zip(fresh, PREFIX + numbers.astype(str).str.zfill(WIDTH)))
-    df["new_id"] = df["cluster_key"].map(assigned)
-
-    changes = []
-    moved = prev.assign(new_id=prev["cluster_key"].map(assigned))
-    moved = moved[moved.customer_id != moved.new_id]
-    evidence = _evidence(links, set(moved.record_id))
-    retired = set(home.customer_id) - set(keeper.customer_id)
-    home_of = dict(zip(home.customer_id, home.cluster_key))
-    minted = set(assigned.values()) - set(home.customer_id)
-    for (old, new), g in moved.groupby(["customer_id", "new_id"]):
-        if old in retired and assigned[home_of[old]] == new:
-            kind = "merge"
-        else:
-            kind = "split" if new in minted else "move"
-        recs = sorted(g.record_id)
-        changes.append({"old_customer_id": old, "new_customer_id": new, "kind": kind,
-                        "records": len(recs),
-                        "evidence": json.dumps({"records": recs[:20],
-                                                "links": [evidence[r] for r in recs[:20] if r in evidence]})})
-    out = df[["record_id", "new_id"]].rename(columns={"new_id": "customer_id"})
+    Returns the id changes (old_customer_id, new_customer_id, kind, records, evidence): only they
+    leave the engine."""
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _members AS
+        SELECT c.record_id, p.customer_id AS old_id, min(c.record_id) OVER (PARTITION BY c.label) AS cluster_key
+        FROM {clusters} c LEFT JOIN {previous} p ON p.record_id = c.record_id""")
+    # every previous id's home, and whether it is the id its home keeps
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _homes AS
+        WITH counts AS (SELECT old_id AS customer_id, cluster_key, count(*) AS n FROM _members
+                        WHERE old_id IS NOT NULL GROUP BY old_id, cluster_key),
+        ranked AS (SELECT customer_id, cluster_key, n,
+                          row_number() OVER (PARTITION BY customer_id ORDER BY n DESC, cluster_key) AS r FROM counts)
+        SELECT customer_id, cluster_key, row_number() OVER (PARTITION BY cluster_key
+                   ORDER BY n DESC, {_number('customer_id')}, customer_id) = 1 AS keeps
+        FROM ranked WHERE r = 1""")
+    # clusters home to no previous id get new ids in the order of their first record
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _cluster_ids AS
+        SELECT cluster_key, customer_id, false AS minted FROM _homes WHERE keeps
+        UNION ALL
+        SELECT k.cluster_key, '{PREFIX}' || lpad(CAST({int(last_minted)} + row_number() OVER (ORDER BY k.cluster_key)
+                   AS VARCHAR), {WIDTH}, '0'), true
+        FROM (SELECT DISTINCT cluster_key FROM _members) k
+        ANTI JOIN (SELECT cluster_key FROM _homes WHERE keeps) h ON h.cluster_key = k.cluster_key""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE _assigned AS
+        SELECT m.record_id, i.customer_id, i.minted, m.old_id FROM _members m JOIN _cluster_ids i USING (cluster_key)""")
+    # a retired id whose home keeps another: merged into it; else a split to a new id or a move
+    moved = """SELECT a.record_id, a.old_id AS old_customer_id, a.customer_id AS new_customer_id,
+               CASE WHEN NOT h.keeps AND hi.customer_id = a.customer_id THEN 'merge'
+                    WHEN a.minted THEN 'split' ELSE 'move' END AS kind
+        FROM _assigned a JOIN _homes h ON h.customer_id = a.old_id JOIN _cluster_ids hi ON hi.cluster_key = h.cluster_key
+        WHERE a.old_id <> a.customer_id"""
+    changes = con.execute(f"""SELECT old_customer_id, new_customer_id, kind, count(*) AS records
+        FROM ({moved}) m GROUP BY old_customer_id, new_customer_id, kind
+        ORDER BY old_customer_id, new_customer_id""").df()
     cols = ["old_customer_id", "new_customer_id", "kind", "records", "evidence"]
-    return out, pd.DataFrame(changes, columns=cols)
+    if len(changes):
+        changes["evidence"] = _evidence(con, moved, links, changes)
+    for t in ("_members", "_homes", "_cluster_ids"):
+        con.execute(f"DROP TABLE {t}")
+    return changes[cols] if len(changes) else pd.DataFrame(columns=cols)
+
+
+def _evidence(con, moved: str, links: str, changes: pd.DataFrame) -> list[str]:
+    """Per change, its first records and the strongest accepted link of each, as JSON."""
+    strongest = f"""SELECT record_id, decision || ' with ' || other || ' (p=' ||
+               CAST(round(match_probability, 4) AS VARCHAR) || ')' AS link FROM (
+            SELECT record_id, other, decision, match_probability, row_number() OVER (PARTITION BY record_id
+                ORDER BY CASE decision WHEN 'must_link' THEN 0 WHEN 'deterministic' THEN 1 ELSE 2 END,
+                         match_probability DESC, other) AS r
+            FROM (SELECT left_id AS record_id, right_id AS other, decision, match_probability FROM {links}
+                  UNION ALL SELECT right_id, left_id, decision, match_probability FROM {links}) b
+            SEMI JOIN ({moved}) m ON m.record_id = b.record_id) s
+        WHERE r = 1"""
+    shown = con.execute(f"""SELECT m.old_customer_id, m.new_customer_id, m.record_id, e.link FROM (
+            SELECT *, row_number() OVER (PARTITION BY old_customer_id, new_customer_id ORDER BY record_id) AS r
+            FROM ({moved}) x) m
+        LEFT JOIN ({strongest}) e ON e.record_id = m.record_id
+        WHERE m.r <= {EVIDENCE_RECORDS} ORDER BY m.old_customer_id, m.new_customer_id, m.record_id""").df()
+    evidence = {key: json.dumps({"records": g.record_id.tolist(), "links": g.link.dropna().tolist()})
+                for key, g in shown.groupby(["old_customer_id", "new_customer_id"], sort=False)}
+    return [evidence[(o, n)] for o, n in zip(changes.old_customer_id, changes.new_customer_id)]
+
+
+# records (and their strongest links) named in an id change's evidence
+EVIDENCE_RECORDS = 20
 
 
 def last_minted(ids: pd.Series) -> int:
     nums = ids.dropna().map(id_number)
     return int(nums.max()) if len(nums) else 0
-

@@ -20,6 +20,7 @@ the one a full resolution of the same pair scores gives (a test holds them equal
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -29,7 +30,7 @@ import pandas as pd
 from crm_platform.staging import tables as staging
 from crm_platform.identity import engine, guards, ids
 from crm_platform.identity.graph import connected_components
-from crm_platform.identity.cluster import ACCEPTED, ClusterResult, cluster
+from crm_platform.identity.cluster import ACCEPTED, cluster
 from crm_platform.identity.spec import MatchSpec
 from crm_platform.core.warehouse import columns, table_exists, transaction
 
@@ -53,6 +54,9 @@ class ResolveReport:
     mode: str = "full"             # or "incremental"
     reason: str = ""
     records_resolved: int = 0      # records re-clustered this run
+    guarded_records: int = 0       # of them, in components that break a guard: the union-find's
+    guarded_links: int = 0
+    union_find_seconds: float = 0.0
 
 
 def match(con, spec: MatchSpec, decisions: pd.DataFrame | None = None,
@@ -65,15 +69,28 @@ def match(con, spec: MatchSpec, decisions: pd.DataFrame | None = None,
                       generation=staging.generation(con, "contacts"))
 
 
-def cluster_scored(con, spec: MatchSpec, schema: str, subset: str | None = None
-                   ) -> tuple[pd.DataFrame, pd.DataFrame, ClusterResult]:
+@dataclass
+class Clustering:
+    """What ``cluster_scored`` found; the clusters and link outcomes themselves are tables."""
+    records: int
+    links_considered: int
+    links_accepted: int
+    refused: dict[str, int]
+    guarded_records: int = 0       # in components that break a guard, clustered by the union-find
+    guarded_links: int = 0
+    union_find_seconds: float = 0.0    # collecting them, the union-find and writing its result back
+
+
+def cluster_scored(con, spec: MatchSpec, schema: str, subset: str | None = None) -> Clustering:
     """Cluster the scored pairs of ``schema`` (of the records whose ids are in table ``subset``)
-    under the spec's guards.
+    under the spec's guards into temporary tables ``_clusters`` (record_id, label: the position
+    of a record of its cluster) and ``_link_outcomes`` (left_id, right_id, outcome of every link
+    considered).
 
     The link graph's components and the guards each one breaks are found in SQL on the engine
-    (``graph.connected_components``); a component that breaks none accepts every link, so only
-    the records and pairs of the others reach the ordered union-find (``cluster.cluster``) here.
-    Returns the records (sorted by id), the links considered with their outcome, and the result."""
+    (``graph.connected_components``); a component that breaks none accepts every link and keeps
+    its smallest record as its label, so only the records and pairs of the others reach the
+    ordered union-find (``cluster.cluster``) here, and only their labels and outcomes go back."""
     uid, src = spec.unique_id, spec.source_column
     vetoing, _ = guards.vetoing_ids(con, spec, schema)
     fields = [*vetoing, *spec.guards.direct_evidence_for]
@@ -106,40 +123,46 @@ def cluster_scored(con, spec: MatchSpec, schema: str, subset: str | None = None
                 "(row_number() OVER (ORDER BY x.node) - 1)::BIGINT AS j FROM _cc x "
                 f"SEMI JOIN ({' UNION '.join(broken)}) d ON d.component = x.component")
     strong_cols = "".join(f", CAST(r.{c} AS VARCHAR) AS {c}" for c in fields)
+    started = time.perf_counter()
     slow = con.execute(f"SELECT s.i, d.record_id, CAST(r.{src} AS VARCHAR) AS _source{strong_cols} FROM _slow s "
                        f"JOIN _idx d ON d.i = s.i JOIN {schema}.records r ON r.{uid} = d.record_id ORDER BY s.j").df()
-    edges = con.execute(f"""SELECT s.left_id, s.right_id, s.decision, s.match_probability, la.j AS lj, lb.j AS rj
-        FROM {schema}.pair_scores s JOIN _idx a ON a.record_id = s.left_id JOIN _idx b ON b.record_id = s.right_id
-        LEFT JOIN _slow la ON la.i = a.i LEFT JOIN _slow lb ON lb.i = b.i
-        WHERE {linked}
-        ORDER BY CASE s.decision WHEN 'must_link' THEN 0 WHEN 'deterministic' THEN 1 ELSE 2 END,
-                 s.match_probability DESC, s.left_id, s.right_id""").df()
     # only the pairs inside the components the union-find sees, in its own positions
     inside = " JOIN _slow la ON la.i = a.i JOIN _slow lb ON lb.i = b.i"
+    hard = con.execute(pairs(linked, "s.left_id, s.right_id, s.decision, la.j AS lj, lb.j AS rj", inside)
+                       + """ ORDER BY CASE s.decision WHEN 'must_link' THEN 0 WHEN 'deterministic' THEN 1 ELSE 2 END,
+                 s.match_probability DESC, s.left_id, s.right_id""").df()
     cannot, unlike = (con.execute(pairs(w, "la.j AS li, lb.j AS ri", inside)).df() for w in (cannot_sql, unlike_sql))
-    labels = con.execute("SELECT component FROM _cc ORDER BY node").df()["component"].to_numpy(np.int64)
-    recs = con.execute("SELECT record_id FROM _idx ORDER BY i").df()
-    for t in ("_slow", "_cc", "_idx"):
-        con.execute(f"DROP TABLE {t}")
 
     strong = {c: slow[c].where(slow[c].notna(), None).to_numpy(dtype=object) for c in vetoing}
     direct = {c: slow[c].where(slow[c].notna(), None).to_numpy(dtype=object) for c in spec.guards.direct_evidence_for}
     if spec.guards.one_record_per_source:
         for source in slow["_source"].unique():
             strong[f"record_of_{source}"] = np.where(slow["_source"] == source, slow["record_id"], None)
-    hard = edges.lj.notna().to_numpy()
-    e = edges[hard]
-    res = cluster(len(slow), e.lj.to_numpy(np.int64), e.rj.to_numpy(np.int64), (e.decision == "must_link").to_numpy(),
-                  strong, list(zip(cannot.li.tolist(), cannot.ri.tolist())), spec.guards.max_cluster_size, direct,
+    res = cluster(len(slow), hard.lj.to_numpy(np.int64), hard.rj.to_numpy(np.int64),
+                  (hard.decision == "must_link").to_numpy(), strong,
+                  list(zip(cannot.li.tolist(), cannot.ri.tolist())), spec.guards.max_cluster_size, direct,
                   (unlike.li.to_numpy(np.int64), unlike.ri.to_numpy(np.int64)))
-    # components that break no guard keep their smallest record as the label; the others the union-find's roots
+    # the union-find's roots, in the engine's positions, and the links it refused
     positions = slow["i"].to_numpy(np.int64)
-    labels[positions] = positions[res.labels]
-    outcomes = np.full(len(edges), ACCEPTED, dtype=object)
-    outcomes[hard] = res.outcomes
-    edges = edges.drop(columns=["lj", "rj"])
-    edges["outcome"] = outcomes
-    return recs, edges, ClusterResult(labels, outcomes.tolist(), res.refused)
+    con.register("_relabel", pd.DataFrame({"i": positions, "label": positions[res.labels]}, dtype="int64"))
+    refused = [o != ACCEPTED for o in res.outcomes]
+    con.register("_refusals", pd.DataFrame({"left_id": hard.left_id[refused].astype(str),
+                                            "right_id": hard.right_id[refused].astype(str),
+                                            "outcome": pd.Series(res.outcomes, dtype=object)[refused].astype(str)}))
+    con.execute("CREATE OR REPLACE TEMP TABLE _clusters AS SELECT d.record_id, coalesce(l.label, x.component) AS label "
+                "FROM _cc x JOIN _idx d ON d.i = x.node LEFT JOIN _relabel l ON l.i = x.node")
+    con.execute("CREATE OR REPLACE TEMP TABLE _link_outcomes AS "
+                + pairs(linked, f"s.left_id, s.right_id, coalesce(f.outcome, '{ACCEPTED}') AS outcome",
+                        " LEFT JOIN _refusals f ON f.left_id = s.left_id AND f.right_id = s.right_id"))
+    for t in ("_relabel", "_refusals"):
+        con.unregister(t)
+    seconds = time.perf_counter() - started
+    for t in ("_slow", "_cc", "_idx"):
+        con.execute(f"DROP TABLE {t}")
+    records, considered, accepted = con.execute(
+        f"SELECT (SELECT count(*) FROM _clusters), count(*), count(CASE WHEN outcome = '{ACCEPTED}' THEN 1 END) "
+        "FROM _link_outcomes").fetchall()[0]
+    return Clustering(int(records), int(considered), int(accepted), res.refused, len(slow), len(hard), round(seconds, 2))
 
 
 # A scored pair below this match probability is clearly two people: the clustering never joins
@@ -208,34 +231,34 @@ def resolve(con, spec: MatchSpec, now: datetime | None = None, incremental: bool
             else:
                 mode, reason = "incremental", f"{touched} of {total} records in components with new, changed or removed records"
     subset = "_touched" if mode == "incremental" else None
-    recs, edges, res = cluster_scored(con, spec, SCHEMA, subset)
-    labels = pd.DataFrame({"record_id": recs["record_id"], "label": res.labels})
-
-    previous = pd.DataFrame(columns=["record_id", "customer_id"])
+    found = cluster_scored(con, spec, SCHEMA, subset)
+    previous = "(SELECT record_id, CAST(NULL AS VARCHAR) AS customer_id FROM _clusters WHERE 1 = 0)"
     last = 0
     if table_exists(con, f"{SCHEMA}.crosswalk"):
-        previous = con.execute(f"SELECT {uid} AS record_id, customer_id FROM {SCHEMA}.crosswalk"
-                               + (f" WHERE {uid} IN (SELECT id FROM {subset})" if subset else "")).df()
+        previous = (f"(SELECT {uid} AS record_id, customer_id FROM {SCHEMA}.crosswalk"
+                    + (f" WHERE {uid} IN (SELECT id FROM {subset})" if subset else "") + ")")
+        last = ids.last_minted(pd.Series(con.execute(f"SELECT max(customer_id) FROM {SCHEMA}.crosswalk").fetchall()[0]))
     if table_exists(con, f"{SCHEMA}.id_registry"):      # ids are zero-padded: the text max is the last
-        last = ids.last_minted(pd.Series(con.execute(f"SELECT max(customer_id) FROM {SCHEMA}.id_registry").fetchall()[0]))
+        last = max(last, ids.last_minted(pd.Series(con.execute(f"SELECT max(customer_id) FROM {SCHEMA}.id_registry").fetchall()[0])))
     if table_exists(con, f"{SCHEMA}.id_watermark"):     # ids of erased customers are gone but not free
         last = max(last, ids.last_minted(pd.Series(con.execute(f"SELECT max(last_minted) FROM {SCHEMA}.id_watermark").fetchall()[0])))
-    last = max(last, ids.last_minted(previous["customer_id"]))
-    accepted = edges[edges.outcome == ACCEPTED]
-    crosswalk, changes = ids.assign(labels, previous, last, accepted)
-
-    rep = ResolveReport(records=len(recs), customers=int(crosswalk.customer_id.nunique()),
-                        links_considered=len(edges), links_accepted=len(accepted), refused=res.refused,
-                        mode=mode, reason=reason, records_resolved=len(recs))
+    accepted = (f"(SELECT s.left_id, s.right_id, s.decision, s.match_probability FROM {SCHEMA}.pair_scores s "
+                f"JOIN _link_outcomes o ON o.left_id = s.left_id AND o.right_id = s.right_id WHERE o.outcome = '{ACCEPTED}')")
+    changes = ids.assign(con, "_clusters", previous, last, accepted)
+    customers, minted = con.execute("SELECT count(DISTINCT customer_id), count(DISTINCT CASE WHEN minted THEN customer_id END) "
+                                    "FROM _assigned").fetchall()[0]
+    rep = ResolveReport(records=found.records, customers=int(customers), links_considered=found.links_considered,
+                        links_accepted=found.links_accepted, refused=found.refused, mode=mode, reason=reason,
+                        records_resolved=found.records, minted=int(minted), guarded_records=found.guarded_records,
+                        guarded_links=found.guarded_links, union_find_seconds=found.union_find_seconds)
     rep.id_changes = changes["kind"].value_counts().to_dict() if len(changes) else {}
-    minted = sorted(set(crosswalk.customer_id) - set(previous.customer_id))
-    rep.minted = len(minted)
 
     try:
         with transaction(con):
-            _write(con, spec, edges, crosswalk, changes, minted, now, subset)
+            _write(con, spec, changes, now, subset)
     finally:
-        con.execute("DROP TABLE IF EXISTS _touched")
+        for t in ("_touched", "_assigned", "_clusters", "_link_outcomes"):
+            con.execute(f"DROP TABLE IF EXISTS {t}")
     if subset:
         rep.records, rep.customers = con.execute(f"SELECT count(*), count(DISTINCT customer_id) "
                                                  f"FROM {SCHEMA}.crosswalk").fetchall()[0]
@@ -246,10 +269,10 @@ def resolve(con, spec: MatchSpec, now: datetime | None = None, incremental: bool
     return rep
 
 
-def _write(con, spec: MatchSpec, edges: pd.DataFrame, crosswalk: pd.DataFrame, changes: pd.DataFrame,
-           minted: list[str], now: datetime, subset: str | None = None) -> None:
-    """Write the resolution; with ``subset``, replace only the links and crosswalk rows of the
-    records whose ids it holds (every link and every record of their customers lies inside)."""
+def _write(con, spec: MatchSpec, changes: pd.DataFrame, now: datetime, subset: str | None = None) -> None:
+    """Write the resolution held in ``_link_outcomes`` and ``_assigned``; with ``subset``, replace
+    only the links and crosswalk rows of the records whose ids it holds (every link and every
+    record of their customers lies inside)."""
     uid = spec.unique_id
 
     def replace(table: str, select: str, params=(), rows_of: str = "") -> None:
@@ -259,21 +282,17 @@ def _write(con, spec: MatchSpec, edges: pd.DataFrame, crosswalk: pd.DataFrame, c
         else:
             con.execute(f"CREATE OR REPLACE TABLE {SCHEMA}.{table} AS {select}", list(params))
 
-    con.register("_edges", edges[["left_id", "right_id", "outcome"]])
     replace("links", f"""SELECT s.* EXCLUDE (review_label, _built_at), e.outcome, now()::TIMESTAMP AS _built_at
-        FROM {SCHEMA}.pair_scores s JOIN _edges e USING (left_id, right_id)
+        FROM {SCHEMA}.pair_scores s JOIN _link_outcomes e ON e.left_id = s.left_id AND e.right_id = s.right_id
         ORDER BY s.match_probability DESC, s.left_id, s.right_id""",
             rows_of=f"left_id IN (SELECT id FROM {subset}) OR right_id IN (SELECT id FROM {subset})")
-    con.unregister("_edges")
-    con.register("_xw", crosswalk)
-    # typed: with no contact at all (a marketing-spend export alone) the frame's columns are empty
-    replace("crosswalk", f"""SELECT x.record_id::VARCHAR AS {uid}, x.customer_id::VARCHAR AS customer_id, r.dataset,
-               r.source_system, r.source_record_id,
-               count(*) OVER (PARTITION BY x.customer_id)::INTEGER AS cluster_size,
-               ?::TIMESTAMP AS resolved_at
-        FROM _xw x JOIN {SCHEMA}.records r ON r.{uid} = x.record_id::VARCHAR ORDER BY 2, 1""", [now],
+    # typed: with no contact at all (a marketing-spend export alone) the columns are empty
+    replace("crosswalk", f"""SELECT CAST(x.record_id AS VARCHAR) AS {uid}, CAST(x.customer_id AS VARCHAR) AS customer_id,
+               r.dataset, r.source_system, r.source_record_id,
+               CAST(count(*) OVER (PARTITION BY x.customer_id) AS INTEGER) AS cluster_size,
+               CAST(? AS TIMESTAMP) AS resolved_at
+        FROM _assigned x JOIN {SCHEMA}.records r ON r.{uid} = x.record_id ORDER BY 2, 1""", [now],
             rows_of=f"{uid} IN (SELECT id FROM {subset})")
-    con.unregister("_xw")
     con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.id_changes (
         old_customer_id VARCHAR, new_customer_id VARCHAR, kind VARCHAR, records INTEGER,
         evidence VARCHAR, changed_at TIMESTAMP)""")
@@ -285,10 +304,8 @@ def _write(con, spec: MatchSpec, edges: pd.DataFrame, crosswalk: pd.DataFrame, c
     con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.id_registry (
         customer_id VARCHAR PRIMARY KEY, minted_at TIMESTAMP, status VARCHAR, retired_into VARCHAR,
         retired_at TIMESTAMP)""")
-    if minted:
-        con.register("_minted", pd.DataFrame({"customer_id": minted}))
-        con.execute(f"INSERT INTO {SCHEMA}.id_registry SELECT customer_id, ?, 'active', NULL, NULL FROM _minted", [now])
-        con.unregister("_minted")
+    con.execute(f"INSERT INTO {SCHEMA}.id_registry SELECT DISTINCT customer_id, CAST(? AS TIMESTAMP), 'active', "
+                "CAST(NULL AS VARCHAR), CAST(NULL AS TIMESTAMP) FROM _assigned WHERE minted", [now])
     merges = changes[changes.kind == "merge"] if len(changes) else changes
     con.register("_into", pd.DataFrame({"customer_id": merges.old_customer_id if len(merges) else [],
                                         "into": merges.new_customer_id if len(merges) else []}, dtype=str))

@@ -2,6 +2,7 @@
 guards, the supervised classifier, survivorship and provenance."""
 
 import dataclasses
+import json
 import shutil
 
 import duckdb
@@ -145,21 +146,52 @@ def test_new_records_join_existing_customers(loaded_world, world, tmp_path):
     assert (merged.retired_into.notna()).all()
 
 
+def _assign(clusters: pd.DataFrame, previous: pd.DataFrame, last_minted: int, links: pd.DataFrame | None = None):
+    con = duckdb.connect()
+    con.register("_c", clusters)
+    con.register("_p", previous.astype(str))
+    con.register("_l", links if links is not None else
+                 pd.DataFrame({"left_id": [], "right_id": [], "decision": [], "match_probability": []}).astype(
+                     {"left_id": str, "right_id": str, "decision": str, "match_probability": float}))
+    changes = ids.assign(con, "_c", "(SELECT * FROM _p)", last_minted, "_l")
+    return con.execute("SELECT record_id, customer_id FROM _assigned ORDER BY record_id").df(), changes
+
+
 def test_merge_keeps_surviving_id_and_split_mints_a_new_one():
     prev = pd.DataFrame({"record_id": ["a", "b", "c", "d", "e"],
                          "customer_id": ["C000000001", "C000000001", "C000000002", "C000000003", "C000000003"]})
     # a, b, c merge into one cluster; d and e split apart
     new = pd.DataFrame({"record_id": ["a", "b", "c", "d", "e"], "label": [0, 0, 0, 3, 4]})
-    xw, changes = ids.assign(new, prev, last_minted=3)
+    links = pd.DataFrame({"left_id": ["a", "b"], "right_id": ["c", "c"], "decision": ["link", "deterministic"],
+                          "match_probability": [0.97, 1.0]})
+    xw, changes = _assign(new, prev, last_minted=3, links=links)
     got = dict(zip(xw.record_id, xw.customer_id))
     assert got["a"] == got["b"] == got["c"] == "C000000001"          # the bigger id survives
     assert {got["d"], got["e"]} == {"C000000003", "C000000004"}       # one keeps it, one is new
     kinds = {(r.old_customer_id, r.new_customer_id): r.kind for r in changes.itertuples()}
-    assert kinds[("C000000002", "C000000001")] == "merge"
-    assert kinds[("C000000003", "C000000004")] == "split"
+    assert kinds == {("C000000002", "C000000001"): "merge", ("C000000003", "C000000004"): "split"}
+    # the merge names its record and the strongest link that carried it
+    merge = json.loads(changes.set_index("kind").loc["merge", "evidence"])
+    assert merge == {"records": ["c"], "links": ["deterministic with b (p=1.0)"]}
     # minting continues after the last id ever minted, even one retired since
-    xw2, _ = ids.assign(pd.DataFrame({"record_id": ["z"], "label": [0]}), prev.iloc[:0], last_minted=9)
+    xw2, _ = _assign(pd.DataFrame({"record_id": ["z"], "label": [0]}), prev.iloc[:0], last_minted=9)
     assert xw2.customer_id.tolist() == ["C000000010"]
+
+
+def test_ties_go_to_the_oldest_id_and_to_the_cluster_whose_first_record_sorts_first():
+    prev = pd.DataFrame({"record_id": ["a", "b", "c", "d", "e", "f", "g", "x", "y"],
+                         "customer_id": ["C000000007"] * 2 + ["C000000002"] * 2 + ["C000000005"] * 3 + ["C000000003"] * 2})
+    # C7 and C2 meet with two records each: the cluster keeps C2, the older; C5 loses e; C3 falls
+    # apart one to one: it stays with x, whose cluster's first record sorts before y's
+    new = pd.DataFrame({"record_id": ["a", "b", "c", "d", "e", "f", "g", "x", "y"],
+                        "label": [4, 4, 4, 4, 1, 2, 2, 5, 6]})
+    xw, changes = _assign(new, prev, last_minted=7)
+    got = dict(zip(xw.record_id, xw.customer_id))
+    assert got == {"a": "C000000002", "b": "C000000002", "c": "C000000002", "d": "C000000002",
+                   "e": "C000000008", "f": "C000000005", "g": "C000000005", "x": "C000000003", "y": "C000000009"}
+    assert changes[["old_customer_id", "new_customer_id", "kind", "records"]].values.tolist() == [
+        ["C000000003", "C000000009", "split", 1], ["C000000005", "C000000008", "split", 1],
+        ["C000000007", "C000000002", "merge", 2]]
 
 
 # --- review decisions --------------------------------------------------------------------------
