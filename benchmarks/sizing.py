@@ -10,10 +10,9 @@ run on the executors by C/2 (they were measured on two cores: the standalone clu
 workers, or local[2] where the standalone cluster lacks two sizes) and leaves the fixed part (statements,
 jobs, the driver's planning) as measured. Of resolution's cluster step the part spent on the union-find of
 the components that break a guard (``union_find_s``: collected to the driver and clustered there) is not
-divided; a last row per size shows what moving it to the executors as well would give.
-Memory: DuckDB's peak and the Spark driver's
-Python process grow with the customers the same way (fitted like the time); Spark's executors
-spill to disk, so their memory is a per-core choice, not a projection.
+divided. Memory: DuckDB's peak and the Spark driver's Python process grow with the customers the
+same way (fitted like the time); Spark's executors spill to disk, so their memory is a per-core
+choice, not a projection.
 
 What this cannot know: network shuffles between machines (the standalone cluster here ran on one
 machine), skew in real data, and a cluster's storage. It is a lower bound on time for a cluster
@@ -52,7 +51,7 @@ def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
     return max(y2 - slope * n2, 0.0), slope
 
 
-def project(rows: dict, engine: str, customers: int, cores: int = 2, on_driver: bool = True) -> dict:
+def project(rows: dict, engine: str, customers: int, cores: int = 2) -> dict:
     sizes = sorted(n for e, n in rows if e == engine)
     if len(sizes) < 2:
         raise SystemExit(f"not enough data: {engine} is measured at {len(sizes)} size(s), the fit needs two")
@@ -60,7 +59,7 @@ def project(rows: dict, engine: str, customers: int, cores: int = 2, on_driver: 
     for step in STEPS:
         points = [(n, rows[(engine, n)]["seconds"][step]) for n in sizes]
         driver = [(n, 0.0) for n in sizes]
-        if step == "cluster" and engine != "duckdb" and on_driver:
+        if step == "cluster" and engine != "duckdb":
             # the union-find of the guarded components, on the driver; rows from before it was
             # measured apart had all of the cluster step there
             driver = [(n, rows[(engine, n)]["detail"].get("union_find_s", y)) for n, y in points]
@@ -103,9 +102,6 @@ def table(rows: dict, targets=(1_000_000, 10_000_000, 100_000_000)) -> list[str]
             s = project(rows, spark, n, cores)
             lines.append(f"{head} | Spark | {cores} | driver {fmt_mem(s['memory_mb'])}, executors 5 GB per core "
                          f"| {fmt_time(s['seconds'])} |")
-        s = project(rows, spark, n, 64, on_driver=False)
-        lines.append(f"{head} | Spark, the union-find of guarded components on the executors too (not built yet) | 64 | "
-                     f"executors 5 GB per core | {fmt_time(s['seconds'])} |")
     return lines
 
 
