@@ -57,10 +57,13 @@ def load_config(path: str | Path = DEFAULT_FEATURES) -> FeatureConfig:
 
 def population_sql(end: str, events: str = "core.customer_events") -> str:
     """customer_id, first_seen_at of every customer known before ``end``: a contact record
-    created, or an event known, by then."""
+    created, or an event known, by then. A record without a creation date counts from its last
+    change (it existed then), one without either from its load into the warehouse (the platform
+    knew it then): a newsletter subscriber exported without ``created_at`` and with no event would
+    otherwise never be scored."""
     return f"""SELECT customer_id, min(seen) AS first_seen_at FROM (
-        SELECT x.customer_id, c.created_at AS seen FROM identity.crosswalk x
-        JOIN staging.contacts c USING (contact_key) WHERE c.created_at < {end}
+        SELECT x.customer_id, coalesce(c.created_at, c.updated_at, c._loaded_at) AS seen FROM identity.crosswalk x
+        JOIN staging.contacts c USING (contact_key) WHERE coalesce(c.created_at, c.updated_at, c._loaded_at) < {end}
         UNION ALL SELECT customer_id, known_at FROM {events} WHERE known_at < {end}) GROUP BY 1"""
 
 

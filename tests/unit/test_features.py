@@ -52,7 +52,8 @@ def tiny():
     con.register("_e", df)
     con.execute("CREATE TABLE core.customer_events AS SELECT * EXCLUDE (categories), "
                 "CAST(categories AS VARCHAR[]) AS categories FROM _e")
-    con.execute("""CREATE TABLE staging.contacts AS SELECT * FROM (VALUES
+    con.execute("""CREATE TABLE staging.contacts AS SELECT *, created_at AS updated_at,
+            TIMESTAMP '2026-04-20 00:00' AS _loaded_at FROM (VALUES
         ('shop:1', TIMESTAMP '2025-12-01 00:00'), ('sales:2', TIMESTAMP '2026-03-31 23:00'),
         ('shop:3', TIMESTAMP '2026-04-10 00:00')) t(contact_key, created_at)""")
     con.execute("""CREATE TABLE identity.crosswalk AS SELECT * FROM (VALUES
@@ -86,6 +87,22 @@ def test_features_by_hand(tiny):
     assert b.lead_channel == "trade_fair" and pd.isna(b.recency_days) and pd.isna(b.avg_order_value)
     assert pd.isna(b.email_open_rate_90d) and pd.isna(b.return_rate)   # nothing to divide: null, not 0 or 1
     CustomerFeatures.validate(rows)
+
+
+def test_a_contact_without_a_creation_date_counts_from_its_last_change_or_its_load(tiny):
+    """A subscriber exported without created_at and with no event is still a customer to score."""
+    tiny.execute("""INSERT INTO staging.contacts VALUES
+        ('newsletter:4', NULL, TIMESTAMP '2026-02-01 00:00', TIMESTAMP '2026-04-20 00:00'),
+        ('newsletter:5', NULL, NULL, TIMESTAMP '2026-04-20 00:00')""")
+    tiny.execute("INSERT INTO identity.crosswalk VALUES ('newsletter:4', 'C000000004'), ('newsletter:5', 'C000000005')")
+    assert features.build_snapshot(tiny, CFG, date(2026, 3, 31)) == 3        # 5 was not known yet
+    rows = tiny.sql("SELECT customer_id, tenure_days FROM features.customer_features "
+                    "WHERE snapshot_date = DATE '2026-03-31' ORDER BY 1").df()
+    assert rows.customer_id.tolist() == ["C000000001", "C000000002", "C000000004"]
+    assert rows.tenure_days.iloc[-1] == 58                                       # since 2026-02-01
+    features.build_snapshot(tiny, CFG, date(2026, 4, 30))
+    later = tiny.sql("SELECT customer_id FROM features.customer_features WHERE snapshot_date = DATE '2026-04-30'").df()
+    assert "C000000005" in set(later.customer_id)
 
 
 def test_rebuilding_a_day_replaces_only_that_day(tiny):

@@ -34,8 +34,8 @@ def _world(rows, spend=()):
     con.register("_ev", ev)
     con.execute("CREATE TABLE core.customer_events AS SELECT * FROM _ev")
     ids = sorted(set(ev.customer_id))
-    con.execute("CREATE TABLE staging.contacts AS SELECT 'c:' || i AS contact_key, TIMESTAMP '2025-06-01' AS created_at "
-                "FROM unnest(?) t(i)", [ids])
+    con.execute("CREATE TABLE staging.contacts AS SELECT 'c:' || i AS contact_key, TIMESTAMP '2025-06-01' AS created_at, "
+                "TIMESTAMP '2025-06-01' AS updated_at, TIMESTAMP '2025-06-01' AS _loaded_at FROM unnest(?) t(i)", [ids])
     con.execute("CREATE TABLE identity.crosswalk AS SELECT 'c:' || i AS contact_key, i AS customer_id FROM unnest(?) t(i)",
                 [ids])
     return con

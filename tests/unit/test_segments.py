@@ -28,7 +28,7 @@ def _world(orders=ORDERS, extra_customers: int = 0):
     ev["known_at"] = ev["event_at"]
     con.register("_ev", ev)
     con.execute("CREATE TABLE core.customer_events AS SELECT * FROM _ev")
-    con.execute("""CREATE TABLE staging.contacts AS SELECT * FROM (VALUES
+    con.execute("""CREATE TABLE staging.contacts AS SELECT *, created_at AS updated_at, created_at AS _loaded_at FROM (VALUES
         ('shop:1', TIMESTAMP '2024-12-15 09:00'), ('news:2', TIMESTAMP '2025-05-05 12:00')) t(contact_key, created_at)""")
     con.execute("""CREATE TABLE identity.crosswalk AS SELECT * FROM (VALUES
         ('shop:1', 'C000000001'), ('news:2', 'C000000002')) t(contact_key, customer_id)""")
