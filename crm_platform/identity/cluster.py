@@ -25,6 +25,14 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 ACCEPTED = "accepted"
+
+
+def strongest_first(t: str = "") -> str:
+    """The SQL order of links the clustering applies them in (module doc), of the columns
+    ``decision`` and ``match_probability`` of table alias ``t``."""
+    p = f"{t}." if t else ""
+    return (f"CASE {p}decision WHEN 'must_link' THEN 0 WHEN 'deterministic' THEN 1 ELSE 2 END, "
+            f"{p}match_probability DESC")
 # below this many links the plain union-find is quick enough
 FAST_PATH_LINKS = 5_000
 

@@ -21,6 +21,8 @@ import json
 
 import pandas as pd
 
+from crm_platform.identity.cluster import strongest_first
+
 PREFIX = "C"
 WIDTH = 9
 
@@ -69,36 +71,37 @@ def assign(con, clusters: str, previous: str, last_minted: int, links: str) -> p
     con.execute("""CREATE OR REPLACE TEMP TABLE _assigned AS
         SELECT m.record_id, i.customer_id, i.minted, m.old_id FROM _members m JOIN _cluster_ids i USING (cluster_key)""")
     # a retired id whose home keeps another: merged into it; else a split to a new id or a move
-    moved = """SELECT a.record_id, a.old_id AS old_customer_id, a.customer_id AS new_customer_id,
+    con.execute("""CREATE OR REPLACE TEMP TABLE _moved AS
+        SELECT a.record_id, a.old_id AS old_customer_id, a.customer_id AS new_customer_id,
                CASE WHEN NOT h.keeps AND hi.customer_id = a.customer_id THEN 'merge'
                     WHEN a.minted THEN 'split' ELSE 'move' END AS kind
         FROM _assigned a JOIN _homes h ON h.customer_id = a.old_id JOIN _cluster_ids hi ON hi.cluster_key = h.cluster_key
-        WHERE a.old_id <> a.customer_id"""
-    changes = con.execute(f"""SELECT old_customer_id, new_customer_id, kind, count(*) AS records
-        FROM ({moved}) m GROUP BY old_customer_id, new_customer_id, kind
+        WHERE a.old_id <> a.customer_id""")
+    changes = con.execute("""SELECT old_customer_id, new_customer_id, kind, count(*) AS records
+        FROM _moved GROUP BY old_customer_id, new_customer_id, kind
         ORDER BY old_customer_id, new_customer_id""").df()
     cols = ["old_customer_id", "new_customer_id", "kind", "records", "evidence"]
     if len(changes):
-        changes["evidence"] = _evidence(con, moved, links, changes)
-    for t in ("_members", "_homes", "_cluster_ids"):
+        changes["evidence"] = _evidence(con, links, changes)
+    for t in ("_members", "_homes", "_cluster_ids", "_moved"):
         con.execute(f"DROP TABLE {t}")
     return changes[cols] if len(changes) else pd.DataFrame(columns=cols)
 
 
-def _evidence(con, moved: str, links: str, changes: pd.DataFrame) -> list[str]:
-    """Per change, its first records and the strongest accepted link of each, as JSON."""
+def _evidence(con, links: str, changes: pd.DataFrame) -> list[str]:
+    """Per change (of table ``_moved``), its first records and the strongest accepted link of
+    each, as JSON."""
     strongest = f"""SELECT record_id, decision || ' with ' || other || ' (p=' ||
                CAST(round(match_probability, 4) AS VARCHAR) || ')' AS link FROM (
             SELECT record_id, other, decision, match_probability, row_number() OVER (PARTITION BY record_id
-                ORDER BY CASE decision WHEN 'must_link' THEN 0 WHEN 'deterministic' THEN 1 ELSE 2 END,
-                         match_probability DESC, other) AS r
+                ORDER BY {strongest_first()}, other) AS r
             FROM (SELECT left_id AS record_id, right_id AS other, decision, match_probability FROM {links}
                   UNION ALL SELECT right_id, left_id, decision, match_probability FROM {links}) b
-            SEMI JOIN ({moved}) m ON m.record_id = b.record_id) s
+            SEMI JOIN _moved m ON m.record_id = b.record_id) s
         WHERE r = 1"""
     shown = con.execute(f"""SELECT m.old_customer_id, m.new_customer_id, m.record_id, e.link FROM (
             SELECT *, row_number() OVER (PARTITION BY old_customer_id, new_customer_id ORDER BY record_id) AS r
-            FROM ({moved}) x) m
+            FROM _moved x) m
         LEFT JOIN ({strongest}) e ON e.record_id = m.record_id
         WHERE m.r <= {EVIDENCE_RECORDS} ORDER BY m.old_customer_id, m.new_customer_id, m.record_id""").df()
     evidence = {key: json.dumps({"records": g.record_id.tolist(), "links": g.link.dropna().tolist()})

@@ -30,7 +30,7 @@ import pandas as pd
 from crm_platform.staging import tables as staging
 from crm_platform.identity import engine, guards, ids
 from crm_platform.identity.graph import connected_components
-from crm_platform.identity.cluster import ACCEPTED, cluster
+from crm_platform.identity.cluster import ACCEPTED, cluster, strongest_first
 from crm_platform.identity.spec import MatchSpec
 from crm_platform.core.warehouse import columns, table_exists, transaction
 
@@ -129,8 +129,7 @@ def cluster_scored(con, spec: MatchSpec, schema: str, subset: str | None = None)
     # only the pairs inside the components the union-find sees, in its own positions
     inside = " JOIN _slow la ON la.i = a.i JOIN _slow lb ON lb.i = b.i"
     hard = con.execute(pairs(linked, "s.left_id, s.right_id, s.decision, la.j AS lj, lb.j AS rj", inside)
-                       + """ ORDER BY CASE s.decision WHEN 'must_link' THEN 0 WHEN 'deterministic' THEN 1 ELSE 2 END,
-                 s.match_probability DESC, s.left_id, s.right_id""").df()
+                       + f" ORDER BY {strongest_first('s')}, s.left_id, s.right_id").df()
     cannot, unlike = (con.execute(pairs(w, "la.j AS li, lb.j AS ri", inside)).df() for w in (cannot_sql, unlike_sql))
 
     strong = {c: slow[c].where(slow[c].notna(), None).to_numpy(dtype=object) for c in vetoing}
